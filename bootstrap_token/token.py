@@ -1,0 +1,165 @@
+"""Mint and verify bootstrap tokens: JWS compact JWTs, EdDSA/Ed25519 only.
+
+References: RFC 7515 (JWS), RFC 7519 (JWT), RFC 8037 (EdDSA in JOSE), RFC 8725 (JWT best
+current practice: explicit ``typ``, exactly one accepted algorithm).
+
+The clock is an argument (``now``, integer seconds since the epoch) so callers and tests
+control it. Signing and verification go through PyJWT's JWS layer on :mod:`cryptography`; the
+claim checks are ours, so each failure raises its own typed error (:mod:`bootstrap_token.errors`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import jwt
+from jwt.api_jws import PyJWS
+from pydantic import ValidationError
+
+from bootstrap_token.claims import MAX_TTL_SECONDS, MIN_TTL_SECONDS, BootstrapClaims
+from bootstrap_token.errors import (
+    AlgorithmNotAllowed,
+    BadSignature,
+    Expired,
+    LifetimeTooLong,
+    MalformedToken,
+    NotYetValid,
+    PolicyViolation,
+    UnknownKeyId,
+    WrongAudience,
+    WrongIssuer,
+)
+from bootstrap_token.keys import KeySet, SigningKey
+from bootstrap_token.policy import TrustPolicy
+
+ALGORITHM = "EdDSA"
+TOKEN_TYPE = "agent-bootstrap+jwt"  # noqa: S105 - a JOSE "typ" value, not a secret
+#: Upper bound on an encoded token; a stamped token is about 800 bytes.
+MAX_TOKEN_BYTES = 8192
+
+_JWS = PyJWS(algorithms=[ALGORITHM])
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationPolicy:
+    """What :func:`verify` requires besides a good signature.
+
+    Attributes:
+        issuer: required ``iss``.
+        audience: required ``aud``.
+        leeway_seconds: clock skew tolerated on ``exp`` and ``nbf`` (default 30 s).
+        max_ttl_seconds: largest ``exp - iat`` accepted (default 24 h, the minting bound).
+        trust: when set, the namespace and service account must be trusted by it *now*.
+    """
+
+    issuer: str
+    audience: str
+    leeway_seconds: int = 30
+    max_ttl_seconds: int = MAX_TTL_SECONDS
+    trust: TrustPolicy | None = None
+
+
+def mint(claims: BootstrapClaims, signing_key: SigningKey, *, now: int) -> str:
+    """Sign ``claims`` into a compact JWT with header ``{alg: EdDSA, typ, kid}``.
+
+    Args:
+        claims: the complete claims set (``iat``/``nbf``/``exp`` already chosen).
+        signing_key: the active Ed25519 key; its RFC 7638 thumbprint becomes ``kid``.
+        now: seconds since the epoch; ``iat`` must not lie more than 60 s away from it.
+
+    Returns:
+        ``header.payload.signature``, base64url, ASCII.
+
+    Raises:
+        ValueError: the claims would make a token outside the 5 min .. 24 h lifetime bounds or
+            not issued now, which the webhook must never sign.
+    """
+    if not MIN_TTL_SECONDS <= claims.ttl_seconds <= MAX_TTL_SECONDS:
+        raise ValueError(
+            f"token lifetime {claims.ttl_seconds}s outside {MIN_TTL_SECONDS}..{MAX_TTL_SECONDS}s"
+        )
+    if abs(claims.iat - now) > 60:
+        raise ValueError("claims.iat is not the current time")
+    return jwt.encode(
+        claims.to_payload(),
+        signing_key.private_key,
+        algorithm=ALGORITHM,
+        headers={"typ": TOKEN_TYPE, "kid": signing_key.kid},
+    )
+
+
+def read_header(token: str) -> dict[str, object]:
+    """The unverified JOSE header, for routing and display only (never for trust decisions).
+
+    Raises:
+        MalformedToken: not three base64url parts with a JSON object header.
+    """
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_BYTES or token.count(".") != 2:
+        raise MalformedToken("not a compact JWS (three base64url parts)")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.DecodeError:
+        raise MalformedToken("JOSE header is not valid base64url JSON") from None
+    return dict(header)
+
+
+def verify(token: str, key_set: KeySet, policy: VerificationPolicy, *, now: int) -> BootstrapClaims:
+    """Verify a bootstrap token and return its claims.
+
+    Checks, in this order (security-relevant failures first): structure and ``typ``
+    (RFC 8725 section 3.11); ``alg`` is exactly ``EdDSA`` (RFC 8725 section 3.1: never from the
+    header's choice); ``kid`` names a key of ``key_set``; the Ed25519 signature; the claims
+    set's shape; ``iss``; ``aud``; lifetime bound; ``nbf`` and ``exp`` with leeway
+    (RFC 7519 sections 4.1.4-4.1.5); the trust policy.
+
+    Raises:
+        MalformedToken, AlgorithmNotAllowed, UnknownKeyId, BadSignature, WrongIssuer,
+        WrongAudience, LifetimeTooLong, NotYetValid, Expired, PolicyViolation
+        (all :class:`~bootstrap_token.errors.TokenError`, with a ``reason`` code).
+    """
+    header = read_header(token)
+    if header.get("alg") != ALGORITHM:
+        raise AlgorithmNotAllowed(f"algorithm {header.get('alg')!r} is not allowed, only EdDSA")
+    if header.get("typ") != TOKEN_TYPE:
+        raise MalformedToken(f"token type must be {TOKEN_TYPE!r}")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or kid not in key_set:
+        raise UnknownKeyId("kid names no key of the verification key set")
+    try:
+        payload = _JWS.decode(token, key_set[kid], algorithms=[ALGORITHM])
+    except jwt.InvalidSignatureError:
+        raise BadSignature("signature does not verify") from None
+    except jwt.InvalidAlgorithmError:
+        raise AlgorithmNotAllowed("algorithm is not allowed, only EdDSA") from None
+    except jwt.DecodeError:
+        raise MalformedToken("payload or signature is not valid base64url") from None
+    try:
+        raw = json.loads(payload)
+        claims = BootstrapClaims.model_validate(raw)
+    except (ValueError, ValidationError) as exc:
+        fields = (
+            sorted({".".join(str(p) for p in e["loc"]) or "claims" for e in exc.errors()})
+            if isinstance(exc, ValidationError)
+            else ["claims"]
+        )
+        raise MalformedToken(f"claims set invalid at: {', '.join(fields)}") from None
+    if claims.iss != policy.issuer:
+        raise WrongIssuer("issuer is not the configured one")
+    if claims.aud != policy.audience:
+        raise WrongAudience("audience is not this approver")
+    if claims.ttl_seconds > policy.max_ttl_seconds:
+        raise LifetimeTooLong(
+            f"lifetime {claims.ttl_seconds}s exceeds the maximum {policy.max_ttl_seconds}s"
+        )
+    if now < claims.nbf - policy.leeway_seconds:
+        raise NotYetValid("token is not valid yet (nbf)")
+    if now >= claims.exp + policy.leeway_seconds:
+        raise Expired("token has expired (exp)")
+    if policy.trust is not None:
+        reason = policy.trust.untrusted_reason(claims.namespace, claims.service_account)
+        if reason is not None:
+            err = PolicyViolation(f"{reason.replace('_', ' ')} by the approver's policy")
+            err.reason = reason
+            raise err
+    return claims

@@ -1,0 +1,3 @@
+from certs_tooling.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,168 @@
+"""Certificate and key builders: pure functions that return PEM bytes (no file I/O).
+
+Every extension is spelled out with its critical flag chosen on purpose (RFC 5280 section 4.2):
+
+| certificate | BasicConstraints (crit.) | KeyUsage (crit.)     | ExtendedKeyUsage | SAN       |
+|-------------|--------------------------|----------------------|------------------|-----------|
+| CA          | ca=True, pathlen=0       | keyCertSign, cRLSign | none             | none      |
+| serving     | ca=False                 | digitalSignature     | serverAuth       | DNS, IP   |
+
+EKU and SAN are not critical (SAN is critical only with an empty subject, RFC 5280 4.2.1.6).
+Keys are ECDSA P-256: accepted by every Kubernetes API server and cheap in the TLS handshake.
+``pathlen=0`` means the CA can sign leaves only, never another CA. Serving certificates carry
+their names in subjectAltName (RFC 6125; Go's TLS stack, hence the API server, ignores the CN).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+#: Backdating of notBefore, so a client whose clock runs a little behind still accepts.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    """A certificate and its private key, both PEM. ``repr`` never shows the key."""
+
+    cert_pem: bytes
+    key_pem: bytes = field(repr=False)
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        return x509.load_pem_x509_certificate(self.cert_pem)
+
+    def private_key(self) -> ec.EllipticCurvePrivateKey:
+        key = serialization.load_pem_private_key(self.key_pem, password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError("expected an EC private key")
+        return key
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def make_ca(*, common_name: str, valid_days: int, now: datetime) -> Issued:
+    """A self-signed CA that may sign serving certificates only (``pathlen=0``).
+
+    Args:
+        common_name: subject and issuer CN, e.g. ``agent-bootstrap-ca``.
+        valid_days: lifetime in days from ``now`` (the CLI default is 5 years).
+        now: timezone-aware current time.
+    """
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - CLOCK_SKEW)
+        .not_valid_after(now + timedelta(days=valid_days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(ski, critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return Issued(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+
+
+def service_dns_names(service: str, namespace: str) -> list[str]:
+    """The names a Service is reached by inside a cluster: ``svc``, ``svc.ns``, ``svc.ns.svc``,
+    ``svc.ns.svc.cluster.local`` (Kubernetes "DNS for Services and Pods")."""
+    return [
+        service,
+        f"{service}.{namespace}",
+        f"{service}.{namespace}.svc",
+        f"{service}.{namespace}.svc.cluster.local",
+    ]
+
+
+def make_serving_cert(
+    *,
+    ca: Issued,
+    dns_names: Sequence[str],
+    ip_addresses: Sequence[str] = (),
+    valid_days: int,
+    now: datetime,
+) -> Issued:
+    """A TLS server certificate signed by ``ca`` for ``dns_names`` and ``ip_addresses``.
+
+    The CN is the first DNS name (informational only). Validity never exceeds the CA's.
+
+    Raises:
+        ValueError: no names, or an IP address that does not parse.
+    """
+    if not dns_names and not ip_addresses:
+        raise ValueError("a serving certificate needs at least one DNS name or IP address")
+    ca_cert = ca.certificate
+    ca_key = ca.private_key()
+    key = ec.generate_private_key(ec.SECP256R1())
+    sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
+    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
+    not_after = min(now + timedelta(days=valid_days), ca_cert.not_valid_after_utc)
+    cn = dns_names[0] if dns_names else ip_addresses[0]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - CLOCK_SKEW)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return Issued(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
