@@ -1,0 +1,1 @@
+"""`make demo`: the whole path on loopback — certs, webhook, approver, real reviews, agents."""

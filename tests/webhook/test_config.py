@@ -1,0 +1,241 @@
+"""Webhook settings: defaults, YAML file, environment, precedence and errors that name the field."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from bootstrap_token import MAX_TTL_SECONDS, MIN_TTL_SECONDS
+from webhook.config import CONFIG_ENV, ENV_PREFIX, ConfigError, load_settings
+
+REQUIRED = {
+    "signingKeyFile": "/keys/signing.key",
+    "tlsCertFile": "/tls/tls.crt",
+    "tlsKeyFile": "/tls/tls.key",
+}
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No AGENT_BOOTSTRAP_WEBHOOK_* variable from the outer environment leaks in."""
+    for name in list(os.environ):
+        if name.upper().startswith(ENV_PREFIX):
+            monkeypatch.delenv(name)
+
+
+def write(tmp_path: Path, document: Any, name: str = "webhook.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+class TestDefaults:
+    def test_defaults(self, tmp_path: Path) -> None:
+        """Only the three files are required; everything else has its documented default."""
+        settings = load_settings(config_file=write(tmp_path, REQUIRED))
+        assert settings.annotation_key == "agents.streamspace.io/bootstrap-token"
+        assert settings.issuer == "agent-bootstrap-webhook"
+        assert settings.audience == "agent-approver"
+        assert settings.cluster == "default"
+        assert settings.token_ttl_seconds == 3600
+        assert settings.host == "0.0.0.0"
+        assert settings.port == 8443
+        assert settings.max_request_bytes == 3 * 1024 * 1024
+        assert settings.trust.namespaces == frozenset()
+        assert settings.signing_key_file == Path("/keys/signing.key")
+        assert settings.tls_cert_file == Path("/tls/tls.crt")
+        assert settings.tls_key_file == Path("/tls/tls.key")
+
+    def test_frozen(self, tmp_path: Path) -> None:
+        """Settings cannot be changed after start."""
+        settings = load_settings(config_file=write(tmp_path, REQUIRED))
+        with pytest.raises(ValidationError):
+            settings.port = 1  # type: ignore[misc]
+
+
+class TestFile:
+    def test_camel_case_keys(self, tmp_path: Path) -> None:
+        """Every field is read from its camelCase key, nested trust policy included."""
+        document = {
+            **REQUIRED,
+            "trust": {
+                "namespaces": ["streamspace"],
+                "serviceAccounts": ["streamspace:streamspace-agent"],
+                "podSelector": {"matchLabels": {"role": "agent"}},
+            },
+            "annotationKey": "example.com/token",
+            "issuer": "iss",
+            "audience": "aud",
+            "cluster": "prod-eu-1",
+            "tokenTtlSeconds": 900,
+            "host": "127.0.0.1",
+            "port": 9443,
+            "maxRequestBytes": 1048576,
+        }
+        settings = load_settings(config_file=write(tmp_path, document))
+        assert settings.trust.namespaces == frozenset({"streamspace"})
+        assert settings.trust.service_accounts == frozenset({"streamspace:streamspace-agent"})
+        assert settings.trust.pod_selector.match_labels == {"role": "agent"}
+        assert settings.annotation_key == "example.com/token"
+        assert (settings.issuer, settings.audience, settings.cluster) == ("iss", "aud", "prod-eu-1")
+        assert settings.token_ttl_seconds == 900
+        assert (settings.host, settings.port) == ("127.0.0.1", 9443)
+        assert settings.max_request_bytes == 1048576
+
+    def test_config_env_names_the_file(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """AGENT_BOOTSTRAP_WEBHOOK_CONFIG names the file when --config is not given."""
+        path = write(tmp_path, {**REQUIRED, "cluster": "from-env-file"})
+        monkeypatch.setenv(CONFIG_ENV, str(path))
+        settings = load_settings()
+        assert settings.cluster == "from-env-file"
+
+    def test_argument_beats_config_env(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """An explicit config file wins over the one named in the environment."""
+        chosen = write(tmp_path, {**REQUIRED, "cluster": "chosen"}, "a.yaml")
+        other = write(tmp_path, {**REQUIRED, "cluster": "other"}, "b.yaml")
+        monkeypatch.setenv(CONFIG_ENV, str(other))
+        settings = load_settings(config_file=chosen)
+        assert settings.cluster == "chosen"
+
+    def test_empty_file_is_defaults(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """An empty file contributes nothing (the environment then supplies the required files)."""
+        path = tmp_path / "empty.yaml"
+        path.write_text("")
+        for key, env in [("signingKeyFile", "SIGNING_KEY_FILE"), ("tlsCertFile", "TLS_CERT_FILE"),
+                         ("tlsKeyFile", "TLS_KEY_FILE")]:  # fmt: skip
+            monkeypatch.setenv(ENV_PREFIX + env, REQUIRED[key])
+        assert load_settings(config_file=path).cluster == "default"
+
+
+class TestEnvironment:
+    def test_env_without_file(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Prefixed snake_case variables configure everything, nested fields with ``__``."""
+        monkeypatch.setenv(ENV_PREFIX + "SIGNING_KEY_FILE", "/k")
+        monkeypatch.setenv(ENV_PREFIX + "TLS_CERT_FILE", "/c")
+        monkeypatch.setenv(ENV_PREFIX + "TLS_KEY_FILE", "/ck")
+        monkeypatch.setenv(ENV_PREFIX + "TOKEN_TTL_SECONDS", "600")
+        monkeypatch.setenv(ENV_PREFIX + "TRUST__NAMESPACES", '["a", "b"]')
+        settings = load_settings()
+        assert settings.signing_key_file == Path("/k")
+        assert settings.token_ttl_seconds == 600
+        assert settings.trust.namespaces == frozenset({"a", "b"})
+
+    def test_trust_as_json(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        """The whole trust policy can be one JSON variable with camelCase keys."""
+        monkeypatch.setenv(
+            ENV_PREFIX + "TRUST", '{"namespaces": ["x"], "serviceAccounts": ["x:agent"]}'
+        )
+        settings = load_settings(config_file=write(tmp_path, REQUIRED))
+        assert settings.trust.namespaces == frozenset({"x"})
+        assert settings.trust.service_accounts == frozenset({"x:agent"})
+
+    def test_env_beats_file(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        """An environment variable overrides the same field in the file."""
+        monkeypatch.setenv(ENV_PREFIX + "CLUSTER", "from-env")
+        monkeypatch.setenv(ENV_PREFIX + "PORT", "10443")
+        path = write(tmp_path, {**REQUIRED, "cluster": "from-file", "port": 9443})
+        settings = load_settings(config_file=path)
+        assert (settings.cluster, settings.port) == ("from-env", 10443)
+
+    def test_unprefixed_variables_are_ignored(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        """Plain HOST, PORT, CLUSTER or camelCase alias names never configure the webhook."""
+        for name, value in [("HOST", "10.9.9.9"), ("PORT", "1"), ("CLUSTER", "wrong"),
+                            ("tokenTtlSeconds", "300"), ("annotationKey", "x/y")]:  # fmt: skip
+            monkeypatch.setenv(name, value)
+        settings = load_settings(config_file=write(tmp_path, REQUIRED))
+        assert (settings.host, settings.port, settings.cluster) == ("0.0.0.0", 8443, "default")
+        assert settings.token_ttl_seconds == 3600
+        assert settings.annotation_key == "agents.streamspace.io/bootstrap-token"
+
+
+class TestErrors:
+    @pytest.mark.parametrize(
+        "ttl", [MIN_TTL_SECONDS - 1, MAX_TTL_SECONDS + 1, 0, -5], ids=["299", "86401", "0", "neg"]
+    )
+    def test_ttl_out_of_bounds(self, tmp_path: Path, ttl: int) -> None:
+        """A TTL outside 300..86400 s names tokenTtlSeconds and its env variable."""
+        with pytest.raises(ConfigError) as info:
+            load_settings(config_file=write(tmp_path, {**REQUIRED, "tokenTtlSeconds": ttl}))
+        assert "tokenTtlSeconds (env AGENT_BOOTSTRAP_WEBHOOK_TOKEN_TTL_SECONDS)" in str(info.value)
+
+    @pytest.mark.parametrize("ttl", [MIN_TTL_SECONDS, MAX_TTL_SECONDS])
+    def test_ttl_bounds_inclusive(self, tmp_path: Path, ttl: int) -> None:
+        """300 s and 86400 s themselves are accepted."""
+        path = write(tmp_path, {**REQUIRED, "tokenTtlSeconds": ttl})
+        assert load_settings(config_file=path).token_ttl_seconds == ttl
+
+    def test_missing_required_files(self, tmp_path: Path) -> None:
+        """Each missing file setting is named with its env variable."""
+        with pytest.raises(ConfigError) as info:
+            load_settings(config_file=write(tmp_path, {"cluster": "c"}))
+        message = str(info.value)
+        assert "signingKeyFile (env AGENT_BOOTSTRAP_WEBHOOK_SIGNING_KEY_FILE): Field required" in (
+            message
+        )
+        assert "tlsCertFile (env AGENT_BOOTSTRAP_WEBHOOK_TLS_CERT_FILE)" in message
+        assert "tlsKeyFile (env AGENT_BOOTSTRAP_WEBHOOK_TLS_KEY_FILE)" in message
+
+    def test_unknown_keys(self, tmp_path: Path) -> None:
+        """A misspelt key, top level or nested, is an error, not silently ignored."""
+        document = {**REQUIRED, "trust": {"namespace": ["streamspace"]}, "tokenTTL": 5}
+        with pytest.raises(ConfigError) as info:
+            load_settings(config_file=write(tmp_path, document))
+        assert "trust.namespace: unknown key" in str(info.value)
+        assert "tokenTTL: unknown key" in str(info.value)
+
+    @pytest.mark.parametrize(
+        ("document", "field"),
+        [
+            ({"port": -1}, "port (env AGENT_BOOTSTRAP_WEBHOOK_PORT)"),
+            ({"port": 70000}, "port"),
+            ({"maxRequestBytes": 1024},
+             "maxRequestBytes (env AGENT_BOOTSTRAP_WEBHOOK_MAX_REQUEST_BYTES)"),
+            ({"annotationKey": ""}, "annotationKey"),
+            ({"trust": {"serviceAccounts": ["no-colon"]}}, "trust.serviceAccounts"),
+            ({"trust": {"podSelector": {"matchExpressions": [{"key": "k", "operator": "In"}]}}},
+             "trust.podSelector.matchExpressions.0"),
+        ],
+        ids=["port-negative", "port-high", "max-bytes", "annotation-empty", "sa-pair", "selector"],
+    )  # fmt: skip
+    def test_bad_values_name_the_field(
+        self, tmp_path: Path, document: dict[str, Any], field: str
+    ) -> None:
+        """Each invalid value is reported by its file key."""
+        with pytest.raises(ConfigError) as info:
+            load_settings(config_file=write(tmp_path, {**REQUIRED, **document}))
+        assert field in str(info.value)
+
+    def test_values_are_not_echoed(self, tmp_path: Path) -> None:
+        """The message names the field but does not repeat the rejected value."""
+        with pytest.raises(ConfigError) as info:
+            load_settings(config_file=write(tmp_path, {**REQUIRED, "port": "s3cr3t-ish"}))
+        assert "port" in str(info.value)
+        assert "s3cr3t-ish" not in str(info.value)
+
+    def test_missing_file(self, tmp_path: Path) -> None:
+        """A config file that does not exist is named with the OS reason."""
+        with pytest.raises(ConfigError, match=r"config file .*nope.yaml: cannot read: No such"):
+            load_settings(config_file=tmp_path / "nope.yaml")
+
+    def test_invalid_yaml(self, tmp_path: Path) -> None:
+        """Broken YAML is reported with its line."""
+        path = tmp_path / "bad.yaml"
+        path.write_text("cluster: ok\ntrust: [unclosed\n")
+        with pytest.raises(ConfigError, match=r"not valid YAML at line \d"):
+            load_settings(config_file=path)
+
+    def test_top_level_not_mapping(self, tmp_path: Path) -> None:
+        """A YAML list at top level is refused."""
+        with pytest.raises(ConfigError, match="top level must be a mapping"):
+            load_settings(config_file=write(tmp_path, ["a"]))

@@ -1,0 +1,279 @@
+"""The aiohttp app: POST /mutate answers and refusals (400/413/415), /healthz, /metrics."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import jsonpatch
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from bootstrap_token import KeySet, SigningKey, VerificationPolicy, verify
+from tests.payloads import streamspace_agent_review
+from tests.webhook.conftest import ANNOTATION, NOW, RecordingSink, make_settings
+from webhook.server import METRICS, REVIEWER, SETTINGS, create_app
+
+Client = TestClient[web.Request, web.Application]
+ClientFactory = Callable[[web.Application], Awaitable[Client]]
+
+VERSIONS = ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"]
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: ClientFactory, tmp_path: Path, signing_key: SigningKey, audit: RecordingSink
+) -> Client:
+    """A test client of an app trusting ``streamspace``, clock fixed at NOW."""
+    app = create_app(
+        make_settings(tmp_path), signing_key=signing_key, clock=lambda: float(NOW), audit=audit
+    )
+    return await aiohttp_client(app)
+
+
+async def post_json(client: Client, document: Any) -> Any:
+    return await client.post(
+        "/mutate", data=json.dumps(document), headers={"Content-Type": "application/json"}
+    )
+
+
+class TestMutate:
+    @pytest.mark.parametrize("api_version", VERSIONS)
+    async def test_stamps_in_request_version(
+        self, client: Client, api_version: str, key_set: KeySet
+    ) -> None:
+        """A trusted agent pod is answered 200 in its apiVersion with a verifiable token patch."""
+        review = streamspace_agent_review(api_version=api_version, uid="uid-http")
+        resp = await post_json(client, review)
+        assert resp.status == 200
+        assert resp.content_type == "application/json"
+        document = await resp.json()
+        assert document["apiVersion"] == api_version
+        assert document["kind"] == "AdmissionReview"
+        response = document["response"]
+        assert (response["uid"], response["allowed"], response["patchType"]) == (
+            "uid-http",
+            True,
+            "JSONPatch",
+        )
+        pod = jsonpatch.apply_patch(
+            review["request"]["object"], json.loads(base64.b64decode(response["patch"]))
+        )
+        claims = verify(
+            pod["metadata"]["annotations"][ANNOTATION],
+            key_set,
+            VerificationPolicy(issuer="agent-bootstrap-webhook", audience="agent-approver"),
+            now=NOW,
+        )
+        assert claims.admission_uid == "uid-http"
+        assert claims.namespace == "streamspace"
+        assert claims.cluster == "test-cluster"
+        assert response["auditAnnotations"]["jti"] == claims.jti
+
+    async def test_charset_parameter_is_accepted(self, client: Client) -> None:
+        """``application/json; charset=utf-8`` is JSON too."""
+        resp = await client.post(
+            "/mutate",
+            data=json.dumps(streamspace_agent_review(uid="u-cs")).encode(),
+            headers={"Content-Type": "application/json; charset=utf-8"},
+        )
+        assert resp.status == 200
+        assert (await resp.json())["response"]["uid"] == "u-cs"
+
+    async def test_untrusted_pod_is_stripped(self, client: Client) -> None:
+        """An untrusted pod with a planted token gets a remove patch and a warning."""
+        review = streamspace_agent_review(namespace="sandbox", annotations={ANNOTATION: "x.y.z"})
+        response = (await (await post_json(client, review)).json())["response"]
+        assert response["auditAnnotations"] == {
+            "decision": "stripped",
+            "reason": "namespace_not_trusted",
+        }
+        pod = jsonpatch.apply_patch(
+            review["request"]["object"], json.loads(base64.b64decode(response["patch"]))
+        )
+        assert pod["metadata"]["annotations"] == {}
+        assert len(response["warnings"]) == 1
+
+    async def test_internal_error_still_answers(
+        self, aiohttp_client: ClientFactory, tmp_path: Path, signing_key: SigningKey
+    ) -> None:
+        """A failure inside the decision answers 200 allowed with the uid, counted in metrics."""
+
+        def broken_clock() -> float:
+            raise ValueError
+
+        app = create_app(
+            make_settings(tmp_path), signing_key=signing_key, clock=broken_clock,
+            audit=RecordingSink(),
+        )  # fmt: skip
+        client = await aiohttp_client(app)
+        resp = await post_json(client, streamspace_agent_review(uid="uid-err"))
+        assert resp.status == 200
+        response = (await resp.json())["response"]
+        assert response == {
+            "uid": "uid-err",
+            "allowed": True,
+            "auditAnnotations": {"decision": "error", "reason": "internal_error"},
+        }
+        assert app[METRICS].value(decision="error", reason="internal_error") == 1
+
+    async def test_no_signing_key(self, aiohttp_client: ClientFactory, tmp_path: Path) -> None:
+        """Without a signing key a trusted pod is admitted unstamped with a warning."""
+        app = create_app(make_settings(tmp_path), signing_key=None, audit=RecordingSink())
+        client = await aiohttp_client(app)
+        response = (await (await post_json(client, streamspace_agent_review())).json())["response"]
+        assert response["allowed"] is True
+        assert "patch" not in response
+        assert response["auditAnnotations"]["decision"] == "no_signing_key"
+        assert response["warnings"][0].startswith("agent-bootstrap: no signing key")
+
+    async def test_one_audit_event_per_review_without_token(
+        self, client: Client, audit: RecordingSink, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Each review writes one audit event; the token appears in no event and no log line."""
+        caplog.set_level(logging.DEBUG)
+        first = await post_json(client, streamspace_agent_review(uid="u1"))
+        await post_json(client, streamspace_agent_review(uid="u2", namespace="sandbox"))
+        await client.post("/mutate", data=b"{", headers={"Content-Type": "application/json"})
+        response = (await first.json())["response"]
+        token = json.loads(base64.b64decode(response["patch"]))[0]["value"][ANNOTATION]
+        assert [(e.admission_uid, e.decision) for e in audit.events] == [
+            ("u1", "stamped"),
+            ("u2", "skipped"),
+            (None, "malformed"),
+        ]
+        assert all(token not in e.to_json() for e in audit.events)
+        assert all(token not in r.getMessage() for r in caplog.records)
+
+
+class TestRefusals:
+    @pytest.mark.parametrize(
+        ("data", "reason"),
+        [
+            (b"", "request body is empty"),
+            (b"{not json", "request body is not valid JSON"),
+            (b"[]", "request body is not a JSON object"),
+            (b'{"apiVersion": "v1", "kind": "Pod"}', "not an AdmissionReview"),
+            (
+                b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {}}',
+                "request.uid",
+            ),
+        ],
+        ids=["empty", "not-json", "array", "not-review", "no-uid"],
+    )
+    async def test_bad_request(
+        self, client: Client, audit: RecordingSink, data: bytes, reason: str
+    ) -> None:
+        """A body that is not an AdmissionReview with a uid gets 400 and a JSON reason."""
+        resp = await client.post("/mutate", data=data, headers={"Content-Type": "application/json"})
+        assert resp.status == 400
+        body = await resp.json()
+        assert list(body) == ["error"]
+        assert reason in body["error"]
+        assert audit.events[0].decision == "malformed"
+
+    @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
+    async def test_wrong_content_type(self, client: Client, content_type: str) -> None:
+        """A body that is not declared application/json gets 415 with the reason."""
+        resp = await client.post(
+            "/mutate",
+            data=json.dumps(streamspace_agent_review()),
+            headers={"Content-Type": content_type},
+        )
+        assert resp.status == 415
+        assert await resp.json() == {"error": "content type must be application/json"}
+        assert client.app[METRICS].value(decision="malformed", reason="unsupported_media_type") == 1
+
+    async def test_missing_content_type(self, client: Client) -> None:
+        """No content type at all is refused with 415 too."""
+        resp = await client.post("/mutate", data=b'{"a": 1}', skip_auto_headers=["Content-Type"])
+        assert resp.status == 415
+
+    async def test_too_large_by_content_length(
+        self, aiohttp_client: ClientFactory, tmp_path: Path, signing_key: SigningKey
+    ) -> None:
+        """A declared body over maxRequestBytes gets 413 with a JSON reason."""
+        app = create_app(
+            make_settings(tmp_path, maxRequestBytes=65536), signing_key=signing_key,
+            audit=RecordingSink(),
+        )  # fmt: skip
+        client = await aiohttp_client(app)
+        review = streamspace_agent_review()
+        review["request"]["object"]["metadata"]["annotations"] = {"big": "x" * 70000}
+        resp = await post_json(client, review)
+        assert resp.status == 413
+        assert await resp.json() == {"error": "request body exceeds 65536 bytes"}
+        assert app[METRICS].value(decision="malformed", reason="too_large") == 1
+
+    async def test_too_large_chunked(
+        self, aiohttp_client: ClientFactory, tmp_path: Path, signing_key: SigningKey
+    ) -> None:
+        """A chunked body (no Content-Length) is cut off at maxRequestBytes with 413."""
+        app = create_app(
+            make_settings(tmp_path, maxRequestBytes=65536), signing_key=signing_key,
+            audit=RecordingSink(),
+        )  # fmt: skip
+        client = await aiohttp_client(app)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for _ in range(20):
+                yield b"x" * 8192
+
+        resp = await client.post(
+            "/mutate", data=chunks(), headers={"Content-Type": "application/json"}
+        )
+        assert resp.status == 413
+        assert (await resp.json())["error"] == "request body exceeds 65536 bytes"
+
+    async def test_default_limit_admits_a_big_pod(self, client: Client) -> None:
+        """Under the 3 MiB default a 1.5 MiB review (over aiohttp's 1 MiB default) is answered."""
+        review = streamspace_agent_review(uid="big")
+        review["request"]["object"]["metadata"]["annotations"] = {"big": "x" * (1536 * 1024)}
+        resp = await post_json(client, review)
+        assert resp.status == 200
+        assert (await resp.json())["response"]["uid"] == "big"
+
+    async def test_get_not_allowed(self, client: Client) -> None:
+        """Only POST is routed on /mutate."""
+        resp = await client.get("/mutate")
+        assert resp.status == 405
+
+
+class TestProbes:
+    async def test_healthz(self, client: Client) -> None:
+        """GET /healthz answers 200 ok."""
+        resp = await client.get("/healthz")
+        assert resp.status == 200
+        assert await resp.text() == "ok"
+
+    async def test_metrics(self, client: Client) -> None:
+        """GET /metrics exposes the review counter by decision and reason."""
+        await post_json(client, streamspace_agent_review())
+        resp = await client.get("/metrics")
+        assert resp.status == 200
+        text = await resp.text()
+        series = 'reviews_total{decision="stamped",reason="trusted_agent_pod"} 1.0'
+        assert f"agent_bootstrap_webhook_{series}" in text
+        assert "agent_bootstrap_webhook_review_duration_seconds_count 1.0" in text
+
+
+class TestCreateApp:
+    def test_app_keys(self, tmp_path: Path, signing_key: SigningKey) -> None:
+        """Settings, reviewer and metrics are stored under typed AppKeys."""
+        settings = make_settings(tmp_path, maxRequestBytes=100_000)
+        app = create_app(settings, signing_key=signing_key)
+        assert app[SETTINGS] is settings
+        assert app[REVIEWER].signing_key is signing_key
+        assert app[REVIEWER].config.cluster == "test-cluster"
+
+    def test_apps_do_not_share_metrics(self, tmp_path: Path, signing_key: SigningKey) -> None:
+        """Two apps in one process each get their own registry."""
+        first = create_app(make_settings(tmp_path), signing_key=signing_key)
+        second = create_app(make_settings(tmp_path), signing_key=signing_key)
+        first[METRICS].count(decision="stamped", reason="trusted_agent_pod")
+        assert second[METRICS].value(decision="stamped", reason="trusted_agent_pod") == 0

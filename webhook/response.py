@@ -1,0 +1,89 @@
+"""AdmissionReview responses: small constructors for an answer, one :func:`complete` for the wire.
+
+Reference: Kubernetes "Dynamic Admission Control", section "Response"
+(https://kubernetes.io/docs/reference/access-authn-authz/extensible-admission-controllers/#response).
+
+This webhook never denies: every answer is ``allowed: true``. It answers in the request's
+``apiVersion`` and echoes ``request.uid``; both are filled in by :func:`complete` alone, so no
+code path can forget them (after controller-runtime's ``Complete``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from webhook.patch import PatchOp
+from webhook.review import ApiVersion
+from webhook.stamp import Decision, Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An allowed answer before it is put on the wire.
+
+    Attributes:
+        patch: RFC 6902 operations; empty means no patch (and no ``patchType``).
+        warnings: messages for the client (Kubernetes: keep each under 120 characters).
+        audit_annotations: added to the API server's audit event for this request; the API
+            server prefixes each key with the webhook's name.
+    """
+
+    patch: Sequence[PatchOp] = field(default=(), repr=False)
+    warnings: Sequence[str] = ()
+    audit_annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+def from_decision(decision: Decision) -> Answer:
+    """The answer for a stamping decision.
+
+    ``auditAnnotations`` carry ``decision`` and ``reason`` always, ``jti`` and ``kid`` only when
+    the pod was stamped.
+    """
+    annotations = {"decision": str(decision.decision), "reason": decision.reason}
+    if decision.decision is Outcome.STAMPED and decision.claims is not None and decision.kid:
+        annotations["jti"] = decision.claims.jti
+        annotations["kid"] = decision.kid
+    return Answer(patch=decision.patch, warnings=decision.warnings, audit_annotations=annotations)
+
+
+def errored(*, reason: str) -> Answer:
+    """The answer when deciding failed unexpectedly: allowed, unchanged, reason recorded.
+
+    Under ``failurePolicy: Ignore`` the API server would admit the pod unstamped anyway; answering
+    ``allowed`` ourselves keeps the uid echoed and the reason in the API server's audit log.
+    """
+    return Answer(audit_annotations={"decision": "error", "reason": reason})
+
+
+def encode_patch(patch: Sequence[PatchOp]) -> str:
+    """The ``response.patch`` field: the JSON Patch array, compact JSON, standard base64."""
+    return base64.b64encode(json.dumps(list(patch), separators=(",", ":")).encode()).decode("ascii")
+
+
+def complete(answer: Answer, *, api_version: ApiVersion, uid: str) -> dict[str, Any]:
+    """The full AdmissionReview response document.
+
+    Args:
+        answer: what to say.
+        api_version: the request's ``apiVersion`` (``admission.k8s.io/v1`` or ``v1beta1``);
+            the API server requires the response in the same version.
+        uid: the request's ``request.uid``; the API server rejects a response without it.
+
+    Returns:
+        ``{"apiVersion", "kind": "AdmissionReview", "response": {"uid", "allowed": true, ...}}``
+        with ``patchType: "JSONPatch"`` and ``patch`` only when there are operations, and
+        ``warnings``/``auditAnnotations`` only when non-empty.
+    """
+    response: dict[str, Any] = {"uid": uid, "allowed": True}
+    if answer.patch:
+        response["patchType"] = "JSONPatch"
+        response["patch"] = encode_patch(answer.patch)
+    if answer.warnings:
+        response["warnings"] = list(answer.warnings)
+    if answer.audit_annotations:
+        response["auditAnnotations"] = dict(answer.audit_annotations)
+    return {"apiVersion": api_version, "kind": "AdmissionReview", "response": response}
