@@ -1,87 +1,376 @@
-"""The ``certs-tooling`` command line.
+"""The ``certs-tooling`` command line: every key and certificate of agent-bootstrap.
 
-Exit codes: 0 success; 1 the operation was refused or failed (message on stderr); 2 usage error.
+Commands::
+
+    init                 CA, caBundle, serving certificates, first signing key, JWKS
+    renew-serving-cert   new serving certificate(s) from the same CA, same SANs
+    rotate-ca            new CA with an overlap bundle; --finish drops the old CA
+    keys add|activate|retire|list   the Ed25519 token signing keys and their JWKS
+    jwks                 print the public JWKS
+    token inspect        decode and verify a bootstrap token, check by check
+    k8s-manifests        Secrets, ConfigMap and caBundle for kubectl apply -f -
+    check                expiry and mismatches, one OK/WARN/FAIL line per check
+
+Exit codes: 0 success; 1 refused, failed, or a problem found (message on stderr); 2 usage.
+Commands that use the clock take a hidden ``--now EPOCH`` (seconds) for tests.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from certs_tooling.init import AlreadyInitialised, InitOptions, run_init
-from certs_tooling.layout import Layout
+from bootstrap_token import MAX_TTL_SECONDS
+from certs_tooling import check, commands, k8s, rotation, serving
+from certs_tooling.commands import PROG
+from certs_tooling.errors import CertsToolingError
+from certs_tooling.keystore import DEFAULT_LEEWAY_SECONDS, DEFAULT_MAX_TOKEN_TTL_SECONDS
+
+#: The webhook's default ``iss`` and ``aud`` (webhook configuration ``issuer``/``audience``).
+DEFAULT_ISSUER = "agent-bootstrap-webhook"
+DEFAULT_AUDIENCE = "agent-approver"
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+# --- argument types ------------------------------------------------------------------------------
 
 
 def _positive(value: str) -> int:
-    number = int(value)
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
     if number <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of days, got {value}")
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
     return number
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="certs-tooling",
-        description="Keys and certificates for agent-bootstrap: CA, serving certificates, "
-        "Ed25519 signing keys, JWKS.",
+def _non_negative(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return number
+
+
+def _epoch(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not seconds since the epoch: {value!r}") from None
+
+
+def _err(command: str, message: str) -> int:
+    print(f"{PROG} {command}: {message}", file=sys.stderr)
+    return 1
+
+
+# --- parser --------------------------------------------------------------------------------------
+
+
+def _out(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    parser.add_argument(
+        "--out", type=Path, required=required, metavar="DIR", help="the certs-tooling folder"
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    init = sub.add_parser(
+
+
+def _hidden_now(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--now", type=_epoch, default=None, help=argparse.SUPPRESS)
+
+
+def _retire_window(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-token-ttl",
+        type=_positive,
+        default=DEFAULT_MAX_TOKEN_TTL_SECONDS,
+        metavar="SECONDS",
+        help="longest token lifetime the webhook may mint "
+        f"(default {DEFAULT_MAX_TOKEN_TTL_SECONDS}, the minting bound)",
+    )
+    parser.add_argument(
+        "--leeway",
+        type=_non_negative,
+        default=DEFAULT_LEEWAY_SECONDS,
+        metavar="SECONDS",
+        help="added to the window: verifier exp leeway + time for the webhook to load the new "
+        f"signing.key (default {DEFAULT_LEEWAY_SECONDS})",
+    )
+
+
+def _add_init(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
         "init",
-        help="write a CA, webhook and approver serving certificates, a signing key and the JWKS",
-        description="Write a new CA, serving certificates for the webhook and approver Services, "
-        "the first Ed25519 signing key and its JWKS into a folder. Private keys get mode 0600.",
+        help="write a CA, serving certificates, the first signing key and the JWKS",
+        description="Write a new CA (and ca-bundle.crt), serving certificates for the webhook "
+        "and approver Services, the first Ed25519 signing key (registered active in keys/) and "
+        "its JWKS into a folder. Private keys get mode 0600.",
     )
-    init.add_argument("--out", type=Path, required=True, help="folder to write into")
-    init.add_argument("--namespace", default="agent-bootstrap", help="namespace of the Services")
-    init.add_argument("--webhook-service", default="agent-bootstrap-webhook")
-    init.add_argument("--approver-service", default="agent-bootstrap-approver")
-    init.add_argument("--dns", action="append", default=[], help="extra DNS SAN (repeatable)")
-    init.add_argument("--ip", action="append", default=[], help="extra IP SAN (repeatable)")
-    init.add_argument(
+    _out(p)
+    p.add_argument("--namespace", default="agent-bootstrap", help="namespace of the Services")
+    p.add_argument("--webhook-service", default="agent-bootstrap-webhook")
+    p.add_argument("--approver-service", default="agent-bootstrap-approver")
+    p.add_argument("--dns", action="append", default=[], help="extra DNS SAN (repeatable)")
+    p.add_argument("--ip", action="append", default=[], help="extra IP SAN (repeatable)")
+    p.add_argument(
         "--local",
         action="store_true",
         help="also add localhost, 127.0.0.1 and ::1 (for local runs and the demo)",
     )
-    init.add_argument("--ca-days", type=_positive, default=5 * 365, help="CA validity (days)")
-    init.add_argument("--leaf-days", type=_positive, default=365, help="leaf validity (days)")
-    init.add_argument("--force", action="store_true", help="overwrite existing files")
+    p.add_argument("--ca-days", type=_positive, default=5 * 365, help="CA validity (days)")
+    p.add_argument("--leaf-days", type=_positive, default=365, help="leaf validity (days)")
+    p.add_argument("--force", action="store_true", help="overwrite existing files")
+    _hidden_now(p)
+    p.set_defaults(handler=commands.cmd_init)
+
+
+def _add_renew(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "renew-serving-cert",
+        help="new serving certificate(s) from the same CA, keeping the SANs",
+        description="Issue new serving certificates from ca.crt/ca.key with the SANs of the "
+        "current ones. The caBundle does not change. Each pair is replaced key first, then "
+        "certificate, then the combined .pem (see docs/certificates.md).",
+    )
+    _out(p)
+    p.add_argument(
+        "--component", choices=["webhook", "approver", "all"], default="all", help="default all"
+    )
+    p.add_argument(
+        "--leaf-days", type=_positive, default=serving.DEFAULT_LEAF_DAYS, help="validity (days)"
+    )
+    _hidden_now(p)
+    p.set_defaults(handler=commands.cmd_renew)
+
+
+def _add_rotate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "rotate-ca",
+        help="start (or --finish) a CA rotation with an old+new caBundle overlap",
+        description="Make a new CA, keep the old one as ca-previous.crt, write ca-bundle.crt "
+        "with both, and re-issue the serving certificates from the new CA; print the steps. "
+        "With --finish: ca-bundle.crt holds only the new CA and ca-previous.crt is removed.",
+    )
+    _out(p)
+    p.add_argument("--finish", action="store_true", help="end the overlap: drop the old CA")
+    p.add_argument(
+        "--ca-days", type=_positive, default=rotation.DEFAULT_CA_DAYS, help="new CA validity"
+    )
+    p.add_argument(
+        "--leaf-days", type=_positive, default=serving.DEFAULT_LEAF_DAYS, help="leaf validity"
+    )
+    _hidden_now(p)
+    p.set_defaults(handler=commands.cmd_rotate)
+
+
+def _add_keys(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = sub.add_parser(
+        "keys",
+        help="token signing keys: add, activate, retire, list",
+        description="Manage the Ed25519 token signing keys in DIR/keys. jwks.json always holds "
+        "every pending, active and inactive key; signing.key is the active one.",
+    )
+    ks = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    add = ks.add_parser(
+        "add",
+        help="new key, state pending, published in jwks.json at once",
+        description="Generate a new Ed25519 key in state pending and publish it in jwks.json. "
+        "Roll jwks.json out to the approvers before `keys activate`.",
+    )
+    _out(add)
+    _hidden_now(add)
+    add.set_defaults(handler=commands.cmd_keys_add)
+    act = ks.add_parser(
+        "activate",
+        help="make KID the active key (replaces signing.key)",
+        description="Make KID (or a unique prefix of at least 6 characters) the one active "
+        "key: signing.key is replaced atomically; the previous active key becomes inactive "
+        "with deactivated_at = now and stays in jwks.json.",
+    )
+    act.add_argument("kid", metavar="KID")
+    _out(act)
+    _hidden_now(act)
+    act.set_defaults(handler=commands.cmd_keys_activate)
+    ret = ks.add_parser(
+        "retire",
+        help="remove KID from jwks.json once its tokens cannot be valid",
+        description="Remove KID from jwks.json and delete its private key. Refused for the "
+        "active key, and while deactivated_at + --max-token-ttl + --leeway is in the future "
+        "(tokens it signed may still be valid); --force overrides the latter only.",
+    )
+    ret.add_argument("kid", metavar="KID")
+    _out(ret)
+    _retire_window(ret)
+    ret.add_argument(
+        "--force",
+        action="store_true",
+        help="retire even though tokens signed by KID may still be valid (e.g. key compromise)",
+    )
+    _hidden_now(ret)
+    ret.set_defaults(handler=commands.cmd_keys_retire)
+    lst = ks.add_parser(
+        "list",
+        help="kid, state, created/activated/deactivated/retired times",
+        description="List every key of the store with its state and times (UTC), and when an "
+        "inactive key may be retired.",
+    )
+    _out(lst)
+    _retire_window(lst)
+    _hidden_now(lst)
+    lst.set_defaults(handler=commands.cmd_keys_list)
+
+
+def _add_jwks(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "jwks",
+        help="print the public JWKS (jwks.json)",
+        description="Print DIR/jwks.json, checked to hold public Ed25519 keys only.",
+    )
+    _out(p)
+    p.set_defaults(handler=commands.cmd_jwks)
+
+
+def _add_token(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    token = sub.add_parser(
+        "token",
+        help="bootstrap tokens: inspect",
+        description="Work with bootstrap tokens (public keys only).",
+    )
+    ts = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    p = ts.add_parser(
+        "inspect",
+        help="decode and verify a token against a JWKS, check by check",
+        description="Decode TOKEN (or read it from stdin with '-') and verify it with the "
+        "approver's own code against the JWKS: print the header, the claims and each check "
+        "(structure, alg, typ, kid, signature, claims, iss, aud, lifetime, nbf, exp) with "
+        "PASS/FAIL and the reason code of the first failure. Exit 1 when the token is invalid. "
+        "Needs no private key.",
+    )
+    p.add_argument("token", metavar="TOKEN", help="the compact JWT, or '-' for stdin")
+    p.add_argument("--jwks", type=Path, required=True, metavar="FILE", help="JWKS (or PEM keys)")
+    p.add_argument("--issuer", default=DEFAULT_ISSUER, help=f"required iss ({DEFAULT_ISSUER})")
+    p.add_argument(
+        "--audience", default=DEFAULT_AUDIENCE, help=f"required aud ({DEFAULT_AUDIENCE})"
+    )
+    p.add_argument("--now", type=_epoch, default=None, metavar="EPOCH", help="time to check at")
+    p.add_argument(
+        "--leeway", type=_non_negative, default=30, metavar="SECONDS", help="exp/nbf leeway"
+    )
+    p.add_argument(
+        "--max-ttl",
+        type=_positive,
+        default=MAX_TTL_SECONDS,
+        metavar="SECONDS",
+        help=f"largest accepted exp - iat (default {MAX_TTL_SECONDS})",
+    )
+    p.set_defaults(handler=commands.cmd_token_inspect)
+
+
+def _add_k8s(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "k8s-manifests",
+        help="print Secrets, the JWKS ConfigMap and the caBundle as YAML",
+        description="Print multi-document YAML for kubectl apply -f -: the webhook's "
+        "kubernetes.io/tls Secret (tls.crt, tls.key, signing.key), the approver's TLS Secret "
+        "and a ConfigMap with jwks.json; the base64 caBundle comes first as a comment. The "
+        "output contains private keys: pipe it, do not paste it.",
+    )
+    _out(p)
+    p.add_argument("--namespace", required=True, metavar="NS")
+    p.add_argument("--webhook-secret", default=k8s.DEFAULT_WEBHOOK_SECRET, metavar="NAME")
+    p.add_argument("--approver-secret", default=k8s.DEFAULT_APPROVER_SECRET, metavar="NAME")
+    p.add_argument("--jwks-configmap", default=k8s.DEFAULT_JWKS_CONFIGMAP, metavar="NAME")
+    p.add_argument(
+        "--ca-bundle-only",
+        action="store_true",
+        help="print only the base64 caBundle (for clientConfig.caBundle)",
+    )
+    p.set_defaults(handler=commands.cmd_k8s)
+
+
+def _add_check(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "check",
+        help="report expiry and mismatches, one OK/WARN/FAIL line each",
+        description="Check certificate expiry, certificate/key pairs, serving chains against "
+        "ca.crt and the caBundle, SANs, the JWKS against the active signing key, the key store "
+        "and file permissions. Give --out DIR, or the files one by one. Exit 1 on any FAIL "
+        "(and on WARN with --fail-on-warn).",
+    )
+    _out(p, required=False)
+    for flag in (
+        "ca",
+        "ca-key",
+        "ca-bundle",
+        "webhook-cert",
+        "webhook-key",
+        "approver-cert",
+        "approver-key",
+        "signing-key",
+        "jwks",
+    ):
+        p.add_argument(f"--{flag}", type=Path, metavar="FILE")
+    p.add_argument(
+        "--warn-days",
+        type=_non_negative,
+        default=check.DEFAULT_WARN_DAYS,
+        help=f"WARN when a certificate expires within this many days ({check.DEFAULT_WARN_DAYS})",
+    )
+    p.add_argument("--fail-on-warn", action="store_true", help="exit 1 on WARN too")
+    _hidden_now(p)
+    p.set_defaults(handler=commands.cmd_check)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line (every command has ``--help``)."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Keys and certificates for agent-bootstrap: CA, serving certificates, "
+        "Ed25519 signing keys, JWKS, token inspection, Kubernetes manifests, checks.",
+        epilog="Exit codes: 0 ok, 1 refused/failed/problem found, 2 usage.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_init, _add_renew, _add_rotate, _add_keys, _add_jwks, _add_token, _add_k8s):
+        add(sub)
+    _add_check(sub)
     return parser
 
 
-def _cmd_init(args: argparse.Namespace) -> int:
-    options = InitOptions(
-        namespace=args.namespace,
-        webhook_service=args.webhook_service,
-        approver_service=args.approver_service,
-        extra_dns=args.dns,
-        extra_ips=args.ip,
-        local=args.local,
-        ca_days=args.ca_days,
-        leaf_days=args.leaf_days,
-    )
-    layout = Layout(args.out)
-    try:
-        kid = run_init(layout, options, now=datetime.now(UTC), force=args.force)
-    except AlreadyInitialised as exc:
-        print(f"certs-tooling init: {exc}", file=sys.stderr)
-        return 1
-    except ValueError as exc:
-        print(f"certs-tooling init: {exc}", file=sys.stderr)
-        return 1
-    print(f"wrote {len(layout.all_files())} files to {layout.root} (signing key kid {kid})")
-    return 0
+# --- entry point ---------------------------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``certs-tooling`` console script. Returns the exit code."""
-    args = build_parser().parse_args(argv)
-    if args.command == "init":
-        return _cmd_init(args)
-    raise AssertionError(f"unhandled command {args.command}")  # argparse guarantees this
+    """Entry point of the ``certs-tooling`` console script. Returns the exit code.
+
+    Usage errors (and ``--help``) return argparse's code (2, or 0 for help) instead of raising
+    ``SystemExit``, so tests and callers always get an int.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 2
+    handler: Handler = args.handler
+    command = " ".join(
+        part
+        for part in (
+            args.command,
+            getattr(args, "keys_command", None),
+            getattr(args, "token_command", None),
+        )
+        if part
+    )
+    try:
+        return handler(args)
+    except (CertsToolingError, ValueError) as exc:  # ValueError includes KeyLoadError
+        return _err(command, str(exc))
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        return _err(command, f"{exc.strerror or type(exc).__name__}{where}")
 
 
 if __name__ == "__main__":

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from bootstrap_token import KeySet, SigningKey
-from certs_tooling.files import write_file
-from certs_tooling.layout import Layout
-from certs_tooling.pki import make_ca, make_serving_cert, service_dns_names
+from bootstrap_token import SigningKey
+from certs_tooling import keyfolder
+from certs_tooling.errors import AlreadyInitialised
+from certs_tooling.files import remove_file, write_file, write_serving_pair
+from certs_tooling.keystore import add_key
+from certs_tooling.layout import Component, Layout
+from certs_tooling.pki import (
+    CA_COMMON_NAME,
+    Issued,
+    make_ca,
+    make_serving_cert,
+    service_dns_names,
+)
+
+__all__ = ["AlreadyInitialised", "InitOptions", "run_init"]
 
 LOCAL_DNS = ("localhost",)
 LOCAL_IPS = ("127.0.0.1", "::1")
@@ -30,19 +40,20 @@ class InitOptions:
     leaf_days: int = 365
 
 
-class AlreadyInitialised(Exception):
-    """The folder already holds key material and ``--force`` was not given."""
-
-
 def run_init(layout: Layout, options: InitOptions, *, now: datetime, force: bool) -> str:
-    """Write CA, both serving certificates, the first signing key and the JWKS into ``layout``.
+    """Write CA, caBundle, both serving certificates, the first signing key (registered
+    ``active`` in the key store) and the JWKS into ``layout``.
+
+    With ``force``, an existing folder is started over: ``ca-previous.crt`` and every
+    ``keys/<kid>.key`` of the old store are deleted.
 
     Returns:
         The ``kid`` of the new signing key.
 
     Raises:
         AlreadyInitialised: a file of the layout exists and ``force`` is false (nothing written).
-        ValueError: an ``--ip`` that is not an IP address.
+        ValueError: an ``--ip`` that is not an IP address (nothing written).
+        OSError: a write failed.
     """
     existing = [p for p in layout.all_files() if p.exists()]
     if existing and not force:
@@ -52,7 +63,7 @@ def run_init(layout: Layout, options: InitOptions, *, now: datetime, force: bool
         )
     dns_extra = list(options.extra_dns) + (list(LOCAL_DNS) if options.local else [])
     ips = list(options.extra_ips) + (list(LOCAL_IPS) if options.local else [])
-    ca = make_ca(common_name="agent-bootstrap-ca", valid_days=options.ca_days, now=now)
+    ca = make_ca(common_name=CA_COMMON_NAME, valid_days=options.ca_days, now=now)
     webhook = make_serving_cert(
         ca=ca,
         dns_names=service_dns_names(options.webhook_service, options.namespace) + dns_extra,
@@ -68,13 +79,23 @@ def run_init(layout: Layout, options: InitOptions, *, now: datetime, force: bool
         now=now,
     )
     signing = SigningKey.generate()
-    jwks = json.dumps(KeySet([signing.public_key]).to_jwks(), indent=2).encode() + b"\n"
+    store = keyfolder.empty(layout)
+    store.state = add_key(store.state, signing.kid, now=now)
+    store.new_keys[signing.kid] = signing
     write_file(layout.ca_key, ca.key_pem, private=True)
     write_file(layout.ca_cert, ca.cert_pem, private=False)
-    write_file(layout.webhook_key, webhook.key_pem, private=True)
-    write_file(layout.webhook_cert, webhook.cert_pem, private=False)
-    write_file(layout.approver_key, approver.key_pem, private=True)
-    write_file(layout.approver_cert, approver.cert_pem, private=False)
-    write_file(layout.signing_key, signing.private_pem(), private=True)
-    write_file(layout.jwks, jwks, private=False)
+    write_file(layout.ca_bundle, ca.cert_pem, private=False)
+    remove_file(layout.ca_previous)
+    serving: dict[Component, Issued] = {Component.WEBHOOK: webhook, Component.APPROVER: approver}
+    for component, issued in serving.items():
+        files = layout.serving(component)
+        write_serving_pair(
+            cert_path=files.cert,
+            key_path=files.key,
+            pair_path=files.pair,
+            cert_pem=issued.cert_pem,
+            key_pem=issued.key_pem,
+        )
+    keyfolder.remove_unknown_key_files(layout, keep={signing.kid})
+    keyfolder.commit(store)
     return signing.kid

@@ -27,6 +27,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 #: Backdating of notBefore, so a client whose clock runs a little behind still accepts.
 CLOCK_SKEW = timedelta(minutes=5)
+#: CN of the CA ``init`` makes (``rotate-ca`` appends the time, see certs_tooling.rotation).
+CA_COMMON_NAME = "agent-bootstrap-ca"
 
 
 @dataclass(frozen=True, slots=True)

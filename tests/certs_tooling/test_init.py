@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import json
 import ssl
 import stat
 import subprocess
@@ -10,58 +10,97 @@ import sys
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from bootstrap_token import KeySet, SigningKey
 from certs_tooling.cli import main
 from certs_tooling.layout import Layout
+from tests.certs_tooling.certs import (
+    T0,
+    assert_is_ca,
+    assert_is_serving_leaf,
+    client_context,
+    handshake,
+    load,
+    load_all,
+    needs_openssl,
+    openssl,
+    openssl_verify,
+)
 from tests.conftest import Pki
-
-
-def load(path: Path) -> x509.Certificate:
-    return x509.load_pem_x509_certificate(path.read_bytes())
-
-
-def assert_is_ca(cert: x509.Certificate) -> None:
-    bc = cert.extensions.get_extension_for_class(x509.BasicConstraints)
-    assert bc.critical
-    assert bc.value.ca
-    assert bc.value.path_length == 0
-    ku = cert.extensions.get_extension_for_class(x509.KeyUsage)
-    assert ku.critical
-    assert ku.value.key_cert_sign
-    assert ku.value.crl_sign
-    assert not ku.value.digital_signature
-
-
-def assert_is_serving_leaf(cert: x509.Certificate, ca: x509.Certificate, names: list[str]) -> None:
-    bc = cert.extensions.get_extension_for_class(x509.BasicConstraints)
-    assert bc.critical
-    assert not bc.value.ca
-    ku = cert.extensions.get_extension_for_class(x509.KeyUsage)
-    assert ku.critical
-    assert ku.value.digital_signature
-    assert not ku.value.key_cert_sign
-    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
-    assert not eku.critical
-    assert list(eku.value) == [ExtendedKeyUsageOID.SERVER_AUTH]
-    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    assert san.value.get_values_for_type(x509.DNSName) == names
-    assert cert.issuer == ca.subject
-    cert.verify_directly_issued_by(ca)
 
 
 class TestInit:
     def test_writes_every_file_with_private_keys_0600(self, tmp_path: Path) -> None:
-        """All eight files exist; private keys are 0600 and public files 0644."""
+        """All twelve files plus the key file exist; private files are 0600, public ones 0644,
+        folders 0700."""
         out = tmp_path / "pki"
         assert main(["init", "--out", str(out)]) == 0
         layout = Layout(out)
-        private = {layout.ca_key, layout.webhook_key, layout.approver_key, layout.signing_key}
+        private = {
+            layout.ca_key,
+            layout.webhook_key,
+            layout.webhook_pair,
+            layout.approver_key,
+            layout.approver_pair,
+            layout.signing_key,
+        }
+        assert set(layout.private_files()) == private
         for path in layout.all_files():
             mode = stat.S_IMODE(path.stat().st_mode)
             assert mode == (0o600 if path in private else 0o644), path.name
+        kid = SigningKey.from_file(layout.signing_key).kid
+        assert stat.S_IMODE(layout.key_file(kid).stat().st_mode) == 0o600
+        assert stat.S_IMODE(layout.keys_dir.stat().st_mode) == 0o700
+        assert sorted(p.name for p in out.iterdir()) == sorted(
+            [p.name for p in layout.all_files() if p.parent == out] + ["keys"]
+        )
+        assert sorted(p.name for p in layout.keys_dir.iterdir()) == [f"{kid}.key", "state.json"]
+
+    def test_ca_bundle_is_the_ca_and_pairs_hold_cert_then_key(self, tmp_path: Path) -> None:
+        """ca-bundle.crt starts as exactly ca.crt; each .pem holds its .crt followed by its .key."""
+        assert main(["init", "--out", str(tmp_path)]) == 0
+        layout = Layout(tmp_path)
+        assert layout.ca_bundle.read_bytes() == layout.ca_cert.read_bytes()
+        assert load_all(layout.ca_bundle) == [load(layout.ca_cert)]
+        for cert, key, pair in (
+            (layout.webhook_cert, layout.webhook_key, layout.webhook_pair),
+            (layout.approver_cert, layout.approver_key, layout.approver_pair),
+        ):
+            assert pair.read_bytes() == cert.read_bytes() + key.read_bytes()
+
+    def test_signing_key_is_registered_active(self, tmp_path: Path) -> None:
+        """The first signing key is recorded in keys/state.json as the active key, dated --now."""
+        assert main(["init", "--out", str(tmp_path), "--now", str(T0)]) == 0
+        layout = Layout(tmp_path)
+        key = SigningKey.from_file(layout.signing_key)
+        state = json.loads(layout.key_state.read_text())
+        assert state == {
+            "version": 1,
+            "keys": [
+                {
+                    "kid": key.kid,
+                    "state": "active",
+                    "created_at": "2025-01-01T00:00:00Z",
+                    "activated_at": "2025-01-01T00:00:00Z",
+                    "deactivated_at": None,
+                    "retired_at": None,
+                }
+            ],
+        }
+        assert layout.key_file(key.kid).read_bytes() == layout.signing_key.read_bytes()
+
+    def test_force_starts_the_key_store_over(self, tmp_path: Path) -> None:
+        """init --force replaces the store: old key files and ca-previous.crt are deleted."""
+        assert main(["init", "--out", str(tmp_path)]) == 0
+        layout = Layout(tmp_path)
+        assert main(["keys", "add", "--out", str(tmp_path)]) == 0
+        assert main(["rotate-ca", "--out", str(tmp_path)]) == 0
+        assert len(list(layout.keys_dir.glob("*.key"))) == 2
+        assert main(["init", "--out", str(tmp_path), "--force"]) == 0
+        kid = SigningKey.from_file(layout.signing_key).kid
+        assert [p.name for p in layout.keys_dir.glob("*.key")] == [f"{kid}.key"]
+        assert not layout.ca_previous.exists()
+        assert list(KeySet.from_file(layout.jwks)) == [kid]
 
     def test_certificates_have_the_exact_extensions(self, tmp_path: Path) -> None:
         """The CA is a pathlen-0 CA; each serving certificate is a serverAuth leaf for its
@@ -118,71 +157,85 @@ class TestInit:
         assert result.returncode == 0, result.stderr
         assert "kid" in result.stdout
 
-    @pytest.mark.skipif(
-        subprocess.run(["which", "openssl"], capture_output=True, check=False).returncode != 0,
-        reason="openssl is not installed",
-    )
+    @needs_openssl
     def test_openssl_agrees(self, pki: Pki) -> None:
         """openssl verify accepts both serving certificates against the CA alone."""
         for cert in (pki.webhook_cert, pki.approver_cert):
-            result = subprocess.run(
-                [
-                    "openssl",
-                    "verify",
-                    "-CAfile",
-                    str(pki.ca_cert),
-                    "-purpose",
-                    "sslserver",
-                    str(cert),
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            assert result.stdout.strip() == f"{cert}: OK", result.stderr
+            assert openssl_verify(pki.ca_cert, cert) == f"{cert}: OK"
+
+
+SERVING = ["webhook", "approver"]
+
+
+def pair(pki: Pki, component: str) -> tuple[Path, Path]:
+    if component == "webhook":
+        return pki.webhook_cert, pki.webhook_key
+    return pki.approver_cert, pki.approver_key
 
 
 class TestHandshake:
-    async def _serve(self, pki: Pki) -> tuple[asyncio.Server, int]:
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(pki.webhook_cert, pki.webhook_key)
-
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            writer.write(b"hello")
-            await writer.drain()
-            writer.close()
-
-        server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ctx)
-        return server, server.sockets[0].getsockname()[1]
-
+    @pytest.mark.parametrize("component", SERVING)
     async def test_client_trusting_only_the_ca_connects(
-        self, pki: Pki, client_ssl: ssl.SSLContext
+        self, pki: Pki, client_ssl: ssl.SSLContext, component: str
     ) -> None:
         """A client that trusts only the generated CA completes the handshake to 127.0.0.1."""
-        server, port = await self._serve(pki)
-        async with server:
-            reader, writer = await asyncio.open_connection(
-                "127.0.0.1", port, ssl=client_ssl, server_hostname="localhost"
-            )
-            assert await reader.read() == b"hello"
-            writer.close()
+        assert await handshake(*pair(pki, component), client_ssl) == b"hello"
+        assert await handshake(*pair(pki, component), client_ssl, server_hostname="::1") == b"hello"
 
-    async def test_wrong_host_name_fails(self, pki: Pki, client_ssl: ssl.SSLContext) -> None:
+    @pytest.mark.parametrize("component", SERVING)
+    async def test_wrong_host_name_fails(
+        self, pki: Pki, client_ssl: ssl.SSLContext, component: str
+    ) -> None:
         """A host name not in the certificate fails verification."""
-        server, port = await self._serve(pki)
-        async with server:
-            with pytest.raises(ssl.SSLCertVerificationError, match="match"):
-                await asyncio.open_connection(
-                    "127.0.0.1", port, ssl=client_ssl, server_hostname="evil.example"
-                )
+        with pytest.raises(ssl.SSLCertVerificationError, match="match"):
+            await handshake(*pair(pki, component), client_ssl, server_hostname="evil.example")
 
-    async def test_other_ca_fails(self, pki: Pki, tmp_path: Path) -> None:
+    @pytest.mark.parametrize("component", SERVING)
+    async def test_other_ca_fails(self, pki: Pki, tmp_path: Path, component: str) -> None:
         """A client trusting another CA refuses the certificate."""
         assert main(["init", "--out", str(tmp_path), "--local"]) == 0
-        other = ssl.create_default_context(cafile=str(Layout(tmp_path).ca_cert))
-        server, port = await self._serve(pki)
-        async with server:
-            with pytest.raises(ssl.SSLCertVerificationError):
-                await asyncio.open_connection(
-                    "127.0.0.1", port, ssl=other, server_hostname="localhost"
-                )
+        other = client_context(Layout(tmp_path).ca_cert)
+        with pytest.raises(ssl.SSLCertVerificationError, match="unable to get local issuer"):
+            await handshake(*pair(pki, component), other)
+
+
+@needs_openssl
+class TestOpenssl:
+    def test_x509_shows_the_exact_extensions(self, pki: Pki) -> None:
+        """openssl x509 reads the critical flags and values we chose for the CA and a leaf."""
+        ca = openssl("x509", "-in", str(pki.ca_cert), "-noout", "-ext", "basicConstraints,keyUsage")
+        assert ca.stdout.splitlines() == [
+            "X509v3 Basic Constraints: critical",
+            "    CA:TRUE, pathlen:0",
+            "X509v3 Key Usage: critical",
+            "    Certificate Sign, CRL Sign",
+        ]
+        leaf = openssl(
+            "x509",
+            "-in",
+            str(pki.webhook_cert),
+            "-noout",
+            "-ext",
+            "basicConstraints,keyUsage,extendedKeyUsage,subjectAltName",
+        )
+        svc = "agent-bootstrap-webhook"
+        ns = "agent-bootstrap"
+        assert [line.rstrip() for line in leaf.stdout.splitlines()] == [
+            "X509v3 Basic Constraints: critical",
+            "    CA:FALSE",
+            "X509v3 Key Usage: critical",
+            "    Digital Signature",
+            "X509v3 Extended Key Usage:",
+            "    TLS Web Server Authentication",
+            "X509v3 Subject Alternative Name:",
+            f"    DNS:{svc}, DNS:{svc}.{ns}, DNS:{svc}.{ns}.svc, DNS:{svc}.{ns}.svc.cluster.local, "
+            "DNS:localhost, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1",
+        ]
+
+    def test_private_key_matches_certificate(self, pki: Pki) -> None:
+        """openssl derives the same public key from each serving key as its certificate holds."""
+        for cert, key in (pair(pki, c) for c in SERVING):
+            from_cert = openssl("x509", "-in", str(cert), "-noout", "-pubkey").stdout
+            from_key = openssl("pkey", "-in", str(key), "-pubout").stdout
+            assert from_cert == from_key
+            assert from_cert.startswith("-----BEGIN PUBLIC KEY-----")

@@ -1,0 +1,255 @@
+"""Handlers of the ``certs-tooling`` commands: parsed arguments in, output and exit code out.
+
+Each handler calls the module that owns its logic and prints the result; errors propagate to
+:func:`certs_tooling.cli.main`, which turns them into exit code 1. The parser is in
+:mod:`certs_tooling.cli`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+
+from bootstrap_token import KeySet, VerificationPolicy
+from certs_tooling import check, check_files, k8s, keyfolder, rotation, serving, token_inspect
+from certs_tooling.certinfo import common_name, short_fingerprint
+from certs_tooling.init import InitOptions, run_init
+from certs_tooling.keystore import KeyRecord, KeyStatus, tokens_valid_until
+from certs_tooling.layout import Component, Layout
+from certs_tooling.material import read_bytes
+
+PROG = "certs-tooling"
+
+
+def _fmt(when: datetime | None) -> str:
+    return "-" if when is None else when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _now(args: argparse.Namespace) -> datetime:
+    """``--now`` as an aware datetime, or the current time."""
+    if getattr(args, "now", None) is None:
+        return datetime.now(UTC)
+    return datetime.fromtimestamp(args.now, UTC)
+
+
+# --- handlers ------------------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """`init`: write a fresh folder (certs_tooling.init.run_init). Exit 0."""
+    options = InitOptions(
+        namespace=args.namespace,
+        webhook_service=args.webhook_service,
+        approver_service=args.approver_service,
+        extra_dns=args.dns,
+        extra_ips=args.ip,
+        local=args.local,
+        ca_days=args.ca_days,
+        leaf_days=args.leaf_days,
+    )
+    layout = Layout(args.out)
+    kid = run_init(layout, options, now=_now(args), force=args.force)
+    print(f"wrote {len(layout.all_files()) + 1} files to {layout.root} (signing key kid {kid})")
+    return 0
+
+
+def cmd_renew(args: argparse.Namespace) -> int:
+    """`renew-serving-cert`: new leaves from the same CA (certs_tooling.serving.renew). Exit 0."""
+    components = list(Component) if args.component == "all" else [Component(args.component)]
+    renewed = serving.renew(Layout(args.out), components, leaf_days=args.leaf_days, now=_now(args))
+    for item in renewed:
+        cert = item.certificate
+        print(
+            f"renewed {item.component} serving certificate: {common_name(cert)}, "
+            f"serial {cert.serial_number:x}, valid until {_fmt(cert.not_valid_after_utc)}"
+        )
+    print("caBundle unchanged: same CA.")
+    return 0
+
+
+def cmd_rotate(args: argparse.Namespace) -> int:
+    """`rotate-ca [--finish]`: start or end a CA rotation and print the admin's steps. Exit 0."""
+    layout = Layout(args.out)
+    if args.finish:
+        ca = rotation.finish(layout)
+        print(
+            f"CA rotation finished: ca-bundle.crt now holds only {common_name(ca)} "
+            f"(sha256 {short_fingerprint(ca)}); ca-previous.crt removed."
+        )
+        steps = rotation.finish_steps(layout.root)
+    else:
+        started = rotation.start(
+            layout, ca_days=args.ca_days, leaf_days=args.leaf_days, now=_now(args)
+        )
+        print(
+            f"CA rotation started: new CA {common_name(started.new_ca)} "
+            f"(sha256 {short_fingerprint(started.new_ca)}, valid until "
+            f"{_fmt(started.new_ca.not_valid_after_utc)}); previous CA kept as ca-previous.crt; "
+            "ca-bundle.crt holds both; serving certificates re-issued from the new CA."
+        )
+        steps = rotation.start_steps(layout.root)
+    print("Next steps:")
+    for number, step in enumerate(steps, start=1):
+        print(f"  {number}. {step}")
+    return 0
+
+
+def cmd_keys_add(args: argparse.Namespace) -> int:
+    """`keys add`: a new pending key, published in jwks.json. Exit 0."""
+    record = keyfolder.add(Layout(args.out), now=_now(args))
+    print(f"added key {record.kid} (pending), published in jwks.json")
+    print(
+        "Roll jwks.json out to every approver and wait until they reload it, then run: "
+        f"certs-tooling keys activate {record.kid} --out {args.out}"
+    )
+    return 0
+
+
+def cmd_keys_activate(args: argparse.Namespace) -> int:
+    """`keys activate KID`: KID becomes the active key and signing.key. Exit 0."""
+    record = keyfolder.activate(Layout(args.out), args.kid, now=_now(args))
+    print(f"key {record.kid} is active since {_fmt(record.activated_at)}; signing.key replaced")
+    return 0
+
+
+def cmd_keys_retire(args: argparse.Namespace) -> int:
+    """`keys retire KID`: KID leaves jwks.json; a forced retirement warns on stderr. Exit 0."""
+    record, overridden = keyfolder.retire(
+        Layout(args.out),
+        args.kid,
+        now=_now(args),
+        max_token_ttl=args.max_token_ttl,
+        leeway=args.leeway,
+        force=args.force,
+    )
+    if overridden is not None:
+        print(
+            "WARNING: --force: retired although " + str(overridden) + ". Tokens signed by this "
+            "key are rejected from now on with unknown_kid.",
+            file=sys.stderr,
+        )
+    print(f"retired key {record.kid}: removed from jwks.json, private key deleted")
+    return 0
+
+
+def _retire_after(record: KeyRecord, args: argparse.Namespace) -> str:
+    if record.state is not KeyStatus.INACTIVE:
+        return "-"
+    until = tokens_valid_until(record, max_token_ttl=args.max_token_ttl, leeway=args.leeway)
+    return _fmt(until)
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    """`keys list`: one row per key with state and UTC times. Exit 0."""
+    state = keyfolder.load(Layout(args.out)).state
+    columns = ("KID", "STATE", "CREATED", "ACTIVATED", "DEACTIVATED", "RETIRED", "RETIRABLE")
+    rows = [
+        (
+            r.kid,
+            str(r.state),
+            _fmt(r.created_at),
+            _fmt(r.activated_at),
+            _fmt(r.deactivated_at),
+            _fmt(r.retired_at),
+            _retire_after(r, args),
+        )
+        for r in state.keys
+    ]
+    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(columns)]
+    for row in (columns, *rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_jwks(args: argparse.Namespace) -> int:
+    """`jwks`: print jwks.json after checking it holds public keys only. Exit 0."""
+    path = Layout(args.out).jwks
+    key_set = KeySet.from_jwks(read_bytes(path))
+    print(json.dumps(key_set.to_jwks(), indent=2))
+    return 0
+
+
+def cmd_token_inspect(args: argparse.Namespace) -> int:
+    """`token inspect`: print the report of certs_tooling.token_inspect. Exit 0 when
+    the token is valid, 1 when not."""
+    reading_stdin = args.token == "-"  # noqa: S105 - "-" means stdin, not a secret
+    token = sys.stdin.read() if reading_stdin else args.token
+    key_set = KeySet.from_file(args.jwks)
+    policy = VerificationPolicy(
+        issuer=args.issuer,
+        audience=args.audience,
+        leeway_seconds=args.leeway,
+        max_ttl_seconds=args.max_ttl,
+    )
+    now = args.now if args.now is not None else int(datetime.now(UTC).timestamp())
+    report = token_inspect.inspect_token(token.strip(), key_set, policy, now=now)
+    sys.stdout.write(token_inspect.render(report))
+    return 0 if report.ok else 1
+
+
+def cmd_k8s(args: argparse.Namespace) -> int:
+    """`k8s-manifests`: print the Secrets and ConfigMap as YAML, or only the base64 caBundle.
+    Exit 0."""
+    layout = Layout(args.out)
+    bundle_path = layout.ca_bundle if layout.ca_bundle.exists() else layout.ca_cert
+    if args.ca_bundle_only:
+        print(k8s.ca_bundle_b64(read_bytes(bundle_path)))
+        return 0
+    material = k8s.Material(
+        ca_bundle=read_bytes(bundle_path),
+        webhook_cert=read_bytes(layout.webhook_cert),
+        webhook_key=read_bytes(layout.webhook_key),
+        signing_key=read_bytes(layout.signing_key),
+        approver_cert=read_bytes(layout.approver_cert),
+        approver_key=read_bytes(layout.approver_key),
+        jwks=read_bytes(layout.jwks),
+    )
+    names = k8s.Names(
+        namespace=args.namespace,
+        webhook_secret=args.webhook_secret,
+        approver_secret=args.approver_secret,
+        jwks_configmap=args.jwks_configmap,
+    )
+    sys.stdout.write(k8s.render(material, names))
+    if sys.stdout.isatty():
+        print(f"{PROG}: the output above holds private keys", file=sys.stderr)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """`check`: one OK/WARN/FAIL line per check. Exit 1 on FAIL (or WARN with
+    ``--fail-on-warn``), 2 when neither ``--out`` nor file flags (or both) are given."""
+    paths = check_files.Paths(
+        ca=args.ca,
+        ca_key=args.ca_key,
+        ca_bundle=args.ca_bundle,
+        webhook_cert=args.webhook_cert,
+        webhook_key=args.webhook_key,
+        approver_cert=args.approver_cert,
+        approver_key=args.approver_key,
+        signing_key=args.signing_key,
+        jwks=args.jwks,
+    )
+    if args.out is not None and paths.given():
+        return _usage("check", "give --out DIR or file flags, not both")
+    if args.out is None and not paths.given():
+        return _usage("check", "give --out DIR or at least one file flag")
+    if args.out is not None:
+        inputs, problems = check_files.from_folder(Layout(args.out))
+    else:
+        inputs, problems = check_files.from_paths(paths)
+    findings = problems + check.run(inputs, now=_now(args), warn_days=args.warn_days)
+    for finding in findings:
+        print(finding.line())
+    level = check.worst(findings)
+    print(f"{len(findings)} checks: {level}")
+    if level is check.Level.FAIL or (level is check.Level.WARN and args.fail_on_warn):
+        return 1
+    return 0
+
+
+def _usage(command: str, message: str) -> int:
+    print(f"usage error: {PROG} {command}: {message}", file=sys.stderr)
+    return 2

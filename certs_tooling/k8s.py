@@ -1,0 +1,135 @@
+"""``certs-tooling k8s-manifests``: the folder as Kubernetes objects for ``kubectl apply -f -``.
+
+Objects (core/v1, Kubernetes "Secrets" and "ConfigMaps" concept pages):
+
+* the webhook's ``kubernetes.io/tls`` Secret: ``tls.crt``, ``tls.key`` and the active Ed25519
+  token signing key as ``signing.key`` (a TLS Secret may carry extra keys);
+* the approver's ``kubernetes.io/tls`` Secret: ``tls.crt``, ``tls.key``;
+* a ConfigMap with ``jwks.json`` (public keys only) for the approver;
+* the ``caBundle`` of the MutatingWebhookConfiguration: base64 of ``ca-bundle.crt``
+  (``admissionregistration.k8s.io/v1`` ``clientConfig.caBundle``), as a leading comment or alone.
+
+Secret ``data`` values are base64 (what ``kubectl create secret tls`` writes). Mounted Secret
+and ConfigMap volumes are updated by the kubelet with one atomic symlink swap, so a pod that
+re-reads its files picks up new material without a restart and never sees half of it.
+Pure: bytes in, YAML text out.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+# Object names of Kubernetes Secrets, not secret values:
+DEFAULT_WEBHOOK_SECRET = "agent-bootstrap-webhook-tls"  # noqa: S105
+DEFAULT_APPROVER_SECRET = "agent-bootstrap-approver-tls"  # noqa: S105
+DEFAULT_JWKS_CONFIGMAP = "agent-bootstrap-jwks"
+MANAGED_BY = "certs-tooling"
+
+
+@dataclass(frozen=True, slots=True)
+class Material:
+    """The folder's contents that go into the cluster, as PEM/JSON bytes."""
+
+    ca_bundle: bytes
+    webhook_cert: bytes
+    webhook_key: bytes = field(repr=False)
+    signing_key: bytes = field(repr=False)
+    approver_cert: bytes
+    approver_key: bytes = field(repr=False)
+    jwks: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Names:
+    """Namespace and object names."""
+
+    namespace: str
+    webhook_secret: str = DEFAULT_WEBHOOK_SECRET
+    approver_secret: str = DEFAULT_APPROVER_SECRET
+    jwks_configmap: str = DEFAULT_JWKS_CONFIGMAP
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def ca_bundle_b64(ca_bundle: bytes) -> str:
+    """``clientConfig.caBundle``: base64 (standard alphabet, one line) of the PEM bundle."""
+    return _b64(ca_bundle)
+
+
+def _metadata(name: str, namespace: str, component: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": namespace,
+        "labels": {
+            "app.kubernetes.io/name": "agent-bootstrap",
+            "app.kubernetes.io/component": component,
+            "app.kubernetes.io/managed-by": MANAGED_BY,
+        },
+    }
+
+
+def manifests(material: Material, names: Names) -> list[dict[str, Any]]:
+    """The Secret, Secret and ConfigMap objects, in that order."""
+    webhook_secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _metadata(names.webhook_secret, names.namespace, "webhook"),
+        "type": "kubernetes.io/tls",
+        "data": {
+            "tls.crt": _b64(material.webhook_cert),
+            "tls.key": _b64(material.webhook_key),
+            "signing.key": _b64(material.signing_key),
+        },
+    }
+    approver_secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _metadata(names.approver_secret, names.namespace, "approver"),
+        "type": "kubernetes.io/tls",
+        "data": {
+            "tls.crt": _b64(material.approver_cert),
+            "tls.key": _b64(material.approver_key),
+        },
+    }
+    jwks = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(names.jwks_configmap, names.namespace, "approver"),
+        "data": {"jwks.json": material.jwks.decode("utf-8")},
+    }
+    return [webhook_secret, approver_secret, jwks]
+
+
+class _Dumper(yaml.SafeDumper):
+    """Safe YAML with multi-line strings (the JWKS) as literal blocks, for readable diffs."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def render(material: Material, names: Names) -> str:
+    """Multi-document YAML (``---`` before each object), preceded by a comment carrying the
+    base64 caBundle, ready for ``kubectl apply -f -``."""
+    header = (
+        "# caBundle for the MutatingWebhookConfiguration (clientConfig.caBundle):\n"
+        f"# {ca_bundle_b64(material.ca_bundle)}\n"
+    )
+    body = yaml.dump_all(
+        manifests(material, names),
+        Dumper=_Dumper,
+        sort_keys=False,
+        explicit_start=True,
+        default_flow_style=False,
+    )
+    return header + body
