@@ -99,8 +99,10 @@ def read_header(token: str) -> dict[str, object]:
         raise MalformedToken("not a compact JWS (three base64url parts)")
     try:
         header = jwt.get_unverified_header(token)
-    except jwt.DecodeError:
-        raise MalformedToken("JOSE header is not valid base64url JSON") from None
+    except jwt.InvalidTokenError:
+        # DecodeError (not base64url JSON) and the header checks PyJWT makes itself
+        # (a non-string kid, a bad crit list) all mean the same to us: malformed.
+        raise MalformedToken("JOSE header is not a valid JWS header") from None
     return dict(header)
 
 

@@ -247,3 +247,23 @@ class TestVerifyRejects:
             verify(token, KEYS, POLICY, now=NOW)
         assert "namespace" in err.value.message
         assert token not in err.value.message
+
+
+class TestHeaderShapes:
+    @pytest.mark.parametrize(
+        "header",
+        [
+            {"alg": "EdDSA", "typ": "agent-bootstrap+jwt", "kid": 7},
+            {"alg": "EdDSA", "typ": "agent-bootstrap+jwt", "kid": KEY.kid, "crit": "exp"},
+            ["not", "an", "object"],
+        ],
+    )
+    def test_odd_headers_are_malformed(self, header: Any) -> None:
+        """Header shapes PyJWT itself objects to still surface as MalformedToken."""
+        token = (
+            forge(header, claims().to_payload(), b"sig")
+            if isinstance(header, dict)
+            else (f"{b64(json.dumps(header).encode())}.{b64(b'{}')}.{b64(b'sig')}")
+        )
+        with pytest.raises(MalformedToken):
+            verify(token, KEYS, POLICY, now=NOW)

@@ -1,0 +1,93 @@
+"""JSON answers of the approver's HTTP API, built from decisions and records. Pure.
+
+StreamSpace's agent decodes ``id``, ``agentId``, ``platform``, ``status`` and ``createdAt``
+(RFC 3339) from a 200/201 answer (``agents/k8s-agent/main.go``, ``AgentRegistrationResponse``),
+so those sit at the top level of every answer that carries a record. Builders return
+``(status, body)`` or a body; the aiohttp layer only serialises.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from approver.decision import Decision, Outcome
+from approver.records import AgentRecord
+
+JsonBody = dict[str, Any]
+
+#: Human text per outcome, for the ``message`` member of a registration answer.
+_MESSAGES = {
+    Outcome.APPROVED: "agent approved",
+    Outcome.PENDING: "agent registered, waiting for approval",
+    Outcome.REJECTED: "agent registration rejected",
+}
+
+
+def rfc3339(value: datetime) -> str:
+    """UTC, seconds precision or finer, ``Z`` suffix: what Go's ``time.Time`` decodes."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def agent_json(record: AgentRecord) -> JsonBody:
+    """The admin API's view of a record (camelCase). The credential hash is never rendered."""
+    return {
+        "id": str(record.id),
+        "agentId": record.agent_id,
+        "platform": record.platform,
+        "region": record.region,
+        "capacity": record.capacity,
+        "metadata": record.metadata,
+        "status": record.status.value,
+        "approvalMethod": record.approval_method.value if record.approval_method else None,
+        "approvedBy": record.approved_by,
+        "approvedAt": rfc3339(record.approved_at) if record.approved_at else None,
+        "reason": record.reason,
+        "jti": record.jti,
+        "kid": record.kid,
+        "cluster": record.cluster,
+        "namespace": record.namespace,
+        "podName": record.pod_name,
+        "podUid": record.pod_uid,
+        "createdAt": rfc3339(record.created_at),
+        "updatedAt": rfc3339(record.updated_at),
+    }
+
+
+def registration_answer(decision: Decision, record: AgentRecord | None) -> tuple[int, JsonBody]:
+    """The HTTP status and body for a registration decision.
+
+    * 200 ``{"approvalStatus": "approved", "message", "reason", "id", "agentId", "platform",
+      "status": "active", "approvalMethod", "createdAt"}``
+    * 202 ``{"approvalStatus": "pending", "message", "reason", "id", "agentId", "platform",
+      "status": "pending", "approvalMethod": null, "createdAt"}``
+    * 403 ``{"approvalStatus": "rejected", "message", "reason"}``: nothing about any stored
+      record, since the request did not prove it owns one.
+    """
+    body: JsonBody = {
+        "approvalStatus": decision.outcome.value,
+        "message": _MESSAGES[decision.outcome],
+        "reason": decision.reason,
+    }
+    if decision.outcome is not Outcome.REJECTED and record is not None:
+        body.update(
+            {
+                "id": str(record.id),
+                "agentId": record.agent_id,
+                "platform": record.platform,
+                "status": record.status.value,
+                "approvalMethod": (
+                    record.approval_method.value if record.approval_method else None
+                ),
+                "createdAt": rfc3339(record.created_at),
+            }
+        )
+    return decision.http_status, body
+
+
+def error_body(code: str, message: str | None = None) -> JsonBody:
+    """``{"error": code}`` plus a human ``message`` when there is one."""
+    body: JsonBody = {"error": code}
+    if message:
+        body["message"] = message
+    return body

@@ -1,0 +1,338 @@
+"""Approver settings: environment variables over an optional YAML file over defaults.
+
+Sources, highest precedence first:
+
+1. environment: ``AGENT_BOOTSTRAP_APPROVER_<FIELD>`` with the snake_case field name, nested
+   fields joined with ``__``, e.g. ``AGENT_BOOTSTRAP_APPROVER_AUTO_APPROVE__ENABLED=true``,
+   ``AGENT_BOOTSTRAP_APPROVER_TOKEN__JWKS_FILE=/etc/agent-bootstrap/jwks/jwks.json``,
+   ``AGENT_BOOTSTRAP_APPROVER_TRUST__NAMESPACES='["streamspace"]'`` (lists and objects as JSON);
+2. the YAML file named by ``--config`` or ``AGENT_BOOTSTRAP_APPROVER_CONFIG``, camelCase keys::
+
+       autoApprove:
+         enabled: true            # default false: every agent waits for an administrator
+       trust:                     # the same shape the webhook reads (bootstrap_token.TrustPolicy)
+         namespaces: [streamspace]
+         serviceAccounts: ["streamspace:streamspace-agent"]
+       token:
+         issuer: agent-bootstrap-webhook
+         audience: agent-approver
+         leewaySeconds: 30
+         jwksFile: /etc/agent-bootstrap/jwks/jwks.json
+       agentIdPrefix: k8s-prod-cluster
+       databaseUrl: postgresql+asyncpg://approver@postgres:5432/agent_bootstrap
+       adminTokensFile: /etc/agent-bootstrap/admin/tokens
+       tlsCertFile: /etc/agent-bootstrap/tls/tls.crt
+       tlsKeyFile: /etc/agent-bootstrap/tls/tls.key
+       host: 0.0.0.0
+       port: 8444
+       retryAfterSeconds: 5
+
+3. the defaults below.
+
+Only prefixed variables are read. Unknown keys in the file are an error, not ignored: a
+misspelt ``namespaces`` must not silently trust nothing. :func:`load_settings` turns every
+validation failure into one :class:`ConfigError` that names each field (file key and
+environment variable), never its value.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, FilePath, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from bootstrap_token import TrustPolicy
+
+ENV_PREFIX = "AGENT_BOOTSTRAP_APPROVER_"
+#: Environment variable naming the YAML config file (``--config`` wins over it).
+CONFIG_ENV = ENV_PREFIX + "CONFIG"
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./agent-bootstrap.db"
+
+# The file to read while load_settings() builds ApproverSettings; see settings_customise_sources.
+_config_file: ContextVar[Path | None] = ContextVar("approver_config_file", default=None)
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used. The message names the field (file key and env name)."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", validate_by_name=True, validate_by_alias=True
+    )
+
+
+class AutoApproveSettings(_Section):
+    """``autoApprove``: whether a valid bootstrap token approves an agent at once."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Default false: every agent is pending until an administrator approves "
+        "it, exactly the behaviour before bootstrap tokens. True: a verified, trusted, bound "
+        "bootstrap token approves (approval method 'namespace'); needs token.jwksFile.",
+    )
+
+
+class TokenSettings(_Section):
+    """``token``: how bootstrap tokens are verified (must match the webhook's settings)."""
+
+    issuer: str = Field(
+        default="agent-bootstrap-webhook", min_length=1, description="Required 'iss' claim."
+    )
+    audience: str = Field(
+        default="agent-approver", min_length=1, description="Required 'aud' claim."
+    )
+    leeway_seconds: int = Field(
+        default=30,
+        alias="leewaySeconds",
+        ge=0,
+        le=300,
+        description="Clock skew tolerated on 'exp' and 'nbf', in seconds. Default 30; 0..300.",
+    )
+    jwks_file: FilePath | None = Field(
+        default=None,
+        alias="jwksFile",
+        description="The webhook's public keys: a JWKS (JSON) or PEM public keys. Required when "
+        "autoApprove.enabled. Default: none.",
+    )
+
+
+class ApproverSettings(BaseSettings):
+    """Everything the approver needs at start. Immutable; validated once at start."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        env_prefix=ENV_PREFIX,
+        # Prefix both the field name and its camelCase alias, so no unprefixed variable (HOST,
+        # PORT) is ever read.
+        env_prefix_target="all",
+        env_nested_delimiter="__",
+        validate_by_name=True,
+        validate_by_alias=True,
+    )
+
+    auto_approve: AutoApproveSettings = Field(
+        default_factory=AutoApproveSettings,
+        alias="autoApprove",
+        description="Auto-approval switch. Default: disabled (every agent pending).",
+    )
+    trust: TrustPolicy = Field(
+        default_factory=TrustPolicy,
+        description="Trusted namespaces and service accounts, re-checked when a token is "
+        "verified (same shape as the webhook's). Default: nothing trusted.",
+    )
+    token: TokenSettings = Field(
+        default_factory=TokenSettings, description="Token verification settings."
+    )
+    agent_id_prefix: str | None = Field(
+        default=None,
+        alias="agentIdPrefix",
+        min_length=1,
+        max_length=200,
+        description="StreamSpace builds AGENT_ID=$(AGENT_ID_PREFIX)-$(POD_NAME); with this set, "
+        "the pod name is the agent id minus '<prefix>-' when metadata.podName is absent. "
+        "Default: none (the agent id is the pod name).",
+    )
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL,
+        alias="databaseUrl",
+        min_length=1,
+        description="SQLAlchemy URL: sqlite+aiosqlite:///<path> (one replica) or "
+        "postgresql+asyncpg://user@host:5432/db (several replicas). Default: "
+        f"{DEFAULT_DATABASE_URL}.",
+    )
+    admin_tokens_file: FilePath | None = Field(
+        default=None,
+        alias="adminTokensFile",
+        description="Admin API bearer tokens, one per line, optionally 'name:token'; blank "
+        "lines and '#' comments ignored. Default: none (the admin API answers 401).",
+    )
+    tls_cert_file: FilePath | None = Field(
+        default=None,
+        alias="tlsCertFile",
+        description="PEM serving certificate chain (leaf first). Set together with tlsKeyFile; "
+        "default none: plain HTTP (only behind a TLS-terminating proxy or mesh).",
+    )
+    tls_key_file: FilePath | None = Field(
+        default=None,
+        alias="tlsKeyFile",
+        description="PEM private key of the serving certificate. Set together with tlsCertFile.",
+    )
+    host: str = Field(default="0.0.0.0", min_length=1, description="Listen address.")  # noqa: S104 - agents reach the pod through a Service.
+    port: int = Field(default=8444, ge=1, le=65535, description="Listen port. Default 8444.")
+    retry_after_seconds: int = Field(
+        default=5,
+        alias="retryAfterSeconds",
+        ge=1,
+        le=3600,
+        description="Retry-After of a 503 answer (database unavailable), in seconds. Default 5.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.auto_approve.enabled:
+            if self.token.jwks_file is None:
+                raise ValueError("token.jwksFile is required when autoApprove.enabled is true")
+            if not self.trust.namespaces:
+                raise ValueError(
+                    "trust.namespaces must name at least one namespace when autoApprove.enabled "
+                    "is true (otherwise no token could ever approve)"
+                )
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tlsCertFile and tlsKeyFile must be set together")
+        return self
+
+    @property
+    def tls_enabled(self) -> bool:
+        """True when the listener serves HTTPS."""
+        return self.tls_cert_file is not None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments, then the environment, then the YAML file (no dotenv, no
+        secrets dir)."""
+        path = _config_file.get()
+        if path is None:
+            return (init_settings, env_settings)
+        return (init_settings, env_settings, _YamlSource(settings_cls, _read_yaml(path)))
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """The YAML file, its camelCase keys renamed to field names at every level.
+
+    The environment source yields field names (``token: {jwks_file: ...}``); keeping the file's
+    aliases (``token: {jwksFile: ...}``) would give the merged input both spellings of one
+    field, and the variable could not override the file. Unknown keys are kept as written, so
+    ``extra="forbid"`` reports them.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ returns the whole mapping
+
+    def __call__(self) -> dict[str, Any]:
+        return _by_field_name(self.settings_cls, self._data)
+
+
+def _by_field_name(model: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = next((n for n, f in model.model_fields.items() if key in (n, f.alias)), key)
+        field = model.model_fields.get(name)
+        sub = field.annotation if field is not None else None
+        if isinstance(value, dict) and isinstance(sub, type) and issubclass(sub, BaseModel):
+            value = _by_field_name(sub, value)
+        out[name] = value
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path}: cannot read: {_os_reason(exc)}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {path}: not valid YAML{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: top level must be a mapping")
+    return data
+
+
+def _os_reason(exc: BaseException) -> str:
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+
+
+def _spellings(loc: tuple[int | str, ...]) -> list[tuple[str, str]]:
+    """(field name, file key) of each part of a field location given in either spelling."""
+    parts: list[tuple[str, str]] = []
+    model: Any = ApproverSettings
+    for part in loc:
+        fields = getattr(model, "model_fields", None)
+        if fields is None:
+            parts.append((str(part), str(part)))
+            model = None
+            continue
+        name = next((n for n, f in fields.items() if part in (n, f.alias)), str(part))
+        field = fields.get(name)
+        parts.append((name, field.alias or name if field is not None else name))
+        model = field.annotation if field is not None else None
+    return parts
+
+
+def env_name(loc: tuple[int | str, ...]) -> str:
+    """The environment variable of a field location (file keys or field names), e.g.
+    ``("token", "jwksFile")`` -> ``AGENT_BOOTSTRAP_APPROVER_TOKEN__JWKS_FILE``."""
+    return ENV_PREFIX + "__".join(name.upper() for name, _ in _spellings(loc))
+
+
+def file_key(loc: tuple[int | str, ...]) -> str:
+    """The dotted YAML key of a field location, e.g. ``("token", "jwks_file")`` ->
+    ``token.jwksFile``."""
+    return ".".join(key for _, key in _spellings(loc))
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = err["loc"]
+        field = file_key(loc) or "settings"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{field}: unknown key")
+            continue
+        env = f" (env {env_name(loc)})" if loc and isinstance(loc[0], str) else ""
+        lines.append(f"{field}{env}: {err['msg']}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def load_settings(
+    *, config_file: Path | None = None, environ: Mapping[str, str] | None = None
+) -> ApproverSettings:
+    """Build and validate the settings from the environment and the optional YAML file.
+
+    Args:
+        config_file: YAML file (``--config``); when None, ``AGENT_BOOTSTRAP_APPROVER_CONFIG``
+            names it, if set.
+        environ: where to look up ``AGENT_BOOTSTRAP_APPROVER_CONFIG`` (default ``os.environ``);
+            the settings fields themselves are always read from ``os.environ``.
+
+    Returns:
+        The frozen settings.
+
+    Raises:
+        ConfigError: unreadable or invalid YAML, unknown keys, missing files, values out of
+            bounds or inconsistent (autoApprove without jwksFile, half a TLS pair); the message
+            names each field (file key and env variable), never its value.
+    """
+    env = os.environ if environ is None else environ
+    path = config_file or (Path(env[CONFIG_ENV]) if env.get(CONFIG_ENV) else None)
+    token = _config_file.set(path)
+    try:
+        return ApproverSettings()
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    finally:
+        _config_file.reset(token)

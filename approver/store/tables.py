@@ -1,0 +1,109 @@
+"""Table definitions (SQLAlchemy 2 Core), the single source of the schema's shape.
+
+Migrations (``approver/migrations/versions``) create exactly these tables; a test compares the
+migrated database with this metadata. Portable between SQLite and PostgreSQL: strings with
+lengths, CHECK constraints instead of native enums, JSON (JSONB on PostgreSQL), UTC timestamps.
+
+``token_uses.jti`` is the primary key: burning a ``jti`` is one INSERT that the database refuses
+when the ``jti`` is already there (DESIGN, "Store": "enforced by the database ... not by a
+read-then-write in Python"). There is deliberately no foreign key from ``token_uses`` to
+``agents``: a burnt ``jti`` stays burnt even if its agent's record is deleted later.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+
+from approver.records import AgentStatus, ApprovalMethod
+
+#: Deterministic constraint names, so migrations and metadata agree on every dialect.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+#: JSON on SQLite, JSONB on PostgreSQL.
+Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every dialect.
+
+    SQLite has no timestamp type and returns naive values; they are stored and read as UTC.
+    Naive datetimes are refused on the way in, so local time can never slip in.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass an aware UTC datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _one_of(column: str, values: list[str], *, nullable: bool = False) -> str:
+    allowed = ", ".join(f"'{v}'" for v in values)
+    check = f"{column} IN ({allowed})"
+    return f"{column} IS NULL OR {check}" if nullable else check
+
+
+agents = sa.Table(
+    "agents",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("agent_id", sa.String(253), nullable=False),
+    sa.Column("platform", sa.String(64), nullable=False),
+    sa.Column("region", sa.String(128), nullable=True),
+    sa.Column("capacity", Json, nullable=True),
+    sa.Column("metadata", Json, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("approval_method", sa.String(16), nullable=True),
+    sa.Column("approved_by", sa.String(128), nullable=True),
+    sa.Column("approved_at", UTCDateTime(), nullable=True),
+    sa.Column("reason", sa.String(64), nullable=False),
+    sa.Column("jti", sa.String(64), nullable=True),
+    sa.Column("kid", sa.String(64), nullable=True),
+    sa.Column("cluster", sa.String(253), nullable=True),
+    sa.Column("namespace", sa.String(63), nullable=True),
+    sa.Column("pod_name", sa.String(253), nullable=True),
+    sa.Column("pod_uid", sa.String(64), nullable=True),
+    sa.Column("credential_hash", sa.String(64), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("agent_id"),
+    sa.CheckConstraint(_one_of("status", [s.value for s in AgentStatus]), name="status"),
+    sa.CheckConstraint(
+        _one_of("approval_method", [m.value for m in ApprovalMethod], nullable=True),
+        name="approval_method",
+    ),
+    sa.Index(None, "status"),
+)
+
+token_uses = sa.Table(
+    "token_uses",
+    metadata,
+    sa.Column("jti", sa.String(64), primary_key=True),
+    sa.Column("agent_id", sa.String(253), nullable=False),
+    sa.Column("kid", sa.String(64), nullable=False),
+    sa.Column("namespace", sa.String(63), nullable=False),
+    sa.Column("used_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+)

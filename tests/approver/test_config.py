@@ -1,0 +1,204 @@
+"""Settings: defaults, the YAML file (camelCase), the environment, and errors that name fields."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from approver.config import CONFIG_ENV, ConfigError, env_name, load_settings
+
+PREFIX = "AGENT_BOOTSTRAP_APPROVER_"
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No approver variable from the outer environment leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith(PREFIX):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    paths = {name: tmp_path / name for name in ("jwks.json", "tokens", "tls.crt", "tls.key")}
+    for path in paths.values():
+        path.write_text("placeholder\n", encoding="utf-8")
+    return paths
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "approver.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+class TestDefaults:
+    def test_defaults(self) -> None:
+        """Without file or environment: auto-approval off, SQLite, port 8444, Retry-After 5 s."""
+        settings = load_settings(environ={})
+        assert settings.auto_approve.enabled is False
+        assert settings.database_url == "sqlite+aiosqlite:///./agent-bootstrap.db"
+        assert (settings.host, settings.port, settings.retry_after_seconds) == ("0.0.0.0", 8444, 5)
+        assert (settings.token.issuer, settings.token.audience) == (
+            "agent-bootstrap-webhook",
+            "agent-approver",
+        )
+        assert settings.token.leeway_seconds == 30
+        assert settings.token.jwks_file is None
+        assert settings.trust.namespaces == frozenset()
+        assert settings.agent_id_prefix is None
+        assert settings.admin_tokens_file is None
+        assert settings.tls_enabled is False
+
+
+class TestFile:
+    def test_camel_case_file(self, tmp_path: Path, files: dict[str, Path]) -> None:
+        """Every field reads from its camelCase key in the YAML file."""
+        path = _write(
+            tmp_path,
+            f"""
+autoApprove:
+  enabled: true
+trust:
+  namespaces: [streamspace]
+  serviceAccounts: ["streamspace:streamspace-agent"]
+token:
+  issuer: webhook-prod
+  audience: approver-prod
+  leewaySeconds: 10
+  jwksFile: {files["jwks.json"]}
+agentIdPrefix: k8s-prod-cluster
+databaseUrl: postgresql+asyncpg://approver@db:5432/agents
+adminTokensFile: {files["tokens"]}
+tlsCertFile: {files["tls.crt"]}
+tlsKeyFile: {files["tls.key"]}
+host: 127.0.0.1
+port: 9444
+retryAfterSeconds: 7
+""",
+        )
+        settings = load_settings(config_file=path, environ={})
+        assert settings.auto_approve.enabled is True
+        assert settings.trust.namespaces == frozenset({"streamspace"})
+        assert settings.trust.service_accounts == frozenset({"streamspace:streamspace-agent"})
+        assert (settings.token.issuer, settings.token.audience) == ("webhook-prod", "approver-prod")
+        assert settings.token.leeway_seconds == 10
+        assert settings.token.jwks_file == files["jwks.json"]
+        assert settings.agent_id_prefix == "k8s-prod-cluster"
+        assert settings.database_url == "postgresql+asyncpg://approver@db:5432/agents"
+        assert settings.admin_tokens_file == files["tokens"]
+        assert settings.tls_enabled is True
+        assert (settings.host, settings.port, settings.retry_after_seconds) == (
+            "127.0.0.1",
+            9444,
+            7,
+        )
+
+    def test_config_env_names_the_file(self, tmp_path: Path) -> None:
+        """AGENT_BOOTSTRAP_APPROVER_CONFIG names the file when --config is not given."""
+        path = _write(tmp_path, "port: 9555\n")
+        assert load_settings(environ={CONFIG_ENV: str(path)}).port == 9555
+
+    def test_environment_overrides_the_file(
+        self, tmp_path: Path, files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Prefixed variables (nested with __) win over the file; unprefixed ones are ignored."""
+        path = _write(tmp_path, "port: 9555\nagentIdPrefix: from-file\n")
+        monkeypatch.setenv(PREFIX + "PORT", "9666")
+        monkeypatch.setenv(PREFIX + "AUTO_APPROVE__ENABLED", "true")
+        monkeypatch.setenv(PREFIX + "TRUST__NAMESPACES", '["streamspace"]')
+        monkeypatch.setenv(PREFIX + "TOKEN__JWKS_FILE", str(files["jwks.json"]))
+        monkeypatch.setenv(PREFIX + "AGENT_ID_PREFIX", "from-env")
+        monkeypatch.setenv("HOST", "10.0.0.1")
+        settings = load_settings(config_file=path, environ={})
+        assert settings.port == 9666
+        assert settings.auto_approve.enabled is True
+        assert settings.trust.namespaces == frozenset({"streamspace"})
+        assert settings.token.jwks_file == files["jwks.json"]
+        assert settings.agent_id_prefix == "from-env"
+        assert settings.host == "0.0.0.0"
+
+
+class TestErrors:
+    @pytest.mark.parametrize(
+        ("yaml_text", "names"),
+        [
+            ("autoApprove: {enabled: true}\ntrust: {namespaces: [s]}\n", ["token.jwksFile"]),
+            ("port: 70000\n", ["port", PREFIX + "PORT"]),
+            ("token: {jwksFile: /nonexistent/jwks.json}\n",
+             ["token.jwksFile", PREFIX + "TOKEN__JWKS_FILE"]),
+            ("namespaces: [streamspace]\n", ["namespaces: unknown key"]),
+            ("trust: {namespace: [streamspace]}\n", ["trust.namespace: unknown key"]),
+            ("retryAfterSeconds: 0\n", ["retryAfterSeconds", PREFIX + "RETRY_AFTER_SECONDS"]),
+            ("token: {leewaySeconds: -1}\n", ["token.leewaySeconds"]),
+            ("trust: {serviceAccounts: [streamspace]}\n",
+             ["trust.serviceAccounts", PREFIX + "TRUST__SERVICE_ACCOUNTS"]),
+        ],
+        ids=["enabled without jwksFile", "port out of range", "missing jwks file",
+             "misplaced key", "misspelt key", "retry-after zero", "negative leeway",
+             "service account without namespace"],
+    )  # fmt: skip
+    def test_bad_values_name_the_field(
+        self, tmp_path: Path, yaml_text: str, names: list[str]
+    ) -> None:
+        """A bad value stops loading with a message naming the field (file key, env var)."""
+        with pytest.raises(ConfigError) as info:
+            load_settings(config_file=_write(tmp_path, yaml_text), environ={})
+        for name in names:
+            assert name in str(info.value)
+
+    def test_auto_approve_needs_a_trusted_namespace(
+        self, tmp_path: Path, files: dict[str, Path]
+    ) -> None:
+        """Auto-approval with no trusted namespace is refused: no token could ever approve."""
+        text = f"autoApprove: {{enabled: true}}\ntoken: {{jwksFile: {files['jwks.json']}}}\n"
+        with pytest.raises(ConfigError, match=r"trust\.namespaces"):
+            load_settings(config_file=_write(tmp_path, text), environ={})
+
+    def test_half_a_tls_pair(self, tmp_path: Path, files: dict[str, Path]) -> None:
+        """A certificate without its key (or the reverse) is refused."""
+        text = f"tlsCertFile: {files['tls.crt']}\n"
+        with pytest.raises(ConfigError, match="tlsCertFile and tlsKeyFile"):
+            load_settings(config_file=_write(tmp_path, text), environ={})
+
+    def test_values_are_not_echoed(self, tmp_path: Path) -> None:
+        """The message names the field, never the offending value (it may be a secret)."""
+        text = "databaseUrl: 12345\nport: not-a-port-s3cr3t\n"
+        with pytest.raises(ConfigError) as info:
+            load_settings(config_file=_write(tmp_path, text), environ={})
+        assert "s3cr3t" not in str(info.value)
+        assert "port" in str(info.value)
+
+    @pytest.mark.parametrize(
+        ("text", "message"),
+        [("port: [\n", "not valid YAML at line"), ("- a\n- b\n", "top level must be a mapping")],
+        ids=["invalid yaml", "list at top level"],
+    )
+    def test_unreadable_file(self, tmp_path: Path, text: str, message: str) -> None:
+        """A file that is not a YAML mapping is refused with its path."""
+        path = _write(tmp_path, text)
+        with pytest.raises(ConfigError, match=message) as info:
+            load_settings(config_file=path, environ={})
+        assert str(path) in str(info.value)
+
+    def test_missing_file(self, tmp_path: Path) -> None:
+        """A --config that does not exist is refused."""
+        with pytest.raises(ConfigError, match="cannot read"):
+            load_settings(config_file=tmp_path / "absent.yaml", environ={})
+
+
+class TestEnvName:
+    @pytest.mark.parametrize(
+        ("loc", "expected"),
+        [
+            (("autoApprove", "enabled"), PREFIX + "AUTO_APPROVE__ENABLED"),
+            (("token", "jwksFile"), PREFIX + "TOKEN__JWKS_FILE"),
+            (("trust", "serviceAccounts"), PREFIX + "TRUST__SERVICE_ACCOUNTS"),
+            (("databaseUrl",), PREFIX + "DATABASE_URL"),
+        ],
+    )
+    def test_env_name(self, loc: tuple[str, ...], expected: str) -> None:
+        """File keys map to their environment variable names."""
+        assert env_name(loc) == expected

@@ -1,0 +1,201 @@
+"""The command line and the real server: migrate, bad configuration, HTTPS on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sqlite3
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from approver.__main__ import main
+from approver.config import ApproverSettings
+from approver.server import serve
+from bootstrap_token import SigningKey
+from tests.approver.helpers import AGENT_ID, AGENT_ID_PREFIX, TRUST, mint_token, registration_body
+from tests.conftest import Pki
+
+PREFIX = "AGENT_BOOTSTRAP_APPROVER_"
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No approver variable from the outer environment leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith(PREFIX):
+            monkeypatch.delenv(name)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def tables(db: Path) -> set[str]:
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    return {name for (name,) in rows}
+
+
+class TestMain:
+    def test_migrate(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """`migrate` creates the schema in the configured database and exits 0."""
+        db = tmp_path / "approver.db"
+        config = tmp_path / "approver.yaml"
+        config.write_text(f"databaseUrl: sqlite+aiosqlite:///{db}\n", encoding="utf-8")
+        assert main(["migrate", "--config", str(config)]) == 0
+        assert {"agents", "token_uses", "alembic_version"} <= tables(db)
+        assert "database migrated" in capsys.readouterr().err
+
+    def test_bad_config_exits_2_naming_the_field(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A bad setting exits 2 and names the field, in the file's and the environment's terms."""
+        config = tmp_path / "approver.yaml"
+        config.write_text("retryAfterSeconds: none\n", encoding="utf-8")
+        assert main(["--config", str(config), "migrate"]) == 2
+        err = capsys.readouterr().err
+        assert "retryAfterSeconds" in err
+        assert PREFIX + "RETRY_AFTER_SECONDS" in err
+
+    def test_unusable_jwks_exits_2(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A JWKS file that holds no Ed25519 key stops the service at start (exit 2)."""
+        jwks = tmp_path / "jwks.json"
+        jwks.write_text('{"keys": [{"kty": "RSA", "n": "x", "e": "AQAB"}]}', encoding="utf-8")
+        monkeypatch.setenv(PREFIX + "AUTO_APPROVE__ENABLED", "true")
+        monkeypatch.setenv(PREFIX + "TRUST__NAMESPACES", '["streamspace"]')
+        monkeypatch.setenv(PREFIX + "TOKEN__JWKS_FILE", str(jwks))
+        monkeypatch.setenv(PREFIX + "DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+        assert main([]) == 2
+        err = capsys.readouterr().err
+        assert "token.jwksFile" in err
+        assert "not an Ed25519" in err
+
+    def test_unreachable_database_exits_1(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`migrate` against a database it cannot open exits 1."""
+        url = f"sqlite+aiosqlite:///{tmp_path / 'gone' / 'a.db'}"
+        monkeypatch.setenv(PREFIX + "DATABASE_URL", url)
+        assert main(["migrate"]) == 1
+        assert "database unavailable" in capsys.readouterr().err
+
+    def test_python_dash_m(self, tmp_path: Path) -> None:
+        """`python -m approver migrate` runs as a real process, configured by the environment."""
+        db = tmp_path / "approver.db"
+        env = {**os.environ, PREFIX + "DATABASE_URL": f"sqlite+aiosqlite:///{db}"}
+        done = subprocess.run(
+            [sys.executable, "-m", "approver", "migrate"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "agents" in tables(db)
+
+
+class TestServe:
+    @pytest.fixture
+    def tls_settings(self, pki: Pki, tmp_path: Path) -> ApproverSettings:
+        return ApproverSettings(
+            auto_approve={"enabled": True},
+            trust=TRUST,
+            token={"jwks_file": pki.jwks},
+            agent_id_prefix=AGENT_ID_PREFIX,
+            database_url=f"sqlite+aiosqlite:///{tmp_path / 'approver.db'}",
+            tls_cert_file=pki.approver_cert,
+            tls_key_file=pki.approver_key,
+            host="127.0.0.1",
+            port=free_port(),
+        )
+
+    async def test_https_registration_and_clean_stop(
+        self, tls_settings: ApproverSettings, pki: Pki, client_ssl: ssl.SSLContext
+    ) -> None:
+        """serve() migrates, answers a StreamSpace registration over TLS, and stops cleanly."""
+        stop = asyncio.Event()
+        server = asyncio.create_task(serve(tls_settings, stop=stop))
+        base = f"https://localhost:{tls_settings.port}"
+        token = mint_token(SigningKey.from_file(pki.signing_key), now=int(time.time()))
+        try:
+            async with aiohttp.ClientSession() as session:
+                await _wait_ready(session, f"{base}/healthz", client_ssl, server)
+                async with session.post(
+                    f"{base}/api/v1/agents/register",
+                    json=registration_body(),
+                    headers={"X-Agent-API-Key": token},
+                    ssl=client_ssl,
+                ) as response:
+                    assert response.status == 200
+                    body = await response.json()
+            assert (body["agentId"], body["status"], body["approvalMethod"]) == (
+                AGENT_ID,
+                "active",
+                "namespace",
+            )
+            _, writer = await asyncio.open_connection(
+                "127.0.0.1", tls_settings.port, ssl=client_ssl, server_hostname="localhost"
+            )
+            assert writer.get_extra_info("ssl_object").version() in ("TLSv1.2", "TLSv1.3")
+            writer.close()
+            await writer.wait_closed()
+        finally:
+            stop.set()
+            await asyncio.wait_for(server, timeout=10)
+        assert server.exception() is None
+
+    @pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
+    async def test_tls_1_1_is_refused(
+        self, tls_settings: ApproverSettings, pki: Pki, client_ssl: ssl.SSLContext
+    ) -> None:
+        """A client that speaks at most TLS 1.1 cannot complete a handshake (the client itself
+        allows TLS 1.1 at security level 0, so the refusal is the server's)."""
+        stop = asyncio.Event()
+        server = asyncio.create_task(serve(tls_settings, stop=stop))
+        old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        old.load_verify_locations(pki.ca_cert)
+        old.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+        old.maximum_version = ssl.TLSVersion.TLSv1_1
+        old.set_ciphers("DEFAULT:@SECLEVEL=0")
+        try:
+            async with aiohttp.ClientSession() as session:
+                await _wait_ready(
+                    session, f"https://localhost:{tls_settings.port}/healthz", client_ssl, server
+                )
+            with pytest.raises((ssl.SSLError, ConnectionResetError)):
+                await asyncio.open_connection(
+                    "127.0.0.1", tls_settings.port, ssl=old, server_hostname="localhost"
+                )
+        finally:
+            stop.set()
+            await asyncio.wait_for(server, timeout=10)
+
+
+async def _wait_ready(
+    session: aiohttp.ClientSession, url: str, context: ssl.SSLContext, server: asyncio.Task[None]
+) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        if server.done():
+            server.result()  # raises what stopped the server
+        try:
+            async with session.get(url, ssl=context) as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientConnectionError:
+            if time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.05)

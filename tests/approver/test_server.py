@@ -1,0 +1,366 @@
+"""The HTTP API with aiohttp's test client: registration answers, admin API, 503, health."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from approver.config import ApproverSettings
+from approver.server import STORE_KEY, create_app
+from approver.store import Store
+from bootstrap_token import KeySet, SigningKey, fingerprint
+from tests.approver.helpers import (
+    AGENT_ID,
+    NOW,
+    SECOND_AGENT_ID,
+    Clock,
+    RecordingSink,
+    mint_token,
+    registration_body,
+    settings,
+    tamper,
+)
+from tests.approver.test_store import closed_port
+
+REGISTER = "/api/v1/agents/register"
+ADMIN = "/api/v1/admin/agents"
+ALICE_TOKEN = "alice-admin-token-0123456789"
+BARE_TOKEN = "bare-admin-token-9876543210"
+
+ClientFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
+Client = TestClient[web.Request, web.Application]
+
+
+@pytest.fixture
+def tokens_file(tmp_path: Path) -> Path:
+    path = tmp_path / "admin-tokens"
+    path.write_text(f"# approver admins\nalice:{ALICE_TOKEN}\n{BARE_TOKEN}\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def approver_settings(jwks_file: Path, tokens_file: Path) -> ApproverSettings:
+    return settings(jwks_file=jwks_file, admin_tokens_file=tokens_file, retry_after_seconds=7)
+
+
+@pytest.fixture
+def audit() -> RecordingSink:
+    return RecordingSink()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: ClientFactory,
+    approver_settings: ApproverSettings,
+    key_set: KeySet,
+    sqlite_store: Store,
+    audit: RecordingSink,
+    clock: Clock,
+) -> Client:
+    app = create_app(
+        approver_settings, key_set=key_set, store=sqlite_store, clock=clock, audit=audit
+    )
+    return await aiohttp_client(app)
+
+
+@pytest.fixture
+def token(signing_key: SigningKey) -> str:
+    return mint_token(signing_key)
+
+
+def alice() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ALICE_TOKEN}"}
+
+
+async def register(
+    client: Client, agent_id: str = AGENT_ID, *, token: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    headers = {"X-Agent-API-Key": token} if token else {}
+    response = await client.post(REGISTER, json=registration_body(agent_id), headers=headers)
+    return response.status, await response.json()
+
+
+class TestRegister:
+    async def test_approved(self, client: Client, token: str) -> None:
+        """A valid token gets 200 with the fields StreamSpace's agent decodes at the top level."""
+        status, body = await register(client, token=token)
+        assert status == 200
+        assert body["approvalStatus"] == "approved"
+        assert (body["agentId"], body["platform"], body["status"]) == (
+            AGENT_ID,
+            "kubernetes",
+            "active",
+        )
+        assert (body["approvalMethod"], body["reason"]) == ("namespace", "bootstrap_token_accepted")
+        assert uuid.UUID(body["id"]).version == 4
+        assert body["createdAt"] == "2025-11-30T02:00:00Z"
+        assert datetime.fromisoformat(body["createdAt"]).timestamp() == NOW
+        assert body["message"] == "agent approved"
+
+    async def test_pending_without_token(self, client: Client) -> None:
+        """No token gets 202 pending with the reason and the record's id."""
+        status, body = await register(client)
+        assert status == 202
+        assert (body["approvalStatus"], body["reason"], body["status"]) == (
+            "pending",
+            "manual_approval_required",
+            "pending",
+        )
+        assert body["approvalMethod"] is None
+        assert body["agentId"] == AGENT_ID
+        assert uuid.UUID(body["id"])
+
+    async def test_tampered_token(self, client: Client, token: str) -> None:
+        """A tampered token gets 403 with nothing but the verdict and its reason."""
+        status, body = await register(client, token=tamper(token))
+        assert status == 403
+        assert body == {
+            "approvalStatus": "rejected",
+            "message": "agent registration rejected",
+            "reason": "bad_signature",
+        }
+
+    async def test_copied_token(self, client: Client, token: str) -> None:
+        """The same token on a second agent gets 403 token_reused."""
+        assert (await register(client, token=token))[0] == 200
+        status, body = await register(client, SECOND_AGENT_ID, token=token)
+        assert (status, body["reason"]) == (403, "token_reused")
+
+    async def test_retry_is_idempotent(self, client: Client, token: str) -> None:
+        """A retry with the same token gets the same 200 and the same record id."""
+        first = await register(client, token=token)
+        again = await register(client, token=token)
+        assert again == first
+
+    @pytest.mark.parametrize(
+        ("body", "error", "mentions"),
+        [
+            (b"{not json", "invalid_json", "not JSON"),
+            (b"", "invalid_json", "not JSON"),
+            (b"[]", "invalid_request", "body"),
+            (b'{"platform": "kubernetes"}', "invalid_request", "agentId"),
+            (
+                b'{"agentId": "' + b"a" * 254 + b'", "platform": "kubernetes"}',
+                "invalid_request",
+                "agentId",
+            ),
+            (b'{"agentId": "", "platform": "kubernetes"}', "invalid_request", "agentId"),
+            (
+                b'{"agentId": "a", "platform": "kubernetes", "capacity": {"maxCpu": "lots"}}',
+                "invalid_request",
+                "capacity.maxCpu",
+            ),
+            (b'{"agentId": "a", "platform": "k", "apiKey": "x"}', "invalid_request", "apiKey"),
+            (b'{"agentId": "a", "platform": "k", "metadata": []}', "invalid_request", "metadata"),
+        ],
+        ids=[
+            "broken json",
+            "empty body",
+            "array",
+            "no agentId",
+            "agentId too long",
+            "empty agentId",
+            "capacity wrong type",
+            "unknown member",
+            "metadata not an object",
+        ],
+    )
+    async def test_malformed_body(
+        self, client: Client, body: bytes, error: str, mentions: str
+    ) -> None:
+        """A body that is not StreamSpace's registration shape gets 400 naming the problem."""
+        response = await client.post(
+            REGISTER, data=body, headers={"Content-Type": "application/json"}
+        )
+        assert response.status == 400
+        answer = await response.json()
+        assert answer["error"] == error
+        assert mentions in answer["message"]
+
+    async def test_not_json(self, client: Client) -> None:
+        """A body sent as anything but application/json gets 415."""
+        response = await client.post(
+            REGISTER, data="agentId=x", headers={"Content-Type": "text/plain"}
+        )
+        assert response.status == 415
+        assert (await response.json())["error"] == "unsupported_media_type"
+
+    async def test_oversized_body(self, client: Client) -> None:
+        """A body over 64 KiB is refused with 413 before it is parsed."""
+        body = registration_body(metadata={"padding": "x" * (64 * 1024)})
+        response = await client.post(REGISTER, json=body)
+        assert response.status == 413
+        assert await client.app[STORE_KEY].list_agents() == []
+
+
+class TestAdmin:
+    async def test_missing_bearer(self, client: Client, audit: RecordingSink) -> None:
+        """No Authorization header gets 401 with a Bearer challenge."""
+        response = await client.get(ADMIN)
+        assert response.status == 401
+        assert response.headers["WWW-Authenticate"] == 'Bearer realm="agent-bootstrap-approver"'
+        assert await response.json() == {"error": "unauthorized"}
+        assert (audit.events[-1].reason, audit.events[-1].security) == ("missing_bearer", False)
+
+    async def test_wrong_bearer(self, client: Client, audit: RecordingSink) -> None:
+        """A wrong token gets 401 invalid_token, and a security event without the token."""
+        response = await client.post(
+            f"{ADMIN}/{AGENT_ID}/approve", headers={"Authorization": "Bearer guessed-token-123456"}
+        )
+        assert response.status == 401
+        assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+        event = audit.events[-1]
+        assert (event.event, event.reason, event.security) == ("admin.auth", "bad_bearer", True)
+        assert "guessed-token" not in event.to_json()
+
+    async def test_list(self, client: Client, token: str, clock: Clock) -> None:
+        """Admins list every agent, or those of one status, oldest first."""
+        await register(client, token=token)
+        clock.now += 1
+        await register(client, SECOND_AGENT_ID)
+        everyone = await client.get(ADMIN, headers=alice())
+        assert everyone.status == 200
+        agents = (await everyone.json())["agents"]
+        assert [(a["agentId"], a["status"]) for a in agents] == [
+            (AGENT_ID, "active"),
+            (SECOND_AGENT_ID, "pending"),
+        ]
+        assert "credentialHash" not in agents[0]
+        assert agents[0]["podName"] == "streamspace-k8s-agent-7d9f8b6c5-x2x7q"
+        pending = await client.get(ADMIN, params={"status": "pending"}, headers=alice())
+        assert [a["agentId"] for a in (await pending.json())["agents"]] == [SECOND_AGENT_ID]
+
+    async def test_list_bad_status(self, client: Client) -> None:
+        """An unknown status filter gets 400."""
+        response = await client.get(ADMIN, params={"status": "approved"}, headers=alice())
+        assert response.status == 400
+        assert (await response.json())["error"] == "invalid_status"
+
+    async def test_approve_then_agent_retries(self, client: Client, audit: RecordingSink) -> None:
+        """An admin approval (actor from 'name:token') makes the pending agent's retry get 200."""
+        assert (await register(client))[0] == 202
+        response = await client.post(f"{ADMIN}/{AGENT_ID}/approve", headers=alice())
+        assert response.status == 200
+        agent = (await response.json())["agent"]
+        assert (agent["status"], agent["approvalMethod"], agent["approvedBy"]) == (
+            "active",
+            "manual",
+            "alice",
+        )
+        assert (audit.events[-1].event, audit.events[-1].actor) == ("admin.approve", "alice")
+        status, body = await register(client)
+        assert (status, body["reason"], body["approvalMethod"]) == (
+            200,
+            "approved_by_admin",
+            "manual",
+        )
+
+    async def test_reject_then_agent_retries(self, client: Client, token: str) -> None:
+        """An admin reject (bare token: fingerprint as actor) makes the agent's retry get 403."""
+        await register(client, token=token)
+        response = await client.post(
+            f"{ADMIN}/{AGENT_ID}/reject", headers={"Authorization": f"Bearer {BARE_TOKEN}"}
+        )
+        assert response.status == 200
+        agent = (await response.json())["agent"]
+        assert (agent["status"], agent["approvedBy"]) == ("rejected", fingerprint(BARE_TOKEN))
+        status, body = await register(client, token=token)
+        assert (status, body["reason"]) == (403, "rejected_by_admin")
+
+    async def test_unknown_agent(self, client: Client) -> None:
+        """Approving or rejecting an unknown agent gets 404."""
+        for action in ("approve", "reject"):
+            response = await client.post(f"{ADMIN}/nobody/{action}", headers=alice())
+            assert response.status == 404
+            assert await response.json() == {"error": "agent_not_found"}
+
+    async def test_no_tokens_file_closes_the_admin_api(
+        self, aiohttp_client: ClientFactory, jwks_file: Path, key_set: KeySet, sqlite_store: Store
+    ) -> None:
+        """Without adminTokensFile every admin request gets 401."""
+        app = create_app(settings(jwks_file=jwks_file), key_set=key_set, store=sqlite_store)
+        client = await aiohttp_client(app)
+        response = await client.get(ADMIN, headers=alice())
+        assert response.status == 401
+
+
+class TestHealth:
+    async def test_healthz(self, client: Client) -> None:
+        """/healthz answers 200 while the process serves."""
+        response = await client.get("/healthz")
+        assert (response.status, await response.json()) == (200, {"status": "ok"})
+
+    async def test_readyz(self, client: Client) -> None:
+        """/readyz answers 200 when the database answers."""
+        response = await client.get("/readyz")
+        assert (response.status, await response.json()) == (200, {"status": "ready"})
+
+
+class TestDatabaseDown:
+    async def test_sqlite_unreachable(
+        self,
+        aiohttp_client: ClientFactory,
+        approver_settings: ApproverSettings,
+        key_set: KeySet,
+        token: str,
+        tmp_path: Path,
+    ) -> None:
+        """With the SQLite file unreachable, registration, admin, /readyz get 503 + Retry-After."""
+        store = Store.open(f"sqlite+aiosqlite:///{tmp_path / 'gone' / 'approver.db'}")
+        client = await aiohttp_client(create_app(approver_settings, key_set=key_set, store=store))
+        responses = [
+            await client.post(
+                REGISTER, json=registration_body(), headers={"X-Agent-API-Key": token}
+            ),
+            await client.get(ADMIN, headers=alice()),
+            await client.post(f"{ADMIN}/{AGENT_ID}/approve", headers=alice()),
+            await client.get("/readyz"),
+        ]
+        for response in responses:
+            assert response.status == 503, response.url.path
+            assert response.headers["Retry-After"] == "7"
+            assert (await response.json())["error"] == "store_unavailable"
+
+    async def test_postgresql_port_closed(
+        self,
+        aiohttp_client: ClientFactory,
+        approver_settings: ApproverSettings,
+        key_set: KeySet,
+        token: str,
+    ) -> None:
+        """With PostgreSQL refusing connections, registration gets 503 + Retry-After."""
+        store = Store.open(
+            f"postgresql+asyncpg://approver@127.0.0.1:{closed_port()}/agents", timeout_seconds=2
+        )
+        client = await aiohttp_client(create_app(approver_settings, key_set=key_set, store=store))
+        status, body = await register(client, token=token)
+        assert (status, body["error"]) == (503, "store_unavailable")
+
+
+class TestSecretsStayOut:
+    async def test_no_token_in_any_log(
+        self, client: Client, token: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Across registrations and admin calls, no log line holds a token or an admin token."""
+        caplog.set_level(logging.DEBUG)
+        await register(client, token=token)
+        await register(client, SECOND_AGENT_ID, token=token)
+        await register(client, token=tamper(token))
+        await client.get(ADMIN, headers=alice())
+        await client.get(ADMIN, headers={"Authorization": "Bearer wrong-admin-token-000000"})
+        assert "agent.register" in caplog.text
+        for secret in (token, token.split(".")[2], ALICE_TOKEN, "wrong-admin-token"):
+            assert secret not in caplog.text
