@@ -1,0 +1,193 @@
+"""Start the real services (their console scripts) on loopback over TLS, for the demo and the
+end-to-end tests: ``certs-tooling init --local``, config files, processes, health waits, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+import yaml
+
+ANNOTATION = "agents.streamspace.io/bootstrap-token"
+AGENT_ID_PREFIX = "k8s-prod-cluster"
+ADMIN_NAME = "demo-admin"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def bin_path(name: str) -> str:
+    """The console script ``name`` of this interpreter's environment (else from PATH)."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+class StackError(RuntimeError):
+    """A service did not start; the message carries its log."""
+
+
+@dataclass
+class Stack:
+    """Webhook + approver as real processes, configured from ``certs-tooling`` output in ``work``.
+
+    Attributes:
+        work: folder for PKI, configs, logs and the SQLite database.
+        trusted: trusted namespaces (both services read the same trust policy).
+        auto_approve: the approver's ``autoApprove.enabled``.
+        database_url: approver store; default SQLite in ``work``.
+        webhook_extra / approver_extra: more config keys, merged over the defaults.
+    """
+
+    work: Path
+    trusted: list[str] = field(default_factory=lambda: ["streamspace"])
+    auto_approve: bool = True
+    database_url: str | None = None
+    webhook_extra: dict[str, Any] = field(default_factory=dict)
+    approver_extra: dict[str, Any] = field(default_factory=dict)
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        self.pki = self.work / "pki"
+        self.webhook_port = free_port()
+        self.approver_port = free_port()
+        self.admin_token = secrets.token_urlsafe(32)
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.client_ssl = self._init_pki()
+
+    @property
+    def webhook_url(self) -> str:
+        return f"https://localhost:{self.webhook_port}"
+
+    @property
+    def approver_url(self) -> str:
+        return f"https://localhost:{self.approver_port}"
+
+    def _say(self, text: str) -> None:
+        if not self.quiet:
+            print(text)
+
+    def _init_pki(self) -> ssl.SSLContext:
+        """Run ``certs-tooling init --local``; return a client context trusting only its CA."""
+        run = subprocess.run(
+            [bin_path("certs-tooling"), "init", "--out", str(self.pki), "--local"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if run.returncode != 0:
+            raise StackError(f"certs-tooling init failed: {run.stderr}")
+        self._say(f"[pki]      {run.stdout.strip()}")
+        return ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
+
+    def webhook_config(self) -> dict[str, Any]:
+        return {
+            "trust": {"namespaces": self.trusted},
+            "annotationKey": ANNOTATION,
+            "cluster": "demo",
+            "signingKeyFile": str(self.pki / "signing.key"),
+            "tlsCertFile": str(self.pki / "webhook-tls.crt"),
+            "tlsKeyFile": str(self.pki / "webhook-tls.key"),
+            "host": "127.0.0.1",
+            "port": self.webhook_port,
+            **self.webhook_extra,
+        }
+
+    def approver_config(self) -> dict[str, Any]:
+        tokens = self.work / "admin-tokens"
+        tokens.write_text(f"{ADMIN_NAME}:{self.admin_token}\n")
+        tokens.chmod(0o600)
+        return {
+            "autoApprove": {"enabled": self.auto_approve},
+            "trust": {"namespaces": self.trusted},
+            "token": {"jwksFile": str(self.pki / "jwks.json")},
+            "agentIdPrefix": AGENT_ID_PREFIX,
+            "databaseUrl": self.database_url or f"sqlite+aiosqlite:///{self.work / 'agents.db'}",
+            "adminTokensFile": str(tokens),
+            "tlsCertFile": str(self.pki / "approver-tls.crt"),
+            "tlsKeyFile": str(self.pki / "approver-tls.key"),
+            "host": "127.0.0.1",
+            "port": self.approver_port,
+            **self.approver_extra,
+        }
+
+    def _start(self, name: str, script: str, config: dict[str, Any]) -> None:
+        path = self.work / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        log = (self.work / f"{name}.log").open("wb")
+        self.procs[name] = subprocess.Popen(
+            [bin_path(script), "--config", str(path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+    def log(self, name: str) -> str:
+        """What service ``name`` (``webhook`` or ``approver``) printed so far."""
+        return (self.work / f"{name}.log").read_text(errors="replace")
+
+    async def _wait_healthy(self, session: aiohttp.ClientSession, name: str, url: str) -> None:
+        for _ in range(150):
+            try:
+                async with session.get(f"{url}/healthz", ssl=self.client_ssl) as resp:
+                    if resp.status == 200:
+                        self._say(f"[{name:8}] up on {url} (TLS, CA-only trust)")
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            if self.procs[name].poll() is not None:
+                break
+            await asyncio.sleep(0.1)
+        raise StackError(f"{name} did not become healthy:\n{self.log(name)}")
+
+    async def start(self) -> None:
+        """Start both services and wait until each answers ``/healthz`` over TLS."""
+        self._start("webhook", "agent-bootstrap-webhook", self.webhook_config())
+        self._start("approver", "agent-bootstrap-approver", self.approver_config())
+        async with aiohttp.ClientSession() as session:
+            await self._wait_healthy(session, "webhook", self.webhook_url)
+            await self._wait_healthy(session, "approver", self.approver_url)
+
+    def stop(self) -> dict[str, int]:
+        """SIGTERM both services, wait (10 s, then kill); return their exit codes."""
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        codes: dict[str, int] = {}
+        for name, proc in self.procs.items():
+            try:
+                codes[name] = proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                codes[name] = proc.wait()
+        return codes
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
