@@ -18,6 +18,7 @@ Commands that use the clock take a hidden ``--now EPOCH`` (seconds) for tests.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -343,6 +344,24 @@ def build_parser() -> argparse.ArgumentParser:
 # --- entry point ---------------------------------------------------------------------------------
 
 
+_DASH_KID = re.compile(r"-[A-Za-z0-9_-]{5,42}")
+
+
+def _escape_dash_kid(argv: list[str]) -> list[str]:
+    """Let ``keys activate|retire KID`` take a kid that starts with ``-``.
+
+    A kid is a base64url thumbprint, so about one in 32 starts with ``-`` and argparse would
+    read it as an option. A token in the KID position that looks like a kid (or a kid prefix of
+    6+ characters; with ``--`` only a full 43-character kid, since every option of these
+    commands starts with ``--`` and is shorter) is moved behind ``--``.
+    """
+    if len(argv) >= 3 and argv[0] == "keys" and argv[1] in {"activate", "retire"}:
+        token = argv[2]
+        if _DASH_KID.fullmatch(token) and (not token.startswith("--") or len(token) == 43):
+            return [*argv[:2], *argv[3:], "--", token]
+    return argv
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``certs-tooling`` console script. Returns the exit code.
 
@@ -351,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(_escape_dash_kid(list(sys.argv[1:] if argv is None else argv)))
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 2
     handler: Handler = args.handler

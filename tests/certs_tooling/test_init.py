@@ -54,7 +54,9 @@ class TestInit:
         assert sorted(p.name for p in out.iterdir()) == sorted(
             [p.name for p in layout.all_files() if p.parent == out] + ["keys"]
         )
-        assert sorted(p.name for p in layout.keys_dir.iterdir()) == [f"{kid}.key", "state.json"]
+        assert sorted(p.name for p in layout.keys_dir.iterdir()) == sorted(
+            [f"{kid}.key", "state.json"]
+        )
 
     def test_ca_bundle_is_the_ca_and_pairs_hold_cert_then_key(self, tmp_path: Path) -> None:
         """ca-bundle.crt starts as exactly ca.crt; each .pem holds its .crt followed by its .key."""

@@ -419,3 +419,17 @@ def test_real_subprocess_run(folder: Layout) -> None:
     retired = run_cli("keys", "retire", b, "--out", str(folder.root))
     assert retired.returncode == 1
     assert "is active" in retired.stderr
+
+
+class TestDashKid:
+    @pytest.mark.parametrize("command", ["activate", "retire"])
+    def test_kid_starting_with_a_dash_is_a_kid(
+        self, folder: Layout, command: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A kid that begins with '-' (one in 32 do) is taken as KID, not as an option."""
+        dash_kid = "-" + "A" * 42
+        code = main(["keys", command, dash_kid, "--out", str(folder.root), "--now", str(T0)])
+        err = capsys.readouterr().err
+        assert code == 1  # refused as an unknown key, not a usage error (2)
+        assert "usage:" not in err
+        assert dash_kid in err
