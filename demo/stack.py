@@ -104,6 +104,8 @@ class Stack:
             "tlsKeyFile": str(self.pki / "webhook-tls.key"),
             "host": "127.0.0.1",
             "port": self.webhook_port,
+            "metricsPort": 0,  # several stacks may run at once (tests); no fixed port
+            "shutdownDelaySeconds": 0,  # no Service to drain from on loopback
             **self.webhook_extra,
         }
 

@@ -1,15 +1,25 @@
 """The mutating admission webhook that stamps trusted agent pods with a bootstrap token.
 
-Modules, from wire types to process (DESIGN.md, "Webhook behaviour")::
+Modules, from wire types to process (DESIGN.md, "Webhook behaviour"; docs/webhook.md)::
 
-    review     AdmissionReview wire types and parsing (no logic)
-    patch      JSON Patch builders for the pod's annotations (pure)
-    stamp      the stamping decision (pure: key and clock are arguments)
-    response   AdmissionReview response documents
-    handler    one review in, one answer out: decide, audit, count
-    metrics    Prometheus counters on the app's own registry
-    config     settings: environment over YAML file over defaults
-    tls        the HTTPS listener's TLS context
-    server     aiohttp app factory, guard rails, serve()
-    __main__   the ``agent-bootstrap-webhook`` command
+    jsonio          JSON in and out: orjson when installed, else the standard library
+    review          AdmissionReview wire types and hand-written readers (no logic)
+    patch           JSON Patch builders for the pod's annotations (pure)
+    inject          JSON Patch builders pointing an env var at the annotation (pure)
+    jti             batched CSPRNG jti values
+    signer          hot-path EdDSA JWT signing, byte-identical to bootstrap_token.mint
+    stamp           the stamping decision (pure: signer and clock are arguments)
+    response        AdmissionReview response documents
+    audit           audit JSON lines (the shared schema), batched per loop iteration
+    metrics         Prometheus series on the app's own registry
+    handler         one review in, one answer out: decide, audit, count
+    config          settings: environment over YAML file over defaults
+    tls             TLS material: load, check the pair, swap live via sni_callback
+    credentials     the signing key and certificate in use, swappable
+    reload          poll the files (symlink swaps included) and swap what changed
+    server          aiohttp app of the HTTPS port: /mutate guard rails, /healthz, /readyz
+    metrics_server  aiohttp app of the plain-HTTP metrics port
+    run             one serving process: listen, rotate, drain on SIGTERM
+    workers         several processes on one port (SO_REUSEPORT) under a supervisor
+    __main__        the ``agent-bootstrap-webhook`` command
 """

@@ -2,9 +2,11 @@
 
 Usage: ``agent-bootstrap-webhook [--config PATH]`` (or ``python -m webhook``).
 
-Exit status: 0 after SIGTERM/SIGINT, 2 when the configuration, the signing key or the TLS files
-cannot be used (the message names the field). Audit events go to stdout as JSON lines; other
-logs go to stderr.
+Exit status: 0 after SIGTERM/SIGINT, 2 when the configuration, the TLS files or an existing
+signing key file cannot be used (the message names the field), 1 when the address cannot be
+bound or workers keep crashing. A signing key file that does not exist yet is waited for (the
+webhook is not ready until then). Audit events go to stdout as JSON lines; other logs go to
+stderr.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import sys
 from pathlib import Path
 
 from bootstrap_token.audit import AUDIT_LOGGER
-from webhook.config import CONFIG_ENV, ConfigError, load_settings
-from webhook.server import load_credentials, serve
+from webhook.config import CONFIG_ENV, ConfigError, WebhookSettings, load_settings
+from webhook.credentials import Credentials
+from webhook.run import load_initial, loop_factory, serve
 
 PROG = "agent-bootstrap-webhook"
 
@@ -57,29 +60,55 @@ def configure_logging() -> None:
     root.setLevel(logging.INFO)
 
 
+def run_server(
+    settings: WebhookSettings, *, credentials: Credentials | None = None, worker: bool = False
+) -> int:
+    """Serve one process on the event loop chosen by ``eventLoop`` until SIGTERM/SIGINT.
+
+    Returns:
+        0 on a clean stop, 1 when the address cannot be bound, 2 when the material cannot be
+        used (a worker loads it itself) or ``eventLoop: uvloop`` is not installed, 130 on Ctrl-C
+        during start-up.
+    """
+    try:
+        factory = loop_factory(settings.event_loop)
+    except ImportError:
+        print(f"{PROG}: eventLoop: uvloop is not installed", file=sys.stderr)
+        return 2
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(serve(settings, credentials=credentials, worker=worker))
+    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed
+        return 130
+    except ConfigError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"{PROG}: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv``, load settings, serve until SIGTERM/SIGINT.
 
     Returns:
         0 on a clean stop, 2 on a bad configuration or unusable key/certificate file, 1 when
-        the address cannot be bound, 130 on Ctrl-C during start-up.
+        the address cannot be bound or workers keep crashing, 130 on Ctrl-C during start-up.
     """
     args = _parser().parse_args(argv)
     try:
         settings = load_settings(config_file=args.config)
-        credentials = load_credentials(settings)
+        credentials = load_initial(settings)
     except ConfigError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     configure_logging()
-    try:
-        asyncio.run(serve(settings, credentials=credentials))
-    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed
-        return 130
-    except OSError as exc:
-        print(f"{PROG}: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    if settings.workers > 1:
+        from webhook.workers import supervise
+
+        return supervise(settings)
+    return run_server(settings, credentials=credentials)
 
 
 if __name__ == "__main__":

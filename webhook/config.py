@@ -13,9 +13,12 @@ Sources, highest precedence first:
          serviceAccounts: ["streamspace:streamspace-agent"]
        cluster: prod-eu-1
        tokenTtlSeconds: 3600
-       signingKeyFile: /etc/agent-bootstrap/signing/key.pem
-       tlsCertFile: /etc/agent-bootstrap/tls/tls.crt
+       signingKeyFile: /etc/agent-bootstrap/signing/signing.key
+       tlsCertFile: /etc/agent-bootstrap/tls/tls.crt     # or tlsPemFile: .../webhook-tls.pem
        tlsKeyFile: /etc/agent-bootstrap/tls/tls.key
+       injectEnv: {enabled: true, containers: [k8s-agent], variable: AGENT_API_KEY}
+       metricsPort: 9090
+       workers: 1
 
 3. the defaults below.
 
@@ -27,12 +30,14 @@ changes the webhook. Unknown keys in the file are an error, not ignored: a missp
 from __future__ import annotations
 
 import os
+import re
 from contextvars import ContextVar
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -52,6 +57,93 @@ CONFIG_ENV = ENV_PREFIX + "CONFIG"
 #: few MiB. aiohttp's own default of 1 MiB would reject those with 413 and leave them unstamped.
 DEFAULT_MAX_REQUEST_BYTES = 3 * 1024 * 1024
 
+#: Default seconds between two looks at the key and certificate files. Kubernetes propagates a
+#: changed Secret to its volume within the kubelet sync period (about a minute), so polling every
+#: few seconds adds little delay and costs one stat() per file.
+DEFAULT_RELOAD_INTERVAL_SECONDS = 5.0
+
+#: Default bound on finishing in-flight reviews after SIGTERM: the default (and usual)
+#: ``timeoutSeconds`` of a webhook registration. The API server stops waiting for an answer after
+#: that, so waiting longer would only delay the exit.
+DEFAULT_SHUTDOWN_GRACE_SECONDS = 10.0
+
+#: Default seconds between SIGTERM and closing the listener, while ``/readyz`` already answers 503:
+#: endpoints controllers and kube-proxy need a moment to take the pod out of the Service, and a
+#: review sent in that window to a closed port would leave its pod unstamped.
+DEFAULT_SHUTDOWN_DELAY_SECONDS = 2.0
+
+# Kubernetes qualified name (annotation key): optional DNS-1123 subdomain prefix and "/", then a
+# name of at most 63 characters (apimachinery validation.IsQualifiedName).
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_QUALIFIED_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+# A C identifier: what an env var name must be for $(VAR) expansion and most shells.
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# DNS-1123 label: a container name.
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def is_annotation_key(key: str) -> bool:
+    """True when ``key`` is a valid Kubernetes annotation key (``[prefix/]name``).
+
+    Rule source: Kubernetes "Annotations", "Syntax and character set" (name at most 63
+    characters of ``[A-Za-z0-9-_.]`` starting and ending alphanumeric; prefix a DNS subdomain of
+    at most 253 characters).
+    """
+    prefix, sep, name = key.rpartition("/")
+    if "/" in prefix or (sep and not prefix):
+        return False
+    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        return False
+    return 0 < len(name) <= 63 and bool(_QUALIFIED_NAME.match(name))
+
+
+class EventLoop(StrEnum):
+    """Which asyncio event loop serves requests."""
+
+    AUTO = "auto"  # uvloop when it is installed, else asyncio's own
+    ASYNCIO = "asyncio"
+    UVLOOP = "uvloop"
+
+
+class InjectEnv(BaseModel):
+    """``injectEnv``: point an env var of named containers at the token annotation.
+
+    For agents that cannot read a file or an annotation (StreamSpace's k8s-agent sends
+    ``AGENT_API_KEY`` as ``X-Agent-API-Key``), the patch sets ``variable`` in each container
+    (or init container) named in ``containers`` to ``valueFrom.fieldRef.fieldPath:
+    metadata.annotations['<annotationKey>']`` (Kubernetes "Expose Pod Information to Containers
+    Through Environment Variables"), replacing any definition the pod came with.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = Field(default=False, description="Off by default.")
+    containers: tuple[str, ...] = Field(
+        default=("k8s-agent",),
+        min_length=1,
+        description="Container names (containers and initContainers). Default ['k8s-agent'].",
+    )
+    variable: str = Field(
+        default="AGENT_API_KEY",
+        description="The env var to set. Default AGENT_API_KEY.",
+    )
+
+    @field_validator("containers")
+    @classmethod
+    def _container_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if len(name) > 63 or not _DNS_LABEL.match(name):
+                raise ValueError(f"{name!r} is not a container name (DNS-1123 label)")
+        return value
+
+    @field_validator("variable")
+    @classmethod
+    def _variable_name(cls, value: str) -> str:
+        if not _ENV_NAME.match(value):
+            raise ValueError("must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
+        return value
+
+
 # The file to read while load_settings() builds a WebhookSettings; see settings_customise_sources.
 _config_file: ContextVar[Path | None] = ContextVar("webhook_config_file", default=None)
 
@@ -63,23 +155,41 @@ class ConfigError(ValueError):
 class WebhookSettings(BaseSettings):
     """Everything the webhook needs at start. Immutable; validated once at start.
 
-    ================  ===========================  =======  ===================================
-    file key          env (after the prefix)       unit     default
-    ================  ===========================  =======  ===================================
-    trust             TRUST, TRUST__NAMESPACES...  -        nothing trusted; agent selector
-                                                            app.kubernetes.io/component=k8s-agent
-    annotationKey     ANNOTATION_KEY               -        agents.streamspace.io/bootstrap-token
-    issuer            ISSUER                       -        agent-bootstrap-webhook
-    audience          AUDIENCE                     -        agent-approver
-    cluster           CLUSTER                      -        default
-    tokenTtlSeconds   TOKEN_TTL_SECONDS            seconds  3600 (bounds 300..86400)
-    signingKeyFile    SIGNING_KEY_FILE             path     required
-    tlsCertFile       TLS_CERT_FILE                path     required
-    tlsKeyFile        TLS_KEY_FILE                 path     required
-    host              HOST                         -        0.0.0.0
-    port              PORT                         -        8443
-    maxRequestBytes   MAX_REQUEST_BYTES            bytes    3 MiB (3145728)
-    ================  ===========================  =======  ===================================
+    ======================  ==============================  =======  ==========================
+    file key                env (after the prefix)          unit     default
+    ======================  ==============================  =======  ==========================
+    trust                   TRUST, TRUST__NAMESPACES...     -        nothing trusted; agent
+                                                                     selector app.kubernetes.io/
+                                                                     component=k8s-agent
+    annotationKey           ANNOTATION_KEY                  -        agents.streamspace.io/
+                                                                     bootstrap-token
+    issuer                  ISSUER                          -        agent-bootstrap-webhook
+    audience                AUDIENCE                        -        agent-approver
+    cluster                 CLUSTER                         -        default
+    tokenTtlSeconds         TOKEN_TTL_SECONDS               seconds  3600 (bounds 300..86400)
+    injectEnv               INJECT_ENV, INJECT_ENV__...     -        disabled; [k8s-agent],
+                                                                     AGENT_API_KEY
+    signingKeyFile          SIGNING_KEY_FILE                path     required
+    tlsCertFile             TLS_CERT_FILE                   path     required without
+                                                                     tlsPemFile
+    tlsKeyFile              TLS_KEY_FILE                    path     required without
+                                                                     tlsPemFile
+    tlsPemFile              TLS_PEM_FILE                    path     unset (certificate chain +
+                                                                     key in one file)
+    reloadIntervalSeconds   RELOAD_INTERVAL_SECONDS         seconds  5 (0 = never re-read)
+    host                    HOST                            -        0.0.0.0
+    port                    PORT                            -        8443
+    maxRequestBytes         MAX_REQUEST_BYTES               bytes    3 MiB (3145728)
+    metricsHost             METRICS_HOST                    -        0.0.0.0
+    metricsPort             METRICS_PORT                    -        9090 (0 = no metrics)
+    workers                 WORKERS                         -        1 (processes on the port)
+    shutdownDelaySeconds    SHUTDOWN_DELAY_SECONDS          seconds  2
+    shutdownGraceSeconds    SHUTDOWN_GRACE_SECONDS          seconds  10
+    eventLoop               EVENT_LOOP                      -        auto (uvloop if installed)
+    ======================  ==============================  =======  ==========================
+
+    Pod ``terminationGracePeriodSeconds`` (default 30) must exceed ``shutdownDelaySeconds +
+    shutdownGraceSeconds`` (default 12), or the kubelet kills the process mid-drain.
     """
 
     model_config = SettingsConfigDict(
@@ -104,9 +214,9 @@ class WebhookSettings(BaseSettings):
         default="agents.streamspace.io/bootstrap-token",
         alias="annotationKey",
         min_length=1,
-        max_length=316,  # 253 (DNS prefix) + "/" + 63 (name): Kubernetes annotation key limit.
-        description="Pod annotation that carries the token. "
-        "Default agents.streamspace.io/bootstrap-token.",
+        max_length=317,  # 253 (DNS prefix) + "/" + 63 (name): Kubernetes annotation key limit.
+        description="Pod annotation that carries the token (a valid annotation key, so that "
+        "the downward API can name it). Default agents.streamspace.io/bootstrap-token.",
     )
     issuer: str = Field(
         default="agent-bootstrap-webhook",
@@ -130,16 +240,43 @@ class WebhookSettings(BaseSettings):
         le=MAX_TTL_SECONDS,
         description="Token lifetime, exp - iat, in seconds. Default 3600 (1 h); 300..86400.",
     )
+    inject_env: InjectEnv = Field(
+        default_factory=InjectEnv,
+        alias="injectEnv",
+        description="Point an env var of named containers at the token annotation. Disabled.",
+    )
     signing_key_file: Path = Field(
         alias="signingKeyFile",
-        description="PEM (PKCS#8) Ed25519 private key that signs tokens. Required.",
+        description="PEM (PKCS#8) Ed25519 private key that signs tokens; re-read when it "
+        "changes. Required (it may appear after start: the webhook is not ready until then).",
     )
-    tls_cert_file: Path = Field(
+    tls_cert_file: Path | None = Field(
+        default=None,
         alias="tlsCertFile",
-        description="PEM serving certificate chain (leaf first) for the HTTPS listener. Required.",
+        description="PEM serving certificate chain (leaf first) for the HTTPS listener. "
+        "Required unless tlsPemFile is set.",
     )
-    tls_key_file: Path = Field(
-        alias="tlsKeyFile", description="PEM private key of the serving certificate. Required."
+    tls_key_file: Path | None = Field(
+        default=None,
+        alias="tlsKeyFile",
+        description="PEM private key of the serving certificate. Required unless tlsPemFile "
+        "is set.",
+    )
+    tls_pem_file: Path | None = Field(
+        default=None,
+        alias="tlsPemFile",
+        description="Certificate chain and key in one PEM file (certs-tooling's "
+        "webhook-tls.pem, replaced by one rename): the pair can never be seen half-updated. "
+        "Replaces tlsCertFile/tlsKeyFile.",
+    )
+    reload_interval_seconds: float = Field(
+        default=DEFAULT_RELOAD_INTERVAL_SECONDS,
+        alias="reloadIntervalSeconds",
+        ge=0,
+        le=3600,
+        description="Seconds between two looks at the signing key and TLS files (by content, "
+        "inode and mtime of the resolved path, which follows Secret volume symlink swaps). "
+        "Default 5; 0 never re-reads them.",
     )
     host: str = Field(
         default="0.0.0.0",  # noqa: S104 - the API server reaches the pod through its Service.
@@ -159,6 +296,65 @@ class WebhookSettings(BaseSettings):
         description="Largest accepted request body in bytes; larger gets 413. Default 3 MiB "
         "(the API server's own request limit).",
     )
+    metrics_host: str = Field(
+        default="0.0.0.0",  # noqa: S104 - Prometheus scrapes the pod IP.
+        alias="metricsHost",
+        min_length=1,
+        description="Listen address of the plain-HTTP metrics port. Default 0.0.0.0.",
+    )
+    metrics_port: int = Field(
+        default=9090,
+        alias="metricsPort",
+        ge=0,
+        le=65535,
+        description="Plain-HTTP port serving GET /metrics (Prometheus text format). "
+        "Default 9090; 0 turns the metrics listener off.",
+    )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Processes serving the HTTPS port together (SO_REUSEPORT; the kernel spreads "
+        "connections). Default 1; more than the CPUs the pod may use only adds contention.",
+    )
+    shutdown_delay_seconds: float = Field(
+        default=DEFAULT_SHUTDOWN_DELAY_SECONDS,
+        alias="shutdownDelaySeconds",
+        ge=0,
+        le=60,
+        description="After SIGTERM, seconds to keep serving with /readyz at 503 before the "
+        "listener closes, so the Service stops routing here first. Default 2.",
+    )
+    shutdown_grace_seconds: float = Field(
+        default=DEFAULT_SHUTDOWN_GRACE_SECONDS,
+        alias="shutdownGraceSeconds",
+        ge=0,
+        le=300,
+        description="After the listener closes, seconds to let in-flight reviews finish before "
+        "they are cancelled. Default 10 (the webhook registration's usual timeoutSeconds).",
+    )
+    event_loop: EventLoop = Field(
+        default=EventLoop.AUTO,
+        alias="eventLoop",
+        description="'auto' (uvloop when installed), 'asyncio' or 'uvloop'. Default auto.",
+    )
+
+    @field_validator("annotation_key")
+    @classmethod
+    def _annotation_key(cls, value: str) -> str:
+        if not is_annotation_key(value):
+            raise ValueError("must be a Kubernetes annotation key ([prefix/]name)")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> Self:
+        pair = (self.tls_cert_file is not None, self.tls_key_file is not None)
+        if self.tls_pem_file is not None:
+            if any(pair):
+                raise ValueError("set either tlsPemFile or tlsCertFile + tlsKeyFile, not both")
+        elif pair != (True, True):
+            raise ValueError("tlsCertFile and tlsKeyFile (or tlsPemFile) are required")
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -1,9 +1,12 @@
 """One review in, one answer out: decide, audit, count. No HTTP here (see :mod:`webhook.server`).
 
 Every review answered gets exactly one audit event (``component=webhook``,
-``event=admission.review``) and one count in ``reviews_total``. Reviews the HTTP layer refuses
-(400/413/415) get one too, through :meth:`Reviewer.refused`. Events carry the ``jti`` and
-``kid``, never the token: the token exists only inside the patch.
+``event=admission.review``, DESIGN "Audit") and one count in ``reviews_total``. Reviews the HTTP
+layer refuses (400/413/415) get one too, through :meth:`Reviewer.refused`. Events carry the
+``jti`` and ``kid``, never the token: the token exists only inside the patch.
+
+Nothing that goes wrong in here may block a pod: :meth:`Reviewer.answer` never raises, and every
+failure answers ``allowed: true`` without a patch (DESIGN, "Failure semantics").
 """
 
 from __future__ import annotations
@@ -12,14 +15,16 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from bootstrap_token import AuditEvent, AuditSink, SigningKey
+from bootstrap_token import AuditSink
+from webhook.audit import Emit, emitter
+from webhook.credentials import Credentials
 from webhook.metrics import WebhookMetrics
 from webhook.response import complete, errored, from_decision
 from webhook.review import AdmissionReview, MalformedReview
-from webhook.stamp import Decision, StampConfig, decide
+from webhook.stamp import Decision, Outcome, StampConfig, decide
 
 logger = logging.getLogger(__name__)
 
@@ -28,21 +33,26 @@ EVENT = "admission.review"
 
 @dataclass(frozen=True, slots=True)
 class Reviewer:
-    """Answers AdmissionReviews. Built once per app; holds the loaded key, never re-reads it.
+    """Answers AdmissionReviews. Built once per app.
 
     Attributes:
         config: stamping parameters and trust policy.
-        signing_key: the Ed25519 key, or None (pods are then left for manual approval).
+        credentials: the key material in use; ``credentials.signing`` is read once per review,
+            so a review finishes on the key it started with even if a rotation swaps it.
         clock: seconds since the epoch, e.g. :func:`time.time`.
         audit: where audit events go.
         metrics: counters and histogram.
     """
 
     config: StampConfig
-    signing_key: SigningKey | None
+    credentials: Credentials
     clock: Callable[[], float]
     audit: AuditSink
     metrics: WebhookMetrics
+    _emit: Emit = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_emit", emitter(self.audit))
 
     def answer(self, review: AdmissionReview) -> dict[str, Any]:
         """The AdmissionReview response document for ``review``; never raises.
@@ -51,16 +61,17 @@ class Reviewer:
             See :func:`webhook.response.complete`: always ``allowed: true`` with the uid echoed
             and the request's ``apiVersion``. When deciding fails (a malformed pod object or a
             bug), the answer has no patch and ``auditAnnotations.decision`` is ``error``; the
-            failure is logged (type and stack, not the message, which could quote pod data)
-            and counted.
+            failure is logged (type and stack, not the message, which could quote pod data),
+            counted and audited.
         """
         started = time.perf_counter()
         request = review.request
         try:
+            signing = self.credentials.signing
             decision = decide(
                 request,
                 config=self.config,
-                signing_key=self.signing_key,
+                signer=signing.signer if signing is not None else None,
                 now=int(self.clock()),
             )
         except MalformedReview as exc:
@@ -84,17 +95,18 @@ class Reviewer:
         return document
 
     def refused(self, exc: MalformedReview) -> None:
-        """Record a request the HTTP layer refused (4xx): one audit event, one count."""
+        """Record a request the HTTP layer refused (4xx): one audit event, counts."""
         self.metrics.count(decision="malformed", reason=exc.reason)
-        self.audit.emit(
-            AuditEvent(
-                component="webhook",
-                event=EVENT,
-                decision="malformed",
-                reason=exc.reason,
-                cluster=self.config.cluster,
-                message=exc.message,
-            )
+        self.metrics.error(kind=exc.reason)
+        self._emit(
+            {
+                "component": "webhook",
+                "event": EVENT,
+                "decision": "malformed",
+                "reason": exc.reason,
+                "cluster": self.config.cluster,
+                "message": exc.message,
+            }
         )
 
     def _record(
@@ -106,26 +118,40 @@ class Reviewer:
         message: str | None,
     ) -> None:
         request = review.request
-        outcome = str(decision.decision) if decision is not None else "error"
-        reason = decision.reason if decision is not None else (error or "internal_error")
+        metrics = self.metrics
+        outcome: str
+        if decision is not None:
+            outcome = decision.decision
+            reason = decision.reason
+            if outcome == Outcome.STAMPED:
+                metrics.tokens_issued.inc()
+            elif outcome == Outcome.STRIPPED or (
+                outcome == Outcome.NO_SIGNING_KEY and decision.patch
+            ):
+                metrics.stripped(reason=reason)
+            if outcome == Outcome.NO_SIGNING_KEY:
+                metrics.error(kind=reason)
+        else:
+            outcome = "error"
+            reason = error or "internal_error"
+            metrics.error(kind=reason)
+        metrics.count(operation=request.operation, decision=outcome, reason=reason)
         subject = decision.subject if decision is not None else None
-        claims = decision.claims if decision is not None else None
-        self.metrics.count(decision=outcome, reason=reason)
-        self.audit.emit(
-            AuditEvent(
-                component="webhook",
-                event=EVENT,
-                decision=outcome,
-                reason=reason,
-                actor=request.user_info.username or None,
-                cluster=self.config.cluster,
-                namespace=request.namespace or None,
-                pod=subject.pod if subject else None,
-                service_account=subject.service_account if subject else None,
-                jti=claims.jti if claims else None,
-                kid=decision.kid if decision is not None else None,
-                admission_uid=request.uid,
-                dry_run=request.is_dry_run,
-                message=message,
-            )
+        self._emit(
+            {
+                "component": "webhook",
+                "event": EVENT,
+                "decision": str(outcome),
+                "reason": reason,
+                "actor": request.username or None,
+                "cluster": self.config.cluster,
+                "namespace": request.namespace or None,
+                "pod": subject.pod if subject else None,
+                "service_account": subject.service_account if subject else None,
+                "jti": decision.jti if decision is not None else None,
+                "kid": decision.kid if decision is not None else None,
+                "admission_uid": request.uid,
+                "dry_run": request.dry_run,
+                "message": message,
+            }
         )

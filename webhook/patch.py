@@ -33,10 +33,10 @@ def annotation_pointer(key: str) -> str:
 
 def _annotations(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
     metadata = obj.get("metadata")
-    if not isinstance(metadata, Mapping):
+    if not isinstance(metadata, dict):
         return None
     annotations = metadata.get("annotations")
-    return annotations if isinstance(annotations, Mapping) else None
+    return annotations if isinstance(annotations, dict) else None
 
 
 def set_annotation(obj: Mapping[str, Any], *, key: str, value: str) -> list[PatchOp]:
@@ -59,7 +59,7 @@ def set_annotation(obj: Mapping[str, Any], *, key: str, value: str) -> list[Patc
           value the pod came with (RFC 6902 section 4.1).
     """
     metadata = obj.get("metadata")
-    if not isinstance(metadata, Mapping):
+    if not isinstance(metadata, dict):
         return [{"op": "add", "path": "/metadata", "value": {"annotations": {key: value}}}]
     if _annotations(obj) is None:
         return [{"op": "add", "path": "/metadata/annotations", "value": {key: value}}]

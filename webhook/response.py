@@ -11,14 +11,19 @@ code path can forget them (after controller-runtime's ``Complete``).
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from webhook.jsonio import dumps
 from webhook.patch import PatchOp
 from webhook.review import ApiVersion
-from webhook.stamp import Decision, Outcome
+from webhook.stamp import MAX_WARNING_CHARS, Decision, Outcome
+
+#: The ``auditAnnotations`` keys this webhook sets (the API server prefixes each with the
+#: webhook's name, e.g. ``agent-bootstrap.streamspace.io/decision``). Documented in
+#: docs/webhook.md, "Answers".
+AUDIT_KEYS = ("decision", "reason", "jti", "kid")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +49,8 @@ def from_decision(decision: Decision) -> Answer:
     the pod was stamped.
     """
     annotations = {"decision": str(decision.decision), "reason": decision.reason}
-    if decision.decision is Outcome.STAMPED and decision.claims is not None and decision.kid:
-        annotations["jti"] = decision.claims.jti
+    if decision.decision is Outcome.STAMPED and decision.jti and decision.kid:
+        annotations["jti"] = decision.jti
         annotations["kid"] = decision.kid
     return Answer(patch=decision.patch, warnings=decision.warnings, audit_annotations=annotations)
 
@@ -60,8 +65,18 @@ def errored(*, reason: str) -> Answer:
 
 
 def encode_patch(patch: Sequence[PatchOp]) -> str:
-    """The ``response.patch`` field: the JSON Patch array, compact JSON, standard base64."""
-    return base64.b64encode(json.dumps(list(patch), separators=(",", ":")).encode()).decode("ascii")
+    """The ``response.patch`` field: the JSON Patch array, compact UTF-8 JSON, standard base64."""
+    return base64.b64encode(dumps(list(patch))).decode("ascii")
+
+
+def short_warning(message: str) -> str:
+    """``message`` cut to :data:`~webhook.stamp.MAX_WARNING_CHARS` (ending in ``...``).
+
+    The API server may truncate longer warnings anyway; cutting here keeps the end readable.
+    """
+    if len(message) <= MAX_WARNING_CHARS:
+        return message
+    return message[: MAX_WARNING_CHARS - 3] + "..."
 
 
 def complete(answer: Answer, *, api_version: ApiVersion, uid: str) -> dict[str, Any]:
@@ -76,14 +91,15 @@ def complete(answer: Answer, *, api_version: ApiVersion, uid: str) -> dict[str, 
     Returns:
         ``{"apiVersion", "kind": "AdmissionReview", "response": {"uid", "allowed": true, ...}}``
         with ``patchType: "JSONPatch"`` and ``patch`` only when there are operations, and
-        ``warnings``/``auditAnnotations`` only when non-empty.
+        ``warnings``/``auditAnnotations`` only when non-empty. Serialise it with
+        :func:`webhook.jsonio.dumps`.
     """
     response: dict[str, Any] = {"uid": uid, "allowed": True}
     if answer.patch:
         response["patchType"] = "JSONPatch"
         response["patch"] = encode_patch(answer.patch)
     if answer.warnings:
-        response["warnings"] = list(answer.warnings)
+        response["warnings"] = [short_warning(w) for w in answer.warnings]
     if answer.audit_annotations:
         response["auditAnnotations"] = dict(answer.audit_annotations)
     return {"apiVersion": api_version, "kind": "AdmissionReview", "response": response}

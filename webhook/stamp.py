@@ -18,36 +18,44 @@ pod cannot carry a token value the webhook did not mint for it (annotations are 
 anyone who may create pods). For the same reason a trusted pod is stamped *over* any pre-set
 value, and a pre-set value is removed when no signing key is available.
 
+A stamped pod's patch sets the annotation and, with ``injectEnv``, points the named containers'
+env var at it (:mod:`webhook.inject`). ``dryRun`` changes nothing here: the API server expects
+the same answer, and the audit event records it.
+
 The namespace is ``request.namespace`` only: the API server resolved it, while
 ``object.metadata.namespace`` is left empty by controllers and is whatever the client wrote.
-No I/O and no clock here: the key and ``now`` are arguments.
+No I/O and no clock here: the signer and ``now`` are arguments.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
-from bootstrap_token import (
-    BootstrapClaims,
-    OwnerRef,
-    PodRef,
-    SigningKey,
-    TrustPolicy,
-    mint,
-    new_jti,
-)
+from bootstrap_token import MAX_TTL_SECONDS, MIN_TTL_SECONDS, TrustPolicy
+from webhook.inject import EnvInjection, inject_env
+from webhook.jti import new_jti
 from webhook.patch import PatchOp, has_annotation, remove_annotation, set_annotation
-from webhook.review import AdmissionRequest, MalformedReview, parse_pod
+from webhook.review import AdmissionRequest, MalformedReview, PodView, parse_pod
+from webhook.signer import TokenSigner
 
 #: Prefix of every warning, so users see which webhook spoke (kubectl prints them as is).
 WARNING_PREFIX = "agent-bootstrap: "
+
+#: Kubernetes truncates longer warnings ("Dynamic Admission Control", "Response": "Individual
+#: warning messages over 120 characters may be truncated").
+MAX_WARNING_CHARS = 120
 
 _WHY = {
     "not_agent_pod": "pod does not match the agent selector",
     "namespace_not_trusted": "namespace is not trusted",
     "service_account_not_allowed": "service account is not allowed",
 }
+
+WARN_STRIPPED = WARNING_PREFIX + "removed the bootstrap token the pod came with: {why}"
+WARN_REPLACED = WARNING_PREFIX + "replaced the bootstrap token the pod came with"
+WARN_NO_KEY = WARNING_PREFIX + "no signing key loaded; pod not stamped, needs manual approval"
 
 
 class Outcome(StrEnum):
@@ -70,8 +78,11 @@ class StampConfig:
         issuer: ``iss`` claim.
         audience: ``aud`` claim.
         cluster: ``cluster`` claim.
-        ttl_seconds: ``exp - iat`` in seconds (5 min .. 24 h, enforced by the settings and by
-            :func:`bootstrap_token.mint`).
+        ttl_seconds: ``exp - iat`` in seconds, 300..86400 (DESIGN, "The bootstrap token").
+        inject_env: env injection into named containers, or None (off).
+
+    Raises:
+        ValueError: ``ttl_seconds`` outside the bounds, or an empty issuer/audience/cluster.
     """
 
     trust: TrustPolicy
@@ -80,6 +91,13 @@ class StampConfig:
     audience: str
     cluster: str
     ttl_seconds: int
+    inject_env: EnvInjection | None = None
+
+    def __post_init__(self) -> None:
+        if not MIN_TTL_SECONDS <= self.ttl_seconds <= MAX_TTL_SECONDS:
+            raise ValueError(f"ttl_seconds must be within {MIN_TTL_SECONDS}..{MAX_TTL_SECONDS}")
+        if not (self.issuer and self.audience and self.cluster and self.annotation_key):
+            raise ValueError("issuer, audience, cluster and annotation_key must not be empty")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +124,8 @@ class Decision:
         reason: stable snake_case reason code (see the module docstring).
         patch: RFC 6902 operations; empty for no patch. Holds the token when stamped, so it is
             kept out of ``repr``: never log it.
-        warnings: short messages for the client (Kubernetes shows them to ``kubectl`` users).
-        claims: the claims minted, when stamped (``jti`` for audit and auditAnnotations).
+        warnings: short messages for the client, each at most 120 characters.
+        jti: the minted token's ``jti``, when stamped.
         kid: the ``kid`` of the signing key, when stamped.
         subject: the pod the decision is about; None when not a Pod CREATE.
     """
@@ -116,16 +134,64 @@ class Decision:
     reason: str
     patch: list[PatchOp] = field(default_factory=list, repr=False)
     warnings: list[str] = field(default_factory=list)
-    claims: BootstrapClaims | None = None
+    jti: str | None = None
     kid: str | None = None
     subject: Subject | None = None
+
+
+def _bounded(value: str, field_name: str, limit: int) -> str:
+    # The bounds of BootstrapClaims (bootstrap_token.claims), checked here because the hot path
+    # builds the payload without the model; a value outside them would make a token the
+    # approver refuses as malformed, so it is a malformed pod instead.
+    if not 0 < len(value) <= limit:
+        raise MalformedReview("malformed_pod", f"{field_name} is empty or too long for a token")
+    return value
+
+
+def claims_payload(
+    *,
+    config: StampConfig,
+    request: AdmissionRequest,
+    pod: PodView,
+    subject: Subject,
+    jti: str,
+    now: int,
+) -> dict[str, Any]:
+    """The claims set of a stamped pod, exactly as :meth:`BootstrapClaims.to_payload` orders it.
+
+    Shape: DESIGN.md, "The bootstrap token" (``iss, aud, iat, nbf, exp, jti, cluster, namespace,
+    serviceAccount, pod, owner?, admissionUid``; times in seconds since the epoch).
+
+    Raises:
+        MalformedReview: reason ``malformed_pod`` when the namespace (1..63), service account or
+            pod name (1..253 characters) are outside the claims' bounds.
+    """
+    payload: dict[str, Any] = {
+        "iss": config.issuer,
+        "aud": config.audience,
+        "iat": now,
+        "nbf": now,
+        "exp": now + config.ttl_seconds,
+        "jti": jti,
+        "cluster": config.cluster,
+        "namespace": _bounded(subject.namespace, "request.namespace", 63),
+        "serviceAccount": _bounded(subject.service_account, "spec.serviceAccountName", 253),
+        "pod": {"name": _bounded(pod.name, "metadata.name", 253)}
+        if pod.name
+        else {"generateName": _bounded(subject.pod, "metadata.generateName", 253)},
+    }
+    owner = pod.controller
+    if owner is not None:
+        payload["owner"] = {"kind": owner.kind, "name": owner.name, "uid": owner.uid}
+    payload["admissionUid"] = request.uid
+    return payload
 
 
 def decide(
     request: AdmissionRequest,
     *,
     config: StampConfig,
-    signing_key: SigningKey | None,
+    signer: TokenSigner | None,
     now: int,
 ) -> Decision:
     """Decide whether to stamp the pod of ``request``, and build the patch.
@@ -133,17 +199,16 @@ def decide(
     Args:
         request: the parsed ``request`` of the AdmissionReview.
         config: stamping parameters and trust policy.
-        signing_key: the active Ed25519 key, or None when it is unavailable.
+        signer: signs with the active Ed25519 key, or None when no key is loaded.
         now: seconds since the epoch; becomes ``iat`` and ``nbf``, ``exp = now + ttl``.
 
     Returns:
         The :class:`Decision`; see the module docstring for the table.
 
     Raises:
-        MalformedReview: a Pod CREATE without a usable ``object``, or with neither
-            ``metadata.name`` nor ``metadata.generateName`` (reason ``malformed_pod``).
-        ValueError, pydantic.ValidationError: claims that :func:`bootstrap_token.mint` refuses
-            (a TTL outside the bounds); the settings prevent this.
+        MalformedReview: reason ``malformed_pod``: a Pod CREATE without a usable ``object``,
+            with neither ``metadata.name`` nor ``metadata.generateName``, with a read field of
+            the wrong type, or with values outside the claims' bounds.
     """
     if not request.is_pod_create:
         return Decision(decision=Outcome.NOT_APPLICABLE, reason="not_pod_create")
@@ -152,8 +217,8 @@ def decide(
         raise MalformedReview("malformed_pod", "Pod CREATE without request.object")
     pod = parse_pod(obj)
     namespace = request.namespace or ""
-    service_account = pod.spec.service_account_name or "default"
-    pod_name = pod.metadata.name or pod.metadata.generate_name
+    service_account = pod.service_account_name or "default"
+    pod_name = pod.name or pod.generate_name
     if not pod_name:
         # The API server refuses such a pod after admission anyway (ObjectMeta validation).
         raise MalformedReview("malformed_pod", "pod has neither metadata.name nor generateName")
@@ -162,7 +227,7 @@ def decide(
 
     reason = (
         "not_agent_pod"
-        if not config.trust.selects(pod.metadata.labels)
+        if not config.trust.selects(pod.labels)
         else config.trust.untrusted_reason(namespace, service_account)
     )
     if reason is not None:
@@ -173,48 +238,42 @@ def decide(
             decision=Outcome.STRIPPED,
             reason=reason,
             patch=strip,
-            warnings=[f"{WARNING_PREFIX}removed annotation {key}: {_WHY[reason]}"],
+            warnings=[WARN_STRIPPED.format(why=_WHY[reason])],
             subject=subject,
         )
 
-    if signing_key is None:
+    if signer is None:
         return Decision(
             decision=Outcome.NO_SIGNING_KEY,
             reason="signing_key_unavailable",
             patch=remove_annotation(obj, key=key),
-            warnings=[f"{WARNING_PREFIX}no signing key; pod not stamped, needs manual approval"],
+            warnings=[WARN_NO_KEY],
             subject=subject,
         )
 
-    owner = pod.controller
-    claims = BootstrapClaims(
-        iss=config.issuer,
-        aud=config.audience,
-        iat=now,
-        nbf=now,
-        exp=now + config.ttl_seconds,
-        jti=new_jti(),
-        cluster=config.cluster,
-        namespace=namespace,
-        service_account=service_account,
-        pod=PodRef(name=pod.metadata.name)
-        if pod.metadata.name
-        else PodRef(generate_name=pod.metadata.generate_name),
-        owner=OwnerRef(kind=owner.kind, name=owner.name, uid=owner.uid) if owner else None,
-        admission_uid=request.uid,
-    )
-    token = mint(claims, signing_key, now=now)
-    warnings = (
-        [f"{WARNING_PREFIX}replaced the pre-set {key} annotation with a fresh token"]
-        if has_annotation(obj, key=key)
+    # Everything that can refuse the pod runs before the (comparatively costly) signature.
+    env_ops = (
+        inject_env(
+            obj,
+            containers=config.inject_env.containers,
+            variable=config.inject_env.variable,
+            annotation_key=key,
+        )
+        if config.inject_env is not None
         else []
     )
+    jti = new_jti()
+    payload = claims_payload(
+        config=config, request=request, pod=pod, subject=subject, jti=jti, now=now
+    )
+    patch = set_annotation(obj, key=key, value=signer.sign(payload))
+    patch.extend(env_ops)
     return Decision(
         decision=Outcome.STAMPED,
         reason="trusted_agent_pod",
-        patch=set_annotation(obj, key=key, value=token),
-        warnings=warnings,
-        claims=claims,
-        kid=signing_key.kid,
+        patch=patch,
+        warnings=[WARN_REPLACED] if has_annotation(obj, key=key) else [],
+        jti=jti,
+        kid=signer.kid,
         subject=subject,
     )

@@ -1,13 +1,22 @@
-"""Fixtures of the webhook tests: keys, stamping config, settings and an audit recorder."""
+"""Webhook test fixtures: keys, stamping config, settings, an audit recorder, a live server."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from bootstrap_token import AuditEvent, AuditSink, KeySet, SigningKey, TrustPolicy
+from tests.conftest import Pki
+from tests.webhook.volumes import SecretVolume
 from webhook.config import WebhookSettings
+from webhook.credentials import Credentials
+from webhook.run import Listening, serve
+from webhook.signer import TokenSigner
 from webhook.stamp import StampConfig
 
 ANNOTATION = "agents.streamspace.io/bootstrap-token"
@@ -30,6 +39,18 @@ class RecordingSink(AuditSink):
 def signing_key() -> SigningKey:
     """A throwaway Ed25519 signing key."""
     return SigningKey.generate()
+
+
+@pytest.fixture(scope="session")
+def signer(signing_key: SigningKey) -> TokenSigner:
+    """The hot-path signer of ``signing_key``."""
+    return TokenSigner.for_key(signing_key)
+
+
+@pytest.fixture
+def credentials(signing_key: SigningKey) -> Credentials:
+    """Credentials holding ``signing_key`` (no certificate: the app is tested without TLS)."""
+    return Credentials.with_key(signing_key)
 
 
 @pytest.fixture(scope="session")
@@ -71,6 +92,56 @@ def make_settings(tmp: Path, **overrides: object) -> WebhookSettings:
         "signingKeyFile": tmp / "signing.key",
         "tlsCertFile": tmp / "tls.crt",
         "tlsKeyFile": tmp / "tls.key",
+        "metricsPort": 0,
+        "shutdownDelaySeconds": 0,
     }
     values.update(overrides)
     return WebhookSettings.model_validate(values)
+
+
+@dataclass
+class Live:
+    port: int
+    volume: SecretVolume
+    audit: RecordingSink
+
+
+@pytest.fixture
+async def live(tmp_path: Path, pki: Pki) -> AsyncIterator[Live]:
+    """serve() with its key and certificate in a Secret volume, re-read every 20 ms."""
+    volume = SecretVolume(tmp_path / "secret")
+    volume.write(
+        {
+            "signing.key": pki.signing_key.read_bytes(),
+            "tls.crt": pki.webhook_cert.read_bytes(),
+            "tls.key": pki.webhook_key.read_bytes(),
+        }
+    )
+    settings = WebhookSettings.model_validate(
+        {
+            "trust": {"namespaces": ["streamspace"]},
+            "injectEnv": {"enabled": True},
+            "signingKeyFile": volume.path("signing.key"),
+            "tlsCertFile": volume.path("tls.crt"),
+            "tlsKeyFile": volume.path("tls.key"),
+            "reloadIntervalSeconds": 0.02,
+            "host": "127.0.0.1",
+            "port": 0,
+            "metricsPort": 0,
+            "shutdownDelaySeconds": 0,
+            "maxRequestBytes": 65536,
+        }
+    )
+    audit = RecordingSink()
+    started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    def on_started(listening: Listening) -> None:
+        started.set_result(listening.https[0][1])
+
+    task = asyncio.create_task(serve(settings, audit=audit, on_started=on_started))
+    try:
+        yield Live(port=await asyncio.wait_for(started, timeout=10), volume=volume, audit=audit)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -11,12 +11,17 @@ import yaml
 from pydantic import ValidationError
 
 from bootstrap_token import MAX_TTL_SECONDS, MIN_TTL_SECONDS
-from webhook.config import CONFIG_ENV, ENV_PREFIX, ConfigError, load_settings
+from webhook.config import CONFIG_ENV, ENV_PREFIX, ConfigError, is_annotation_key, load_settings
 
 REQUIRED = {
     "signingKeyFile": "/keys/signing.key",
     "tlsCertFile": "/tls/tls.crt",
     "tlsKeyFile": "/tls/tls.key",
+}
+REQUIRED_ENV = {
+    ENV_PREFIX + "SIGNING_KEY_FILE": "/keys/signing.key",
+    ENV_PREFIX + "TLS_CERT_FILE": "/tls/tls.crt",
+    ENV_PREFIX + "TLS_KEY_FILE": "/tls/tls.key",
 }
 
 
@@ -50,6 +55,16 @@ class TestDefaults:
         assert settings.signing_key_file == Path("/keys/signing.key")
         assert settings.tls_cert_file == Path("/tls/tls.crt")
         assert settings.tls_key_file == Path("/tls/tls.key")
+        assert settings.tls_pem_file is None
+        assert settings.inject_env.enabled is False
+        assert settings.inject_env.containers == ("k8s-agent",)
+        assert settings.inject_env.variable == "AGENT_API_KEY"
+        assert settings.reload_interval_seconds == 5.0
+        assert (settings.metrics_host, settings.metrics_port) == ("0.0.0.0", 9090)
+        assert settings.workers == 1
+        assert settings.shutdown_delay_seconds == 2.0
+        assert settings.shutdown_grace_seconds == 10.0
+        assert settings.event_loop == "auto"
 
     def test_frozen(self, tmp_path: Path) -> None:
         """Settings cannot be changed after start."""
@@ -116,6 +131,65 @@ class TestFile:
         assert load_settings(config_file=path).cluster == "default"
 
 
+class TestNewKeys:
+    def test_production_keys_from_file(self, tmp_path: Path) -> None:
+        """injectEnv, tlsPemFile, metrics, workers and shutdown bounds read from camelCase."""
+        document = {
+            "signingKeyFile": "/keys/signing.key",
+            "tlsPemFile": "/tls/webhook-tls.pem",
+            "injectEnv": {"enabled": True, "containers": ["k8s-agent", "init-agent"]},
+            "reloadIntervalSeconds": 0.5,
+            "metricsHost": "127.0.0.1",
+            "metricsPort": 0,
+            "workers": 2,
+            "shutdownDelaySeconds": 0,
+            "shutdownGraceSeconds": 25,
+            "eventLoop": "asyncio",
+        }
+        settings = load_settings(config_file=write(tmp_path, document))
+        assert settings.tls_pem_file == Path("/tls/webhook-tls.pem")
+        assert (settings.tls_cert_file, settings.tls_key_file) == (None, None)
+        assert settings.inject_env.enabled is True
+        assert settings.inject_env.containers == ("k8s-agent", "init-agent")
+        assert settings.reload_interval_seconds == 0.5
+        assert (settings.metrics_host, settings.metrics_port, settings.workers) == (
+            "127.0.0.1",
+            0,
+            2,
+        )
+        assert (settings.shutdown_delay_seconds, settings.shutdown_grace_seconds) == (0, 25)
+        assert settings.event_loop == "asyncio"
+
+    def test_inject_env_from_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Nested injectEnv fields come from AGENT_BOOTSTRAP_WEBHOOK_INJECT_ENV__*."""
+        for name, value in REQUIRED_ENV.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv(ENV_PREFIX + "INJECT_ENV__ENABLED", "true")
+        monkeypatch.setenv(ENV_PREFIX + "INJECT_ENV__VARIABLE", "BOOTSTRAP_TOKEN")
+        monkeypatch.setenv(ENV_PREFIX + "METRICS_PORT", "9191")
+        settings = load_settings()
+        assert settings.inject_env.enabled is True
+        assert settings.inject_env.variable == "BOOTSTRAP_TOKEN"
+        assert settings.metrics_port == 9191
+
+    @pytest.mark.parametrize(
+        ("key", "valid"),
+        [
+            ("agents.streamspace.io/bootstrap-token", True),
+            ("bootstrap-token", True),
+            ("example.com/" + "a" * 63, True),
+            ("example.com/" + "a" * 64, False),
+            ("Example.com/token", False),
+            ("/token", False),
+            ("a/b/c", False),
+            ("token-", False),
+        ],
+    )
+    def test_annotation_key_syntax(self, key: str, valid: bool) -> None:
+        """Annotation keys follow Kubernetes' [prefix/]name rules (the downward API needs it)."""
+        assert is_annotation_key(key) is valid
+
+
 class TestEnvironment:
     def test_env_without_file(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Prefixed snake_case variables configure everything, nested fields with ``__``."""
@@ -176,15 +250,28 @@ class TestErrors:
         assert load_settings(config_file=path).token_ttl_seconds == ttl
 
     def test_missing_required_files(self, tmp_path: Path) -> None:
-        """Each missing file setting is named with its env variable."""
+        """A missing key file is named with its env variable."""
         with pytest.raises(ConfigError) as info:
             load_settings(config_file=write(tmp_path, {"cluster": "c"}))
         message = str(info.value)
         assert "signingKeyFile (env AGENT_BOOTSTRAP_WEBHOOK_SIGNING_KEY_FILE): Field required" in (
             message
         )
-        assert "tlsCertFile (env AGENT_BOOTSTRAP_WEBHOOK_TLS_CERT_FILE)" in message
-        assert "tlsKeyFile (env AGENT_BOOTSTRAP_WEBHOOK_TLS_KEY_FILE)" in message
+
+    @pytest.mark.parametrize(
+        "tls",
+        [
+            {},
+            {"tlsCertFile": "/tls/tls.crt"},
+            {"tlsPemFile": "/tls/tls.pem", "tlsKeyFile": "/tls/tls.key"},
+        ],
+        ids=["none", "cert-without-key", "pem-and-pair"],
+    )
+    def test_tls_files_must_be_one_choice(self, tmp_path: Path, tls: dict[str, str]) -> None:
+        """Either tlsPemFile alone or tlsCertFile with tlsKeyFile."""
+        document = {"signingKeyFile": "/keys/signing.key", **tls}
+        with pytest.raises(ConfigError, match="tlsPemFile"):
+            load_settings(config_file=write(tmp_path, document))
 
     def test_unknown_keys(self, tmp_path: Path) -> None:
         """A misspelt key, top level or nested, is an error, not silently ignored."""
@@ -202,11 +289,23 @@ class TestErrors:
             ({"maxRequestBytes": 1024},
              "maxRequestBytes (env AGENT_BOOTSTRAP_WEBHOOK_MAX_REQUEST_BYTES)"),
             ({"annotationKey": ""}, "annotationKey"),
+            ({"annotationKey": "a/b/c"}, "annotationKey"),
+            ({"annotationKey": "x~y"}, "annotationKey"),
+            ({"injectEnv": {"variable": "1BAD"}}, "injectEnv.variable"),
+            ({"injectEnv": {"containers": ["Not_A_Label"]}}, "injectEnv.containers"),
+            ({"injectEnv": {"containers": []}}, "injectEnv.containers"),
+            ({"metricsPort": 70000}, "metricsPort (env AGENT_BOOTSTRAP_WEBHOOK_METRICS_PORT)"),
+            ({"workers": 0}, "workers"),
+            ({"reloadIntervalSeconds": -1}, "reloadIntervalSeconds"),
+            ({"shutdownGraceSeconds": -1}, "shutdownGraceSeconds"),
+            ({"eventLoop": "trio"}, "eventLoop"),
             ({"trust": {"serviceAccounts": ["no-colon"]}}, "trust.serviceAccounts"),
             ({"trust": {"podSelector": {"matchExpressions": [{"key": "k", "operator": "In"}]}}},
              "trust.podSelector.matchExpressions.0"),
         ],
-        ids=["port-negative", "port-high", "max-bytes", "annotation-empty", "sa-pair", "selector"],
+        ids=["port-negative", "port-high", "max-bytes", "annotation-empty", "annotation-slashes",
+             "annotation-tilde", "env-name", "container-name", "no-containers", "metrics-port",
+             "workers", "reload-negative", "grace-negative", "event-loop", "sa-pair", "selector"],
     )  # fmt: skip
     def test_bad_values_name_the_field(
         self, tmp_path: Path, document: dict[str, Any], field: str

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from bootstrap_token import SigningKey
 from tests.payloads import streamspace_agent_review
 from tests.webhook.conftest import ANNOTATION, NOW, RecordingSink
+from webhook.credentials import Credentials, SigningMaterial
 from webhook.handler import Reviewer
 from webhook.metrics import WebhookMetrics
 from webhook.review import MalformedReview, parse_review
@@ -27,7 +28,7 @@ def make_reviewer(
 ) -> Reviewer:
     return Reviewer(
         config=stamp_config,
-        signing_key=signing_key,
+        credentials=Credentials.with_key(signing_key),
         clock=clock,
         audit=audit,
         metrics=WebhookMetrics(registry=CollectorRegistry()),
@@ -77,6 +78,9 @@ class TestAnswer:
         token = patch[0]["value"][ANNOTATION]
         assert token not in event.to_json()
         assert reviewer.metrics.value(decision="stamped", reason="trusted_agent_pod") == 1
+        assert reviewer.metrics.sample("tokens_issued_total") == 1
+        labels = {"operation": "CREATE", "decision": "stamped", "reason": "trusted_agent_pod"}
+        assert reviewer.metrics.sample("reviews_total", labels) == 1
 
     def test_dry_run_is_audited(
         self, stamp_config: StampConfig, signing_key: SigningKey, audit: RecordingSink
@@ -172,3 +176,75 @@ class TestFailures:
         assert event.message == "request body is not valid JSON"
         assert event.admission_uid is None
         assert reviewer.metrics.value(decision="malformed", reason="invalid_json") == 1
+        assert reviewer.metrics.sample("errors_total", {"kind": "invalid_json"}) == 1
+        assert (
+            reviewer.metrics.sample(
+                "reviews_total",
+                {"operation": "unknown", "decision": "malformed", "reason": "invalid_json"},
+            )
+            == 1
+        )
+
+
+class TestCounts:
+    def test_stripped_counts_a_stripped_token(
+        self, stamp_config: StampConfig, signing_key: SigningKey, audit: RecordingSink
+    ) -> None:
+        """Removing a planted token counts in tokens_stripped_total by reason."""
+        reviewer = make_reviewer(stamp_config, signing_key, audit)
+        raw = streamspace_agent_review(namespace="sandbox", annotations={ANNOTATION: "x.y.z"})
+        reviewer.answer(review_of(raw))
+        assert (
+            reviewer.metrics.sample("tokens_stripped_total", {"reason": "namespace_not_trusted"})
+            == 1
+        )
+        assert reviewer.metrics.sample("tokens_issued_total") == 0
+
+    def test_no_key_is_an_error_kind(self, stamp_config: StampConfig, audit: RecordingSink) -> None:
+        """A trusted pod answered without a key counts as errors_total{signing_key_unavailable}."""
+        reviewer = make_reviewer(stamp_config, None, audit)
+        reviewer.answer(review_of(streamspace_agent_review(annotations={ANNOTATION: "p"})))
+        metrics = reviewer.metrics
+        assert metrics.sample("errors_total", {"kind": "signing_key_unavailable"}) == 1
+        assert metrics.sample("tokens_stripped_total", {"reason": "signing_key_unavailable"}) == 1
+
+    @pytest.mark.parametrize(("operation", "label"), [("UPDATE", "UPDATE"), ("PATCH?", "other")])
+    def test_operation_label_is_bounded(
+        self,
+        stamp_config: StampConfig,
+        signing_key: SigningKey,
+        audit: RecordingSink,
+        operation: str,
+        label: str,
+    ) -> None:
+        """Known operations are labelled as such; anything a client invents is ``other``."""
+        reviewer = make_reviewer(stamp_config, signing_key, audit)
+        raw = streamspace_agent_review()
+        raw["request"]["operation"] = operation
+        reviewer.answer(review_of(raw))
+        labels = {"operation": label, "decision": "not_applicable", "reason": "not_pod_create"}
+        assert reviewer.metrics.sample("reviews_total", labels) == 1
+
+    def test_duration_is_observed(
+        self, stamp_config: StampConfig, signing_key: SigningKey, audit: RecordingSink
+    ) -> None:
+        """Each answered review adds one observation to the latency histogram."""
+        reviewer = make_reviewer(stamp_config, signing_key, audit)
+        reviewer.answer(review_of(streamspace_agent_review()))
+        reviewer.answer(review_of(streamspace_agent_review(namespace="x")))
+        assert reviewer.metrics.sample("review_duration_seconds_count") == 2
+
+
+class TestKeySwap:
+    def test_review_uses_the_key_it_started_with(
+        self, stamp_config: StampConfig, audit: RecordingSink
+    ) -> None:
+        """A swap of credentials.signing between reviews changes the kid of the next token only."""
+        first, second = SigningKey.generate(), SigningKey.generate()
+        reviewer = make_reviewer(stamp_config, first, audit)
+        before = reviewer.answer(review_of(streamspace_agent_review()))
+        reviewer.credentials.signing = SigningMaterial.of(second)
+        after = reviewer.answer(review_of(streamspace_agent_review()))
+        assert before["response"]["auditAnnotations"]["kid"] == first.kid
+        assert after["response"]["auditAnnotations"]["kid"] == second.kid
+        assert [e.kid for e in audit.events] == [first.kid, second.kid]

@@ -42,6 +42,9 @@ def config(tmp_path: Path, pki: Pki, **overrides: Any) -> Path:
         "tlsKeyFile": str(pki.webhook_key),
         "host": "127.0.0.1",
         "port": free_port(),
+        "metricsHost": "127.0.0.1",
+        "metricsPort": free_port(),
+        "shutdownDelaySeconds": 0,
     }
     document.update(overrides)
     path = tmp_path / "webhook.yaml"
@@ -67,8 +70,8 @@ class TestStartupErrors:
     def test_unreadable_signing_key(
         self, tmp_path: Path, pki: Pki, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        """A missing signing key exits 2 naming signingKeyFile."""
-        path = config(tmp_path, pki, signingKeyFile=str(tmp_path / "none.key"))
+        """A signing key path that exists but cannot be read exits 2 naming signingKeyFile."""
+        path = config(tmp_path, pki, signingKeyFile=str(tmp_path))  # a folder
         assert main(["--config", str(path)]) == 2
         assert "signingKeyFile " in capsys.readouterr().err
 

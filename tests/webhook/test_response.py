@@ -9,21 +9,38 @@ from typing import Any
 import jsonpatch
 import pytest
 
-from bootstrap_token import SigningKey
 from tests.payloads import streamspace_agent_review
 from tests.webhook.conftest import ANNOTATION, NOW
-from webhook.response import Answer, complete, encode_patch, errored, from_decision
+from webhook.response import (
+    AUDIT_KEYS,
+    Answer,
+    complete,
+    encode_patch,
+    errored,
+    from_decision,
+    short_warning,
+)
 from webhook.review import ApiVersion, parse_review
-from webhook.stamp import Decision, Outcome, StampConfig, decide
+from webhook.signer import TokenSigner
+from webhook.stamp import (
+    MAX_WARNING_CHARS,
+    WARN_NO_KEY,
+    WARN_REPLACED,
+    WARN_STRIPPED,
+    Decision,
+    Outcome,
+    StampConfig,
+    decide,
+)
 
 VERSIONS: list[ApiVersion] = ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"]
 
 
 def decided(
-    review: dict[str, Any], stamp_config: StampConfig, signing_key: SigningKey | None
+    review: dict[str, Any], stamp_config: StampConfig, signer: TokenSigner | None
 ) -> Decision:
     request = parse_review(json.dumps(review).encode()).request
-    return decide(request, config=stamp_config, signing_key=signing_key, now=NOW)
+    return decide(request, config=stamp_config, signer=signer, now=NOW)
 
 
 class TestComplete:
@@ -82,33 +99,34 @@ class TestEncodePatch:
 class TestFromDecision:
     @pytest.mark.parametrize("api_version", VERSIONS)
     def test_stamped(
-        self, api_version: ApiVersion, stamp_config: StampConfig, signing_key: SigningKey
+        self, api_version: ApiVersion, stamp_config: StampConfig, signer: TokenSigner
     ) -> None:
         """A stamped pod's answer carries the patch, and decision, reason, jti, kid as strings."""
         review = streamspace_agent_review(api_version=api_version, uid="uid-s")
-        decision = decided(review, stamp_config, signing_key)
+        decision = decided(review, stamp_config, signer)
         document = complete(from_decision(decision), api_version=api_version, uid="uid-s")
         response = document["response"]
         assert document["apiVersion"] == api_version
         assert response["uid"] == "uid-s"
         assert response["allowed"] is True
-        assert decision.claims is not None
+        assert decision.jti is not None
         assert response["auditAnnotations"] == {
             "decision": "stamped",
             "reason": "trusted_agent_pod",
-            "jti": decision.claims.jti,
-            "kid": signing_key.kid,
+            "jti": decision.jti,
+            "kid": signer.kid,
         }
+        assert set(response["auditAnnotations"]) <= set(AUDIT_KEYS)
         assert "warnings" not in response
         patch = json.loads(base64.b64decode(response["patch"]))
         pod = jsonpatch.apply_patch(review["request"]["object"], patch)
         assert pod["metadata"]["annotations"][ANNOTATION].count(".") == 2
 
-    def test_stripped(self, stamp_config: StampConfig, signing_key: SigningKey) -> None:
+    def test_stripped(self, stamp_config: StampConfig, signer: TokenSigner) -> None:
         """A stripped pod's answer has the remove patch, a warning, and no jti or kid."""
         review = streamspace_agent_review(namespace="elsewhere", annotations={ANNOTATION: "x"})
         response = complete(
-            from_decision(decided(review, stamp_config, signing_key)),
+            from_decision(decided(review, stamp_config, signer)),
             api_version=VERSIONS[0],
             uid="u",
         )["response"]
@@ -120,7 +138,8 @@ class TestFromDecision:
             {"op": "remove", "path": "/metadata/annotations/agents.streamspace.io~1bootstrap-token"}
         ]
         assert response["warnings"] == [
-            f"agent-bootstrap: removed annotation {ANNOTATION}: namespace is not trusted"
+            "agent-bootstrap: removed the bootstrap token the pod came with: namespace is not "
+            "trusted"
         ]
 
     def test_no_signing_key(self, stamp_config: StampConfig) -> None:
@@ -138,12 +157,12 @@ class TestFromDecision:
         }
         assert len(response["warnings"]) == 1
 
-    def test_not_applicable(self, stamp_config: StampConfig, signing_key: SigningKey) -> None:
+    def test_not_applicable(self, stamp_config: StampConfig, signer: TokenSigner) -> None:
         """A non-pod review is answered allowed with only decision and reason."""
         review = streamspace_agent_review()
         review["request"]["operation"] = "UPDATE"
         response = complete(
-            from_decision(decided(review, stamp_config, signing_key)),
+            from_decision(decided(review, stamp_config, signer)),
             api_version=VERSIONS[0],
             uid="u",
         )["response"]
@@ -173,3 +192,28 @@ class TestErrored:
                 "auditAnnotations": {"decision": "error", "reason": "internal_error"},
             },
         }
+
+
+class TestWarnings:
+    @pytest.mark.parametrize(
+        "warning",
+        [WARN_NO_KEY, WARN_REPLACED]
+        + [WARN_STRIPPED.format(why=why) for why in (
+            "pod does not match the agent selector",
+            "namespace is not trusted",
+            "service account is not allowed",
+        )],
+    )  # fmt: skip
+    def test_every_warning_is_short(self, warning: str) -> None:
+        """Each warning the webhook can give fits Kubernetes' 120-character limit."""
+        assert len(warning) <= MAX_WARNING_CHARS
+        assert warning.startswith("agent-bootstrap: ")
+
+    def test_long_warnings_are_cut(self) -> None:
+        """A longer message is cut to 120 characters ending in an ellipsis."""
+        document = complete(Answer(warnings=["x" * 300, "short"]), api_version=VERSIONS[0], uid="u")
+        first, second = document["response"]["warnings"]
+        assert len(first) == MAX_WARNING_CHARS
+        assert first.endswith("...")
+        assert second == "short"
+        assert short_warning("y" * MAX_WARNING_CHARS) == "y" * MAX_WARNING_CHARS

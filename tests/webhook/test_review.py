@@ -25,9 +25,7 @@ class TestParseReview:
         assert request.namespace == "default"
         assert request.operation == "CREATE"
         assert request.name is None
-        assert request.user_info.username == (
-            "system:serviceaccount:kube-system:replicaset-controller"
-        )
+        assert request.username == ("system:serviceaccount:kube-system:replicaset-controller")
         assert request.is_pod_create is True
         assert request.is_dry_run is False
         assert request.object is not None
@@ -79,6 +77,18 @@ def _mutate(change: str) -> bytes:
             raw["request"]["uid"] = 42
         case "no_operation":
             del raw["request"]["operation"]
+        case "kind_not_map":
+            raw["request"]["kind"] = "Pod"
+        case "resource_missing":
+            del raw["request"]["resource"]
+        case "object_list":
+            raw["request"]["object"] = []
+        case "dry_run_string":
+            raw["request"]["dryRun"] = "yes"
+        case "namespace_int":
+            raw["request"]["namespace"] = 3
+        case "user_info_list":
+            raw["request"]["userInfo"] = []
     return body(raw)
 
 
@@ -100,6 +110,14 @@ class TestMalformedReview:
             (_mutate("empty_uid"), "not_admission_review", "request.uid"),
             (_mutate("uid_not_string"), "not_admission_review", "request.uid"),
             (_mutate("no_operation"), "not_admission_review", "request.operation"),
+            (_mutate("kind_not_map"), "not_admission_review", "request.kind"),
+            (_mutate("resource_missing"), "not_admission_review", "request.resource"),
+            (_mutate("object_list"), "not_admission_review", "request.object"),
+            (_mutate("dry_run_string"), "not_admission_review", "request.dryRun"),
+            (_mutate("namespace_int"), "not_admission_review", "request.namespace"),
+            (_mutate("user_info_list"), "not_admission_review", "request.userInfo"),
+            (b"\xef\xbb\xbf{}", "invalid_json", "not valid JSON"),
+            (b'{"a": NaN}', "invalid_json", "not valid JSON"),
         ],
         ids=[
             "empty",
@@ -116,6 +134,14 @@ class TestMalformedReview:
             "empty-uid",
             "uid-not-string",
             "no-operation",
+            "kind-not-map",
+            "resource-missing",
+            "object-list",
+            "dry-run-string",
+            "namespace-int",
+            "user-info-list",
+            "utf8-bom",
+            "nan",
         ],
     )
     def test_refused_with_reason(self, raw: bytes, reason: str, message: str) -> None:
@@ -165,17 +191,42 @@ class TestParsePod:
     def test_streamspace_pod(self) -> None:
         """The StreamSpace pod's name, labels, service account and controller are typed."""
         pod = parse_pod(streamspace_agent_review(rs_hash="abc12")["request"]["object"])
-        assert pod.metadata.name is None
-        assert pod.metadata.generate_name == "streamspace-k8s-agent-abc12-"
-        assert pod.metadata.labels is not None
-        assert pod.metadata.labels["app.kubernetes.io/component"] == "k8s-agent"
-        assert pod.metadata.annotations is None
-        assert pod.spec.service_account_name == "streamspace-agent"
+        assert pod.name is None
+        assert pod.generate_name == "streamspace-k8s-agent-abc12-"
+        assert pod.labels["app.kubernetes.io/component"] == "k8s-agent"
+        assert pod.has_annotations is False
+        assert pod.service_account_name == "streamspace-agent"
         assert pod.controller is not None
         assert (pod.controller.kind, pod.controller.name) == (
             "ReplicaSet",
             "streamspace-k8s-agent-abc12",
         )
+
+    def test_annotations_map_present(self) -> None:
+        """An annotation map (even empty) is recorded as present; null is not."""
+        assert parse_pod({"metadata": {"annotations": {}}}).has_annotations is True
+        assert parse_pod({"metadata": {"annotations": None}}).has_annotations is False
+
+    def test_empty_object(self) -> None:
+        """A pod object without metadata or spec parses to an empty view."""
+        pod = parse_pod({})
+        assert (pod.name, pod.generate_name, pod.service_account_name, pod.controller) == (
+            None,
+            None,
+            None,
+            None,
+        )
+        assert dict(pod.labels) == {}
+
+    def test_first_controller_wins(self) -> None:
+        """Only an owner reference with controller: true is the controller."""
+        refs = [
+            {"kind": "ConfigMap", "name": "c", "uid": "u1"},
+            {"kind": "ReplicaSet", "name": "rs", "uid": "u2", "controller": True},
+        ]
+        controller = parse_pod({"metadata": {"ownerReferences": refs}}).controller
+        assert controller is not None
+        assert (controller.kind, controller.name, controller.uid) == ("ReplicaSet", "rs", "u2")
 
     def test_no_controller(self) -> None:
         """A pod whose owner references are not controllers has no controller."""
@@ -192,8 +243,36 @@ class TestParsePod:
             ({"metadata": {"annotations": {"k": 1}}}, "metadata.annotations.k"),
             ({"metadata": {"ownerReferences": [{"kind": "ReplicaSet"}]}}, "ownerReferences"),
             ({"spec": {"serviceAccountName": 7}}, "spec.serviceAccountName"),
+            ({"metadata": "x"}, "metadata"),
+            ({"spec": []}, "spec"),
+            ({"metadata": {"name": 5}}, "metadata.name"),
+            ({"metadata": {"generateName": ["a"]}}, "metadata.generateName"),
+            ({"metadata": {"ownerReferences": {"kind": "ReplicaSet"}}}, "ownerReferences"),
+            ({"metadata": {"ownerReferences": ["x"]}}, "ownerReferences.0"),
+            (
+                {
+                    "metadata": {
+                        "ownerReferences": [
+                            {"kind": "R", "name": "n", "uid": "u", "controller": "yes"}
+                        ]
+                    }
+                },
+                "ownerReferences.0.controller",
+            ),
         ],
-        ids=["labels-list", "annotation-int", "owner-incomplete", "sa-int"],
+        ids=[
+            "labels-list",
+            "annotation-int",
+            "owner-incomplete",
+            "sa-int",
+            "metadata-string",
+            "spec-list",
+            "name-int",
+            "generate-name-list",
+            "owners-map",
+            "owner-string",
+            "controller-string",
+        ],
     )
     def test_malformed_pod(self, obj: dict[str, Any], field: str) -> None:
         """A pod object with wrongly typed read fields is refused as ``malformed_pod``."""

@@ -15,9 +15,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from bootstrap_token import KeySet, SigningKey, VerificationPolicy, verify
+from tests.conftest import Pki
 from tests.payloads import streamspace_agent_review
 from tests.webhook.conftest import ANNOTATION, NOW, RecordingSink, make_settings
-from webhook.server import METRICS, REVIEWER, SETTINGS, create_app
+from webhook.credentials import Credentials, SigningMaterial
+from webhook.metrics_server import create_metrics_app
+from webhook.server import CREDENTIALS, LIFECYCLE, METRICS, REVIEWER, SETTINGS, create_app
+from webhook.tls import TlsFiles, TlsMaterial, load_tls
 
 Client = TestClient[web.Request, web.Application]
 ClientFactory = Callable[[web.Application], Awaitable[Client]]
@@ -31,9 +35,18 @@ async def client(
 ) -> Client:
     """A test client of an app trusting ``streamspace``, clock fixed at NOW."""
     app = create_app(
-        make_settings(tmp_path), signing_key=signing_key, clock=lambda: float(NOW), audit=audit
+        make_settings(tmp_path),
+        credentials=Credentials.with_key(signing_key),
+        clock=lambda: float(NOW),
+        audit=audit,
     )
     return await aiohttp_client(app)
+
+
+@pytest.fixture
+def tls_material(pki: Pki) -> TlsMaterial:
+    """The certs-tooling webhook certificate, loaded."""
+    return load_tls(TlsFiles(cert=pki.webhook_cert, key=pki.webhook_key))
 
 
 async def post_json(client: Client, document: Any) -> Any:
@@ -108,8 +121,8 @@ class TestMutate:
             raise ValueError
 
         app = create_app(
-            make_settings(tmp_path), signing_key=signing_key, clock=broken_clock,
-            audit=RecordingSink(),
+            make_settings(tmp_path), credentials=Credentials.with_key(signing_key),
+            clock=broken_clock, audit=RecordingSink(),
         )  # fmt: skip
         client = await aiohttp_client(app)
         resp = await post_json(client, streamspace_agent_review(uid="uid-err"))
@@ -124,7 +137,9 @@ class TestMutate:
 
     async def test_no_signing_key(self, aiohttp_client: ClientFactory, tmp_path: Path) -> None:
         """Without a signing key a trusted pod is admitted unstamped with a warning."""
-        app = create_app(make_settings(tmp_path), signing_key=None, audit=RecordingSink())
+        app = create_app(
+            make_settings(tmp_path), credentials=Credentials.with_key(None), audit=RecordingSink()
+        )
         client = await aiohttp_client(app)
         response = (await (await post_json(client, streamspace_agent_review())).json())["response"]
         assert response["allowed"] is True
@@ -199,8 +214,8 @@ class TestRefusals:
     ) -> None:
         """A declared body over maxRequestBytes gets 413 with a JSON reason."""
         app = create_app(
-            make_settings(tmp_path, maxRequestBytes=65536), signing_key=signing_key,
-            audit=RecordingSink(),
+            make_settings(tmp_path, maxRequestBytes=65536),
+            credentials=Credentials.with_key(signing_key), audit=RecordingSink(),
         )  # fmt: skip
         client = await aiohttp_client(app)
         review = streamspace_agent_review()
@@ -215,8 +230,8 @@ class TestRefusals:
     ) -> None:
         """A chunked body (no Content-Length) is cut off at maxRequestBytes with 413."""
         app = create_app(
-            make_settings(tmp_path, maxRequestBytes=65536), signing_key=signing_key,
-            audit=RecordingSink(),
+            make_settings(tmp_path, maxRequestBytes=65536),
+            credentials=Credentials.with_key(signing_key), audit=RecordingSink(),
         )  # fmt: skip
         client = await aiohttp_client(app)
 
@@ -251,29 +266,77 @@ class TestProbes:
         assert resp.status == 200
         assert await resp.text() == "ok"
 
-    async def test_metrics(self, client: Client) -> None:
-        """GET /metrics exposes the review counter by decision and reason."""
+    async def test_metrics_not_on_the_review_port(self, client: Client) -> None:
+        """The HTTPS port has no /metrics: metrics have their own plain-HTTP port."""
+        assert (await client.get("/metrics")).status == 404
+
+    async def test_readyz_with_key_and_certificate(
+        self, client: Client, tls_material: TlsMaterial
+    ) -> None:
+        """Ready once a signing key and a certificate are loaded."""
+        client.app[CREDENTIALS].tls = tls_material
+        resp = await client.get("/readyz")
+        assert (resp.status, await resp.text()) == (200, "ready")
+
+    async def test_readyz_without_certificate(self, client: Client) -> None:
+        """No certificate loaded: 503 naming it."""
+        resp = await client.get("/readyz")
+        assert (resp.status, await resp.text()) == (503, "not ready: no serving certificate loaded")
+
+    async def test_readyz_before_and_after_key_load(
+        self,
+        aiohttp_client: ClientFactory,
+        tmp_path: Path,
+        signing_key: SigningKey,
+        tls_material: TlsMaterial,
+    ) -> None:
+        """503 'no signing key' until a key is swapped in, then 200; draining makes it 503."""
+        credentials = Credentials(tls=tls_material)
+        app = create_app(make_settings(tmp_path), credentials=credentials, audit=RecordingSink())
+        client = await aiohttp_client(app)
+        resp = await client.get("/readyz")
+        assert (resp.status, await resp.text()) == (503, "not ready: no signing key loaded")
+        credentials.signing = SigningMaterial.of(signing_key)
+        assert (await client.get("/readyz")).status == 200
+        app[LIFECYCLE].draining = True
+        resp = await client.get("/readyz")
+        assert (resp.status, await resp.text()) == (503, "not ready: shutting down")
+        assert (await client.get("/healthz")).status == 200
+
+
+class TestMetricsPort:
+    async def test_metrics_app_exposes_the_series(
+        self, aiohttp_client: ClientFactory, client: Client
+    ) -> None:
+        """GET /metrics on the metrics app shows reviews by operation, decision and reason."""
         await post_json(client, streamspace_agent_review())
-        resp = await client.get("/metrics")
+        metrics_client = await aiohttp_client(create_metrics_app(client.app[METRICS].registry))
+        resp = await metrics_client.get("/metrics")
         assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/plain")
         text = await resp.text()
-        series = 'reviews_total{decision="stamped",reason="trusted_agent_pod"} 1.0'
+        series = (
+            'reviews_total{decision="stamped",operation="CREATE",reason="trusted_agent_pod"} 1.0'
+        )
         assert f"agent_bootstrap_webhook_{series}" in text
         assert "agent_bootstrap_webhook_review_duration_seconds_count 1.0" in text
+        assert "agent_bootstrap_webhook_tokens_issued_total 1.0" in text
 
 
 class TestCreateApp:
     def test_app_keys(self, tmp_path: Path, signing_key: SigningKey) -> None:
         """Settings, reviewer and metrics are stored under typed AppKeys."""
         settings = make_settings(tmp_path, maxRequestBytes=100_000)
-        app = create_app(settings, signing_key=signing_key)
+        app = create_app(settings, credentials=Credentials.with_key(signing_key))
         assert app[SETTINGS] is settings
-        assert app[REVIEWER].signing_key is signing_key
+        signing = app[REVIEWER].credentials.signing
+        assert signing is not None
+        assert signing.kid == signing_key.kid
         assert app[REVIEWER].config.cluster == "test-cluster"
 
     def test_apps_do_not_share_metrics(self, tmp_path: Path, signing_key: SigningKey) -> None:
         """Two apps in one process each get their own registry."""
-        first = create_app(make_settings(tmp_path), signing_key=signing_key)
-        second = create_app(make_settings(tmp_path), signing_key=signing_key)
+        first = create_app(make_settings(tmp_path), credentials=Credentials.with_key(signing_key))
+        second = create_app(make_settings(tmp_path), credentials=Credentials.with_key(signing_key))
         first[METRICS].count(decision="stamped", reason="trusted_agent_pod")
         assert second[METRICS].value(decision="stamped", reason="trusted_agent_pod") == 0

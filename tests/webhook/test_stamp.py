@@ -11,10 +11,11 @@ from typing import Any
 import jsonpatch
 import pytest
 
-from bootstrap_token import KeySet, SigningKey, TrustPolicy, VerificationPolicy, read_header, verify
+from bootstrap_token import KeySet, TrustPolicy, VerificationPolicy, read_header, verify
 from tests.payloads import KUBECTL_REVIEW, REPLICASET_REVIEW, load_json, streamspace_agent_review
 from tests.webhook.conftest import ANNOTATION, NOW
 from webhook.review import AdmissionRequest, MalformedReview, parse_review
+from webhook.signer import TokenSigner
 from webhook.stamp import Decision, Outcome, StampConfig, decide
 
 AGENT_LABELS = {"app.kubernetes.io/component": "k8s-agent"}
@@ -69,7 +70,7 @@ CASES = [
          Outcome.STAMPED, "trusted_agent_pod", ("add",)),
     Case("trusted-pre-set-replaced",
          lambda: streamspace_agent_review(annotations=PLANTED),
-         Outcome.STAMPED, "trusted_agent_pod", ("add",), "replaced the pre-set"),
+         Outcome.STAMPED, "trusted_agent_pod", ("add",), "replaced the bootstrap token"),
     Case("kubectl-named-trusted", kubectl_agent, Outcome.STAMPED, "trusted_agent_pod", ("add",)),
     Case("untrusted-namespace",
          lambda: streamspace_agent_review(namespace="team-sandbox"),
@@ -130,13 +131,11 @@ def config_for(stamp_config: StampConfig, case: Case) -> StampConfig:
 
 class TestDecisionTable:
     @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-    def test_decision(self, case: Case, stamp_config: StampConfig, signing_key: SigningKey) -> None:
+    def test_decision(self, case: Case, stamp_config: StampConfig, signer: TokenSigner) -> None:
         """Each row of the DESIGN table gets its decision, reason, patch and warning."""
         review = case.review()
         request = request_of(review)
-        decision = decide(
-            request, config=config_for(stamp_config, case), signing_key=signing_key, now=NOW
-        )
+        decision = decide(request, config=config_for(stamp_config, case), signer=signer, now=NOW)
         assert decision.decision is case.decision
         assert decision.reason == case.reason
         assert tuple(op["op"] for op in decision.patch) == case.ops
@@ -148,8 +147,8 @@ class TestDecisionTable:
             assert decision.warnings[0].startswith("agent-bootstrap: ")
             assert len(decision.warnings[0]) <= 120
         stamped = decision.decision is Outcome.STAMPED
-        assert (decision.claims is not None) is stamped
-        assert decision.kid == (signing_key.kid if stamped else None)
+        assert (decision.jti is not None) is stamped
+        assert decision.kid == (signer.kid if stamped else None)
         # Every patch applies to the object exactly as sent.
         patched = jsonpatch.apply_patch(review["request"]["object"], decision.patch)
         annotations = patched["metadata"].get("annotations") or {}
@@ -165,21 +164,21 @@ class TestDecisionTable:
 
 
 class TestSubject:
-    def test_generate_name_pod(self, stamp_config: StampConfig, signing_key: SigningKey) -> None:
+    def test_generate_name_pod(self, stamp_config: StampConfig, signer: TokenSigner) -> None:
         """A controller pod is named by its generateName, namespace by request.namespace."""
         review = streamspace_agent_review(namespace="team-sandbox", rs_hash="1a2b3c")
-        decision = decide(request_of(review), config=stamp_config, signing_key=signing_key, now=NOW)
+        decision = decide(request_of(review), config=stamp_config, signer=signer, now=NOW)
         assert decision.subject is not None
         assert decision.subject.namespace == "team-sandbox"
         assert decision.subject.pod == "streamspace-k8s-agent-1a2b3c-"
         assert decision.subject.service_account == "streamspace-agent"
 
     def test_not_applicable_has_no_subject(
-        self, stamp_config: StampConfig, signing_key: SigningKey
+        self, stamp_config: StampConfig, signer: TokenSigner
     ) -> None:
         """A review that is not a Pod CREATE is about no pod."""
         review = with_request(streamspace_agent_review(), operation="UPDATE")
-        decision = decide(request_of(review), config=stamp_config, signing_key=signing_key, now=NOW)
+        decision = decide(request_of(review), config=stamp_config, signer=signer, now=NOW)
         assert decision.subject is None
         assert decision.patch == []
 
@@ -188,21 +187,21 @@ class TestNoSigningKey:
     def test_allowed_without_token(self, stamp_config: StampConfig) -> None:
         """A trusted pod with no key available: no patch, a warning, decision no_signing_key."""
         decision = decide(
-            request_of(streamspace_agent_review()), config=stamp_config, signing_key=None, now=NOW
+            request_of(streamspace_agent_review()), config=stamp_config, signer=None, now=NOW
         )
         assert decision.decision is Outcome.NO_SIGNING_KEY
         assert decision.reason == "signing_key_unavailable"
         assert decision.patch == []
-        assert decision.claims is None
+        assert decision.jti is None
         assert decision.kid is None
         assert decision.warnings == [
-            "agent-bootstrap: no signing key; pod not stamped, needs manual approval"
+            "agent-bootstrap: no signing key loaded; pod not stamped, needs manual approval"
         ]
 
     def test_pre_set_token_is_removed(self, stamp_config: StampConfig) -> None:
         """A pre-set value is stripped even when we cannot stamp, so no planted token survives."""
         review = streamspace_agent_review(annotations=PLANTED)
-        decision = decide(request_of(review), config=stamp_config, signing_key=None, now=NOW)
+        decision = decide(request_of(review), config=stamp_config, signer=None, now=NOW)
         assert decision.decision is Outcome.NO_SIGNING_KEY
         patched = jsonpatch.apply_patch(review["request"]["object"], decision.patch)
         assert patched["metadata"]["annotations"] == {"keep": "me"}
@@ -210,37 +209,37 @@ class TestNoSigningKey:
     def test_untrusted_pod_is_still_skipped(self, stamp_config: StampConfig) -> None:
         """Without a key, pods that are not trusted keep their own skip reason."""
         review = streamspace_agent_review(namespace="team-sandbox")
-        decision = decide(request_of(review), config=stamp_config, signing_key=None, now=NOW)
+        decision = decide(request_of(review), config=stamp_config, signer=None, now=NOW)
         assert decision.decision is Outcome.SKIPPED
         assert decision.reason == "namespace_not_trusted"
 
 
 class TestMalformedPod:
     def test_pod_create_without_object(
-        self, stamp_config: StampConfig, signing_key: SigningKey
+        self, stamp_config: StampConfig, signer: TokenSigner
     ) -> None:
         """A Pod CREATE without ``object`` is a malformed review."""
         review = streamspace_agent_review()
         del review["request"]["object"]
         with pytest.raises(MalformedReview) as info:
-            decide(request_of(review), config=stamp_config, signing_key=signing_key, now=NOW)
+            decide(request_of(review), config=stamp_config, signer=signer, now=NOW)
         assert info.value.reason == "malformed_pod"
         assert "without request.object" in info.value.message
 
-    def test_pod_without_any_name(self, stamp_config: StampConfig, signing_key: SigningKey) -> None:
+    def test_pod_without_any_name(self, stamp_config: StampConfig, signer: TokenSigner) -> None:
         """A pod with neither name nor generateName cannot be named in a token."""
         review = streamspace_agent_review()
         del review["request"]["object"]["metadata"]["generateName"]
         with pytest.raises(MalformedReview) as info:
-            decide(request_of(review), config=stamp_config, signing_key=signing_key, now=NOW)
+            decide(request_of(review), config=stamp_config, signer=signer, now=NOW)
         assert info.value.reason == "malformed_pod"
         assert "generateName" in info.value.message
 
 
 def stamp(
-    review: dict[str, Any], stamp_config: StampConfig, signing_key: SigningKey
+    review: dict[str, Any], stamp_config: StampConfig, signer: TokenSigner
 ) -> tuple[Decision, str]:
-    decision = decide(request_of(review), config=stamp_config, signing_key=signing_key, now=NOW)
+    decision = decide(request_of(review), config=stamp_config, signer=signer, now=NOW)
     assert decision.decision is Outcome.STAMPED
     patched = jsonpatch.apply_patch(review["request"]["object"], decision.patch)
     token: str = patched["metadata"]["annotations"][ANNOTATION]
@@ -254,12 +253,12 @@ class TestMintedToken:
         )
 
     def test_controller_pod_claims(
-        self, stamp_config: StampConfig, signing_key: SigningKey, key_set: KeySet
+        self, stamp_config: StampConfig, signer: TokenSigner, key_set: KeySet
     ) -> None:
         """The token verifies and names request.namespace, generateName, owner, SA and uid."""
         review = streamspace_agent_review(uid="uid-42", rs_hash="7d9f8b6c5")
         review["request"]["object"]["metadata"]["namespace"] = "ignored-object-namespace"
-        decision, token = stamp(review, stamp_config, signing_key)
+        decision, token = stamp(review, stamp_config, signer)
         claims = verify(token, key_set, self.policy(stamp_config), now=NOW + 10)
         owner = review["request"]["object"]["metadata"]["ownerReferences"][0]
         assert claims.namespace == "streamspace"
@@ -276,17 +275,17 @@ class TestMintedToken:
         assert claims.cluster == "test-cluster"
         assert (claims.iss, claims.aud) == ("agent-bootstrap-webhook", "agent-approver")
         assert (claims.iat, claims.nbf, claims.exp) == (NOW, NOW, NOW + 3600)
-        assert claims == decision.claims
-        assert read_header(token)["kid"] == signing_key.kid == decision.kid
+        assert claims.jti == decision.jti
+        assert read_header(token)["kid"] == signer.kid == decision.kid
 
     def test_named_pod_claims(
-        self, stamp_config: StampConfig, signing_key: SigningKey, key_set: KeySet
+        self, stamp_config: StampConfig, signer: TokenSigner, key_set: KeySet
     ) -> None:
         """A kubectl-made pod is named by ``pod.name``, has no owner and the default SA."""
         review = kubectl_agent()
         review["request"]["object"]["spec"].pop("serviceAccountName", None)
         review["request"]["object"]["spec"].pop("serviceAccount", None)
-        _, token = stamp(review, stamp_config, signing_key)
+        _, token = stamp(review, stamp_config, signer)
         claims = verify(token, key_set, self.policy(stamp_config), now=NOW)
         assert claims.pod.name == "test-pod01"
         assert claims.pod.generate_name is None
@@ -294,26 +293,26 @@ class TestMintedToken:
         assert claims.service_account == "default"
         assert claims.admission_uid == "60df4b0b-8856-4ce7-9fb3-bc8034856995"
 
-    def test_ttl_from_config(self, stamp_config: StampConfig, signing_key: SigningKey) -> None:
+    def test_ttl_from_config(
+        self, stamp_config: StampConfig, signer: TokenSigner, key_set: KeySet
+    ) -> None:
         """``exp - iat`` is the configured TTL in seconds."""
         config = dataclasses.replace(stamp_config, ttl_seconds=300)
-        decision, _ = stamp(streamspace_agent_review(), config, signing_key)
-        assert decision.claims is not None
-        assert decision.claims.ttl_seconds == 300
+        _, token = stamp(streamspace_agent_review(), config, signer)
+        assert verify(token, key_set, self.policy(config), now=NOW).ttl_seconds == 300
 
     def test_every_review_gets_a_fresh_jti(
-        self, stamp_config: StampConfig, signing_key: SigningKey
+        self, stamp_config: StampConfig, signer: TokenSigner
     ) -> None:
         """Two reviews of the same pod template never share a ``jti``."""
         review = streamspace_agent_review(uid="same")
-        first, _ = stamp(review, stamp_config, signing_key)
-        second, _ = stamp(review, stamp_config, signing_key)
-        assert first.claims is not None
-        assert second.claims is not None
-        assert first.claims.jti != second.claims.jti
+        first, _ = stamp(review, stamp_config, signer)
+        second, _ = stamp(review, stamp_config, signer)
+        assert first.jti is not None
+        assert first.jti != second.jti
 
-    def test_repr_hides_the_token(self, stamp_config: StampConfig, signing_key: SigningKey) -> None:
+    def test_repr_hides_the_token(self, stamp_config: StampConfig, signer: TokenSigner) -> None:
         """A Decision printed in a log line does not carry the token."""
-        decision, token = stamp(streamspace_agent_review(), stamp_config, signing_key)
+        decision, token = stamp(streamspace_agent_review(), stamp_config, signer)
         assert token not in repr(decision)
         assert "stamped" in repr(decision)

@@ -20,7 +20,7 @@ from tests.conftest import Pki
 from tests.payloads import streamspace_agent_review
 from tests.webhook.conftest import ANNOTATION
 from webhook.config import WebhookSettings
-from webhook.server import serve
+from webhook.run import Listening, serve
 
 
 @pytest.fixture
@@ -35,12 +35,16 @@ async def webhook_port(pki: Pki) -> AsyncIterator[int]:
             "tlsKeyFile": pki.webhook_key,
             "host": "127.0.0.1",
             "port": 0,
+            "metricsPort": 0,
+            "shutdownDelaySeconds": 0,
         }
     )
     started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(
-        serve(settings, on_started=lambda addresses: started.set_result(addresses[0][1]))
-    )
+
+    def on_started(listening: Listening) -> None:
+        started.set_result(listening.https[0][1])
+
+    task = asyncio.create_task(serve(settings, on_started=on_started))
     try:
         yield await asyncio.wait_for(started, timeout=10)
     finally:

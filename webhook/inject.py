@@ -1,0 +1,125 @@
+"""Zero-change agents: JSON Patch operations that point an env var at the token annotation.
+
+An agent that only knows an env var (StreamSpace's k8s-agent sends ``AGENT_API_KEY`` as its
+``X-Agent-API-Key`` header) gets the token through the downward API: the variable of each named
+container becomes::
+
+    {"name": "AGENT_API_KEY",
+     "valueFrom": {"fieldRef": {"apiVersion": "v1",
+                                "fieldPath": "metadata.annotations['<annotation key>']"}}}
+
+(Kubernetes "Expose Pod Information to Containers Through Environment Variables"; ``fieldRef``
+supports ``metadata.annotations['<KEY>']``). The kubelet resolves it when the container starts,
+after admission, so the value is the token this same patch sets.
+
+References: RFC 6902 (JSON Patch), RFC 6901 (JSON Pointer). Every operation targets a member
+whose parent exists in the object as sent, so the patch applies: a patch that does not apply
+fails the pod even under ``failurePolicy: Ignore``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from webhook.patch import PatchOp
+from webhook.review import MalformedReview
+
+#: Pod spec lists that hold containers, in the order their operations are emitted.
+CONTAINER_LISTS = ("initContainers", "containers")
+
+
+@dataclass(frozen=True, slots=True)
+class EnvInjection:
+    """What to inject: ``variable`` into the containers named in ``containers``."""
+
+    containers: frozenset[str]
+    variable: str
+
+
+def env_var(*, variable: str, annotation_key: str) -> dict[str, Any]:
+    """The ``EnvVar`` that reads annotation ``annotation_key`` through the downward API."""
+    return {
+        "name": variable,
+        "valueFrom": {
+            "fieldRef": {
+                "apiVersion": "v1",
+                "fieldPath": f"metadata.annotations['{annotation_key}']",
+            }
+        },
+    }
+
+
+def inject_env(
+    obj: Mapping[str, Any],
+    *,
+    containers: Collection[str],
+    variable: str,
+    annotation_key: str,
+) -> list[PatchOp]:
+    """Operations that set ``variable`` of each container named in ``containers``.
+
+    Args:
+        obj: the pod as sent in ``request.object`` (not modified).
+        containers: container names; matched in ``spec.containers`` and ``spec.initContainers``
+            (an init container is patched only when its name is listed).
+        variable: the env var name, e.g. ``AGENT_API_KEY``.
+        annotation_key: the annotation carrying the token.
+
+    Returns:
+        Per matching container at ``/spec/<list>/<i>``:
+
+        * ``env`` absent or null: ``add .../env`` with a one-entry list;
+        * ``env`` defines ``variable`` (once or several times, e.g. from a ``secretKeyRef``):
+          ``replace .../env/<j>`` for each definition, keeping its position, so variables that
+          expand ``$(AGENT_API_KEY)`` after it still see it (Kubernetes "Define Dependent
+          Environment Variables");
+        * otherwise ``add .../env/-`` (append).
+
+        Empty when no container matches; containers without a string ``name`` never match.
+
+    Raises:
+        MalformedReview: reason ``malformed_pod`` when ``spec``, a container list or a matching
+            container's ``env`` has the wrong JSON type (the API server never sends that).
+    """
+    spec = obj.get("spec")
+    if spec is None:
+        return []
+    if not isinstance(spec, dict):
+        raise MalformedReview("malformed_pod", "request.object is not a Pod: invalid spec")
+    value = env_var(variable=variable, annotation_key=annotation_key)
+    ops: list[PatchOp] = []
+    for list_name in CONTAINER_LISTS:
+        items = spec.get(list_name)
+        if items is None:
+            continue
+        if not isinstance(items, list):
+            raise MalformedReview(
+                "malformed_pod", f"request.object is not a Pod: invalid spec.{list_name}"
+            )
+        for index, container in enumerate(items):
+            if not isinstance(container, dict) or container.get("name") not in containers:
+                continue
+            base = f"/spec/{list_name}/{index}/env"
+            env = container.get("env")
+            if env is None:
+                ops.append({"op": "add", "path": base, "value": [value]})
+                continue
+            if not isinstance(env, list):
+                raise MalformedReview(
+                    "malformed_pod",
+                    f"request.object is not a Pod: invalid spec.{list_name}.{index}.env",
+                )
+            defined = [
+                j
+                for j, entry in enumerate(env)
+                if isinstance(entry, dict) and entry.get("name") == variable
+            ]
+            if defined:
+                ops.extend(
+                    {"op": "replace", "path": f"{base}/{j}", "value": value} for j in defined
+                )
+            else:
+                ops.append({"op": "add", "path": f"{base}/-", "value": value})
+    return ops

@@ -1,0 +1,30 @@
+"""The plain-HTTP metrics port (``metricsPort``, default 9090): ``GET /metrics`` only.
+
+Separate from the HTTPS port on purpose: Prometheus scrapes the pod IP without the webhook's CA,
+a scrape never competes with the API server's calls for the TLS listener, and a NetworkPolicy
+can open the two ports to different peers. The metrics hold no secrets (kids, counts, ages).
+
+With several workers (``workers > 1``) the supervisor serves this port and reads every worker's
+prometheus_client multiprocess files (``prometheus_client.multiprocess.MultiProcessCollector``).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """``GET /metrics``: the registry in Prometheus text exposition format (version 0.0.4)."""
+    body = generate_latest(request.app[REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def create_metrics_app(registry: CollectorRegistry) -> web.Application:
+    """The metrics port's application, exposing ``registry``."""
+    app = web.Application()
+    app[REGISTRY] = registry
+    app.router.add_get("/metrics", metrics)
+    return app
