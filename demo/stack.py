@@ -158,11 +158,15 @@ class Stack:
 
     async def start(self) -> None:
         """Start both services and wait until each answers ``/healthz`` over TLS."""
-        self._start("webhook", "agent-bootstrap-webhook", self.webhook_config())
-        self._start("approver", "agent-bootstrap-approver", self.approver_config())
-        async with aiohttp.ClientSession() as session:
-            await self._wait_healthy(session, "webhook", self.webhook_url)
-            await self._wait_healthy(session, "approver", self.approver_url)
+        try:
+            self._start("webhook", "agent-bootstrap-webhook", self.webhook_config())
+            self._start("approver", "agent-bootstrap-approver", self.approver_config())
+            async with aiohttp.ClientSession() as session:
+                await self._wait_healthy(session, "webhook", self.webhook_url)
+                await self._wait_healthy(session, "approver", self.approver_url)
+        except BaseException:
+            self.stop()  # never leave a started service behind
+            raise
 
     def stop(self) -> dict[str, int]:
         """SIGTERM both services, wait (10 s, then kill); return their exit codes."""
@@ -179,11 +183,7 @@ class Stack:
         return codes
 
     async def __aenter__(self) -> Self:
-        try:
-            await self.start()
-        except BaseException:
-            self.stop()
-            raise
+        await self.start()
         return self
 
     async def __aexit__(
