@@ -1,27 +1,35 @@
-"""``agent-bootstrap-approver``: serve the approver, or migrate its database and exit.
+"""``agent-bootstrap-approver``: serve the approver, migrate its database, verify its audit chain.
 
 Usage::
 
-    agent-bootstrap-approver [--config FILE] [serve]     # default: migrate, then serve
-    agent-bootstrap-approver [--config FILE] migrate     # migrate and exit (an init container)
+    agent-bootstrap-approver [--config FILE] [serve]        # default: migrate, then serve
+    agent-bootstrap-approver [--config FILE] migrate        # migrate and exit (an init container)
+    agent-bootstrap-approver [--config FILE] audit verify   # recompute the audit hash chain
 
-Exit codes: 0 done, 1 the database could not be migrated, 2 bad configuration (the message
-names the field: file key and environment variable).
+Exit codes: 0 done (chain intact), 1 the database could not be used, 2 bad configuration (the
+message names the field: file key and environment variable), 3 the audit chain is broken (the
+first broken link is named).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
-from approver.config import ApproverSettings, ConfigError, load_settings
-from approver.server import serve
-from approver.store import Store, StoreUnavailable
+from approver.audit_chain import ChainReport, ChainVerifier
+from approver.config import ApproverSettings, ConfigError, EventLoop, load_settings
+from approver.server import open_store, serve
+from approver.store import StoreUnavailable
 
 PROG = "agent-bootstrap-approver"
+EXIT_BROKEN_CHAIN = 3
+_T = TypeVar("_T")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,17 +45,22 @@ def _parser() -> argparse.ArgumentParser:
         description="Approves agent registrations that present a valid bootstrap token.",
         parents=[common],
     )
-    commands = parser.add_subparsers(dest="command", metavar="{serve,migrate}")
+    commands = parser.add_subparsers(dest="command", metavar="{serve,migrate,audit}")
     commands.add_parser("serve", parents=[common], help="migrate, then serve (the default)")
     commands.add_parser("migrate", parents=[common], help="migrate the database and exit")
+    audit = commands.add_parser("audit", parents=[common], help="audit chain tools")
+    audit_commands = audit.add_subparsers(dest="audit_command", metavar="{verify}", required=True)
+    verify = audit_commands.add_parser(
+        "verify",
+        parents=[common],
+        help="recompute the audit hash chain; exit 3 and name the first broken link if broken",
+    )
+    verify.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
 
 async def _migrate(settings: ApproverSettings) -> str:
-    try:
-        store = Store.open(settings.database_url)
-    except ValueError as exc:
-        raise ConfigError(f"databaseUrl: {exc}") from None
+    store = open_store(settings)
     try:
         await store.migrate()
         return store.url
@@ -55,17 +68,88 @@ async def _migrate(settings: ApproverSettings) -> str:
         await store.close()
 
 
+async def verify_audit(settings: ApproverSettings) -> ChainReport:
+    """Read the chain head, then every stored audit event up to it, and recompute the chain
+    (safe while replicas keep appending).
+
+    Raises:
+        StoreUnavailable: the database could not be read.
+    """
+    store = open_store(settings)
+    try:
+        head = await store.audit_head()
+        verifier = ChainVerifier()
+        async for item in store.iter_audit():
+            # Events appended after the head was read (a serving replica) are the next run's.
+            if item.seq > head[0] or not verifier.feed(item):
+                break
+        return verifier.finish(head)
+    finally:
+        await store.close()
+
+
+def _report(report: ChainReport, *, as_json: bool) -> None:
+    if as_json:
+        body: dict[str, Any] = {
+            "intact": report.broken is None,
+            "checked": report.checked,
+            "lastSeq": report.last_seq,
+            "lastHash": report.last_hash,
+        }
+        if report.broken is not None:
+            body["broken"] = {
+                "seq": report.broken.seq,
+                "problem": report.broken.problem,
+                "detail": report.broken.detail,
+            }
+        print(json.dumps(body))
+        return
+    if report.broken is None:
+        print(
+            f"audit chain intact: {report.checked} event(s), last seq {report.last_seq}, "
+            f"hash {report.last_hash}"
+        )
+    else:
+        broken = report.broken
+        print(
+            f"audit chain BROKEN at event {broken.seq} ({broken.problem}): {broken.detail}; "
+            f"{report.checked} event(s) before it verified"
+        )
+
+
+def run(settings: ApproverSettings, main: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+    """Run ``main()`` on the event loop ``eventLoop`` asks for (uvloop when installed, for
+    ``auto``)."""
+    factory = None
+    if settings.event_loop is not EventLoop.ASYNCIO:
+        try:
+            import uvloop
+        except ModuleNotFoundError:
+            if settings.event_loop is EventLoop.UVLOOP:
+                raise ConfigError("eventLoop: uvloop is not installed") from None
+        else:
+            factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main())
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line. Returns the exit code (0 ok, 1 database, 2 configuration)."""
+    """Run the command line. Returns the exit code (0 ok, 1 database, 2 configuration, 3 broken
+    audit chain)."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         settings = load_settings(config_file=getattr(args, "config", None))
         if args.command == "migrate":
-            url = asyncio.run(_migrate(settings))
+            url = run(settings, lambda: _migrate(settings))
             print(f"{PROG}: database migrated ({url})", file=sys.stderr)
+        elif args.command == "audit":
+            report = run(settings, lambda: verify_audit(settings))
+            _report(report, as_json=args.json)
+            if report.broken is not None:
+                return EXIT_BROKEN_CHAIN
         else:
-            asyncio.run(serve(settings))
+            run(settings, lambda: serve(settings))
     except ConfigError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2

@@ -1,40 +1,87 @@
-"""Admin actions: list agents, approve, reject. Each writes one audit event. No HTTP.
+"""Admin actions: list, read, approve, reject, revoke, delete, bulk-approve an owner's pending
+agents, read the audit chain. Each call is one audit event stored with the change it made, in
+its transaction, with the administrator as ``actor``. No HTTP.
 
-An approve or reject is one transaction on the agent's row (locked on PostgreSQL), so it
-serialises with a registration retry of the same agent: the retry either sees the decision or
-runs before it, never half of it.
+Actions and the lifecycle events they are (:mod:`approver.lifecycle`):
 
-Transitions:
+=============  ================  ==========================  ===================================
+action         event             from                        result
+=============  ================  ==========================  ===================================
+approve        admin_approve     pending, inactive,          active; ``approved_by_admin``
+                                 rejected
+approve        (none)            active                      unchanged, ``already_active``
+reject         admin_reject      pending, active, inactive   rejected; ``rejected_by_admin``
+reject         (none)            rejected                    unchanged, ``already_rejected``
+revoke         admin_revoke      active                      inactive; ``revoked_by_admin``
+revoke         (none)            inactive                    unchanged, ``already_inactive``
+revoke         (refused)         pending, rejected           409 ``transition_not_allowed``
+delete         admin_delete      any                         the row is gone (its audit events
+                                                             and burnt ``jti`` stay)
+bulk-approve   admin_approve     pending agents of one       active, each with its own event
+               (each)            controller owner (UID)
+=============  ================  ==========================  ===================================
 
-=========  =============================================  ==========================
-action     from                                           to
-=========  =============================================  ==========================
-approve    pending, rejected, inactive                    active, approval_method
-                                                          ``manual``, reason
-                                                          ``approved_by_admin``
-approve    active                                         unchanged (``already_active``)
-reject     pending, active, inactive                      rejected, reason
-                                                          ``rejected_by_admin``
-reject     rejected                                       unchanged (``already_rejected``)
-=========  =============================================  ==========================
-
-``approved_by``/``approved_at`` record the actor and time of the last approve *or* reject.
+Approve, reject and revoke lock the agent's row (PostgreSQL), so they serialise with a
+registration retry of the same agent: the retry sees the action or runs before it, never half of
+it. Reading actions (list, get, audit) store an event too: the audit log says who looked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import replace
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from approver.audit_chain import ChainedEvent
+from approver.audit_events import emit_all, record_event
 from approver.decision import Reason
-from approver.records import AgentRecord, AgentStatus, ApprovalMethod
-from approver.store import Store, StoreUnavailable
+from approver.lifecycle import LifecycleEvent, TransitionNotAllowed, allowed, apply
+from approver.records import AgentRecord, AgentStatus
+from approver.store import AgentFilter, AuditFilter, Store, StoreUnavailable, Transaction
 from bootstrap_token import AuditEvent, AuditSink
 
 ALREADY_ACTIVE = "already_active"
 ALREADY_REJECTED = "already_rejected"
+ALREADY_INACTIVE = "already_inactive"
 AGENT_NOT_FOUND = "agent_not_found"
+DELETED_BY_ADMIN = "deleted_by_admin"
+TRANSITION_NOT_ALLOWED = "transition_not_allowed"
+
+#: Largest page of a list.
+MAX_PAGE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class _Action:
+    event: LifecycleEvent
+    audit_event: str
+    target: AgentStatus
+    reason: str
+    unchanged: str
+
+
+_APPROVE = _Action(
+    LifecycleEvent.ADMIN_APPROVE,
+    "admin.approve",
+    AgentStatus.ACTIVE,
+    Reason.APPROVED_BY_ADMIN,
+    ALREADY_ACTIVE,
+)
+_REJECT = _Action(
+    LifecycleEvent.ADMIN_REJECT,
+    "admin.reject",
+    AgentStatus.REJECTED,
+    Reason.REJECTED_BY_ADMIN,
+    ALREADY_REJECTED,
+)
+_REVOKE = _Action(
+    LifecycleEvent.ADMIN_REVOKE,
+    "admin.revoke",
+    AgentStatus.INACTIVE,
+    Reason.REVOKED_BY_ADMIN,
+    ALREADY_INACTIVE,
+)
 
 
 class AdminService:
@@ -42,7 +89,7 @@ class AdminService:
 
     Args:
         store: the agent store.
-        audit: where audit events go.
+        audit: where audit events go (after their commit).
         clock: seconds since the epoch (``time.time``).
     """
 
@@ -51,26 +98,73 @@ class AdminService:
         self._audit = audit
         self._clock = clock
 
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    async def _record_read(self, event: AuditEvent) -> None:
+        async with self._store.transaction() as tx:
+            stored = await tx.append_audit(event)
+        emit_all(self._audit, [stored])
+
     async def list_agents(
-        self, *, actor: str, status: AgentStatus | None = None
+        self,
+        *,
+        actor: str,
+        status: AgentStatus | None = None,
+        where: AgentFilter | None = None,
+        after: tuple[datetime, uuid.UUID] | None = None,
+        limit: int = MAX_PAGE,
     ) -> list[AgentRecord]:
-        """Records, oldest first, optionally only those with ``status``.
+        """Records, oldest first, matching ``where``, after the keyset cursor ``after``.
 
         Raises:
             StoreUnavailable.
         """
-        agents = await self._store.list_agents(status=status)
-        self._emit(
-            event="admin.list",
-            decision="listed",
-            reason="ok",
-            actor=actor,
-            message=f"status={status.value if status else 'any'} count={len(agents)}",
+        where = where or AgentFilter(status=status)
+        if status is not None:
+            where = AgentFilter(
+                status=status,
+                namespace=where.namespace,
+                approval_method=where.approval_method,
+                owner_uid=where.owner_uid,
+                expired=where.expired,
+            )
+        agents = await self._store.list_agents(
+            where=where,
+            after=after,
+            limit=min(limit, MAX_PAGE),
+        )
+        await self._record_read(
+            record_event(
+                event="admin.list",
+                decision="listed",
+                reason="ok",
+                at=self._now(),
+                actor=actor,
+                message=f"{_describe(where)} count={len(agents)}",
+            )
         )
         return agents
 
+    async def get_agent(self, *, agent_id: str, actor: str) -> AgentRecord | None:
+        """One record, or None. Raises StoreUnavailable."""
+        record = await self._store.get_agent(agent_id)
+        await self._record_read(
+            record_event(
+                event="admin.get",
+                decision="read" if record else "not_found",
+                reason="ok" if record else AGENT_NOT_FOUND,
+                at=self._now(),
+                actor=actor,
+                agent_id=agent_id,
+                record=record,
+            )
+        )
+        return record
+
     async def approve(self, *, agent_id: str, actor: str) -> AgentRecord | None:
-        """Make the agent ``active`` with approval method ``manual`` (table above).
+        """Make the agent ``active``; its next registration with the credential that created it
+        gets its per-agent API key (table above).
 
         Returns:
             The record after the action, or None when no agent has ``agent_id``.
@@ -78,131 +172,238 @@ class AdminService:
         Raises:
             StoreUnavailable.
         """
-        return await self._decide(
-            agent_id=agent_id,
-            actor=actor,
-            event="admin.approve",
-            target=AgentStatus.ACTIVE,
-            unchanged_reason=ALREADY_ACTIVE,
-        )
+        return await self._act(_APPROVE, agent_id=agent_id, actor=actor)
 
     async def reject(self, *, agent_id: str, actor: str) -> AgentRecord | None:
         """Make the agent ``rejected`` (table above); its registrations then get 403.
 
-        Returns:
-            The record after the action, or None when no agent has ``agent_id``.
+        Raises:
+            StoreUnavailable.
+        """
+        return await self._act(_REJECT, agent_id=agent_id, actor=actor)
+
+    async def revoke(self, *, agent_id: str, actor: str) -> AgentRecord | None:
+        """Make an ``active`` agent ``inactive`` (table above); its key stops authenticating.
+
+        Raises:
+            TransitionNotAllowed: the agent is pending or rejected.
+            StoreUnavailable.
+        """
+        return await self._act(_REVOKE, agent_id=agent_id, actor=actor)
+
+    async def delete(self, *, agent_id: str, actor: str) -> AgentRecord | None:
+        """Delete the agent's row; returns it as it was, or None when there was none.
 
         Raises:
             StoreUnavailable.
         """
-        return await self._decide(
-            agent_id=agent_id,
-            actor=actor,
-            event="admin.reject",
-            target=AgentStatus.REJECTED,
-            unchanged_reason=ALREADY_REJECTED,
-        )
+        at = self._now()
+        async with self._store.transaction() as tx:
+            current = await tx.get_agent(agent_id, lock=True)
+            if current is not None:
+                await tx.delete_agent(current)
+            stored = await tx.append_audit(
+                record_event(
+                    event="admin.delete",
+                    decision="deleted" if current else "not_found",
+                    reason=DELETED_BY_ADMIN if current else AGENT_NOT_FOUND,
+                    at=at,
+                    actor=actor,
+                    agent_id=agent_id,
+                    record=current,
+                    message=f"from={current.status.value}" if current else None,
+                )
+            )
+        emit_all(self._audit, [stored])
+        return current
 
-    async def _decide(
+    async def bulk_approve(
+        self, *, owner_uid: str, actor: str, namespace: str | None = None
+    ) -> list[AgentRecord]:
+        """Approve every ``pending`` agent whose controller owner has ``owner_uid`` (and, when
+        given, in ``namespace``), in one transaction, one audit event per agent plus one for
+        the call.
+
+        Returns:
+            The approved records (empty when none was pending).
+
+        Raises:
+            StoreUnavailable.
+        """
+        at = self._now()
+        async with self._store.transaction() as tx:
+            pending = await tx.select_agents(
+                statuses=(AgentStatus.PENDING,),
+                owner_uid=owner_uid,
+                namespace=namespace,
+                lock=True,
+            )
+            approved = []
+            events: list[AuditEvent] = []
+            for record in pending:
+                changed = apply(
+                    record,
+                    LifecycleEvent.ADMIN_APPROVE,
+                    at=at,
+                    actor=actor,
+                    reason=Reason.APPROVED_BY_ADMIN,
+                )
+                await tx.update_agent(changed)
+                approved.append(changed)
+                events.append(
+                    await tx.append_audit(
+                        self._changed_event(_APPROVE, record, changed, actor, at, bulk=True)
+                    )
+                )
+            events.append(
+                await tx.append_audit(
+                    record_event(
+                        event="admin.bulk_approve",
+                        decision="approved",
+                        reason=Reason.APPROVED_BY_ADMIN,
+                        at=at,
+                        actor=actor,
+                        message=f"owner_uid={owner_uid} namespace={namespace or 'any'} "
+                        f"count={len(approved)}",
+                    )
+                )
+            )
+        emit_all(self._audit, events)
+        return approved
+
+    async def list_audit(
         self,
         *,
-        agent_id: str,
         actor: str,
-        event: str,
-        target: AgentStatus,
-        unchanged_reason: str,
-    ) -> AgentRecord | None:
-        at = datetime.fromtimestamp(self._clock(), UTC)
+        where: AuditFilter | None = None,
+        after: int | None = None,
+        before: int | None = None,
+        descending: bool = False,
+        limit: int = MAX_PAGE,
+    ) -> list[ChainedEvent]:
+        """Stored audit events (see :meth:`Store.list_audit`); the read is audited too.
+
+        Raises:
+            StoreUnavailable.
+        """
+        events = await self._store.list_audit(
+            where=where,
+            after=after,
+            before=before,
+            descending=descending,
+            limit=min(limit, MAX_PAGE),
+        )
+        await self._record_read(
+            record_event(
+                event="admin.audit_list",
+                decision="listed",
+                reason="ok",
+                at=self._now(),
+                actor=actor,
+                message=f"count={len(events)}",
+            )
+        )
+        return events
+
+    async def _act(self, action: _Action, *, agent_id: str, actor: str) -> AgentRecord | None:
+        at = self._now()
         try:
             async with self._store.transaction() as tx:
                 current = await tx.get_agent(agent_id, lock=True)
-                if current is None or current.status is target:
-                    updated = None
-                else:
-                    updated = _transition(current, target=target, actor=actor, at=at)
-                    await tx.update_agent(updated)
+                result, stored = await self._transition(tx, action, current, agent_id, actor, at)
         except StoreUnavailable as exc:
-            self._emit(
-                event=event,
-                decision="error",
-                reason="store_unavailable",
-                actor=actor,
-                agent_id=agent_id,
-                message=str(exc),
+            self._audit.emit(
+                record_event(
+                    event=action.audit_event,
+                    decision="error",
+                    reason="store_unavailable",
+                    at=at,
+                    actor=actor,
+                    agent_id=agent_id,
+                    message=str(exc),
+                )
             )
             raise
-        if current is None:
-            self._emit(
-                event=event,
-                decision="not_found",
-                reason=AGENT_NOT_FOUND,
-                actor=actor,
-                agent_id=agent_id,
-            )
-            return None
-        result = updated or current
-        self._emit(
-            event=event,
-            decision=result.status.value,
-            reason=result.reason if updated else unchanged_reason,
-            actor=actor,
-            agent_id=agent_id,
-            record=result,
-            message=f"from={current.status.value}",
-        )
+        emit_all(self._audit, [stored])
+        if isinstance(result, TransitionNotAllowed):
+            raise result
         return result
 
-    def _emit(
+    async def _transition(
         self,
-        *,
-        event: str,
-        decision: str,
-        reason: str,
+        tx: Transaction,
+        action: _Action,
+        current: AgentRecord | None,
+        agent_id: str,
         actor: str,
-        agent_id: str | None = None,
-        record: AgentRecord | None = None,
-        message: str | None = None,
-    ) -> None:
-        self._audit.emit(
-            AuditEvent(
-                component="approver",
-                event=event,
-                decision=decision,
-                reason=reason,
+        at: datetime,
+    ) -> tuple[AgentRecord | TransitionNotAllowed | None, AuditEvent]:
+        if current is None:
+            event = record_event(
+                event=action.audit_event,
+                decision="not_found",
+                reason=AGENT_NOT_FOUND,
+                at=at,
                 actor=actor,
                 agent_id=agent_id,
-                approval_method=(
-                    record.approval_method.value if record and record.approval_method else None
-                ),
-                cluster=record.cluster if record else None,
-                namespace=record.namespace if record else None,
-                pod=record.pod_name if record else None,
-                jti=record.jti if record else None,
-                kid=record.kid if record else None,
-                message=message,
             )
+            return None, await tx.append_audit(event)
+        if current.status is action.target:
+            event = record_event(
+                event=action.audit_event,
+                decision=current.status.value,
+                reason=action.unchanged,
+                at=at,
+                actor=actor,
+                record=current,
+                message=f"from={current.status.value}",
+            )
+            return current, await tx.append_audit(event)
+        if not allowed(action.event, current):
+            refused = TransitionNotAllowed(action.event, current.status)
+            event = record_event(
+                event=action.audit_event,
+                decision="refused",
+                reason=TRANSITION_NOT_ALLOWED,
+                at=at,
+                actor=actor,
+                record=current,
+                message=str(refused),
+            )
+            return refused, await tx.append_audit(event)
+        changed = apply(current, action.event, at=at, actor=actor, reason=action.reason)
+        await tx.update_agent(changed)
+        return changed, await tx.append_audit(
+            self._changed_event(action, current, changed, actor, at)
+        )
+
+    @staticmethod
+    def _changed_event(
+        action: _Action,
+        before: AgentRecord,
+        after: AgentRecord,
+        actor: str,
+        at: datetime,
+        *,
+        bulk: bool = False,
+    ) -> AuditEvent:
+        return record_event(
+            event=action.audit_event,
+            decision=after.status.value,
+            reason=after.reason,
+            at=at,
+            actor=actor,
+            record=after,
+            message=f"from={before.status.value}" + ("; bulk" if bulk else ""),
         )
 
 
-def _transition(
-    current: AgentRecord, *, target: AgentStatus, actor: str, at: datetime
-) -> AgentRecord:
-    if target is AgentStatus.ACTIVE:
-        return replace(
-            current,
-            status=AgentStatus.ACTIVE,
-            approval_method=ApprovalMethod.MANUAL,
-            approved_by=actor,
-            approved_at=at,
-            reason=Reason.APPROVED_BY_ADMIN,
-            updated_at=at,
-        )
-    return replace(
-        current,
-        status=AgentStatus.REJECTED,
-        approval_method=None,
-        approved_by=actor,
-        approved_at=at,
-        reason=Reason.REJECTED_BY_ADMIN,
-        updated_at=at,
+def _describe(where: AgentFilter) -> str:
+    parts: Sequence[tuple[str, object]] = (
+        ("status", where.status.value if where.status else None),
+        ("namespace", where.namespace),
+        ("method", where.approval_method.value if where.approval_method else None),
+        ("owner_uid", where.owner_uid),
+        ("expired", where.expired),
     )
+    return " ".join(f"{k}={v}" for k, v in parts if v is not None) or "all"

@@ -1,4 +1,6 @@
-"""Admin API bearer tokens: the tokens file, and constant-time authentication. Pure.
+"""Admin API bearer tokens: the tokens file, and constant-time authentication.
+
+:class:`AdminTokens` is pure; :class:`TokenFile` re-reads the mounted file when it changes.
 
 File format (``adminTokensFile``), one token per line::
 
@@ -20,11 +22,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import os
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bootstrap_token import fingerprint
+
+log = logging.getLogger(__name__)
 
 MIN_TOKEN_LENGTH = 16
 _NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
@@ -113,3 +121,73 @@ def bearer_token(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer" or not token:
         return None
     return token
+
+
+class TokenFile:
+    """A tokens file that is re-read when it changes (a Kubernetes Secret volume is updated in
+    place: its ``..data`` symlink is swapped).
+
+    :meth:`current` checks the file's identity (inode, size, modification time, following
+    symlinks) at most once per ``check_interval_seconds``; when it changed, the file is parsed
+    again. A change that does not parse (or a file that vanished) keeps the tokens in use and
+    logs a warning naming the line, never its content, so a bad edit cannot lock every
+    administrator out.
+
+    Args:
+        path: the file, or None (no tokens: every call refused).
+        check_interval_seconds: how often to look at the file, in seconds (default 1).
+        monotonic: the clock for that interval.
+
+    Raises:
+        AdminTokensError: the file cannot be read or parsed at start.
+    """
+
+    def __init__(
+        self,
+        path: Path | None,
+        *,
+        check_interval_seconds: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._path = path
+        self._interval = check_interval_seconds
+        self._monotonic = monotonic
+        self._checked = monotonic()
+        self._signature = _signature(path) if path is not None else None
+        self._tokens = AdminTokens.from_file(path) if path is not None else AdminTokens()
+
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+    def current(self) -> AdminTokens:
+        """The tokens now (re-read first when the file changed)."""
+        if self._path is None:
+            return self._tokens
+        now = self._monotonic()
+        if now - self._checked < self._interval:
+            return self._tokens
+        self._checked = now
+        signature = _signature(self._path)
+        if signature == self._signature:
+            return self._tokens
+        self._signature = signature
+        try:
+            self._tokens = AdminTokens.from_file(self._path)
+        except AdminTokensError as exc:
+            log.warning(
+                "tokens file %s changed but cannot be used (%s); keeping the old tokens",
+                self._path,
+                exc,
+            )
+        else:
+            log.info("tokens file %s re-read: %d token(s)", self._path, len(self._tokens))
+        return self._tokens
+
+
+def _signature(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)

@@ -30,7 +30,13 @@ def rfc3339(value: datetime) -> str:
 
 
 def agent_json(record: AgentRecord) -> JsonBody:
-    """The admin API's view of a record (camelCase). The credential hash is never rendered."""
+    """The admin API's view of a record (camelCase). The credential hash and the API key hash
+    are never rendered."""
+    owner = (
+        {"kind": record.owner_kind, "name": record.owner_name, "uid": record.owner_uid}
+        if record.owner_uid
+        else None
+    )
     return {
         "id": str(record.id),
         "agentId": record.agent_id,
@@ -49,16 +55,25 @@ def agent_json(record: AgentRecord) -> JsonBody:
         "namespace": record.namespace,
         "podName": record.pod_name,
         "podUid": record.pod_uid,
+        "serviceAccount": record.service_account,
+        "owner": owner,
+        "apiKeyIssued": record.api_key_hash is not None,
+        "apiKeyIssuedAt": rfc3339(record.api_key_issued_at) if record.api_key_issued_at else None,
+        "expiredAt": rfc3339(record.expired_at) if record.expired_at else None,
         "createdAt": rfc3339(record.created_at),
         "updatedAt": rfc3339(record.updated_at),
+        "updatedBy": record.updated_by,
     }
 
 
-def registration_answer(decision: Decision, record: AgentRecord | None) -> tuple[int, JsonBody]:
+def registration_answer(
+    decision: Decision, record: AgentRecord | None, *, api_key: str | None = None
+) -> tuple[int, JsonBody]:
     """The HTTP status and body for a registration decision.
 
     * 200 ``{"approvalStatus": "approved", "message", "reason", "id", "agentId", "platform",
-      "status": "active", "approvalMethod", "createdAt"}``
+      "status": "active", "approvalMethod", "createdAt"}``, plus ``"apiKey"`` in the one answer
+      that issued the agent's key (StreamSpace's agent reads it from the registration answer);
     * 202 ``{"approvalStatus": "pending", "message", "reason", "id", "agentId", "platform",
       "status": "pending", "approvalMethod": null, "createdAt"}``
     * 403 ``{"approvalStatus": "rejected", "message", "reason"}``: nothing about any stored
@@ -82,6 +97,8 @@ def registration_answer(decision: Decision, record: AgentRecord | None) -> tuple
                 "createdAt": rfc3339(record.created_at),
             }
         )
+        if api_key is not None and decision.outcome is Outcome.APPROVED:
+            body["apiKey"] = api_key
     return decision.http_status, body
 
 

@@ -10,6 +10,18 @@ Sources, highest precedence first:
 
        autoApprove:
          enabled: true            # default false: every agent waits for an administrator
+         maxActivePerNamespace: 50   # optional quota (default none); beyond: quota_exceeded
+         maxActivePerOwner: 20       # optional quota per controller owner (default none)
+       kubernetes:                # read the live pod at registration, watch pods for deletions
+         enabled: false
+         kubeconfig: null         # default: the in-cluster configuration
+         tokenAnnotation: agents.streamspace.io/bootstrap-token
+         requestTimeoutSeconds: 5
+         watch: true
+         watchTimeoutSeconds: 300
+         resyncSeconds: 600
+       pendingTtlSeconds: 86400   # pending registrations are marked pending_expired after this
+       sweepIntervalSeconds: 300
        trust:                     # the same shape the webhook reads (bootstrap_token.TrustPolicy)
          namespaces: [streamspace]
          serviceAccounts: ["streamspace:streamspace-agent"]
@@ -20,7 +32,12 @@ Sources, highest precedence first:
          jwksFile: /etc/agent-bootstrap/jwks/jwks.json
        agentIdPrefix: k8s-prod-cluster
        databaseUrl: postgresql+asyncpg://approver@postgres:5432/agent_bootstrap
-       adminTokensFile: /etc/agent-bootstrap/admin/tokens
+       adminTokensFile: /etc/agent-bootstrap/admin/tokens      # re-read when it changes
+       reviewTokensFile: /etc/agent-bootstrap/review/tokens    # may call /api/v1/agents/review
+       databasePoolSize: 10
+       writeBatchSize: 64         # group commit under load; 1: one transaction per decision
+       writeConcurrency: 1        # group-commit transactions in flight (PostgreSQL)
+       eventLoop: auto            # uvloop when installed
        tlsCertFile: /etc/agent-bootstrap/tls/tls.crt
        tlsKeyFile: /etc/agent-bootstrap/tls/tls.key
        host: 0.0.0.0
@@ -40,6 +57,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from contextvars import ContextVar
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
 
@@ -78,6 +96,84 @@ class AutoApproveSettings(_Section):
         "it, exactly the behaviour before bootstrap tokens. True: a verified, trusted, bound "
         "bootstrap token approves (approval method 'namespace'); needs token.jwksFile.",
     )
+    max_active_per_namespace: int | None = Field(
+        default=None,
+        alias="maxActivePerNamespace",
+        ge=1,
+        description="At most this many active auto-approved agents per namespace; beyond it "
+        "agents go pending with reason quota_exceeded. Default: no limit.",
+    )
+    max_active_per_owner: int | None = Field(
+        default=None,
+        alias="maxActivePerOwner",
+        ge=1,
+        description="At most this many active auto-approved agents per controller owner "
+        "(the token's owner UID, e.g. one ReplicaSet). Default: no limit.",
+    )
+
+
+#: The annotation the webhook stamps the bootstrap token into (its default).
+DEFAULT_TOKEN_ANNOTATION = "agents.streamspace.io/bootstrap-token"  # noqa: S105 - a key name
+
+
+class KubernetesSettings(_Section):
+    """``kubernetes``: Kubernetes API access (kubernetes-asyncio)."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Default false. True: registrations with a bootstrap token read the live "
+        "pod (exists, not terminating, carries this token, controller owner as in the token; "
+        "its UID is recorded), and the agent pods of trusted namespaces are watched so a "
+        "deleted pod makes its agent inactive. Needs get/list/watch on pods.",
+    )
+    kubeconfig: FilePath | None = Field(
+        default=None,
+        description="A kubeconfig file (its current context). Default: none, the in-cluster "
+        "configuration (the pod's service account).",
+    )
+    token_annotation: str = Field(
+        default=DEFAULT_TOKEN_ANNOTATION,
+        alias="tokenAnnotation",
+        min_length=1,
+        max_length=317,
+        description="The pod annotation holding the bootstrap token (the webhook's "
+        f"annotation). Default {DEFAULT_TOKEN_ANNOTATION}.",
+    )
+    request_timeout_seconds: float = Field(
+        default=5.0,
+        alias="requestTimeoutSeconds",
+        gt=0,
+        le=60,
+        description="Timeout of one pod read or list, in seconds. Default 5.",
+    )
+    watch: bool = Field(
+        default=True,
+        description="Watch agent pods of trusted namespaces (needs enabled). Default true.",
+    )
+    resync_seconds: float = Field(
+        default=600.0,
+        alias="resyncSeconds",
+        ge=30,
+        le=86400,
+        description="List the agent pods again at least this often (an informer's resync), "
+        "in seconds, so a deletion that raced a registration is caught. Default 600.",
+    )
+    watch_timeout_seconds: int = Field(
+        default=300,
+        alias="watchTimeoutSeconds",
+        ge=10,
+        le=3600,
+        description="timeoutSeconds of one watch request; the watch then resumes from the last "
+        "resourceVersion. Default 300.",
+    )
+
+
+class EventLoop(StrEnum):
+    """``eventLoop``: which asyncio event loop serves."""
+
+    AUTO = "auto"  #: uvloop when it is installed, else asyncio's own
+    ASYNCIO = "asyncio"
+    UVLOOP = "uvloop"
 
 
 class TokenSettings(_Section):
@@ -153,7 +249,65 @@ class ApproverSettings(BaseSettings):
         default=None,
         alias="adminTokensFile",
         description="Admin API bearer tokens, one per line, optionally 'name:token'; blank "
-        "lines and '#' comments ignored. Default: none (the admin API answers 401).",
+        "lines and '#' comments ignored; re-read when the file changes. Default: none (the "
+        "admin API answers 401).",
+    )
+    review_tokens_file: FilePath | None = Field(
+        default=None,
+        alias="reviewTokensFile",
+        description="Bearer tokens (same format) that may call POST /api/v1/agents/review and "
+        "nothing else, for a control plane; admin tokens may call it too. Default: none.",
+    )
+    kubernetes: KubernetesSettings = Field(
+        default_factory=KubernetesSettings,
+        description="Kubernetes API access. Default: disabled.",
+    )
+    pending_ttl_seconds: int = Field(
+        default=86400,
+        alias="pendingTtlSeconds",
+        ge=60,
+        le=365 * 86400,
+        description="A pending registration older than this is marked pending_expired (it "
+        "stays, frozen until an administrator acts), in seconds. Default 86400 (24 h).",
+    )
+    sweep_interval_seconds: float = Field(
+        default=300.0,
+        alias="sweepIntervalSeconds",
+        gt=0,
+        le=86400,
+        description="How often expired pending registrations are marked, in seconds. Default 300.",
+    )
+    database_pool_size: int = Field(
+        default=10,
+        alias="databasePoolSize",
+        ge=1,
+        le=100,
+        description="Database connections per process (PostgreSQL; SQLite readers; SQLite "
+        "writes always use one). Default 10.",
+    )
+    write_batch_size: int = Field(
+        default=64,
+        alias="writeBatchSize",
+        ge=1,
+        le=1000,
+        description="Most registrations group-committed in one transaction under load (one "
+        "commit, one fsync, one audit-chain lock for all); 1: one transaction each. "
+        "Default 64.",
+    )
+    write_concurrency: int = Field(
+        default=1,
+        alias="writeConcurrency",
+        ge=1,
+        le=64,
+        description="Most group-commit transactions in flight at once per process on "
+        "PostgreSQL (SQLite has one writer: always 1). Default 1: with several replicas, "
+        "more transactions in flight contend for the audit chain head; a single replica "
+        "gains from 2.",
+    )
+    event_loop: EventLoop = Field(
+        default=EventLoop.AUTO,
+        alias="eventLoop",
+        description="'auto' (uvloop when installed), 'asyncio' or 'uvloop'. Default auto.",
     )
     tls_cert_file: FilePath | None = Field(
         default=None,
@@ -188,6 +342,8 @@ class ApproverSettings(BaseSettings):
                 )
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("tlsCertFile and tlsKeyFile must be set together")
+        if self.kubernetes.kubeconfig is not None and not self.kubernetes.enabled:
+            raise ValueError("kubernetes.kubeconfig is set but kubernetes.enabled is false")
         return self
 
     @property

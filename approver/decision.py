@@ -1,33 +1,49 @@
 """The registration decision engine: pure rules, no I/O (DESIGN, "Decision, in order").
 
-:func:`decide` takes what the request presented, the outcome of verifying its bootstrap token and
-the store's view (the agent's record, who burnt the token's ``jti``) and returns a
-:class:`Decision`: the answer (200/202/403), a stable reason code, the approval method, and what
-the store must write. The caller verifies the token *before* reading the store (verification is
-CPU only, and the ``jti`` it yields is what the store is asked about) and re-runs :func:`decide`
-with a fresh view when the database refuses a write (a ``jti`` burnt concurrently).
+:func:`decide` takes :class:`Facts` (what the request presented and what was checked before the
+transaction: the bootstrap token's verification, the live pod, the step-3/4 verdicts) and the
+store's :class:`StoreView`, and returns a :class:`Decision`: the answer (200/202/403), a stable
+reason code, the approval method, and what the store must write. Token verification, the pod
+read and the verdicts come first (CPU and network, outside the database transaction); the view
+is read inside the transaction the decision's writes go into, and :func:`decide` runs again when
+the database refuses a write (a ``jti`` burnt concurrently). :func:`apply_quota` then limits
+automatic approvals (:mod:`approver.quota`).
 
 Order:
 
-1. **Known agent, same credential** (same SHA-256 of the presented token, or no token both
-   times): the answer the record holds now, so a retry is idempotent and cheap, and an
-   administrator's approve or reject made meanwhile is what the agent hears.
-2. **Bootstrap token** (when ``autoApprove.enabled``): verified with the current key set and the
-   current trust policy. Security-relevant failures are refused (403); an honest token that
-   aged out or lost trust waits (202). Then the binding: the agent's pod name (``metadata.podName``,
-   else the agent id minus ``agentIdPrefix-``) must be admitted by the token's ``pod`` claim, and
-   ``metadata.namespace``, when sent, must equal the token's namespace. Then the ``jti``: unused,
-   or used by this same agent, approves (``active``, ``approval_method=namespace``); used by
-   another agent is a copied token (403).
-3. Otherwise **pending**, for an administrator.
+1. **Known agent, same credential** (one of the request's credential hashes is the record's
+   ``credential_hash`` or its per-agent key's hash; or no credential both times):
+
+   * ``active``: approved again (idempotent). When no per-agent API key was issued yet (an
+     administrator approved) and the request proves the *creating* credential, the key is
+     issued now, once.
+   * ``pending``: re-evaluated by steps 2-5, so a retry picks up what changed (trust, quota,
+     the pod, an expired token); approves if they do (``auto_approve``). A pending record
+     marked expired (``pending_expired``) is frozen: only an administrator acts on it.
+   * ``rejected``, ``inactive``: refused (403) with the record's reason.
+2. **Bootstrap token** (``autoApprove.enabled``): verified with the current key set and trust
+   policy (security-relevant failures 403, honest ones pending); the agent's pod name must be
+   admitted by the token's ``pod`` claim; ``metadata.podNamespace``, when sent, must be the
+   token's namespace (``metadata.namespace`` is never compared: see :mod:`approver.binding`);
+   the ``jti`` must be unused or used by this same agent; with Kubernetes access the live pod
+   must pass :func:`approver.binding.check_live_pod`. Then ``active``, ``namespace``.
+3. **API key** and 4. **service-account token** (``autoApprove.enabled``): the outcomes of the
+   configured :class:`~approver.verifiers.CredentialVerifier` (none built in yet: skipped).
+   An accepted outcome naming a pod must name the agent's pod.
+5. Otherwise **pending**, for an administrator.
+
+A step that approves or refuses (403) ends the decision; a step that can only say "pending"
+lets the later steps try, and the first pending reason is the answer if none approves.
 
 A request for a *known* agent id with a *different* credential may change the record only by
-passing step 2 (a token bound to this agent re-binds it, e.g. a StatefulSet pod recreated under
-the same name); any other outcome leaves the record alone and is refused, so nobody can downgrade
-or take over an agent by knowing its id. An *active* agent is re-bound only by a token naming its
-exact pod (``pod.name``): a ``generateName`` token admits every pod of its ReplicaSet, and a
-generated name is never reused, so a second such token for an active agent is a sibling pod's
-token, not a recreated pod's. An administrator's reject is sticky.
+being approved on its own merits (steps 2-4): that re-binds the record to the new credential
+when it is ``pending``, ``inactive`` after ``pod_deleted``, or ``active`` and the new credential
+names the very same pod (a token for the exact pod name, e.g. a StatefulSet pod recreated; or
+the same pod UID). A ``generateName`` token admits every pod of its ReplicaSet and a generated
+name is never reused, so a second such token for an active agent is a sibling pod's token, not a
+recreated pod's. Any other outcome leaves the record alone and is refused
+(``credential_mismatch``), so nobody can downgrade or take over an agent by knowing its id. An
+administrator's reject or revoke is sticky.
 
 Reason codes (stable, snake_case; in answers, agent records and audit events):
 
@@ -37,16 +53,28 @@ reason                         answer  meaning
 bootstrap_token_accepted       200     token verified, trusted now, bound to this agent, ``jti``
                                        burnt by this agent (now or on an earlier attempt)
 approved_by_admin              200     an administrator approved the agent (admin API)
-auto_approve_disabled          202     a token was presented but ``autoApprove.enabled`` is false
-manual_approval_required       202     no bootstrap token: an administrator decides
+(verifier reasons)             200     step 3/4 approved, e.g. ``api_key_accepted``,
+                                       ``service_account_accepted`` (the verifier's table)
+auto_approve_disabled          202     a credential was presented but ``autoApprove.enabled`` is
+                                       false
+manual_approval_required       202     no credential approved the agent: an administrator
+                                       decides
 expired                        202     token ``exp`` has passed (leeway included)
 not_yet_valid                  202     token ``nbf`` lies in the future (leeway included)
 namespace_not_trusted          202     the token's namespace is not in ``trust.namespaces`` now
 service_account_not_allowed    202     the token's service account is not in
                                        ``trust.serviceAccounts`` now
 binding_not_provable           202     no pod name could be derived from the agent, or the
-                                       token's ``pod`` claim does not admit it
-namespace_mismatch             202     ``metadata.namespace`` differs from the token's namespace
+                                       token's ``pod`` claim (or an outcome's pod) does not admit it
+namespace_mismatch             202     ``metadata.podNamespace`` differs from the token's namespace
+pod_not_found                  202     (Kubernetes) no pod of that name in the token's namespace
+pod_terminating                202     (Kubernetes) the pod has a ``deletionTimestamp``
+pod_owner_mismatch             202     (Kubernetes) the pod's controller is not the token's owner
+pod_lookup_failed              202     (Kubernetes) the pod could not be read now
+quota_exceeded                 202     the namespace or owner has its maximum of active
+                                       auto-approved agents
+pending_expired                202     the pending registration outlived ``pendingTtlSeconds``;
+                                       frozen until an administrator acts
 malformed                      403*    not a compact JWS of the documented shape
 bad_alg                        403*    ``alg`` is not ``EdDSA`` (``none``, HS256, ...)
 unknown_kid                    403*    ``kid`` names no key of the current key set
@@ -56,10 +84,12 @@ wrong_audience                 403*    ``aud`` is not ``token.audience``
 ttl_too_long                   403*    ``exp - iat`` beyond the 24 h maximum
 invalid_token                  403*    any other token failure
 token_reused                   403*    the ``jti`` is already bound to another agent (a copy)
+pod_token_mismatch             403*    (Kubernetes) the pod's annotation holds another token
 credential_mismatch            403*    the agent id is registered with another credential, and
                                        this request did not prove a right to it
 rejected_by_admin              403     an administrator rejected the agent
-agent_inactive                 403     the agent was deactivated (pod gone, revoked)
+revoked_by_admin               403     an administrator revoked the (active) agent
+pod_deleted                    403     the agent's pod was deleted; the agent is inactive
 =============================  ======  ==========================================================
 
 ``*``: security-relevant, the audit event has ``security: true``. 202 creates a ``pending``
@@ -69,16 +99,24 @@ for the real pod).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+from approver.binding import PodCheck, PodEvidence, pod_namespace_mismatch
+from approver.binding import bound_pod_name as bound_pod_name  # re-exported: it lived here
+from approver.credential_outcome import CredentialOutcome, Verdict
+from approver.credentials import Presented
+from approver.lifecycle import LifecycleEvent, allowed
+from approver.quota import QuotaPolicy, QuotaUsage, exceeded
 from approver.records import AgentRecord, AgentStatus, ApprovalMethod
+from approver.verifiers import BootstrapCheck
 from approver.wire import RegistrationRequest
-from bootstrap_token import BootstrapClaims, TokenError
+from bootstrap_token import BootstrapClaims, OwnerRef, TokenError
 
 
 class Reason(StrEnum):
-    """The approver's own reason codes (token failures use :attr:`TokenError.reason`)."""
+    """The approver's own reason codes (token failures use :attr:`TokenError.reason`, pod
+    checks :class:`~approver.binding.PodCheck`)."""
 
     BOOTSTRAP_TOKEN_ACCEPTED = "bootstrap_token_accepted"  # noqa: S105 - a reason code
     APPROVED_BY_ADMIN = "approved_by_admin"
@@ -86,14 +124,23 @@ class Reason(StrEnum):
     MANUAL_APPROVAL_REQUIRED = "manual_approval_required"
     BINDING_NOT_PROVABLE = "binding_not_provable"
     NAMESPACE_MISMATCH = "namespace_mismatch"
+    QUOTA_EXCEEDED = "quota_exceeded"
+    PENDING_EXPIRED = "pending_expired"
     TOKEN_REUSED = "token_reused"  # noqa: S105 - a reason code
     CREDENTIAL_MISMATCH = "credential_mismatch"
     REJECTED_BY_ADMIN = "rejected_by_admin"
-    AGENT_INACTIVE = "agent_inactive"
+    REVOKED_BY_ADMIN = "revoked_by_admin"
+    POD_DELETED = "pod_deleted"
 
 
-#: ``approved_by`` of an agent approved by its bootstrap token.
+#: ``approved_by``/``updated_by`` of an automatic decision, per approval method.
 TOKEN_APPROVER = "bootstrap-token"  # noqa: S105 - an actor name
+AUTOMATIC_ACTORS = {
+    ApprovalMethod.NAMESPACE: TOKEN_APPROVER,
+    ApprovalMethod.API_KEY: "api-key",
+    ApprovalMethod.SERVICE_ACCOUNT: "service-account",
+}
+REGISTRATION_ACTOR = "registration"
 
 
 class Outcome(StrEnum):
@@ -117,15 +164,26 @@ class Step(StrEnum):
 
     KNOWN_AGENT = "known_agent"
     BOOTSTRAP_TOKEN = "bootstrap_token"  # noqa: S105 - a step name
+    API_KEY = "api_key"
+    SERVICE_ACCOUNT = "service_account"
     MANUAL = "manual"
+
+
+_VERDICT_STEP = {
+    ApprovalMethod.API_KEY: Step.API_KEY,
+    ApprovalMethod.SERVICE_ACCOUNT: Step.SERVICE_ACCOUNT,
+}
 
 
 class Effect(StrEnum):
     """What the store must write for a decision, in the decision's transaction."""
 
-    NONE = "none"  #: answer only; no row changes
-    CREATE = "create"  #: insert a new agent record
-    REBIND = "rebind"  #: the existing record takes this credential and binding, and is activated
+    NONE = "none"  #: answer only; the record (if any) is unchanged
+    CREATE = "create"  #: insert a new agent record (event ``register``)
+    REBIND = "rebind"  #: the record takes this credential and binding, and becomes active
+    ACTIVATE = "activate"  #: a pending record, re-evaluated, becomes active (``auto_approve``)
+    REFRESH = "refresh"  #: a pending record, re-evaluated, stays pending with a new reason
+    ISSUE_KEY = "issue_key"  #: an active record gets its per-agent API key (shown once)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,10 +195,17 @@ class DecisionPolicy:
         agent_id_prefix: ``agentIdPrefix``; StreamSpace builds ``AGENT_ID=$(AGENT_ID_PREFIX)-
             $(POD_NAME)``, so the pod name is the agent id minus ``prefix + "-"``. None: the agent
             id is the pod name.
+        kubernetes: ``kubernetes.enabled``: the live pod must be checked
+            (:attr:`Facts.pod` must be given whenever a verified token names the agent's pod).
+        quota: the auto-approval quota.
+        bootstrap_checks: extra pure step-2 checks (:class:`~approver.verifiers.BootstrapCheck`).
     """
 
     auto_approve: bool
     agent_id_prefix: str | None = None
+    kubernetes: bool = False
+    quota: QuotaPolicy = field(default_factory=QuotaPolicy)
+    bootstrap_checks: tuple[BootstrapCheck, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,8 +214,8 @@ class StoreView:
 
     Attributes:
         agent: the record with the request's agent id, or None.
-        jti_owner: the agent id that burnt the token's ``jti``, or None (also when no token
-            was verified).
+        jti_owner: the agent id that burnt the token's ``jti``, or None: not burnt, as far as
+            the caller knows (the burn itself is an atomic insert that tells otherwise).
     """
 
     agent: AgentRecord | None = None
@@ -163,6 +228,30 @@ Verification = BootstrapClaims | TokenError | None
 
 
 @dataclass(frozen=True, slots=True)
+class Facts:
+    """What the request presented and what was checked before the transaction.
+
+    Attributes:
+        request: the validated registration body.
+        presented: the request's credentials (hashes only are compared).
+        verification: the bootstrap token's verification; must not be None when a token was
+            presented and ``autoApprove`` is on.
+        pod_name: :func:`approver.binding.bound_pod_name` of the request.
+        pod: the live pod's verdict; None when it was not looked at (Kubernetes off, or no
+            verified token naming the agent's pod).
+        outcomes: the step-3/4 outcomes, in decision order (``not_applicable`` ones are
+            skipped).
+    """
+
+    request: RegistrationRequest
+    presented: Presented
+    verification: Verification = None
+    pod_name: str | None = None
+    pod: PodEvidence | None = None
+    outcomes: tuple[CredentialOutcome, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     """One registration decision.
 
@@ -172,12 +261,18 @@ class Decision:
         step: which rule decided.
         effect: what to write.
         security: True when the audit event must be security-relevant.
-        approval_method: set when approved.
+        approval_method: set when approved (for a known agent: the record's).
         claims: the verified token's claims, when a token verified (context for the record
             and the audit event, whatever the outcome).
         pod_name: the pod name the agent was bound to (or checked against), when derived.
+        pod_uid: the live pod's UID (Kubernetes) or an outcome's pod UID.
+        outcome_used: the step-3/4 outcome that decided, if one did.
         claim_jti: True when the store must burn ``claims.jti`` for this agent (an atomic
             insert that fails if another agent burnt it first).
+        issue_key: True when a per-agent API key is made in this decision and shown in the
+            answer (the only time it is ever shown).
+        credential_digest: the hash the record keeps as ``credential_hash`` when this decision
+            creates or re-binds it.
     """
 
     outcome: Outcome
@@ -188,7 +283,11 @@ class Decision:
     approval_method: ApprovalMethod | None = None
     claims: BootstrapClaims | None = None
     pod_name: str | None = None
+    pod_uid: str | None = None
+    outcome_used: CredentialOutcome | None = None
     claim_jti: bool = False
+    issue_key: bool = False
+    credential_digest: str | None = None
 
     @property
     def http_status(self) -> int:
@@ -200,23 +299,43 @@ class Decision:
         """The status a record written by this decision gets."""
         return AgentStatus.ACTIVE if self.outcome is Outcome.APPROVED else AgentStatus.PENDING
 
+    @property
+    def namespace(self) -> str | None:
+        """The cluster's word on the agent's namespace (token claim or step-3/4 outcome)."""
+        if self.claims is not None:
+            return self.claims.namespace
+        return self.outcome_used.namespace if self.outcome_used is not None else None
 
-def decide(
-    *,
-    request: RegistrationRequest,
-    credential_hash: str | None,
-    verification: Verification,
-    view: StoreView,
-    policy: DecisionPolicy,
-) -> Decision:
+    @property
+    def service_account(self) -> str | None:
+        if self.claims is not None:
+            return self.claims.service_account
+        return self.outcome_used.service_account if self.outcome_used is not None else None
+
+    @property
+    def owner(self) -> OwnerRef | None:
+        """The pod's controller (the token's ``owner`` claim), when known."""
+        return self.claims.owner if self.claims is not None else None
+
+    @property
+    def lifecycle_event(self) -> LifecycleEvent | None:
+        """The lifecycle event the effect is (None: no status change)."""
+        return _EFFECT_EVENTS.get(self.effect)
+
+
+_EFFECT_EVENTS = {
+    Effect.CREATE: LifecycleEvent.REGISTER,
+    Effect.REBIND: LifecycleEvent.REBIND,
+    Effect.ACTIVATE: LifecycleEvent.AUTO_APPROVE,
+    Effect.REFRESH: LifecycleEvent.REFRESH,
+}
+
+
+def decide(*, facts: Facts, view: StoreView, policy: DecisionPolicy) -> Decision:
     """Decide a registration (rules and reason codes in the module docstring).
 
     Args:
-        request: the validated registration body.
-        credential_hash: SHA-256 hex of the presented bootstrap token, or None when the request
-            presented none.
-        verification: :data:`Verification`. Must not be None when a token was presented and
-            ``policy.auto_approve`` is set.
+        facts: what the request presented and the checks made before the transaction.
         view: the store's view, read in the same transaction the decision's writes go into.
         policy: the rules' settings.
 
@@ -224,75 +343,165 @@ def decide(
         The decision. Pure: the same arguments give the same decision.
 
     Raises:
-        ValueError: a token was presented with auto-approval on, but ``verification`` is None
-            (a caller bug: the token must be verified first).
+        ValueError: a caller bug: a token was presented with auto-approval on but not
+            verified, or Kubernetes is on and the live pod was not looked at although the
+            token names the agent's pod.
     """
     existing = view.agent
-    if existing is not None and existing.credential_hash == credential_hash:
-        return _known_agent(existing)
-    fresh = _evaluate(
-        request=request,
-        token_presented=credential_hash is not None,
-        verification=verification,
-        jti_owner=view.jti_owner,
-        policy=policy,
-    )
+    if existing is not None and _proves(facts.presented, existing):
+        return _known_agent(existing, facts, view.jti_owner, policy)
+    fresh = _evaluate(facts, view.jti_owner, policy)
     if existing is None:
         return fresh
     return _other_credential(existing, fresh)
 
 
-def bound_pod_name(request: RegistrationRequest, *, agent_id_prefix: str | None) -> str | None:
-    """The pod name a registration speaks for, or None when it cannot be told.
-
-    ``metadata.podName`` when sent (it must be a non-empty string); else the agent id without
-    ``agent_id_prefix + "-"`` (StreamSpace: ``AGENT_ID=$(AGENT_ID_PREFIX)-$(POD_NAME)``); with no
-    prefix configured, the agent id itself.
-    """
-    raw = request.metadata.get("podName")
-    if raw is not None:
-        return raw if isinstance(raw, str) and raw else None
-    if agent_id_prefix is None:
-        return request.agent_id
-    head = agent_id_prefix + "-"
-    if request.agent_id.startswith(head) and len(request.agent_id) > len(head):
-        return request.agent_id[len(head) :]
-    return None
+def needs_quota(decision: Decision, existing: AgentRecord | None, policy: DecisionPolicy) -> bool:
+    """True when ``decision`` makes an agent active automatically and a quota is configured:
+    the caller then counts (:class:`~approver.quota.QuotaUsage`) and calls
+    :func:`apply_quota`."""
+    if not policy.quota.enabled or decision.outcome is not Outcome.APPROVED:
+        return False
+    if decision.approval_method in (None, ApprovalMethod.MANUAL):
+        return False
+    if decision.effect not in (Effect.CREATE, Effect.ACTIVATE, Effect.REBIND):
+        return False
+    return existing is None or existing.status is not AgentStatus.ACTIVE
 
 
-def _known_agent(existing: AgentRecord) -> Decision:
-    """Step 1: the answer the record holds now."""
+def apply_quota(
+    decision: Decision, usage: QuotaUsage, policy: QuotaPolicy, existing: AgentRecord | None
+) -> Decision:
+    """``decision``, or the same agent left pending with ``quota_exceeded`` when admitting it
+    would pass a limit (:mod:`approver.quota`)."""
+    if not exceeded(usage, policy):
+        return decision
+    return demote(decision, Reason.QUOTA_EXCEEDED, existing)
+
+
+def demote(decision: Decision, reason: str, existing: AgentRecord | None) -> Decision:
+    """An approval turned into ``pending`` with ``reason`` (the quota, or a verifier's claim
+    refused in the transaction): nothing is burnt, no key is issued; a new agent gets a pending
+    record, a pending one its new reason, and a re-bind leaves the record as it is."""
+    if decision.effect is Effect.CREATE:
+        effect = Effect.CREATE
+    elif decision.effect is Effect.ACTIVATE and existing is not None:
+        effect = Effect.REFRESH if existing.reason != reason else Effect.NONE
+    else:
+        effect = Effect.NONE
+    return replace(
+        decision,
+        outcome=Outcome.PENDING,
+        reason=reason,
+        effect=effect,
+        approval_method=None,
+        claim_jti=False,
+        issue_key=False,
+    )
+
+
+def _proves(presented: Presented, existing: AgentRecord) -> bool:
+    """Step 1's test: the request presents the record's credential (or its per-agent key)."""
+    if presented.proves(existing.credential_hash):
+        return True
+    return existing.api_key_hash is not None and existing.api_key_hash in presented.digests
+
+
+def _known_agent(
+    existing: AgentRecord, facts: Facts, jti_owner: str | None, policy: DecisionPolicy
+) -> Decision:
+    """Step 1 (see the module docstring)."""
     match existing.status:
         case AgentStatus.ACTIVE:
+            issue = (
+                existing.api_key_hash is None
+                and existing.credential_hash is not None
+                and existing.credential_hash in facts.presented.digests
+            )
             return Decision(
                 Outcome.APPROVED,
                 existing.reason,
                 Step.KNOWN_AGENT,
+                Effect.ISSUE_KEY if issue else Effect.NONE,
                 approval_method=existing.approval_method,
+                issue_key=issue,
             )
         case AgentStatus.PENDING:
-            return Decision(Outcome.PENDING, existing.reason, Step.KNOWN_AGENT)
-        case AgentStatus.REJECTED:
+            if existing.expired_at is not None:
+                return Decision(Outcome.PENDING, Reason.PENDING_EXPIRED, Step.KNOWN_AGENT)
+            fresh = _evaluate(facts, jti_owner, policy)
+            if fresh.outcome is Outcome.APPROVED:
+                return replace(fresh, effect=Effect.ACTIVATE, issue_key=True)
+            if fresh.outcome is Outcome.REJECTED:
+                return replace(fresh, effect=Effect.NONE)
+            changed = fresh.reason != existing.reason
+            return replace(fresh, effect=Effect.REFRESH if changed else Effect.NONE)
+        case AgentStatus.REJECTED | AgentStatus.INACTIVE:
             return Decision(Outcome.REJECTED, existing.reason, Step.KNOWN_AGENT)
-        case AgentStatus.INACTIVE:
-            return Decision(Outcome.REJECTED, Reason.AGENT_INACTIVE, Step.KNOWN_AGENT)
 
 
-def _evaluate(
+def _pending(
+    reason: str,
+    step: Step,
     *,
-    request: RegistrationRequest,
-    token_presented: bool,
-    verification: Verification,
-    jti_owner: str | None,
-    policy: DecisionPolicy,
+    claims: BootstrapClaims | None = None,
+    pod_name: str | None = None,
+    pod_uid: str | None = None,
+    outcome_used: CredentialOutcome | None = None,
+    credential_digest: str | None = None,
 ) -> Decision:
-    """Steps 2 and 3 for a request on its own merits (as if the agent were unknown)."""
-    if not token_presented:
-        return Decision(
-            Outcome.PENDING, Reason.MANUAL_APPROVAL_REQUIRED, Step.MANUAL, Effect.CREATE
-        )
-    if not policy.auto_approve:
-        return Decision(Outcome.PENDING, Reason.AUTO_APPROVE_DISABLED, Step.MANUAL, Effect.CREATE)
+    """A pending decision that creates a record (for an unknown agent)."""
+    return Decision(
+        Outcome.PENDING,
+        reason,
+        step,
+        Effect.CREATE,
+        claims=claims,
+        pod_name=pod_name,
+        pod_uid=pod_uid,
+        outcome_used=outcome_used,
+        credential_digest=credential_digest,
+    )
+
+
+def _evaluate(facts: Facts, jti_owner: str | None, policy: DecisionPolicy) -> Decision:
+    """Steps 2-5 for a request on its own merits (as if the agent were unknown)."""
+    waiting: Decision | None = None
+    presented = facts.presented
+    if presented.bootstrap is not None:
+        if not policy.auto_approve:
+            waiting = _pending(
+                Reason.AUTO_APPROVE_DISABLED, Step.MANUAL, credential_digest=presented.primary
+            )
+        else:
+            decision = _bootstrap_step(facts, jti_owner, policy)
+            if decision.outcome is not Outcome.PENDING:
+                return decision
+            waiting = decision
+    for outcome in facts.outcomes:
+        if outcome.verdict is Verdict.NOT_APPLICABLE:
+            continue
+        if not policy.auto_approve:
+            waiting = waiting or _pending(
+                Reason.AUTO_APPROVE_DISABLED, Step.MANUAL, credential_digest=presented.primary
+            )
+            break
+        decision = _outcome_step(outcome, facts)
+        if decision.outcome is not Outcome.PENDING:
+            return decision
+        waiting = waiting or decision
+    if waiting is not None:
+        return waiting
+    return _pending(
+        Reason.MANUAL_APPROVAL_REQUIRED, Step.MANUAL, credential_digest=presented.primary
+    )
+
+
+def _bootstrap_step(facts: Facts, jti_owner: str | None, policy: DecisionPolicy) -> Decision:
+    """Step 2, with a verified (or refused) bootstrap token."""
+    verification = facts.verification
+    credential = facts.presented.bootstrap
+    digest = credential.digest if credential is not None else None
     if verification is None:
         raise ValueError("a presented bootstrap token must be verified before deciding")
     if isinstance(verification, TokenError):
@@ -300,24 +509,21 @@ def _evaluate(
             return Decision(
                 Outcome.REJECTED, verification.reason, Step.BOOTSTRAP_TOKEN, security=True
             )
-        return Decision(Outcome.PENDING, verification.reason, Step.BOOTSTRAP_TOKEN, Effect.CREATE)
+        return _pending(verification.reason, Step.BOOTSTRAP_TOKEN, credential_digest=digest)
 
     claims = verification
-    pod_name = bound_pod_name(request, agent_id_prefix=policy.agent_id_prefix)
-    waiting = Decision(
-        Outcome.PENDING,
-        Reason.BINDING_NOT_PROVABLE,
-        Step.BOOTSTRAP_TOKEN,
-        Effect.CREATE,
-        claims=claims,
-        pod_name=pod_name,
-    )
+    pod_name = facts.pod_name
     if pod_name is None or not claims.pod.admits(pod_name):
-        return waiting
-    namespace = request.metadata.get("namespace")
-    if namespace is not None and namespace != claims.namespace:
-        return replace(waiting, reason=Reason.NAMESPACE_MISMATCH)
-    if jti_owner is not None and jti_owner != request.agent_id:
+        reason: str = Reason.BINDING_NOT_PROVABLE
+    elif pod_namespace_mismatch(facts.request, namespace=claims.namespace):
+        reason = Reason.NAMESPACE_MISMATCH
+    else:
+        reason = ""
+    if reason:
+        return _pending(
+            reason, Step.BOOTSTRAP_TOKEN, claims=claims, pod_name=pod_name, credential_digest=digest
+        )
+    if jti_owner is not None and jti_owner != facts.request.agent_id:
         return Decision(
             Outcome.REJECTED,
             Reason.TOKEN_REUSED,
@@ -325,6 +531,58 @@ def _evaluate(
             security=True,
             claims=claims,
             pod_name=pod_name,
+        )
+    pod_uid: str | None = None
+    if policy.kubernetes:
+        evidence = facts.pod
+        if evidence is None:
+            raise ValueError("with Kubernetes access the live pod must be looked at first")
+        pod_uid = evidence.uid
+        if evidence.check is not PodCheck.OK:
+            if evidence.check.security_relevant:
+                return Decision(
+                    Outcome.REJECTED,
+                    evidence.check.value,
+                    Step.BOOTSTRAP_TOKEN,
+                    security=True,
+                    claims=claims,
+                    pod_name=pod_name,
+                    pod_uid=pod_uid,
+                )
+            return _pending(
+                evidence.check.value,
+                Step.BOOTSTRAP_TOKEN,
+                claims=claims,
+                pod_name=pod_name,
+                pod_uid=pod_uid,
+                credential_digest=digest,
+            )
+    for check in policy.bootstrap_checks:
+        refusal = check(
+            claims=claims,
+            agent_pod_name=pod_name,
+            bound_pod_uid=pod_uid,
+            outcomes=facts.outcomes,
+        )
+        if refusal is None:
+            continue
+        if refusal.security:
+            return Decision(
+                Outcome.REJECTED,
+                refusal.reason,
+                Step.BOOTSTRAP_TOKEN,
+                security=True,
+                claims=claims,
+                pod_name=pod_name,
+                pod_uid=pod_uid,
+            )
+        return _pending(
+            refusal.reason,
+            Step.BOOTSTRAP_TOKEN,
+            claims=claims,
+            pod_name=pod_name,
+            pod_uid=pod_uid,
+            credential_digest=digest,
         )
     return Decision(
         Outcome.APPROVED,
@@ -334,15 +592,61 @@ def _evaluate(
         approval_method=ApprovalMethod.NAMESPACE,
         claims=claims,
         pod_name=pod_name,
+        pod_uid=pod_uid,
         claim_jti=jti_owner is None,
+        issue_key=True,
+        credential_digest=digest,
+    )
+
+
+def _outcome_step(outcome: CredentialOutcome, facts: Facts) -> Decision:
+    """Steps 3 and 4: a verifier's outcome, with the binding checks the engine owns."""
+    step = _VERDICT_STEP.get(outcome.approval_method, Step.MANUAL)
+    pod_name = outcome.pod_name or facts.pod_name
+    digest = facts.presented.digest_for(outcome.approval_method)
+    if not outcome.accepted:
+        if outcome.security:
+            return Decision(
+                Outcome.REJECTED, outcome.reason, step, security=True, outcome_used=outcome
+            )
+        reason = outcome.reason
+    elif outcome.pod_name is not None and outcome.pod_name != facts.pod_name:
+        reason = Reason.BINDING_NOT_PROVABLE
+    elif outcome.namespace is not None and pod_namespace_mismatch(
+        facts.request, namespace=outcome.namespace
+    ):
+        reason = Reason.NAMESPACE_MISMATCH
+    else:
+        return Decision(
+            Outcome.APPROVED,
+            outcome.reason,
+            step,
+            Effect.CREATE,
+            approval_method=outcome.approval_method,
+            pod_name=pod_name,
+            pod_uid=outcome.pod_uid,
+            outcome_used=outcome,
+            issue_key=True,
+            credential_digest=digest,
+        )
+    return _pending(
+        reason,
+        step,
+        pod_name=pod_name,
+        pod_uid=outcome.pod_uid,
+        outcome_used=outcome,
+        credential_digest=digest,
     )
 
 
 def _other_credential(existing: AgentRecord, fresh: Decision) -> Decision:
-    """A known agent id with a credential other than the record's: only a bound token counts."""
+    """A known agent id with a credential other than the record's: only an approval counts."""
     if fresh.outcome is Outcome.REJECTED:
-        return fresh
-    if existing.status is AgentStatus.REJECTED:
+        return replace(fresh, effect=Effect.NONE)
+    sticky = existing.status is AgentStatus.REJECTED or (
+        existing.status is AgentStatus.INACTIVE and existing.reason != Reason.POD_DELETED
+    )
+    if sticky:
         return Decision(
             Outcome.REJECTED,
             existing.reason,
@@ -350,11 +654,12 @@ def _other_credential(existing: AgentRecord, fresh: Decision) -> Decision:
             claims=fresh.claims,
             pod_name=fresh.pod_name,
         )
-    named_pod = fresh.claims is not None and fresh.claims.pod.name is not None
-    if fresh.outcome is Outcome.APPROVED and (
-        existing.status is not AgentStatus.ACTIVE or named_pod
-    ):
-        return replace(fresh, effect=Effect.REBIND)
+    if fresh.outcome is Outcome.APPROVED and allowed(LifecycleEvent.REBIND, existing):
+        same_pod = (fresh.claims is not None and fresh.claims.pod.name is not None) or (
+            fresh.pod_uid is not None and fresh.pod_uid == existing.pod_uid
+        )
+        if existing.status is not AgentStatus.ACTIVE or same_pod:
+            return replace(fresh, effect=Effect.REBIND)
     return Decision(
         Outcome.REJECTED,
         Reason.CREDENTIAL_MISMATCH,

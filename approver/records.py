@@ -19,7 +19,7 @@ class AgentStatus(StrEnum):
 
     PENDING = "pending"  #: waits for an administrator (or never proved a credential)
     ACTIVE = "active"  #: approved: may take work
-    INACTIVE = "inactive"  #: was active, its pod is gone or it was revoked (set by later features)
+    INACTIVE = "inactive"  #: its pod is gone (``pod_deleted``) or an administrator revoked it
     REJECTED = "rejected"  #: an administrator said no; sticky until an administrator changes it
 
 
@@ -28,8 +28,8 @@ class ApprovalMethod(StrEnum):
 
     MANUAL = "manual"  #: an administrator approved it through the admin API
     NAMESPACE = "namespace"  #: a bootstrap token from a trusted namespace, bound to this agent
-    API_KEY = "api_key"  #: reserved: per-agent API keys (later issue)
-    SERVICE_ACCOUNT = "service_account"  #: reserved: service-account TokenReview (later issue)
+    API_KEY = "api_key"  #: a pre-provisioned API key (decision step 3, :mod:`approver.verifiers`)
+    SERVICE_ACCOUNT = "service_account"  #: a service-account token (step 4, TokenReview)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,19 +40,31 @@ class AgentRecord:
         id: the record's stable id (UUID4), returned to StreamSpace's agent as ``id``.
         agent_id: the agent's own name, 1..253 characters, unique.
         platform, region, capacity, metadata: as the agent registered them.
-        status: see :class:`AgentStatus`.
-        approval_method: set while ``active``; None otherwise.
-        approved_by: who made the last approve/reject decision: ``bootstrap-token`` for an
-            automatic approval, the administrator's name or token fingerprint otherwise.
-        approved_at: when that decision was made.
+        status: see :class:`AgentStatus`; changed only by the events of
+            :mod:`approver.lifecycle`.
+        approval_method, approved_by, approved_at: how, by whom and when the agent was first
+            approved; written once, at its first transition into ``active``, never rewritten
+            (later approvals are in the audit chain). ``approved_by`` is ``bootstrap-token``,
+            ``api-key`` or ``service-account`` for an automatic approval, else the
+            administrator's name or token fingerprint.
         reason: the reason code of the last decision (see :mod:`approver.decision`).
-        jti: the bootstrap token bound to this agent (set only once the token approved it).
-        kid, cluster, namespace: from the verified token, when one was presented.
+        jti: the bootstrap token bound to this agent (set only once a token approved it).
+        kid, cluster, namespace, service_account: from the verified credential, when one was
+            presented. ``namespace`` is the cluster's word (the token's claim, a TokenReview's
+            user), never the agent's ``metadata.namespace``.
         pod_name: the pod name the agent was bound to (derived from the agent, checked against
             the token's ``pod`` claim).
-        pod_uid: the live pod's UID (needs Kubernetes access; a later feature, None for now).
+        pod_uid: the live pod's UID, read from the Kubernetes API when ``kubernetes.enabled``.
+        owner_kind, owner_name, owner_uid: the pod's controller (the token's ``owner`` claim).
         credential_hash: SHA-256 hex of the credential that created (or last re-bound) the
             registration; None when the agent presented none. Never rendered.
+        api_key_hash: SHA-256 hex of the per-agent API key, once issued
+            (:mod:`approver.agent_keys`). Never rendered.
+        api_key_issued_at: when the key was shown to the agent (exactly once).
+        expired_at: when a ``pending`` record passed ``pendingTtlSeconds`` and was marked
+            ``pending_expired`` (it stays ``pending``, frozen until an administrator acts).
+        updated_by: who made the last change: ``registration``, ``pod-watch``, ``sweeper`` or
+            an administrator.
     """
 
     id: uuid.UUID
@@ -75,6 +87,14 @@ class AgentRecord:
     credential_hash: str | None = field(repr=False)
     created_at: datetime
     updated_at: datetime
+    service_account: str | None = None
+    owner_kind: str | None = None
+    owner_name: str | None = None
+    owner_uid: str | None = None
+    api_key_hash: str | None = field(default=None, repr=False)
+    api_key_issued_at: datetime | None = None
+    expired_at: datetime | None = None
+    updated_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +103,7 @@ class TokenUse:
 
     ``expires_at`` (the token's ``exp`` plus the verification leeway) tells when the row can
     no longer matter: a token past it fails verification before its ``jti`` is looked at.
+    ``pod_uid`` is the live pod the first use was bound to (with Kubernetes access).
     """
 
     jti: str
@@ -91,3 +112,4 @@ class TokenUse:
     namespace: str
     used_at: datetime
     expires_at: datetime
+    pod_uid: str | None = None

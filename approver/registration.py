@@ -1,44 +1,69 @@
-"""Registration: verify the token, decide in one transaction, write, audit. No HTTP.
+"""Registration: verify, look at the pod, decide in one transaction, write, audit. No HTTP.
 
 :class:`Registrar` runs one registration:
 
-1. read the presented credential (:mod:`approver.credentials`);
-2. verify the bootstrap token, CPU only, before touching the database
-   (:func:`bootstrap_token.verify` with the current key set and the current trust policy);
-3. in one transaction: read the agent's record and who burnt the token's ``jti``, decide
-   (:func:`approver.decision.decide`), burn the ``jti`` and write the record as the decision says;
-   commit;
-4. emit one audit event, after the commit, so the event never reports what was not stored.
+1. read the presented credentials (:mod:`approver.credentials`);
+2. before touching the database: verify the bootstrap token (CPU only, the current key set and
+   trust policy), read the live pod when Kubernetes access is on and the token names the
+   agent's pod (:mod:`approver.binding`), and ask the step-3/4 verifiers
+   (:mod:`approver.verifiers`);
+3. in one transaction (shared with concurrent registrations, :mod:`approver.store.batcher`):
+   read the agent's record (locked), decide (:func:`approver.decision.decide`); for a verified
+   token that does not approve, read who burnt its ``jti`` and decide again (a copy is named
+   ``token_reused`` before anything else); count and lock the quota when it applies; burn the
+   ``jti`` (``INSERT ... ON CONFLICT DO NOTHING``: losing the race means deciding again with the
+   winner known); let the deciding verifier claim its slot; make the per-agent API key when the
+   decision issues one (only its hash is written); write the record; append the audit event to
+   the hash chain; commit;
+4. emit the audit event as a JSON line, after the commit, so it never reports what was not
+   stored; return the answer (200 means committed).
 
-When the database refuses the ``jti`` burn (another agent burnt it between our read and our
-insert) or an agent id inserted concurrently, the transaction rolls back and steps 3-4 run again
-with a fresh view: the loser then sees the winner's row and gets ``token_reused`` (or, for two
-attempts of the same agent, the winner's answer).
+A registration id inserted concurrently (the same new agent twice at once) makes the transaction
+roll back and run again: the second run sees the winner's row.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import jwt
 
-from approver.credentials import BootstrapCredential, bootstrap_credential
+from approver.agent_keys import key_digest, new_agent_key
+from approver.binding import (
+    PodCheck,
+    PodEvidence,
+    PodLookupError,
+    PodSource,
+    bound_pod_name,
+    check_live_pod,
+    pod_namespace_mismatch,
+)
+from approver.credentials import BootstrapCredential, Presented, presented_credentials
 from approver.decision import (
-    TOKEN_APPROVER,
+    AUTOMATIC_ACTORS,
+    REGISTRATION_ACTOR,
     Decision,
     DecisionPolicy,
     Effect,
+    Facts,
     Outcome,
     StoreView,
     Verification,
+    apply_quota,
     decide,
+    demote,
+    needs_quota,
 )
+from approver.lifecycle import apply, first_approval
+from approver.quota import QuotaUsage, lock_key
 from approver.records import AgentRecord, TokenUse
 from approver.store import Store, StoreConflict, StoreUnavailable, Transaction
+from approver.store.batcher import WriteBatcher
+from approver.verifiers import CredentialVerifier
 from approver.wire import RegistrationRequest
 from bootstrap_token import (
     AuditEvent,
@@ -48,7 +73,6 @@ from bootstrap_token import (
     MalformedToken,
     TokenError,
     VerificationPolicy,
-    read_header,
     verify,
 )
 
@@ -59,15 +83,24 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
 
 REGISTER_EVENT = "agent.register"
+#: The annotation the webhook stamps, unless ``kubernetes.tokenAnnotation`` says otherwise.
+DEFAULT_TOKEN_ANNOTATION = "agents.streamspace.io/bootstrap-token"  # noqa: S105 - a key name
 
 
 @dataclass(frozen=True, slots=True)
 class Registration:
-    """A registration's result: the decision, and the agent record after it (None when the
-    decision kept no record: a 403 for an unknown agent, or one that proved nothing)."""
+    """A registration's result.
+
+    Attributes:
+        decision: the decision (200/202/403 via ``decision.http_status``).
+        agent: the agent record after it (None when the decision kept no record: a 403 for an
+            unknown agent, or one that proved nothing).
+        api_key: the per-agent API key issued by this decision, shown in this answer only.
+    """
 
     decision: Decision
     agent: AgentRecord | None
+    api_key: str | None = field(default=None, repr=False)
 
 
 class Registrar:
@@ -77,9 +110,15 @@ class Registrar:
         store: the agent store.
         key_set: the webhook's public keys.
         verification: issuer, audience, leeway and the trust policy re-checked at verify time.
-        policy: the decision rules' settings.
-        audit: where audit events go.
+        policy: the decision rules' settings (``policy.kubernetes`` must be True exactly when
+            ``pods`` is given).
+        audit: where audit events go (after their commit).
         clock: seconds since the epoch (``time.time``).
+        pods: reads live pods (Kubernetes access), or None.
+        token_annotation: the annotation the webhook stamps the token into.
+        verifiers: the step-3/4 verifiers, in decision order.
+        writer: runs the decision transactions (group commit, :mod:`approver.store.batcher`);
+            default: one transaction per registration.
     """
 
     def __init__(
@@ -91,13 +130,23 @@ class Registrar:
         policy: DecisionPolicy,
         audit: AuditSink,
         clock: Callable[[], float],
+        pods: PodSource | None = None,
+        token_annotation: str = DEFAULT_TOKEN_ANNOTATION,
+        verifiers: Sequence[CredentialVerifier] = (),
+        writer: WriteBatcher | None = None,
     ) -> None:
+        if policy.kubernetes != (pods is not None):
+            raise ValueError("policy.kubernetes must be set exactly when a pod source is given")
         self._store = store
         self._key_set = key_set
         self._verification = verification
         self._policy = policy
         self._audit = audit
         self._clock = clock
+        self._pods = pods
+        self._annotation = token_annotation
+        self._verifiers = tuple(verifiers)
+        self._writer = writer or WriteBatcher(store, max_batch=1)
 
     async def register(
         self, *, request: RegistrationRequest, headers: Mapping[str, str]
@@ -110,33 +159,48 @@ class Registrar:
                 headers are read.
 
         Returns:
-            The decision (200/202/403 via ``decision.http_status``) and the stored record.
+            The decision, the stored record, and the per-agent API key when one was issued.
 
         Raises:
             StoreUnavailable: the database could not decide now; nothing was written, and an
-                audit event with reason ``store_unavailable`` was emitted.
+                audit event with reason ``store_unavailable`` was emitted (not stored).
         """
         now = self._clock()
-        credential = bootstrap_credential(headers)
-        presented = _Presented(credential=credential, kid=_safe_kid(credential))
-        verification = self._verify(credential, now=int(now))
-        try:
-            registration = await self._decide_and_write(
-                request=request, presented=presented, verification=verification, now=now
+        presented = presented_credentials(headers)
+        kid = presented.bootstrap.kid if presented.bootstrap is not None else None
+        verification = self._verify(presented.bootstrap, now=int(now))
+        pod_name = bound_pod_name(request, agent_id_prefix=self._policy.agent_id_prefix)
+        pod = await self._look_at_pod(request, presented.bootstrap, verification, pod_name)
+        outcomes = (
+            tuple(
+                [await v.verify(request=request, headers=headers, now=now) for v in self._verifiers]
             )
+            if self._policy.auto_approve
+            else ()
+        )
+        facts = Facts(
+            request=request,
+            presented=presented,
+            verification=verification,
+            pod_name=pod_name,
+            pod=pod,
+            outcomes=outcomes,
+        )
+        try:
+            registration, event = await self._decide_and_write(facts, kid=kid, now=now)
         except StoreUnavailable as exc:
             self._audit.emit(
                 _event(
-                    request=request,
-                    presented=presented,
-                    verification=verification,
+                    facts,
+                    kid=kid,
+                    at=datetime.fromtimestamp(now, UTC),
                     decision="error",
                     reason="store_unavailable",
                     message=str(exc),
                 )
             )
             raise
-        self._audit.emit(_registration_event(request, presented, verification, registration))
+        self._audit.emit(event)
         return registration
 
     def _verify(self, credential: BootstrapCredential | None, *, now: int) -> Verification:
@@ -151,180 +215,304 @@ class Registrar:
             # read_header as a raw PyJWT error; it is a malformed token all the same.
             return MalformedToken("JOSE header has an invalid member")
 
-    async def _decide_and_write(
+    async def _look_at_pod(
         self,
-        *,
         request: RegistrationRequest,
-        presented: _Presented,
+        credential: BootstrapCredential | None,
         verification: Verification,
-        now: float,
-    ) -> Registration:
-        claims = verification if isinstance(verification, BootstrapClaims) else None
-        credential = presented.credential
+        pod_name: str | None,
+    ) -> PodEvidence | None:
+        """The live pod's verdict, when Kubernetes access is on and the verified token names
+        the agent's pod (the only case the decision looks at it)."""
+        if self._pods is None or credential is None:
+            return None
+        if not isinstance(verification, BootstrapClaims) or pod_name is None:
+            return None
+        claims = verification
+        if not claims.pod.admits(pod_name) or pod_namespace_mismatch(
+            request, namespace=claims.namespace
+        ):
+            return None
+        try:
+            live = await self._pods.read(claims.namespace, pod_name)
+        except PodLookupError as exc:
+            log.warning("pod %s/%s: %s", claims.namespace, pod_name, exc)
+            return PodEvidence(PodCheck.LOOKUP_FAILED)
+        return check_live_pod(
+            live, token=credential.token, annotation=self._annotation, owner=claims.owner
+        )
+
+    async def _decide_and_write(
+        self, facts: Facts, *, kid: str | None, now: float
+    ) -> tuple[Registration, AuditEvent]:
+        async def work(tx: Transaction) -> tuple[Registration, AuditEvent]:
+            registration = await self._decide_in(tx, facts, kid=kid, now=now)
+            stored = await tx.append_audit(
+                _registration_event(facts, registration, kid=kid, now=now)
+            )
+            return registration, stored
+
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                async with self._store.transaction() as tx:
-                    view = StoreView(
-                        agent=await tx.get_agent(request.agent_id, lock=True),
-                        jti_owner=await tx.jti_owner(claims.jti) if claims else None,
-                    )
-                    decision = decide(
-                        request=request,
-                        credential_hash=credential.digest if credential else None,
-                        verification=verification,
-                        view=view,
-                        policy=self._policy,
-                    )
-                    agent = await self._write(
-                        tx, decision, view.agent, request=request, presented=presented, now=now
-                    )
-                return Registration(decision=decision, agent=agent)
+                return await self._writer.run(work)
             except StoreConflict:
                 log.info(
                     "registration of %s met a concurrent write (attempt %d); deciding again",
-                    request.agent_id,
+                    facts.request.agent_id,
                     attempt,
                 )
         raise StoreUnavailable(f"registration still conflicting after {MAX_ATTEMPTS} attempts")
+
+    async def _decide_in(
+        self, tx: Transaction, facts: Facts, *, kid: str | None, now: float
+    ) -> Registration:
+        """Decide and write inside ``tx`` (order in the module docstring)."""
+        policy = self._policy
+        existing = await tx.get_agent(facts.request.agent_id, lock=True)
+        view = StoreView(agent=existing)
+        decision = decide(facts=facts, view=view, policy=policy)
+        claims = facts.verification if isinstance(facts.verification, BootstrapClaims) else None
+        if claims is not None and decision.outcome is not Outcome.APPROVED:
+            owner = await tx.jti_owner(claims.jti)
+            if owner is not None:
+                view = replace(view, jti_owner=owner)
+                decision = decide(facts=facts, view=view, policy=policy)
+        decision = await self._quota(tx, decision, existing)
+        at = datetime.fromtimestamp(now, UTC)
+        if decision.claim_jti and claims is not None:
+            if kid is None:
+                raise ValueError("a jti can only be burnt for a verified token")
+            use = TokenUse(
+                jti=claims.jti,
+                agent_id=facts.request.agent_id,
+                kid=kid,
+                namespace=claims.namespace,
+                used_at=at,
+                expires_at=datetime.fromtimestamp(
+                    claims.exp + self._verification.leeway_seconds, UTC
+                ),
+                pod_uid=decision.pod_uid,
+            )
+            if not await tx.claim_jti(use):
+                view = replace(view, jti_owner=await tx.jti_owner(claims.jti))
+                decision = decide(facts=facts, view=view, policy=policy)
+                decision = await self._quota(tx, decision, existing)
+        used = decision.outcome_used
+        if decision.outcome is Outcome.APPROVED and used is not None:
+            verifier = next((v for v in self._verifiers if v.method is used.approval_method), None)
+            refusal = await verifier.claim(tx, used, now=now) if verifier else None
+            if refusal is not None:
+                decision = demote(decision, refusal, existing)
+        api_key = new_agent_key() if decision.issue_key else None
+        record = await self._write(tx, decision, existing, facts, kid=kid, at=at, key=api_key)
+        return Registration(decision=decision, agent=record, api_key=api_key)
+
+    async def _quota(
+        self, tx: Transaction, decision: Decision, existing: AgentRecord | None
+    ) -> Decision:
+        policy = self._policy
+        if not needs_quota(decision, existing, policy):
+            return decision
+        quota = policy.quota
+        namespace = decision.namespace if quota.per_namespace is not None else None
+        owner = decision.owner
+        owner_uid = owner.uid if owner is not None and quota.per_owner is not None else None
+        keys = []
+        if namespace is not None:
+            keys.append(lock_key("namespace", namespace))
+        if owner_uid is not None:
+            keys.append(lock_key("owner", owner_uid))
+        await tx.lock_keys(keys)
+        usage = QuotaUsage(
+            namespace_active=(
+                await tx.count_active_auto(namespace=namespace) if namespace is not None else None
+            ),
+            owner_active=(
+                await tx.count_active_auto(owner_uid=owner_uid) if owner_uid is not None else None
+            ),
+        )
+        return apply_quota(decision, usage, quota, existing)
 
     async def _write(
         self,
         tx: Transaction,
         decision: Decision,
         existing: AgentRecord | None,
+        facts: Facts,
         *,
-        request: RegistrationRequest,
-        presented: _Presented,
-        now: float,
+        kid: str | None,
+        at: datetime,
+        key: str | None,
     ) -> AgentRecord | None:
-        """Apply ``decision.effect``: burn the jti first (the step the database may refuse),
-        then insert or re-bind the record. Returns the record as stored."""
-        if decision.effect is Effect.NONE:
+        """Apply ``decision.effect``. Returns the record as stored."""
+        effect = decision.effect
+        if effect is Effect.NONE:
             return existing
-        at = datetime.fromtimestamp(now, UTC)
-        claims = decision.claims
-        kid = presented.kid if claims else None
-        if decision.claim_jti:
-            if claims is None or kid is None:
-                raise ValueError("a jti can only be burnt for a verified token")
-            await tx.burn_jti(
-                TokenUse(
-                    jti=claims.jti,
-                    agent_id=request.agent_id,
-                    kid=kid,
-                    namespace=claims.namespace,
-                    used_at=at,
-                    expires_at=datetime.fromtimestamp(
-                        claims.exp + self._verification.leeway_seconds, UTC
-                    ),
-                )
-            )
         approved = decision.outcome is Outcome.APPROVED
-        rebind = decision.effect is Effect.REBIND
-        if rebind and existing is None:
-            raise ValueError("only a known agent can be re-bound")
-        record = AgentRecord(
-            id=existing.id if rebind and existing else uuid.uuid4(),
-            agent_id=request.agent_id,
-            platform=request.platform,
-            region=request.region,
-            capacity=request.capacity.model_dump(by_alias=True) if request.capacity else None,
-            metadata=dict(request.metadata),
-            status=decision.agent_status,
-            approval_method=decision.approval_method if approved else None,
-            approved_by=TOKEN_APPROVER if approved else None,
-            approved_at=at if approved else None,
-            reason=decision.reason,
-            jti=claims.jti if approved and claims else None,
-            kid=kid,
-            cluster=claims.cluster if claims else None,
-            namespace=claims.namespace if claims else None,
-            pod_name=decision.pod_name if claims else None,
-            pod_uid=None,
-            credential_hash=presented.credential.digest if presented.credential else None,
-            created_at=existing.created_at if rebind and existing else at,
-            updated_at=at,
-        )
-        if rebind:
+        method = decision.approval_method
+        actor = REGISTRATION_ACTOR
+        if approved and method is not None:
+            actor = AUTOMATIC_ACTORS.get(method, REGISTRATION_ACTOR)
+        if effect is Effect.ISSUE_KEY:
+            if existing is None or key is None:
+                raise ValueError("a key is issued only to a known, active agent")
+            record = replace(existing, updated_at=at, updated_by=REGISTRATION_ACTOR)
+            record = _with_key(record, key, at)
             await tx.update_agent(record)
-        else:
+            return record
+        request = facts.request
+        if effect is Effect.CREATE:
+            record = AgentRecord(
+                id=uuid.uuid4(),
+                agent_id=request.agent_id,
+                platform=request.platform,
+                region=None,
+                capacity=None,
+                metadata={},
+                status=decision.agent_status,
+                approval_method=None,
+                approved_by=None,
+                approved_at=None,
+                reason=decision.reason,
+                jti=None,
+                kid=None,
+                cluster=None,
+                namespace=None,
+                pod_name=None,
+                pod_uid=None,
+                credential_hash=None,
+                created_at=at,
+                updated_at=at,
+                updated_by=actor,
+            )
+            record = _bound(_with_body(record, request), decision, facts, kid=kid)
+            if approved and method is not None:
+                record = first_approval(record, at=at, actor=actor, method=method)
+            if key is not None:
+                record = _with_key(record, key, at)
             await tx.insert_agent(record)
+            return record
+        if existing is None:
+            raise ValueError(f"{effect.value} needs a known agent")
+        event = decision.lifecycle_event
+        if event is None:
+            raise ValueError(f"{effect.value} is not a lifecycle event")
+        base = _bound(_with_body(existing, request), decision, facts, kid=kid)
+        record = apply(
+            base, event, at=at, actor=actor, reason=decision.reason, approval_method=method
+        )
+        if key is not None:
+            record = _with_key(record, key, at)
+        await tx.update_agent(record)
         return record
 
 
-@dataclass(frozen=True, slots=True)
-class _Presented:
-    """The request's credential and its unverified ``kid`` (a short string, for records and
-    audit events; trusted only once verification looked it up in the key set)."""
-
-    credential: BootstrapCredential | None
-    kid: str | None
+def _with_key(record: AgentRecord, key: str, at: datetime) -> AgentRecord:
+    """The record with a new per-agent API key's hash (the key itself is never stored)."""
+    return replace(record, api_key_hash=key_digest(key), api_key_issued_at=at)
 
 
-def _safe_kid(credential: BootstrapCredential | None) -> str | None:
-    """The unverified ``kid`` of a presented token, for forensics: a short string or None."""
-    if credential is None:
-        return None
-    try:
-        kid = read_header(credential.token).get("kid")
-    except (TokenError, jwt.InvalidTokenError):
-        return None
-    return kid if isinstance(kid, str) and 0 < len(kid) <= 64 else None
+def _with_body(record: AgentRecord, request: RegistrationRequest) -> AgentRecord:
+    """The record with what the agent registered (platform, region, capacity, metadata)."""
+    return replace(
+        record,
+        platform=request.platform,
+        region=request.region,
+        capacity=request.capacity.model_dump(by_alias=True) if request.capacity else None,
+        metadata=dict(request.metadata),
+    )
+
+
+def _bound(
+    record: AgentRecord, decision: Decision, facts: Facts, *, kid: str | None
+) -> AgentRecord:
+    """The record with the binding a decision writes: from the verified token or the step-3/4
+    outcome (the ``jti`` only when approved)."""
+    claims = decision.claims
+    owner = decision.owner
+    approved = decision.outcome is Outcome.APPROVED
+    return replace(
+        record,
+        jti=claims.jti if approved and claims else None,
+        kid=kid if claims else None,
+        cluster=claims.cluster if claims else None,
+        namespace=decision.namespace,
+        service_account=decision.service_account,
+        pod_name=decision.pod_name if (claims or decision.outcome_used) else None,
+        pod_uid=decision.pod_uid,
+        owner_kind=owner.kind if owner else None,
+        owner_name=owner.name if owner else None,
+        owner_uid=owner.uid if owner else None,
+        credential_hash=decision.credential_digest or facts.presented.primary,
+    )
 
 
 def _event(
+    facts: Facts,
     *,
-    request: RegistrationRequest,
-    presented: _Presented,
-    verification: Verification,
+    kid: str | None,
+    at: datetime,
     decision: str,
     reason: str,
     security: bool = False,
     approval_method: str | None = None,
     pod: str | None = None,
+    namespace: str | None = None,
+    service_account: str | None = None,
+    credential: str | None = None,
     message: str | None = None,
 ) -> AuditEvent:
-    claims = verification if isinstance(verification, BootstrapClaims) else None
+    claims = facts.verification if isinstance(facts.verification, BootstrapClaims) else None
     if pod is None and claims is not None:
         pod = claims.pod.name or claims.pod.generate_name
+    presented: Presented = facts.presented
     return AuditEvent(
+        time=at,
         component="approver",
         event=REGISTER_EVENT,
         decision=decision,
         reason=reason,
         security=security,
         cluster=claims.cluster if claims else None,
-        namespace=claims.namespace if claims else None,
+        namespace=claims.namespace if claims else namespace,
         pod=pod,
-        service_account=claims.service_account if claims else None,
+        service_account=claims.service_account if claims else service_account,
         jti=claims.jti if claims else None,
-        kid=presented.kid,
+        kid=kid,
         admission_uid=claims.admission_uid if claims else None,
-        agent_id=request.agent_id,
+        agent_id=facts.request.agent_id,
         approval_method=approval_method,
-        credential=presented.credential.fingerprint if presented.credential else None,
+        credential=credential or presented.primary_fingerprint,
         message=message,
     )
 
 
 def _registration_event(
-    request: RegistrationRequest,
-    presented: _Presented,
-    verification: Verification,
-    registration: Registration,
+    facts: Facts, registration: Registration, *, kid: str | None, now: float
 ) -> AuditEvent:
     decision = registration.decision
     detail = f"step={decision.step.value} effect={decision.effect.value}"
-    if isinstance(verification, TokenError):
-        detail += f"; {verification.message}"
+    if isinstance(facts.verification, TokenError):
+        detail += f"; {facts.verification.message}"
+    if decision.pod_uid is not None:
+        detail += f"; pod_uid={decision.pod_uid}"
+    if registration.api_key is not None:
+        detail += "; api key issued"
+    used = decision.outcome_used
+    if used is not None and used.message:
+        detail += f"; {used.message}"
+    method = decision.approval_method
     return _event(
-        request=request,
-        presented=presented,
-        verification=verification,
+        facts,
+        kid=kid,
+        at=datetime.fromtimestamp(now, UTC),
         decision=decision.outcome.value,
         reason=decision.reason,
         security=decision.security,
-        approval_method=decision.approval_method.value if decision.approval_method else None,
+        approval_method=method.value if method and decision.outcome is Outcome.APPROVED else None,
         pod=decision.pod_name,
+        namespace=decision.namespace,
+        service_account=decision.service_account,
+        credential=used.credential if used is not None else None,
         message=detail,
     )

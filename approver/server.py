@@ -1,19 +1,20 @@
-"""The approver's aiohttp application and server. Handlers are thin: parse, call, render.
+"""The approver's aiohttp application and server: app factory, background tasks, serving.
 
-Routes:
+Routes (handlers in :mod:`approver.http_agents` and :mod:`approver.http_admin`):
 
-* ``POST /api/v1/agents/register``: StreamSpace's registration call (:mod:`approver.wire`);
-  200 approved / 202 pending / 403 rejected (:mod:`approver.answers`), 400 malformed body,
-  415 not JSON, 413 body over 64 KiB, 503 + ``Retry-After`` when the database is unavailable.
-* ``GET /api/v1/admin/agents[?status=pending|active|inactive|rejected]``: ``{"agents": [...]}``.
-* ``POST /api/v1/admin/agents/{agentId}/approve`` and ``.../reject``: ``{"agent": {...}}``, or 404.
-  Admin routes need ``Authorization: Bearer <token>`` (``adminTokensFile``); otherwise 401 with
-  ``WWW-Authenticate: Bearer`` (RFC 6750 section 3).
+* ``POST /api/v1/agents/register``: StreamSpace's registration call.
+* ``POST /api/v1/agents/review``: credential review for a control plane.
+* ``/api/v1/admin/agents...``: list, get, approve, reject, revoke, delete, bulk-approve.
+* ``GET /api/v1/audit``: the stored audit chain.
 * ``GET /healthz``: 200 while the process serves. ``GET /readyz``: 200 when the database answers,
   503 otherwise.
 
 Database trouble anywhere becomes 503 with ``Retry-After: retryAfterSeconds`` (DESIGN,
 "Failure semantics"); domain errors never leave a handler as exceptions.
+
+Background tasks (started with the app, cancelled at cleanup): the pending sweeper
+(:mod:`approver.sweeper`) and, with ``kubernetes.enabled`` and ``kubernetes.watch``, the pod
+watch (:mod:`approver.kube.watch`, :mod:`approver.reconcile`).
 """
 
 from __future__ import annotations
@@ -24,20 +25,44 @@ import logging
 import signal
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from aiohttp import web
+from kubernetes_asyncio.client import ApiClient
 
+from approver import http_admin, http_agents
 from approver.admin import AdminService
-from approver.admin_tokens import AdminTokens, AdminTokensError, bearer_token
-from approver.answers import agent_json, error_body, registration_answer
+from approver.admin_tokens import AdminTokensError, TokenFile
+from approver.app_keys import (
+    ADMIN_KEY,
+    ADMIN_TOKENS_KEY,
+    AUDIT_KEY,
+    REGISTRAR_KEY,
+    REVIEW_TOKENS_KEY,
+    REVIEWER_KEY,
+    SETTINGS_KEY,
+    STORE_KEY,
+)
 from approver.config import ApproverSettings, ConfigError, env_name
 from approver.decision import DecisionPolicy
-from approver.records import AgentStatus
+from approver.http_common import json_error, json_response
+from approver.kube.client import KubernetesConfigError, open_api_client
+from approver.kube.pods import KubePods
+from approver.kube.selector import selector_string
+from approver.kube.watch import PodWatcher
+from approver.quota import QuotaPolicy
+from approver.reconcile import PodReconciler
 from approver.registration import Registrar
+from approver.review import CredentialReviewer
 from approver.store import Store, StoreUnavailable
-from approver.wire import BadRequest, parse_registration
-from bootstrap_token import AuditEvent, AuditSink, KeyLoadError, KeySet, VerificationPolicy
+from approver.store.batcher import WriteBatcher
+from approver.sweeper import PendingSweeper
+from approver.verifiers import (
+    CredentialVerifier,
+    configured_bootstrap_checks,
+    configured_verifiers,
+)
+from bootstrap_token import AuditSink, KeyLoadError, KeySet, VerificationPolicy
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +70,21 @@ log = logging.getLogger(__name__)
 #: leave room, but far below aiohttp's 1 MiB default: the endpoint is unauthenticated.
 MAX_REQUEST_BYTES = 64 * 1024
 
-REGISTER_PATH = "/api/v1/agents/register"
-ADMIN_AGENTS_PATH = "/api/v1/admin/agents"
-_REALM = 'Bearer realm="agent-bootstrap-approver"'
+# Re-exported for callers that knew them here.
+REGISTER_PATH = http_agents.REGISTER_PATH
+ADMIN_AGENTS_PATH = http_admin.ADMIN_AGENTS_PATH
+__all__ = [
+    "ADMIN_AGENTS_PATH",
+    "REGISTER_PATH",
+    "STORE_KEY",
+    "SWEEPER_KEY",
+    "WATCHER_KEY",
+    "create_app",
+    "serve",
+]
 
-SETTINGS_KEY = web.AppKey("settings", ApproverSettings)
-STORE_KEY = web.AppKey("store", Store)
-REGISTRAR_KEY = web.AppKey("registrar", Registrar)
-ADMIN_KEY = web.AppKey("admin", AdminService)
-ADMIN_TOKENS_KEY = web.AppKey("admin_tokens", AdminTokens)
-AUDIT_KEY = web.AppKey("audit", AuditSink)
-
+WATCHER_KEY = web.AppKey("pod_watcher", PodWatcher)
+SWEEPER_KEY = web.AppKey("pending_sweeper", PendingSweeper)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -66,6 +95,9 @@ def create_app(
     store: Store,
     clock: Callable[[], float] = time.time,
     audit: AuditSink | None = None,
+    kube: ApiClient | None = None,
+    verifiers: Sequence[CredentialVerifier] | None = None,
+    background: bool = True,
 ) -> web.Application:
     """Build the application.
 
@@ -75,16 +107,36 @@ def create_app(
         store: an opened (and migrated) store; the application closes it on cleanup.
         clock: seconds since the epoch; tokens are verified and records stamped with it.
         audit: audit sink (default: JSON lines on the ``agent_bootstrap.audit`` logger).
+        kube: the Kubernetes client, required when ``kubernetes.enabled`` (:func:`serve` makes
+            one from ``kubernetes.kubeconfig`` or the in-cluster config; tests pass one for a
+            stand-in). The application closes it on cleanup.
+        verifiers: step-3/4 verifiers; default :func:`approver.verifiers.configured_verifiers`.
+        background: start the sweeper and the pod watch (tests of single requests turn them
+            off).
 
     Raises:
-        ConfigError: ``adminTokensFile`` cannot be read or parsed (the message names it).
+        ConfigError: ``adminTokensFile``/``reviewTokensFile`` cannot be read or parsed, or
+            Kubernetes is enabled without a client.
     """
+    if settings.kubernetes.enabled and kube is None:
+        raise ConfigError(
+            f"{_field('kubernetes', 'enabled')}: no Kubernetes client (serve() builds one "
+            "from kubernetes.kubeconfig or the in-cluster configuration)"
+        )
     sink = audit or AuditSink()
     app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[_store_errors])
     app[SETTINGS_KEY] = settings
     app[STORE_KEY] = store
     app[AUDIT_KEY] = sink
-    app[ADMIN_TOKENS_KEY] = load_admin_tokens(settings)
+    app[ADMIN_TOKENS_KEY] = _token_file(settings, "adminTokensFile")
+    app[REVIEW_TOKENS_KEY] = _token_file(settings, "reviewTokensFile")
+    pods = (
+        KubePods(kube, timeout_seconds=settings.kubernetes.request_timeout_seconds)
+        if kube is not None and settings.kubernetes.enabled
+        else None
+    )
+    if verifiers is None:
+        verifiers = configured_verifiers(settings, kube=kube)
     app[REGISTRAR_KEY] = Registrar(
         store=store,
         key_set=key_set,
@@ -97,24 +149,82 @@ def create_app(
         policy=DecisionPolicy(
             auto_approve=settings.auto_approve.enabled,
             agent_id_prefix=settings.agent_id_prefix,
+            kubernetes=pods is not None,
+            quota=QuotaPolicy(
+                per_namespace=settings.auto_approve.max_active_per_namespace,
+                per_owner=settings.auto_approve.max_active_per_owner,
+            ),
+            bootstrap_checks=configured_bootstrap_checks(settings),
         ),
         audit=sink,
         clock=clock,
+        pods=pods,
+        token_annotation=settings.kubernetes.token_annotation,
+        verifiers=verifiers,
+        writer=WriteBatcher(
+            store,
+            max_batch=settings.write_batch_size,
+            max_parallel=1 if store.dialect == "sqlite" else settings.write_concurrency,
+        ),
     )
     app[ADMIN_KEY] = AdminService(store=store, audit=sink, clock=clock)
-    app.cleanup_ctx.append(_close_store)
-    app.router.add_post(REGISTER_PATH, register)
-    app.router.add_get(ADMIN_AGENTS_PATH, admin_list)
-    app.router.add_post(ADMIN_AGENTS_PATH + "/{agent_id}/approve", admin_approve)
-    app.router.add_post(ADMIN_AGENTS_PATH + "/{agent_id}/reject", admin_reject)
+    app[REVIEWER_KEY] = CredentialReviewer(store=store, audit=sink, clock=clock)
+    app[SWEEPER_KEY] = PendingSweeper(
+        store=store, audit=sink, clock=clock, ttl_seconds=settings.pending_ttl_seconds
+    )
+    if pods is not None and settings.kubernetes.watch:
+        app[WATCHER_KEY] = PodWatcher(
+            pods,
+            namespaces=sorted(settings.trust.namespaces),
+            label_selector=selector_string(settings.trust.pod_selector),
+            handler=PodReconciler(store=store, audit=sink, clock=clock),
+            clock=clock,
+            watch_timeout_seconds=settings.kubernetes.watch_timeout_seconds,
+            resync_seconds=settings.kubernetes.resync_seconds,
+        )
+    app.cleanup_ctx.append(_resources(kube))
+    if background:
+        app.cleanup_ctx.append(_background)
+    http_agents.add_routes(app)
+    http_admin.add_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app
 
 
-async def _close_store(app: web.Application) -> AsyncIterator[None]:
+def _resources(
+    kube: ApiClient | None,
+) -> Callable[[web.Application], contextlib.AbstractAsyncContextManager[None]]:
+    @contextlib.asynccontextmanager
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if kube is not None:
+                await kube.close()
+            await app[STORE_KEY].close()
+
+    return resources
+
+
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    """The sweeper and the pod watch, for the life of the app."""
+    settings = app[SETTINGS_KEY]
+    sweeper = app[SWEEPER_KEY]
+    tasks = [
+        asyncio.create_task(
+            sweeper.run(interval_seconds=settings.sweep_interval_seconds), name="pending-sweeper"
+        )
+    ]
+    watcher = app.get(WATCHER_KEY)
+    if watcher is not None:
+        tasks.append(asyncio.create_task(watcher.run(), name="pod-watch"))
     yield
-    await app[STORE_KEY].close()
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
 
 
 @web.middleware
@@ -125,114 +235,22 @@ async def _store_errors(request: web.Request, handler: Handler) -> web.StreamRes
     except StoreUnavailable as exc:
         log.warning("%s %s: %s", request.method, request.path, exc)
         retry_after = request.app[SETTINGS_KEY].retry_after_seconds
-        return web.json_response(
-            error_body("store_unavailable", "the approver's database is unavailable; retry"),
-            status=503,
-            headers={"Retry-After": str(retry_after)},
+        response = json_error(
+            503, "store_unavailable", "the approver's database is unavailable; retry"
         )
-
-
-def _json_error(status: int, code: str, message: str | None = None) -> web.Response:
-    return web.json_response(error_body(code, message), status=status)
-
-
-# --- registration ----------------------------------------------------------------------------
-
-
-async def register(request: web.Request) -> web.Response:
-    """``POST /api/v1/agents/register``: decide a registration (see module docstring)."""
-    if request.content_type != "application/json":
-        return _json_error(415, "unsupported_media_type", "send Content-Type: application/json")
-    try:
-        data = await request.json()
-    except ValueError:
-        return _json_error(400, "invalid_json", "the body is not JSON")
-    try:
-        body = parse_registration(data)
-    except BadRequest as exc:
-        return _json_error(400, exc.code, exc.message)
-    result = await request.app[REGISTRAR_KEY].register(request=body, headers=request.headers)
-    status, payload = registration_answer(result.decision, result.agent)
-    return web.json_response(payload, status=status)
-
-
-# --- admin -----------------------------------------------------------------------------------
-
-
-def _actor(request: web.Request) -> str:
-    """The authenticated administrator, or raise 401 (and audit the refusal)."""
-    token = bearer_token(request.headers.get("Authorization"))
-    actor = request.app[ADMIN_TOKENS_KEY].authenticate(token) if token is not None else None
-    if actor is not None:
-        return actor
-    reason = "missing_bearer" if token is None else "bad_bearer"
-    request.app[AUDIT_KEY].emit(
-        AuditEvent(
-            component="approver",
-            event="admin.auth",
-            decision="denied",
-            reason=reason,
-            security=token is not None,
-            message=f"{request.method} {request.path}",
-        )
-    )
-    challenge = _REALM if token is None else _REALM + ', error="invalid_token"'
-    raise web.HTTPUnauthorized(
-        text='{"error": "unauthorized"}',
-        content_type="application/json",
-        headers={"WWW-Authenticate": challenge},
-    )
-
-
-async def admin_list(request: web.Request) -> web.Response:
-    """``GET /api/v1/admin/agents[?status=...]``: ``{"agents": [record, ...]}``, oldest first."""
-    actor = _actor(request)
-    raw = request.query.get("status")
-    status: AgentStatus | None = None
-    if raw is not None:
-        try:
-            status = AgentStatus(raw)
-        except ValueError:
-            allowed = ", ".join(s.value for s in AgentStatus)
-            return _json_error(400, "invalid_status", f"status must be one of: {allowed}")
-    agents = await request.app[ADMIN_KEY].list_agents(actor=actor, status=status)
-    return web.json_response({"agents": [agent_json(a) for a in agents]})
-
-
-async def admin_approve(request: web.Request) -> web.Response:
-    """``POST /api/v1/admin/agents/{agentId}/approve``: ``{"agent": record}`` or 404."""
-    actor = _actor(request)
-    agent = await request.app[ADMIN_KEY].approve(
-        agent_id=request.match_info["agent_id"], actor=actor
-    )
-    if agent is None:
-        return _json_error(404, "agent_not_found")
-    return web.json_response({"agent": agent_json(agent)})
-
-
-async def admin_reject(request: web.Request) -> web.Response:
-    """``POST /api/v1/admin/agents/{agentId}/reject``: ``{"agent": record}`` or 404."""
-    actor = _actor(request)
-    agent = await request.app[ADMIN_KEY].reject(
-        agent_id=request.match_info["agent_id"], actor=actor
-    )
-    if agent is None:
-        return _json_error(404, "agent_not_found")
-    return web.json_response({"agent": agent_json(agent)})
-
-
-# --- health ----------------------------------------------------------------------------------
+        response.headers["Retry-After"] = str(retry_after)
+        return response
 
 
 async def healthz(request: web.Request) -> web.Response:
     """``GET /healthz``: 200 ``{"status": "ok"}`` while the process serves (liveness)."""
-    return web.json_response({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 async def readyz(request: web.Request) -> web.Response:
     """``GET /readyz``: 200 when the database answers, else 503 via the middleware."""
     await request.app[STORE_KEY].ping()
-    return web.json_response({"status": "ready"})
+    return json_response({"status": "ready"})
 
 
 # --- resources from settings -----------------------------------------------------------------
@@ -260,19 +278,21 @@ def load_key_set(settings: ApproverSettings) -> KeySet:
     return key_set
 
 
-def load_admin_tokens(settings: ApproverSettings) -> AdminTokens:
-    """The admin tokens from ``adminTokensFile``, or none (admin API closed) when unset.
+def _token_file(settings: ApproverSettings, key: str) -> TokenFile:
+    path = settings.admin_tokens_file if key == "adminTokensFile" else settings.review_tokens_file
+    try:
+        return TokenFile(path)
+    except AdminTokensError as exc:
+        raise ConfigError(f"{_field(key)}: {exc}") from None
+
+
+def load_admin_tokens(settings: ApproverSettings) -> TokenFile:
+    """The admin tokens file (re-read when it changes), or none (admin API closed) when unset.
 
     Raises:
         ConfigError: the file cannot be read, or a line is invalid (line number, never content).
     """
-    path = settings.admin_tokens_file
-    if path is None:
-        return AdminTokens()
-    try:
-        return AdminTokens.from_file(path)
-    except AdminTokensError as exc:
-        raise ConfigError(f"{_field('adminTokensFile')}: {exc}") from None
+    return _token_file(settings, "adminTokensFile")
 
 
 def server_ssl_context(settings: ApproverSettings) -> ssl.SSLContext | None:
@@ -295,12 +315,30 @@ def server_ssl_context(settings: ApproverSettings) -> ssl.SSLContext | None:
     return context
 
 
+def open_store(settings: ApproverSettings) -> Store:
+    """The store of ``databaseUrl``. Raises ConfigError for an unsupported URL."""
+    try:
+        return Store.open(settings.database_url, pool_size=settings.database_pool_size)
+    except ValueError as exc:
+        raise ConfigError(f"{_field('databaseUrl')}: {exc}") from None
+
+
+async def open_kube(settings: ApproverSettings) -> ApiClient | None:
+    """The Kubernetes client when ``kubernetes.enabled``, else None. Raises ConfigError."""
+    if not settings.kubernetes.enabled:
+        return None
+    try:
+        return await open_api_client(kubeconfig=settings.kubernetes.kubeconfig)
+    except KubernetesConfigError as exc:
+        raise ConfigError(f"{_field('kubernetes', 'kubeconfig')}: {exc}") from None
+
+
 async def serve(settings: ApproverSettings, *, stop: asyncio.Event | None = None) -> None:
     """Run the approver until SIGTERM/SIGINT (or until ``stop`` is set).
 
-    Loads the key set, the TLS context and the admin tokens, opens the store and migrates it,
-    then serves on ``host:port`` (HTTPS when ``tlsCertFile`` is set) until told to stop, and
-    closes everything on the way out.
+    Loads the key set, the TLS context and the tokens files, opens the store and migrates it,
+    opens the Kubernetes client when enabled, then serves on ``host:port`` (HTTPS when
+    ``tlsCertFile`` is set) until told to stop, and closes everything on the way out.
 
     Raises:
         ConfigError: a file named by the settings cannot be used.
@@ -308,34 +346,38 @@ async def serve(settings: ApproverSettings, *, stop: asyncio.Event | None = None
     """
     key_set = load_key_set(settings)
     ssl_context = server_ssl_context(settings)
+    store = open_store(settings)
+    kube: ApiClient | None = None
     try:
-        store = Store.open(settings.database_url)
-    except ValueError as exc:
-        raise ConfigError(f"{_field('databaseUrl')}: {exc}") from None
-    try:
-        app = create_app(settings, key_set=key_set, store=store)
         await store.migrate()
+        kube = await open_kube(settings)
+        app = create_app(settings, key_set=key_set, store=store, kube=kube)
     except BaseException:
+        if kube is not None:
+            await kube.close()
         await store.close()
         raise
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, settings.host, settings.port, ssl_context=ssl_context)
+        site = web.TCPSite(
+            runner, settings.host, settings.port, ssl_context=ssl_context, backlog=1024
+        )
         await site.start()
         scheme = "https" if ssl_context else "http"
         if ssl_context is None:
             log.warning("serving plain HTTP: terminate TLS in front of the approver")
         log.info(
             "approver listening on %s://%s:%d (database %s, auto-approve %s, %d key(s), "
-            "%d admin token(s))",
+            "%d admin token(s), kubernetes %s)",
             scheme,
             settings.host,
             settings.port,
             store.url,
             "on" if settings.auto_approve.enabled else "off",
             len(key_set),
-            len(app[ADMIN_TOKENS_KEY]),
+            len(app[ADMIN_TOKENS_KEY].current()),
+            "on" if settings.kubernetes.enabled else "off",
         )
         await _wait(stop)
     finally:

@@ -9,19 +9,28 @@ The registration body is exactly what StreamSpace's k8s-agent sends
      "capacity": {"maxCpu": 100, "maxMemory": 128, "maxSessions": 100},   # optional
      "metadata": {"namespace": "streamspace", "kubernetes": true}}       # optional
 
+Unknown members are ignored, at the top level and in ``capacity``: StreamSpace may add fields
+to its agent's request in a later version, and an approver that answered those agents 400 would
+stop every registration of a fleet at once. Known members stay typed and validated (a
+``capacity.maxCpu`` that is not an integer is still 400), and only known members are stored.
+``metadata`` is free-form by design; the approver reads ``metadata.podName`` and
+``metadata.podNamespace`` from it (:mod:`approver.binding`).
+
 Answers are built in :mod:`approver.answers`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class _Wire(BaseModel):
     model_config = ConfigDict(
-        frozen=True, extra="forbid", validate_by_name=True, validate_by_alias=True
+        frozen=True, extra="ignore", validate_by_name=True, validate_by_alias=True
     )
 
 
@@ -34,7 +43,7 @@ class Capacity(_Wire):
 
 
 class RegistrationRequest(_Wire):
-    """``POST /api/v1/agents/register`` body. Unknown members are refused (400)."""
+    """``POST /api/v1/agents/register`` body. Unknown members are ignored (module docstring)."""
 
     agent_id: str = Field(alias="agentId", min_length=1, max_length=253)
     platform: str = Field(min_length=1, max_length=64)
@@ -72,3 +81,32 @@ def describe_validation(exc: ValidationError) -> str:
         loc = ".".join(str(p) for p in err["loc"]) or "body"
         parts.append(f"{loc}: {err['msg']}")
     return "; ".join(parts)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", validate_by_name=True, validate_by_alias=True
+    )
+
+
+class BulkApproveRequest(_Strict):
+    """``POST /api/v1/admin/agents/bulk-approve`` body: approve every pending agent of one
+    controller owner (its UID, e.g. a ReplicaSet's), optionally in one namespace only."""
+
+    owner_uid: str = Field(alias="ownerUid", min_length=1, max_length=64)
+    namespace: str | None = Field(default=None, min_length=1, max_length=63)
+
+
+class ReviewRequest(_Strict):
+    """``POST /api/v1/agents/review`` body: the per-agent API key to review (it may come in
+    the ``X-Agent-API-Key`` header instead)."""
+
+    api_key: str = Field(alias="apiKey", min_length=1, max_length=256)
+
+
+def parse_model(model: type[_M], data: object) -> _M:
+    """Validate ``data`` as ``model``. Raises :class:`BadRequest` (members named, not values)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise BadRequest("invalid_request", describe_validation(exc)) from None

@@ -8,6 +8,12 @@ lengths, CHECK constraints instead of native enums, JSON (JSONB on PostgreSQL), 
 when the ``jti`` is already there (DESIGN, "Store": "enforced by the database ... not by a
 read-then-write in Python"). There is deliberately no foreign key from ``token_uses`` to
 ``agents``: a burnt ``jti`` stays burnt even if its agent's record is deleted later.
+
+``audit_events`` is the hash chain (:mod:`approver.audit_chain`): ``seq`` is the primary key and
+the chain order. ``audit_chain_head`` holds exactly one row (``id = 1``): the last ``seq`` and
+``hash``. Every append locks that row (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's
+``BEGIN IMMEDIATE`` serialises writers already), so two replicas never chain two events to the
+same predecessor (see :meth:`approver.store.Transaction.append_audit`).
 """
 
 from __future__ import annotations
@@ -88,6 +94,15 @@ agents = sa.Table(
     sa.Column("credential_hash", sa.String(64), nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+    # 0002
+    sa.Column("service_account", sa.String(253), nullable=True),
+    sa.Column("owner_kind", sa.String(63), nullable=True),
+    sa.Column("owner_name", sa.String(253), nullable=True),
+    sa.Column("owner_uid", sa.String(64), nullable=True),
+    sa.Column("api_key_hash", sa.String(64), nullable=True),
+    sa.Column("api_key_issued_at", UTCDateTime(), nullable=True),
+    sa.Column("expired_at", UTCDateTime(), nullable=True),
+    sa.Column("updated_by", sa.String(128), nullable=True),
     sa.UniqueConstraint("agent_id"),
     sa.CheckConstraint(_one_of("status", [s.value for s in AgentStatus]), name="status"),
     sa.CheckConstraint(
@@ -95,6 +110,11 @@ agents = sa.Table(
         name="approval_method",
     ),
     sa.Index(None, "status"),
+    sa.Index("ix_agents_namespace_status", "namespace", "status"),
+    sa.Index(None, "owner_uid"),
+    sa.Index(None, "pod_uid"),
+    sa.Index(None, "created_at"),
+    sa.Index("ix_agents_api_key_hash", "api_key_hash", unique=True),
 )
 
 token_uses = sa.Table(
@@ -106,4 +126,43 @@ token_uses = sa.Table(
     sa.Column("namespace", sa.String(63), nullable=False),
     sa.Column("used_at", UTCDateTime(), nullable=False),
     sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("pod_uid", sa.String(64), nullable=True),  # 0002
+)
+
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("seq", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("time", UTCDateTime(), nullable=False),
+    sa.Column("component", sa.String(32), nullable=False),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("decision", sa.String(64), nullable=False),
+    sa.Column("reason", sa.String(64), nullable=False),
+    sa.Column("security", sa.Boolean(), nullable=False),
+    sa.Column("actor", sa.String(128), nullable=True),
+    sa.Column("cluster", sa.String(253), nullable=True),
+    sa.Column("namespace", sa.String(63), nullable=True),
+    sa.Column("pod", sa.String(253), nullable=True),
+    sa.Column("service_account", sa.String(253), nullable=True),
+    sa.Column("jti", sa.String(64), nullable=True),
+    sa.Column("kid", sa.String(64), nullable=True),
+    sa.Column("admission_uid", sa.String(64), nullable=True),
+    sa.Column("agent_id", sa.String(253), nullable=True),
+    sa.Column("approval_method", sa.String(16), nullable=True),
+    sa.Column("credential", sa.String(32), nullable=True),
+    sa.Column("dry_run", sa.Boolean(), nullable=True),
+    sa.Column("message", sa.Text(), nullable=True),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Index(None, "agent_id"),
+    sa.Index(None, "time"),
+)
+
+audit_chain_head = sa.Table(
+    "audit_chain_head",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.BigInteger(), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.CheckConstraint("id = 1", name="single_row"),
 )

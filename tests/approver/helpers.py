@@ -42,6 +42,11 @@ GENERATE_NAME = REPLICASET + "-"
 POD_NAME = GENERATE_NAME + "x2x7q"
 AGENT_ID_PREFIX = "k8s-prod-cluster"
 AGENT_ID = f"{AGENT_ID_PREFIX}-{POD_NAME}"
+#: The ReplicaSet's UID (the token's ``owner.uid``, the pod's controller).
+OWNER_UID = str(uuid.uuid5(uuid.NAMESPACE_URL, REPLICASET))
+OWNER = {"kind": "ReplicaSet", "name": REPLICASET, "uid": OWNER_UID}
+#: The annotation the webhook stamps.
+ANNOTATION = "agents.streamspace.io/bootstrap-token"
 #: A second pod of the same ReplicaSet: another agent that a copied token must not approve.
 SECOND_POD_NAME = GENERATE_NAME + "bq4zt"
 SECOND_AGENT_ID = f"{AGENT_ID_PREFIX}-{SECOND_POD_NAME}"
@@ -75,11 +80,7 @@ def streamspace_claims(
             "pod": (pod or PodRef(generate_name=GENERATE_NAME)).model_dump(
                 by_alias=True, exclude_none=True
             ),
-            "owner": OwnerRef(
-                kind="ReplicaSet",
-                name=REPLICASET,
-                uid=str(uuid.uuid5(uuid.NAMESPACE_URL, REPLICASET)),
-            ).model_dump(),
+            "owner": OwnerRef(kind="ReplicaSet", name=REPLICASET, uid=OWNER_UID).model_dump(),
             "admissionUid": str(uuid.uuid4()),
         }
     )

@@ -202,3 +202,74 @@ class TestEnvName:
     def test_env_name(self, loc: tuple[str, ...], expected: str) -> None:
         """File keys map to their environment variable names."""
         assert env_name(loc) == expected
+
+
+class TestLifecycleSettings:
+    def test_defaults(self) -> None:
+        """Kubernetes off, 24 h pending TTL, 5 min sweeps, group commit of 64, no quota."""
+        settings = load_settings(environ={})
+        assert settings.kubernetes.enabled is False
+        assert settings.kubernetes.kubeconfig is None
+        assert settings.kubernetes.token_annotation == "agents.streamspace.io/bootstrap-token"
+        assert (settings.kubernetes.watch, settings.kubernetes.watch_timeout_seconds) == (True, 300)
+        assert (settings.pending_ttl_seconds, settings.sweep_interval_seconds) == (86400, 300)
+        assert (settings.write_batch_size, settings.database_pool_size) == (64, 10)
+        assert settings.write_concurrency == 1
+        assert settings.auto_approve.max_active_per_namespace is None
+        assert settings.auto_approve.max_active_per_owner is None
+        assert settings.review_tokens_file is None
+
+    def test_file_and_environment(
+        self, tmp_path: Path, files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The new keys read from camelCase YAML and from nested environment variables."""
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text("placeholder\n", encoding="utf-8")
+        path = _write(
+            tmp_path,
+            f"""
+kubernetes:
+  enabled: true
+  kubeconfig: {kubeconfig}
+  tokenAnnotation: example.com/token
+  requestTimeoutSeconds: 2.5
+  watchTimeoutSeconds: 60
+autoApprove:
+  maxActivePerNamespace: 50
+  maxActivePerOwner: 20
+pendingTtlSeconds: 3600
+reviewTokensFile: {files["tokens"]}
+""",
+        )
+        monkeypatch.setenv(PREFIX + "WRITE_BATCH_SIZE", "1")
+        monkeypatch.setenv(PREFIX + "KUBERNETES__WATCH", "false")
+        settings = load_settings(config_file=path, environ={})
+        assert settings.kubernetes.enabled is True
+        assert settings.kubernetes.kubeconfig == kubeconfig
+        assert settings.kubernetes.token_annotation == "example.com/token"
+        assert (settings.kubernetes.request_timeout_seconds, settings.kubernetes.watch) == (
+            2.5,
+            False,
+        )
+        assert (settings.auto_approve.max_active_per_namespace,
+                settings.auto_approve.max_active_per_owner) == (50, 20)  # fmt: skip
+        assert (settings.pending_ttl_seconds, settings.write_batch_size) == (3600, 1)
+        assert settings.review_tokens_file == files["tokens"]
+
+    @pytest.mark.parametrize(
+        ("text", "mentions"),
+        [
+            ("kubernetes:\n  kubeconfig: {kubeconfig}\n", "kubernetes.kubeconfig is set"),
+            ("autoApprove:\n  maxActivePerNamespace: 0\n", "autoApprove.maxActivePerNamespace"),
+            ("pendingTtlSeconds: 5\n", "pendingTtlSeconds"),
+            ("writeBatchSize: 0\n", "writeBatchSize"),
+            ("kubernetes:\n  enabeld: true\n", "kubernetes.enabeld: unknown key"),
+        ],
+    )
+    def test_invalid(self, tmp_path: Path, text: str, mentions: str) -> None:
+        """Bad lifecycle settings are refused at start, naming the field."""
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text("x\n", encoding="utf-8")
+        path = _write(tmp_path, text.format(kubeconfig=kubeconfig))
+        with pytest.raises(ConfigError, match=mentions):
+            load_settings(config_file=path, environ={})

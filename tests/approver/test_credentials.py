@@ -12,8 +12,11 @@ from multidict import CIMultiDict
 from approver.credentials import (
     API_KEY_HEADER,
     BOOTSTRAP_TOKEN_HEADER,
+    SERVICE_ACCOUNT_TOKEN_HEADER,
     bootstrap_credential,
     looks_like_jwt,
+    presented_credentials,
+    sha256_hex,
 )
 from bootstrap_token import SigningKey, fingerprint
 from tests.approver.helpers import alg_none, header_with, mint_token
@@ -98,3 +101,50 @@ class TestLooksLikeJwt:
     def test_api_key_alphabet_without_dots_is_no_jwt(self, value: str) -> None:
         """A key without two dots is never taken for a token."""
         assert looks_like_jwt(value) is False
+
+
+class TestPresented:
+    def test_every_header_is_hashed(self, token: str) -> None:
+        """Bootstrap token, API key and service-account token are each hashed; the bootstrap
+        token is the primary credential of a new registration."""
+        presented = presented_credentials(
+            CIMultiDict(
+                {
+                    BOOTSTRAP_TOKEN_HEADER: token,
+                    API_KEY_HEADER: "abk_some_api_key_0123",
+                    SERVICE_ACCOUNT_TOKEN_HEADER: "sa.token.value",
+                }
+            )
+        )
+        assert presented.api_key == "abk_some_api_key_0123"
+        assert presented.digests == {
+            sha256_hex(token),
+            sha256_hex("abk_some_api_key_0123"),
+            sha256_hex("sa.token.value"),
+        }
+        assert presented.primary == sha256_hex(token)
+        assert presented.primary_fingerprint == fingerprint(token)
+        for secret in (token, "abk_some_api_key_0123", "sa.token.value"):
+            assert secret not in repr(presented)
+
+    def test_jwt_in_the_api_key_header_is_not_an_api_key(self, token: str) -> None:
+        """StreamSpace's zero-change path: the token in X-Agent-API-Key is the bootstrap token,
+        not also an API key."""
+        presented = presented_credentials(CIMultiDict({API_KEY_HEADER: token}))
+        assert presented.bootstrap is not None
+        assert presented.api_key is None
+        assert presented.digests == {sha256_hex(token)}
+
+    def test_nothing_presented(self) -> None:
+        """No credential: no digests, and proves only a registration made without one."""
+        presented = presented_credentials(CIMultiDict({}))
+        assert (presented.primary, presented.digests) == (None, frozenset())
+        assert presented.proves(None) is True
+        assert presented.proves("a" * 64) is False
+
+    def test_unverified_kid_is_read_once(self, token: str) -> None:
+        """The credential carries the header's kid (unverified), for records and events."""
+        credential = bootstrap_credential(CIMultiDict({BOOTSTRAP_TOKEN_HEADER: token}))
+        assert credential is not None
+        assert credential.kid is not None
+        assert len(credential.kid) == 43

@@ -13,10 +13,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from approver.credentials import presented_credentials
 from approver.decision import (
     Decision,
     DecisionPolicy,
     Effect,
+    Facts,
     Outcome,
     Step,
     StoreView,
@@ -74,6 +76,8 @@ def _record(
     credential_hash: str | None,
     reason: str,
     approval_method: ApprovalMethod | None = None,
+    api_key_hash: str | None = None,
+    expired: bool = False,
 ) -> AgentRecord:
     at = datetime.fromtimestamp(NOW - 60, UTC)
     return AgentRecord(
@@ -97,6 +101,8 @@ def _record(
         credential_hash=credential_hash,
         created_at=at,
         updated_at=at,
+        api_key_hash=api_key_hash,
+        expired_at=at if expired else None,
     )
 
 
@@ -110,14 +116,23 @@ def known(
     *,
     same_credential: bool = True,
     approval_method: ApprovalMethod | None = None,
+    key_issued: bool = True,
+    expired: bool = False,
 ) -> ViewFactory:
-    """A view holding this agent's record, made with this request's credential or another."""
+    """A view holding this agent's record, made with this request's credential or another
+    (an active record has its per-agent key issued unless ``key_issued`` is False)."""
 
     def view(credential_hash: str | None, jti: str | None) -> StoreView:
         stored = credential_hash if same_credential else "0" * 64
+        key = "k" * 64 if key_issued and status is AgentStatus.ACTIVE else None
         return StoreView(
             agent=_record(
-                status, credential_hash=stored, reason=reason, approval_method=approval_method
+                status,
+                credential_hash=stored,
+                reason=reason,
+                approval_method=approval_method,
+                api_key_hash=key,
+                expired=expired,
             )
         )
 
@@ -205,8 +220,13 @@ CASES = [
          metadata={"podName": "other-pod-x2x7q"}),
     Case("metadata.podName not a string", _valid, P, "binding_not_provable", Effect.CREATE,
          metadata={"podName": 42}),
-    Case("metadata.namespace differs", _valid, P, "namespace_mismatch", Effect.CREATE,
-         metadata={"namespace": "default", "kubernetes": True}),
+    Case("metadata.namespace (the agent's session namespace) is not compared", _valid, A,
+         "bootstrap_token_accepted", Effect.CREATE,
+         metadata={"namespace": "default", "kubernetes": True}, approval_method=NS),
+    Case("metadata.podNamespace differs", _valid, P, "namespace_mismatch", Effect.CREATE,
+         metadata={"namespace": NAMESPACE, "podNamespace": "default"}),
+    Case("metadata.podNamespace equal", _valid, A, "bootstrap_token_accepted", Effect.CREATE,
+         metadata={"podNamespace": NAMESPACE}, approval_method=NS),
     Case("no metadata.namespace", _valid, A, "bootstrap_token_accepted", Effect.CREATE,
          metadata={}, approval_method=NS),
     # -- the jti -----------------------------------------------------------------------------
@@ -231,9 +251,23 @@ CASES = [
     Case("retry after an admin rejected", _valid, R, "rejected_by_admin", Effect.NONE,
          view=known(AgentStatus.REJECTED, "rejected_by_admin")),
     Case("retry while pending keeps the reason", _valid, P, "expired", Effect.NONE,
-         view=known(AgentStatus.PENDING, "expired")),
-    Case("retry of an inactive agent", _valid, R, "agent_inactive", Effect.NONE,
-         view=known(AgentStatus.INACTIVE, "bootstrap_token_accepted")),
+         verify_at=EXPIRY + 30, view=known(AgentStatus.PENDING, "expired")),
+    Case("retry while pending is re-evaluated: trust added since", _valid, A,
+         "bootstrap_token_accepted", Effect.ACTIVATE, approval_method=NS,
+         view=known(AgentStatus.PENDING, "namespace_not_trusted")),
+    Case("retry while pending with a new pending reason", _valid, P, "expired", Effect.REFRESH,
+         verify_at=EXPIRY + 30, view=known(AgentStatus.PENDING, "namespace_not_trusted")),
+    Case("retry of an expired pending registration is frozen", _valid, P, "pending_expired",
+         Effect.NONE, view=known(AgentStatus.PENDING, "pending_expired", expired=True)),
+    Case("retry of an agent whose pod was deleted", _valid, R, "pod_deleted", Effect.NONE,
+         view=known(AgentStatus.INACTIVE, "pod_deleted")),
+    Case("retry of a revoked agent", _valid, R, "revoked_by_admin", Effect.NONE,
+         view=known(AgentStatus.INACTIVE, "revoked_by_admin")),
+    Case("retry after an admin approved a token registration issues the key", _valid, A,
+         "approved_by_admin", Effect.ISSUE_KEY,
+         view=known(AgentStatus.ACTIVE, "approved_by_admin",
+                    approval_method=ApprovalMethod.MANUAL, key_issued=False),
+         approval_method=ApprovalMethod.MANUAL),
     Case("retry after the token expired still approved", _valid, A, "bootstrap_token_accepted",
          Effect.NONE, verify_at=EXPIRY + 3600,
          view=known(AgentStatus.ACTIVE, "bootstrap_token_accepted", approval_method=NS),
@@ -254,8 +288,11 @@ CASES = [
          approval_method=NS),
     Case("valid token for an inactive agent (pod recreated)", _valid, A,
          "bootstrap_token_accepted", Effect.REBIND,
-         view=known(AgentStatus.INACTIVE, "bootstrap_token_accepted", same_credential=False),
+         view=known(AgentStatus.INACTIVE, "pod_deleted", same_credential=False),
          approval_method=NS),
+    Case("valid token cannot undo an admin revoke", _valid, R, "revoked_by_admin",
+         Effect.NONE,
+         view=known(AgentStatus.INACTIVE, "revoked_by_admin", same_credential=False)),
     Case("sibling pod's token for an active agent", _valid, R, "credential_mismatch",
          Effect.NONE, security=True,
          view=known(AgentStatus.ACTIVE, "bootstrap_token_accepted", same_credential=False)),
@@ -289,10 +326,14 @@ def _decide(case: Case, signing_key: SigningKey, key_set: KeySet) -> Decision:
     request = RegistrationRequest.model_validate(
         registration_body(case.agent_id, metadata=case.metadata)
     )
+    presented = presented_credentials({"X-Agent-Bootstrap-Token": token} if token else {})
     return decide(
-        request=request,
-        credential_hash=credential_hash,
-        verification=verification,
+        facts=Facts(
+            request=request,
+            presented=presented,
+            verification=verification,
+            pod_name=bound_pod_name(request, agent_id_prefix=AGENT_ID_PREFIX),
+        ),
         view=case.view(credential_hash, jti),
         policy=DecisionPolicy(auto_approve=case.auto_approve, agent_id_prefix=AGENT_ID_PREFIX),
     )
@@ -332,7 +373,7 @@ class TestDecisionTable:
         self, signing_key: SigningKey, key_set: KeySet
     ) -> None:
         """A token that verified but cannot be bound still tells the record where it came from."""
-        case = next(c for c in CASES if c.id == "metadata.namespace differs")
+        case = next(c for c in CASES if c.id == "metadata.podNamespace differs")
         decision = _decide(case, signing_key, key_set)
         assert decision.claims is not None
         assert (decision.claims.cluster, decision.pod_name) == ("prod-eu-1", POD_NAME)
@@ -350,9 +391,11 @@ class TestDecisionTable:
         request = RegistrationRequest.model_validate(registration_body())
         with pytest.raises(ValueError, match="verified"):
             decide(
-                request=request,
-                credential_hash="a" * 64,
-                verification=None,
+                facts=Facts(
+                    request=request,
+                    presented=presented_credentials({"X-Agent-Bootstrap-Token": "a.b.c"}),
+                    verification=None,
+                ),
                 view=StoreView(),
                 policy=DecisionPolicy(auto_approve=True, agent_id_prefix=AGENT_ID_PREFIX),
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import sqlite3
@@ -199,3 +200,138 @@ async def _wait_ready(
             if time.monotonic() > deadline:
                 raise
         await asyncio.sleep(0.05)
+
+
+class TestAuditVerify:
+    @pytest.fixture
+    def config(self, tmp_path: Path) -> Path:
+        path = tmp_path / "approver.yaml"
+        path.write_text(f"databaseUrl: sqlite+aiosqlite:///{tmp_path / 'a.db'}\n")
+        return path
+
+    async def _events(self, config: Path, count: int) -> None:
+        from approver.store import Store
+        from bootstrap_token import AuditEvent
+
+        store = Store.open(f"sqlite+aiosqlite:///{config.parent / 'a.db'}")
+        await store.migrate()
+        try:
+            for n in range(count):
+                async with store.transaction() as tx:
+                    await tx.append_audit(
+                        AuditEvent(
+                            component="approver",
+                            event="agent.register",
+                            decision="approved",
+                            reason="bootstrap_token_accepted",
+                            agent_id=f"agent-{n}",
+                        )
+                    )
+        finally:
+            await store.close()
+
+    async def test_intact_chain(self, config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """`audit verify` on an untouched chain exits 0 and says how many events it checked."""
+        await self._events(config, 4)
+        assert await asyncio.to_thread(main, ["--config", str(config), "audit", "verify"]) == 0
+        assert "audit chain intact: 4 event(s)" in capsys.readouterr().out
+
+    async def test_edited_event_is_named(
+        self, config: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Editing a stored event makes `audit verify` exit 3 and name that event."""
+        await self._events(config, 5)
+        with sqlite3.connect(config.parent / "a.db") as conn:
+            conn.execute("UPDATE audit_events SET decision = 'rejected' WHERE seq = 3")
+        code = await asyncio.to_thread(main, ["--config", str(config), "audit", "verify", "--json"])
+        assert code == 3
+        report = json.loads(capsys.readouterr().out)
+        assert report["intact"] is False
+        assert (report["broken"]["seq"], report["broken"]["problem"], report["checked"]) == (
+            3,
+            "hash",
+            2,
+        )
+
+    async def test_deleted_event_is_named(
+        self, config: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Deleting a stored event is a gap at its sequence number."""
+        await self._events(config, 5)
+        with sqlite3.connect(config.parent / "a.db") as conn:
+            conn.execute("DELETE FROM audit_events WHERE seq = 2")
+        assert await asyncio.to_thread(main, ["--config", str(config), "audit", "verify"]) == 3
+        assert "BROKEN at event 2 (gap)" in capsys.readouterr().out
+
+
+class TestServeWithKubernetes:
+    async def test_kubeconfig_pod_binding_and_ghost_cleanup(
+        self, pki: Pki, tmp_path: Path, client_ssl: ssl.SSLContext
+    ) -> None:
+        """serve() with kubernetes.enabled and a kubeconfig: registration reads the live pod
+        through kubernetes-asyncio, and deleting the pod makes the agent inactive."""
+        from tests.approver.helpers import ANNOTATION, NAMESPACE, OWNER, POD_NAME
+        from tests.kube_api import KubeApi, make_pod, write_kubeconfig
+
+        admin = tmp_path / "admin-tokens"
+        admin.write_text("alice:alice-admin-token-0123456789\n")
+        async with KubeApi() as kube:
+            settings = ApproverSettings(
+                auto_approve={"enabled": True},
+                trust=TRUST,
+                token={"jwks_file": pki.jwks},
+                agent_id_prefix=AGENT_ID_PREFIX,
+                database_url=f"sqlite+aiosqlite:///{tmp_path / 'approver.db'}",
+                admin_tokens_file=admin,
+                tls_cert_file=pki.approver_cert,
+                tls_key_file=pki.approver_key,
+                host="127.0.0.1",
+                port=free_port(),
+                kubernetes={
+                    "enabled": True,
+                    "kubeconfig": write_kubeconfig(kube, tmp_path / "kubeconfig"),
+                    "watch_timeout_seconds": 10,
+                },
+            )
+            token = mint_token(SigningKey.from_file(pki.signing_key), now=int(time.time()))
+            kube.add_pod(
+                make_pod(
+                    NAMESPACE,
+                    POD_NAME,
+                    annotations={ANNOTATION: token},
+                    owner=OWNER,
+                    generate_name=POD_NAME[:-5],
+                )
+            )
+            stop = asyncio.Event()
+            server = asyncio.create_task(serve(settings, stop=stop))
+            base = f"https://localhost:{settings.port}"
+            try:
+                async with aiohttp.ClientSession() as session:
+                    await _wait_ready(session, f"{base}/healthz", client_ssl, server)
+                    async with session.post(
+                        f"{base}/api/v1/agents/register",
+                        json=registration_body(),
+                        headers={"X-Agent-API-Key": token},
+                        ssl=client_ssl,
+                    ) as response:
+                        assert response.status == 200
+                        assert (await response.json())["apiKey"].startswith("aga_")
+                    kube.delete_pod(NAMESPACE, POD_NAME)
+                    deadline = time.monotonic() + 20
+                    while True:
+                        async with session.get(
+                            f"{base}/api/v1/admin/agents/{AGENT_ID}",
+                            headers={"Authorization": "Bearer alice-admin-token-0123456789"},
+                            ssl=client_ssl,
+                        ) as response:
+                            agent = (await response.json())["agent"]
+                        if agent["status"] == "inactive" or time.monotonic() > deadline:
+                            break
+                        await asyncio.sleep(0.05)
+                assert (agent["status"], agent["reason"]) == ("inactive", "pod_deleted")
+                assert agent["podUid"]
+                assert any(r.path.endswith(f"/pods/{POD_NAME}") for r in kube.requests)
+            finally:
+                stop.set()
+                await asyncio.wait_for(server, timeout=10)

@@ -14,8 +14,9 @@ from multidict import CIMultiDict
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from approver.admin import AdminService
+from approver.agent_keys import key_digest
 from approver.decision import DecisionPolicy, Outcome
-from approver.records import AgentRecord, AgentStatus, ApprovalMethod, TokenUse
+from approver.records import AgentRecord, AgentStatus, ApprovalMethod
 from approver.registration import Registrar, Registration
 from approver.store import Store, StoreUnavailable, Transaction
 from approver.wire import RegistrationRequest
@@ -213,43 +214,28 @@ class TestAutoApproval:
 
 
 class RacingStore(Store):
-    """A store whose first two transactions, once each has read a jti's owner, wait for each
-    other: both decide on an unused jti, so both try to burn it."""
+    """A store whose first two transactions, once each has read its agent's record, wait for
+    each other: both decide on an unused jti, so both try to burn it."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        super().__init__(engine)
+    def __init__(self, engine: AsyncEngine, *, reader: AsyncEngine | None = None) -> None:
+        super().__init__(engine, reader=reader)
         self.barrier = asyncio.Barrier(2)
         self.waits = 0
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         async with super().transaction() as tx:
-            yield _RacingTransaction(tx, self)
+            read = tx.get_agent
 
+            async def get_agent(agent_id: str, *, lock: bool = False) -> AgentRecord | None:
+                record = await read(agent_id, lock=lock)
+                if self.waits < 2:
+                    self.waits += 1
+                    await asyncio.wait_for(self.barrier.wait(), timeout=5)
+                return record
 
-class _RacingTransaction(Transaction):
-    def __init__(self, inner: Transaction, store: RacingStore) -> None:
-        self._inner = inner
-        self._store = store
-
-    async def get_agent(self, agent_id: str, *, lock: bool = False) -> AgentRecord | None:
-        return await self._inner.get_agent(agent_id, lock=lock)
-
-    async def jti_owner(self, jti: str) -> str | None:
-        owner = await self._inner.jti_owner(jti)
-        if self._store.waits < 2:
-            self._store.waits += 1
-            await asyncio.wait_for(self._store.barrier.wait(), timeout=5)
-        return owner
-
-    async def burn_jti(self, use: TokenUse) -> None:
-        await self._inner.burn_jti(use)
-
-    async def insert_agent(self, record: AgentRecord) -> None:
-        await self._inner.insert_agent(record)
-
-    async def update_agent(self, record: AgentRecord) -> None:
-        await self._inner.update_agent(record)
+            tx.get_agent = get_agent  # type: ignore[method-assign]
+            yield tx
 
 
 @pytest.mark.postgres
@@ -314,7 +300,16 @@ class TestNotApproved:
         )
         retry = await harness.register(token=token)
         assert (retry.decision.http_status, retry.decision.reason) == (200, "approved_by_admin")
-        assert retry.agent == approved
+        assert retry.agent is not None
+        assert (retry.agent.status, retry.agent.approved_by, retry.agent.approved_at) == (
+            approved.status,
+            approved.approved_by,
+            approved.approved_at,
+        )
+        assert retry.api_key is not None  # the retry proving the token gets the key, once
+        assert retry.agent.api_key_hash == key_digest(retry.api_key)
+        again = await harness.register(token=token)
+        assert (again.decision.http_status, again.api_key) == (200, None)
 
     async def test_admin_reject_is_what_the_retry_hears(self, harness: Harness, token: str) -> None:
         """After an admin rejects an approved agent, its retry gets 403 rejected_by_admin."""

@@ -1,0 +1,23 @@
+"""Everything the approver stores on its aiohttp application, declared together (aiohttp's
+``web.AppKey``), so handlers in several modules share one typed vocabulary."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from approver.admin import AdminService
+from approver.admin_tokens import TokenFile
+from approver.config import ApproverSettings
+from approver.registration import Registrar
+from approver.review import CredentialReviewer
+from approver.store import Store
+from bootstrap_token import AuditSink
+
+SETTINGS_KEY = web.AppKey("settings", ApproverSettings)
+STORE_KEY = web.AppKey("store", Store)
+REGISTRAR_KEY = web.AppKey("registrar", Registrar)
+ADMIN_KEY = web.AppKey("admin", AdminService)
+REVIEWER_KEY = web.AppKey("reviewer", CredentialReviewer)
+ADMIN_TOKENS_KEY = web.AppKey("admin_tokens", TokenFile)
+REVIEW_TOKENS_KEY = web.AppKey("review_tokens", TokenFile)
+AUDIT_KEY = web.AppKey("audit", AuditSink)

@@ -1,0 +1,225 @@
+"""Admin handlers (bearer tokens from ``adminTokensFile``; 401 with ``WWW-Authenticate: Bearer``
+otherwise, RFC 6750 section 3). Every call is audited with the caller as actor
+(:mod:`approver.admin`).
+
+* ``GET /api/v1/admin/agents?status=&namespace=&method=&owner=&expired=&limit=&cursor=``:
+  ``{"agents": [...], "nextCursor": "..." | null}``, oldest first; ``limit`` 1..500 (100).
+* ``GET /api/v1/admin/agents/{agentId}``: ``{"agent": {...}}`` or 404.
+* ``POST /api/v1/admin/agents/{agentId}/approve`` | ``/reject`` | ``/revoke``:
+  ``{"agent": {...}}``; 404 unknown agent; 409 ``transition_not_allowed`` (revoke of a pending
+  or rejected agent).
+* ``DELETE /api/v1/admin/agents/{agentId}``: ``{"deleted": "<agentId>"}`` or 404.
+* ``POST /api/v1/admin/agents/bulk-approve`` ``{"ownerUid": "...", "namespace": "..."?}``:
+  ``{"approved": ["<agentId>", ...], "count": n}``.
+* ``GET /api/v1/audit?event=&agentId=&actor=&reason=&security=&since=&until=&order=asc|desc&
+  after=&before=&limit=``: ``{"events": [{..., "seq", "prevHash", "hash"}], "next": seq | null}``
+  (pass ``next`` as ``after`` going ascending, as ``before`` going descending). Also served at
+  ``/api/v1/admin/audit``.
+
+Unknown query parameters are refused (400 ``unknown_parameter``): a misspelt filter must not
+silently list everything.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from approver.admin import MAX_PAGE
+from approver.answers import agent_json
+from approver.app_keys import ADMIN_KEY, ADMIN_TOKENS_KEY
+from approver.audit_chain import ChainedEvent
+from approver.http_common import (
+    authenticate,
+    bool_param,
+    check_known,
+    decode_cursor,
+    encode_cursor,
+    enum_param,
+    int_param,
+    json_error,
+    json_response,
+    read_json,
+    time_param,
+)
+from approver.lifecycle import TransitionNotAllowed
+from approver.records import AgentRecord, AgentStatus, ApprovalMethod
+from approver.store import AgentFilter, AuditFilter
+from approver.wire import BadRequest, BulkApproveRequest, parse_model
+
+ADMIN_AGENTS_PATH = "/api/v1/admin/agents"
+AUDIT_PATH = "/api/v1/audit"
+ADMIN_AUDIT_PATH = "/api/v1/admin/audit"
+DEFAULT_PAGE = 100
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _admin(request: web.Request) -> str:
+    return authenticate(request, request.app[ADMIN_TOKENS_KEY])
+
+
+def _bad_requests(handler: Handler) -> Handler:
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except BadRequest as exc:
+            status = 415 if exc.code == "unsupported_media_type" else 400
+            return json_error(status, exc.code, exc.message)
+
+    wrapped.__doc__ = handler.__doc__
+    return wrapped
+
+
+@_bad_requests
+async def list_agents(request: web.Request) -> web.StreamResponse:
+    """``GET /api/v1/admin/agents``: filtered, paged listing."""
+    actor = _admin(request)
+    q = request.query
+    check_known(q, ("status", "namespace", "method", "owner", "expired", "limit", "cursor"))
+    where = AgentFilter(
+        status=enum_param(q, "status", AgentStatus),
+        namespace=q.get("namespace"),
+        approval_method=enum_param(q, "method", ApprovalMethod),
+        owner_uid=q.get("owner"),
+        expired=bool_param(q, "expired"),
+    )
+    limit = int_param(q, "limit", default=DEFAULT_PAGE, low=1, high=MAX_PAGE) or DEFAULT_PAGE
+    after = _agent_cursor(q["cursor"]) if "cursor" in q else None
+    agents = await request.app[ADMIN_KEY].list_agents(
+        actor=actor, where=where, after=after, limit=limit
+    )
+    next_cursor = _next_agent_cursor(agents[-1]) if len(agents) == limit else None
+    return json_response({"agents": [agent_json(a) for a in agents], "nextCursor": next_cursor})
+
+
+def _agent_cursor(raw: str) -> tuple[datetime, uuid.UUID]:
+    parts = decode_cursor(raw)
+    try:
+        created, ident = parts
+        return datetime.fromisoformat(created), uuid.UUID(ident)
+    except ValueError:
+        raise BadRequest("invalid_cursor", "cursor is not one this API returned") from None
+
+
+def _next_agent_cursor(last: AgentRecord) -> str:
+    return encode_cursor([last.created_at.isoformat(), str(last.id)])
+
+
+@_bad_requests
+async def get_agent(request: web.Request) -> web.StreamResponse:
+    """``GET /api/v1/admin/agents/{agentId}``."""
+    actor = _admin(request)
+    agent = await request.app[ADMIN_KEY].get_agent(
+        agent_id=request.match_info["agent_id"], actor=actor
+    )
+    if agent is None:
+        return json_error(404, "agent_not_found")
+    return json_response({"agent": agent_json(agent)})
+
+
+def _action(name: str) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        actor = _admin(request)
+        service = request.app[ADMIN_KEY]
+        act = {"approve": service.approve, "reject": service.reject, "revoke": service.revoke}[name]
+        try:
+            agent = await act(agent_id=request.match_info["agent_id"], actor=actor)
+        except TransitionNotAllowed as exc:
+            return json_error(409, "transition_not_allowed", str(exc))
+        if agent is None:
+            return json_error(404, "agent_not_found")
+        return json_response({"agent": agent_json(agent)})
+
+    handler.__doc__ = f"``POST /api/v1/admin/agents/{{agentId}}/{name}``."
+    return handler
+
+
+@_bad_requests
+async def delete_agent(request: web.Request) -> web.StreamResponse:
+    """``DELETE /api/v1/admin/agents/{agentId}``."""
+    actor = _admin(request)
+    agent_id = request.match_info["agent_id"]
+    deleted = await request.app[ADMIN_KEY].delete(agent_id=agent_id, actor=actor)
+    if deleted is None:
+        return json_error(404, "agent_not_found")
+    return json_response({"deleted": agent_id})
+
+
+@_bad_requests
+async def bulk_approve(request: web.Request) -> web.StreamResponse:
+    """``POST /api/v1/admin/agents/bulk-approve``."""
+    actor = _admin(request)
+    body = parse_model(BulkApproveRequest, await read_json(request))
+    approved = await request.app[ADMIN_KEY].bulk_approve(
+        owner_uid=body.owner_uid, namespace=body.namespace, actor=actor
+    )
+    return json_response({"approved": [a.agent_id for a in approved], "count": len(approved)})
+
+
+@_bad_requests
+async def list_audit(request: web.Request) -> web.StreamResponse:
+    """``GET /api/v1/audit``: stored audit events, filtered and paged by ``seq``."""
+    actor = _admin(request)
+    q = request.query
+    check_known(
+        q,
+        (
+            "event",
+            "agentId",
+            "actor",
+            "reason",
+            "security",
+            "since",
+            "until",
+            "order",
+            "after",
+            "before",
+            "limit",
+        ),
+    )
+    order = q.get("order", "asc")
+    if order not in ("asc", "desc"):
+        raise BadRequest("invalid_order", "order must be asc or desc")
+    where = AuditFilter(
+        event=q.get("event"),
+        agent_id=q.get("agentId"),
+        actor=q.get("actor"),
+        reason=q.get("reason"),
+        security=bool_param(q, "security"),
+        since=time_param(q, "since"),
+        until=time_param(q, "until"),
+    )
+    limit = int_param(q, "limit", default=DEFAULT_PAGE, low=1, high=MAX_PAGE) or DEFAULT_PAGE
+    events = await request.app[ADMIN_KEY].list_audit(
+        actor=actor,
+        where=where,
+        after=int_param(q, "after", default=None, low=0, high=2**62),
+        before=int_param(q, "before", default=None, low=0, high=2**62),
+        descending=order == "desc",
+        limit=limit,
+    )
+    next_seq = events[-1].seq if len(events) == limit else None
+    return json_response({"events": [audit_json(e) for e in events], "next": next_seq})
+
+
+def audit_json(item: ChainedEvent) -> dict[str, Any]:
+    """A stored event as JSON: the shared audit schema plus ``seq``, ``prevHash``, ``hash``."""
+    body: dict[str, Any] = item.event.model_dump(mode="json", exclude_none=True)
+    body.update({"seq": item.seq, "prevHash": item.prev_hash, "hash": item.hash})
+    return body
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get(ADMIN_AGENTS_PATH, list_agents)
+    app.router.add_post(ADMIN_AGENTS_PATH + "/bulk-approve", bulk_approve)
+    app.router.add_get(ADMIN_AGENTS_PATH + "/{agent_id}", get_agent)
+    app.router.add_delete(ADMIN_AGENTS_PATH + "/{agent_id}", delete_agent)
+    for name in ("approve", "reject", "revoke"):
+        app.router.add_post(ADMIN_AGENTS_PATH + "/{agent_id}/" + name, _action(name))
+    app.router.add_get(AUDIT_PATH, list_audit)
+    app.router.add_get(ADMIN_AUDIT_PATH, list_audit)

@@ -1,0 +1,74 @@
+"""Agent-facing and control-plane-facing handlers: registration and credential review.
+
+* ``POST /api/v1/agents/register``: StreamSpace's registration call (:mod:`approver.wire`);
+  200 approved (with ``apiKey`` once) / 202 pending / 403 rejected (:mod:`approver.answers`),
+  400 malformed body, 415 not JSON, 413 body over 64 KiB, 503 + ``Retry-After`` when the database
+  is unavailable. Answers carry ``Cache-Control: no-store``: one of them holds a key.
+* ``POST /api/v1/agents/review``: ``{"apiKey": "aga_..."}`` (or the key in ``X-Agent-API-Key``)
+  -> 200 ``{"authenticated", "agentId", "status", "namespace", "approvalMethod", "reason"}``
+  (:mod:`approver.review`); the caller authenticates with a bearer token from
+  ``reviewTokensFile`` or ``adminTokensFile``.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from approver.answers import registration_answer
+from approver.app_keys import ADMIN_TOKENS_KEY, REGISTRAR_KEY, REVIEW_TOKENS_KEY, REVIEWER_KEY
+from approver.credentials import API_KEY_HEADER
+from approver.http_common import authenticate, json_error, json_response, read_json
+from approver.wire import BadRequest, ReviewRequest, parse_model, parse_registration
+
+REGISTER_PATH = "/api/v1/agents/register"
+REVIEW_PATH = "/api/v1/agents/review"
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+async def register(request: web.Request) -> web.Response:
+    """``POST /api/v1/agents/register``: decide a registration (module docstring)."""
+    if request.content_type != "application/json":
+        return json_error(415, "unsupported_media_type", "send Content-Type: application/json")
+    try:
+        body = parse_registration(await read_json(request))
+    except BadRequest as exc:
+        return json_error(400, exc.code, exc.message)
+    result = await request.app[REGISTRAR_KEY].register(request=body, headers=request.headers)
+    status, payload = registration_answer(result.decision, result.agent, api_key=result.api_key)
+    return json_response(payload, status=status, headers=_NO_STORE)
+
+
+async def review(request: web.Request) -> web.Response:
+    """``POST /api/v1/agents/review``: is this per-agent API key valid, and whose is it?"""
+    actor = authenticate(request, request.app[REVIEW_TOKENS_KEY], request.app[ADMIN_TOKENS_KEY])
+    try:
+        data = await read_json(request, optional=True)
+        if data is not None:
+            api_key = parse_model(ReviewRequest, data).api_key
+        else:
+            api_key = request.headers.get(API_KEY_HEADER, "").strip()
+            if not api_key:
+                raise BadRequest("invalid_request", f"send {{'apiKey': ...}} or {API_KEY_HEADER}")
+    except BadRequest as exc:
+        status = 415 if exc.code == "unsupported_media_type" else 400
+        return json_error(status, exc.code, exc.message)
+    result = await request.app[REVIEWER_KEY].review(api_key=api_key, actor=actor)
+    agent = result.agent
+    return json_response(
+        {
+            "authenticated": result.authenticated,
+            "agentId": agent.agent_id if agent else None,
+            "status": agent.status.value if agent else None,
+            "namespace": agent.namespace if agent else None,
+            "approvalMethod": (
+                agent.approval_method.value if agent and agent.approval_method else None
+            ),
+            "reason": result.reason,
+        },
+        headers=_NO_STORE,
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post(REGISTER_PATH, register)
+    app.router.add_post(REVIEW_PATH, review)

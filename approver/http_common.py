@@ -1,0 +1,158 @@
+"""Shared pieces of the HTTP handlers: JSON answers, bearer authentication, query parsing."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from approver import jsonio
+from approver.admin_tokens import TokenFile, bearer_token
+from approver.answers import error_body
+from approver.app_keys import AUDIT_KEY
+from approver.wire import BadRequest
+from bootstrap_token import AuditEvent
+
+_REALM = 'Bearer realm="agent-bootstrap-approver"'
+_E = TypeVar("_E", bound=StrEnum)
+
+
+def json_response(
+    body: Any, *, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """``body`` as compact JSON (orjson when installed)."""
+    return web.Response(
+        body=jsonio.dumps(body), status=status, content_type="application/json", headers=headers
+    )
+
+
+def json_error(status: int, code: str, message: str | None = None) -> web.Response:
+    """``{"error": code, "message": ...}`` with ``status``."""
+    return json_response(error_body(code, message), status=status)
+
+
+async def read_json(request: web.Request, *, optional: bool = False) -> Any:
+    """The request's JSON body (415 unless ``application/json``; 400 when not JSON). With
+    ``optional``, an empty body is None."""
+    raw = await request.read()
+    if optional and not raw:
+        return None
+    if request.content_type != "application/json":
+        raise BadRequest("unsupported_media_type", "send Content-Type: application/json")
+    try:
+        return jsonio.loads(raw)
+    except jsonio.InvalidJson:
+        raise BadRequest("invalid_json", "the body is not JSON") from None
+
+
+def authenticate(request: web.Request, *token_files: TokenFile) -> str:
+    """The caller's actor name from ``Authorization: Bearer`` checked against ``token_files``
+    (constant time), or raise 401 (and audit the refusal, without the token)."""
+    token = bearer_token(request.headers.get("Authorization"))
+    if token is not None:
+        for tokens in token_files:
+            actor = tokens.current().authenticate(token)
+            if actor is not None:
+                return actor
+    reason = "missing_bearer" if token is None else "bad_bearer"
+    request.app[AUDIT_KEY].emit(
+        AuditEvent(
+            component="approver",
+            event="admin.auth",
+            decision="denied",
+            reason=reason,
+            security=token is not None,
+            message=f"{request.method} {request.path}",
+        )
+    )
+    challenge = _REALM if token is None else _REALM + ', error="invalid_token"'
+    raise web.HTTPUnauthorized(
+        text='{"error": "unauthorized"}',
+        content_type="application/json",
+        headers={"WWW-Authenticate": challenge},
+    )
+
+
+def enum_param(query: Mapping[str, str], name: str, kind: type[_E]) -> _E | None:
+    """An enum query parameter, or None; 400 ``invalid_<name>`` naming the allowed values."""
+    raw = query.get(name)
+    if raw is None:
+        return None
+    try:
+        return kind(raw)
+    except ValueError:
+        allowed = ", ".join(m.value for m in kind)
+        raise BadRequest(f"invalid_{_snake(name)}", f"{name} must be one of: {allowed}") from None
+
+
+def bool_param(query: Mapping[str, str], name: str) -> bool | None:
+    raw = query.get(name)
+    if raw is None:
+        return None
+    if raw.lower() in ("true", "1"):
+        return True
+    if raw.lower() in ("false", "0"):
+        return False
+    raise BadRequest(f"invalid_{_snake(name)}", f"{name} must be true or false")
+
+
+def int_param(
+    query: Mapping[str, str], name: str, *, default: int | None, low: int, high: int
+) -> int | None:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"invalid_{_snake(name)}", f"{name} must be an integer") from None
+    if not low <= value <= high:
+        raise BadRequest(f"invalid_{_snake(name)}", f"{name} must be {low}..{high}")
+    return value
+
+
+def time_param(query: Mapping[str, str], name: str) -> datetime | None:
+    raw = query.get(name)
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(f"invalid_{_snake(name)}", f"{name} must be an RFC 3339 time") from None
+    if value.tzinfo is None:
+        raise BadRequest(f"invalid_{_snake(name)}", f"{name} must carry a time zone")
+    return value
+
+
+def check_known(query: Mapping[str, str], known: Iterable[str]) -> None:
+    """400 ``unknown_parameter`` for a query parameter the endpoint does not take (a misspelt
+    filter must not silently list everything)."""
+    allowed = set(known)
+    for name in query:
+        if name not in allowed:
+            raise BadRequest("unknown_parameter", f"unknown query parameter {name!r}")
+
+
+def encode_cursor(parts: list[str]) -> str:
+    """An opaque paging cursor."""
+    return base64.urlsafe_b64encode(jsonio.dumps(parts)).rstrip(b"=").decode("ascii")
+
+
+def decode_cursor(raw: str) -> list[str]:
+    """The parts of :func:`encode_cursor`; 400 ``invalid_cursor`` otherwise."""
+    try:
+        data = jsonio.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+    except (binascii.Error, ValueError):
+        raise BadRequest("invalid_cursor", "cursor is not one this API returned") from None
+    if not isinstance(data, list) or not all(isinstance(p, str) for p in data):
+        raise BadRequest("invalid_cursor", "cursor is not one this API returned")
+    return data
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)

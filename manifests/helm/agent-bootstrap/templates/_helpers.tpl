@@ -1,0 +1,147 @@
+{{/*
+Names, labels and the shared pieces of both Deployments.
+*/}}
+
+{{- define "agent-bootstrap.fullname" -}}
+{{- .Values.fullnameOverride | default "agent-bootstrap" | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "agent-bootstrap.webhookName" -}}
+{{- printf "%s-webhook" (include "agent-bootstrap.fullname" .) -}}
+{{- end -}}
+
+{{- define "agent-bootstrap.approverName" -}}
+{{- printf "%s-approver" (include "agent-bootstrap.fullname" .) -}}
+{{- end -}}
+
+{{/* Labels every object carries; call with (dict "root" $ "component" "webhook"). */}}
+{{- define "agent-bootstrap.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+{{ include "agent-bootstrap.selectorLabels" . }}
+app.kubernetes.io/part-of: agent-bootstrap
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+{{- end -}}
+
+{{/* The immutable subset used in selectors; call with (dict "root" $ "component" "webhook"). */}}
+{{- define "agent-bootstrap.selectorLabels" -}}
+app.kubernetes.io/name: agent-bootstrap
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- with .component }}
+app.kubernetes.io/component: {{ . }}
+{{- end }}
+{{- end -}}
+
+{{- define "agent-bootstrap.image" -}}
+{{- $image := .Values.image -}}
+{{- if $image.digest -}}
+{{- printf "%s@%s" $image.repository $image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $image.repository ($image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Trusted namespaces (agents.autoApprove.namespaces), as given. */}}
+{{- define "agent-bootstrap.trustedNamespaces" -}}
+{{- toJson (.Values.agents.autoApprove.namespaces | default list) -}}
+{{- end -}}
+
+{{/* Namespaces the webhook must never select, whatever the values say. */}}
+{{- define "agent-bootstrap.neverSelected" -}}
+{{- toJson (list .Release.Namespace "kube-system") -}}
+{{- end -}}
+
+{{/* Where the webhook's signing key lives: a Secret with the key `signing.key`. */}}
+{{- define "agent-bootstrap.signingKeySecret" -}}
+{{- if .Values.keys.signingKeySecretName -}}
+{{- .Values.keys.signingKeySecretName -}}
+{{- else if .Values.certManager.enabled -}}
+{{- printf "%s-signing-key" (include "agent-bootstrap.fullname" .) -}}
+{{- else -}}
+{{- .Values.tls.webhookSecretName -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+true when the approver reads and watches pods: approver.kubernetes.enabled and a trusted
+namespace to grant it on (the Roles are per trusted namespace; with none there is nothing to
+read and no token is mounted).
+*/}}
+{{- define "agent-bootstrap.approverWatchesPods" -}}
+{{- if and .Values.approver.kubernetes.enabled .Values.agents.autoApprove.namespaces }}true{{ end -}}
+{{- end -}}
+
+{{/* true when the approver talks to the API server (pod watch or TokenReview). */}}
+{{- define "agent-bootstrap.approverUsesApi" -}}
+{{- $sa := .Values.agents.serviceAccountTokens -}}
+{{- $review := and $sa.enabled (eq $sa.mode "tokenreview") -}}
+{{- if or (eq (include "agent-bootstrap.approverWatchesPods" .) "true") $review }}true{{ end -}}
+{{- end -}}
+
+{{/*
+The restricted Pod Security profile (Kubernetes "Pod Security Standards", restricted): not
+configurable on purpose, so no value can weaken it.
+*/}}
+{{- define "agent-bootstrap.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+fsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "agent-bootstrap.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+privileged: false
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/*
+Refuse values that would make the installation unsafe or unable to work. Included once (by the
+config ConfigMaps, which are always rendered); `fail` stops the whole render.
+*/}}
+{{- define "agent-bootstrap.validate" -}}
+{{- $forbidden := list .Release.Namespace "kube-system" "kube-public" "kube-node-lease" -}}
+{{- range .Values.agents.autoApprove.namespaces -}}
+{{- if has . $forbidden -}}
+{{- fail (printf "agents.autoApprove.namespaces must not list %q: the webhook never selects its own namespace (%s) or the system namespaces (kube-system, kube-public, kube-node-lease), so a broken webhook can never stand in the way of the pods that repair it" . $.Release.Namespace) -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.agents.autoApprove.enabled (not .Values.agents.autoApprove.namespaces) -}}
+{{- fail "agents.autoApprove.enabled needs at least one namespace in agents.autoApprove.namespaces" -}}
+{{- end -}}
+{{- $db := .Values.approver.database -}}
+{{- if and (eq $db.type "sqlite") (gt (int .Values.approver.replicas) 1) -}}
+{{- fail "approver.replicas > 1 needs approver.database.type postgresql: SQLite lives on one ReadWriteOnce volume and allows one writer" -}}
+{{- end -}}
+{{- if and (eq $db.type "postgresql") (not $db.postgresql.existingSecret) -}}
+{{- fail "approver.database.postgresql.existingSecret must name the Secret that holds the PostgreSQL URL" -}}
+{{- end -}}
+{{- $drain := addf .Values.webhook.shutdownDelaySeconds .Values.webhook.shutdownGraceSeconds -}}
+{{- if le (float64 .Values.webhook.terminationGracePeriodSeconds) $drain -}}
+{{- fail (printf "webhook.terminationGracePeriodSeconds (%v) must exceed shutdownDelaySeconds + shutdownGraceSeconds (%v), or the kubelet kills the webhook mid-drain" .Values.webhook.terminationGracePeriodSeconds $drain) -}}
+{{- end -}}
+{{- if .Values.keys.create -}}
+{{- if or (not .Values.keys.signingKey) (not .Values.keys.jwks) -}}
+{{- fail "keys.create needs keys.signingKey and keys.jwks (--set-file keys.signingKey=./pki/signing.key --set-file keys.jwks=./pki/jwks.json)" -}}
+{{- end -}}
+{{- if and (not .Values.certManager.enabled) (or (not .Values.keys.webhookTls.crt) (not .Values.keys.webhookTls.key)) -}}
+{{- fail "keys.create without certManager needs keys.webhookTls.crt and .key (./pki/webhook-tls.crt, ./pki/webhook-tls.key)" -}}
+{{- end -}}
+{{- if and (not .Values.certManager.enabled) .Values.approver.tls.enabled (or (not .Values.keys.approverTls.crt) (not .Values.keys.approverTls.key)) -}}
+{{- fail "keys.create with approver.tls.enabled needs keys.approverTls.crt and .key (./pki/approver-tls.crt, ./pki/approver-tls.key)" -}}
+{{- end -}}
+{{- end -}}
+{{- $sa := .Values.agents.serviceAccountTokens -}}
+{{- if and $sa.enabled (eq $sa.mode "offline") (or (not $sa.issuer) (not $sa.jwksUrl)) -}}
+{{- fail "agents.serviceAccountTokens.mode offline needs issuer and jwksUrl" -}}
+{{- end -}}
+{{- end -}}
