@@ -5,10 +5,13 @@ Usage::
     agent-bootstrap-approver [--config FILE] [serve]        # default: migrate, then serve
     agent-bootstrap-approver [--config FILE] migrate        # migrate and exit (an init container)
     agent-bootstrap-approver [--config FILE] audit verify   # recompute the audit hash chain
+    agent-bootstrap-approver [--config FILE] api-keys {create,list,revoke,rotate} ...
+                                        # manage API keys (approver.api_keys_cli)
 
 Exit codes: 0 done (chain intact), 1 the database could not be used, 2 bad configuration (the
 message names the field: file key and environment variable), 3 the audit chain is broken (the
-first broken link is named).
+first broken link is named). ``api-keys`` exits with :mod:`approver.api_keys_cli`'s codes (3: no
+such key, 4: the key cannot take the action).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+from approver import api_keys_cli
 from approver.audit_chain import ChainReport, ChainVerifier
 from approver.config import ApproverSettings, ConfigError, EventLoop, load_settings
 from approver.server import open_store, serve
@@ -45,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Approves agent registrations that present a valid bootstrap token.",
         parents=[common],
     )
-    commands = parser.add_subparsers(dest="command", metavar="{serve,migrate,audit}")
+    commands = parser.add_subparsers(dest="command", metavar="{serve,migrate,audit,api-keys}")
     commands.add_parser("serve", parents=[common], help="migrate, then serve (the default)")
     commands.add_parser("migrate", parents=[common], help="migrate the database and exit")
     audit = commands.add_parser("audit", parents=[common], help="audit chain tools")
@@ -56,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
         help="recompute the audit hash chain; exit 3 and name the first broken link if broken",
     )
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
+    api_keys_cli.add_parser(commands, parents=[common])
     return parser
 
 
@@ -143,6 +148,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "migrate":
             url = run(settings, lambda: _migrate(settings))
             print(f"{PROG}: database migrated ({url})", file=sys.stderr)
+        elif args.command == api_keys_cli.PROG:
+            return api_keys_cli.run(
+                args,
+                database_url=settings.database_url,
+                secret_dir=settings.api_keys.secret_dir,
+                grace_seconds=settings.api_keys.rotation_grace_seconds,
+            )
         elif args.command == "audit":
             report = run(settings, lambda: verify_audit(settings))
             _report(report, as_json=args.json)

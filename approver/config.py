@@ -43,6 +43,10 @@ Sources, highest precedence first:
        host: 0.0.0.0
        port: 8444
        retryAfterSeconds: 5
+       apiKeys:                   # step 3 (approver.api_keys.settings)
+         enabled: false
+       serviceAccountTokens:      # step 4 (approver.service_accounts.settings)
+         enabled: false
 
 3. the defaults below.
 
@@ -66,6 +70,8 @@ from pydantic import BaseModel, ConfigDict, Field, FilePath, ValidationError, mo
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from approver.api_keys.settings import ApiKeySettings
+from approver.service_accounts.settings import ServiceAccountSettings
 from bootstrap_token import TrustPolicy
 
 ENV_PREFIX = "AGENT_BOOTSTRAP_APPROVER_"
@@ -262,6 +268,16 @@ class ApproverSettings(BaseSettings):
         default_factory=KubernetesSettings,
         description="Kubernetes API access. Default: disabled.",
     )
+    api_keys: ApiKeySettings = Field(
+        default_factory=ApiKeySettings,
+        alias="apiKeys",
+        description="The API-key approval path (step 3). Default: disabled.",
+    )
+    service_account_tokens: ServiceAccountSettings = Field(
+        default_factory=ServiceAccountSettings,
+        alias="serviceAccountTokens",
+        description="The service-account token approval path (step 4). Default: disabled.",
+    )
     pending_ttl_seconds: int = Field(
         default=86400,
         alias="pendingTtlSeconds",
@@ -342,9 +358,20 @@ class ApproverSettings(BaseSettings):
                 )
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("tlsCertFile and tlsKeyFile must be set together")
-        if self.kubernetes.kubeconfig is not None and not self.kubernetes.enabled:
-            raise ValueError("kubernetes.kubeconfig is set but kubernetes.enabled is false")
+        if self.kubernetes.kubeconfig is not None and not self.uses_kubernetes_api:
+            raise ValueError(
+                "kubernetes.kubeconfig is set but neither kubernetes.enabled nor "
+                "serviceAccountTokens (mode tokenreview) uses the Kubernetes API"
+            )
         return self
+
+    @property
+    def uses_kubernetes_api(self) -> bool:
+        """True when the approver needs a Kubernetes client: ``kubernetes.enabled`` (pod reads
+        and watch) or ``serviceAccountTokens`` in mode ``tokenreview`` (TokenReview only; the
+        client comes from ``kubernetes.kubeconfig`` or the in-cluster configuration)."""
+        sa = self.service_account_tokens
+        return self.kubernetes.enabled or (sa.enabled and sa.mode == "tokenreview")
 
     @property
     def tls_enabled(self) -> bool:

@@ -5,6 +5,8 @@ Routes (handlers in :mod:`approver.http_agents` and :mod:`approver.http_admin`):
 * ``POST /api/v1/agents/register``: StreamSpace's registration call.
 * ``POST /api/v1/agents/review``: credential review for a control plane.
 * ``/api/v1/admin/agents...``: list, get, approve, reject, revoke, delete, bulk-approve.
+* ``/api/v1/admin/api-keys...``: create, list, revoke, rotate API keys
+  (:mod:`approver.api_keys.http`; the same admin bearer tokens).
 * ``GET /api/v1/audit``: the stored audit chain.
 * ``GET /healthz``: 200 while the process serves. ``GET /readyz``: 200 when the database answers,
   503 otherwise.
@@ -33,6 +35,8 @@ from kubernetes_asyncio.client import ApiClient
 from approver import http_admin, http_agents
 from approver.admin import AdminService
 from approver.admin_tokens import AdminTokensError, TokenFile
+from approver.api_keys import ApiKeyAdmin
+from approver.api_keys import http as api_keys_http
 from approver.app_keys import (
     ADMIN_KEY,
     ADMIN_TOKENS_KEY,
@@ -45,7 +49,8 @@ from approver.app_keys import (
 )
 from approver.config import ApproverSettings, ConfigError, env_name
 from approver.decision import DecisionPolicy
-from approver.http_common import json_error, json_response
+from approver.http_common import authenticate, json_error, json_response
+from approver.jwks_file import FileKeySet
 from approver.kube.client import KubernetesConfigError, open_api_client
 from approver.kube.pods import KubePods
 from approver.kube.selector import selector_string
@@ -59,6 +64,8 @@ from approver.store.batcher import WriteBatcher
 from approver.sweeper import PendingSweeper
 from approver.verifiers import (
     CredentialVerifier,
+    api_key_folder,
+    close_verifiers,
     configured_bootstrap_checks,
     configured_verifiers,
 )
@@ -107,10 +114,14 @@ def create_app(
         store: an opened (and migrated) store; the application closes it on cleanup.
         clock: seconds since the epoch; tokens are verified and records stamped with it.
         audit: audit sink (default: JSON lines on the ``agent_bootstrap.audit`` logger).
-        kube: the Kubernetes client, required when ``kubernetes.enabled`` (:func:`serve` makes
+        kube: the Kubernetes client, required when ``kubernetes.enabled`` or
+            ``serviceAccountTokens`` uses TokenReview (:func:`serve` makes
             one from ``kubernetes.kubeconfig`` or the in-cluster config; tests pass one for a
             stand-in). The application closes it on cleanup.
-        verifiers: step-3/4 verifiers; default :func:`approver.verifiers.configured_verifiers`.
+        verifiers: step-3/4 verifiers; default :func:`approver.verifiers.configured_verifiers`
+            (the API-key path reads ``store``'s database and ``apiKeys.secretDir``; the
+            service-account path in mode tokenreview uses ``kube``). The application closes
+            them on cleanup.
         background: start the sweeper and the pod watch (tests of single requests turn them
             off).
 
@@ -118,9 +129,14 @@ def create_app(
         ConfigError: ``adminTokensFile``/``reviewTokensFile`` cannot be read or parsed, or
             Kubernetes is enabled without a client.
     """
-    if settings.kubernetes.enabled and kube is None:
+    if settings.uses_kubernetes_api and kube is None:
+        field = (
+            _field("kubernetes", "enabled")
+            if settings.kubernetes.enabled
+            else _field("serviceAccountTokens", "mode")
+        )
         raise ConfigError(
-            f"{_field('kubernetes', 'enabled')}: no Kubernetes client (serve() builds one "
+            f"{field}: no Kubernetes client (serve() builds one "
             "from kubernetes.kubeconfig or the in-cluster configuration)"
         )
     sink = audit or AuditSink()
@@ -135,8 +151,14 @@ def create_app(
         if kube is not None and settings.kubernetes.enabled
         else None
     )
+    folder = api_key_folder(settings)
     if verifiers is None:
-        verifiers = configured_verifiers(settings, kube=kube)
+        try:
+            verifiers = configured_verifiers(
+                settings, kube=kube, engine=store.engine, folder=folder
+            )
+        except (ValueError, OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"{_field('serviceAccountTokens')}: {exc}") from None
     app[REGISTRAR_KEY] = Registrar(
         store=store,
         key_set=key_set,
@@ -182,27 +204,46 @@ def create_app(
             watch_timeout_seconds=settings.kubernetes.watch_timeout_seconds,
             resync_seconds=settings.kubernetes.resync_seconds,
         )
-    app.cleanup_ctx.append(_resources(kube))
+    app.cleanup_ctx.append(_resources(kube, verifiers))
     if background:
         app.cleanup_ctx.append(_background)
     http_agents.add_routes(app)
     http_admin.add_routes(app)
+    api_keys_http.add_routes(
+        app,
+        admin=ApiKeyAdmin(
+            engine=store.engine,
+            audit=sink,
+            clock=clock,
+            folder=folder,
+            default_grace_seconds=settings.api_keys.rotation_grace_seconds,
+        ),
+        authorize=_admin_actor,
+    )
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app
 
 
+def _admin_actor(request: web.Request) -> str:
+    """The admin bearer check of the admin API (401 otherwise)."""
+    return authenticate(request, request.app[ADMIN_TOKENS_KEY])
+
+
 def _resources(
-    kube: ApiClient | None,
+    kube: ApiClient | None, verifiers: Sequence[CredentialVerifier]
 ) -> Callable[[web.Application], contextlib.AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
     async def resources(app: web.Application) -> AsyncIterator[None]:
         try:
             yield
         finally:
-            if kube is not None:
-                await kube.close()
-            await app[STORE_KEY].close()
+            try:
+                await close_verifiers(verifiers)
+            finally:
+                if kube is not None:
+                    await kube.close()
+                await app[STORE_KEY].close()
 
     return resources
 
@@ -270,7 +311,9 @@ def load_key_set(settings: ApproverSettings) -> KeySet:
     if path is None:
         return KeySet()
     try:
-        key_set = KeySet.from_file(path)
+        # Followed without a restart: keys added, activated or retired by certs-tooling (or a
+        # ConfigMap update) are seen within a second (approver/jwks_file.py).
+        key_set: KeySet = FileKeySet(path)
     except (KeyLoadError, OSError) as exc:
         raise ConfigError(f"{_field('token', 'jwksFile')}: {exc}") from None
     if not key_set:
@@ -324,8 +367,9 @@ def open_store(settings: ApproverSettings) -> Store:
 
 
 async def open_kube(settings: ApproverSettings) -> ApiClient | None:
-    """The Kubernetes client when ``kubernetes.enabled``, else None. Raises ConfigError."""
-    if not settings.kubernetes.enabled:
+    """The Kubernetes client when ``kubernetes.enabled`` or ``serviceAccountTokens`` uses
+    TokenReview, else None. Raises ConfigError."""
+    if not settings.uses_kubernetes_api:
         return None
     try:
         return await open_api_client(kubeconfig=settings.kubernetes.kubeconfig)
@@ -369,7 +413,7 @@ async def serve(settings: ApproverSettings, *, stop: asyncio.Event | None = None
             log.warning("serving plain HTTP: terminate TLS in front of the approver")
         log.info(
             "approver listening on %s://%s:%d (database %s, auto-approve %s, %d key(s), "
-            "%d admin token(s), kubernetes %s)",
+            "%d admin token(s), kubernetes %s, api keys %s, service-account tokens %s)",
             scheme,
             settings.host,
             settings.port,
@@ -378,6 +422,10 @@ async def serve(settings: ApproverSettings, *, stop: asyncio.Event | None = None
             len(key_set),
             len(app[ADMIN_TOKENS_KEY].current()),
             "on" if settings.kubernetes.enabled else "off",
+            "on" if settings.api_keys.enabled else "off",
+            settings.service_account_tokens.mode
+            if settings.service_account_tokens.enabled
+            else "off",
         )
         await _wait(stop)
     finally:

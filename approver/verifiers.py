@@ -31,24 +31,38 @@ Step 2 can take extra pure checks too (:class:`BootstrapCheck`, e.g. "the servic
 names the same pod as the bootstrap token"): each runs after the bootstrap token's own binding
 checks, with the other outcomes at hand, and may refuse the token.
 
-Today no verifier is built in: :func:`configured_verifiers` returns an empty tuple, so steps 3
-and 4 are skipped ("not configured"); issue 3 plugs ``approver.api_keys`` and
-``approver.service_accounts`` in there.
+Built in (issue 3): :class:`ApiKeyVerifier` (step 3, ``apiKeys``, :mod:`approver.api_keys`) and
+:class:`ServiceAccountVerifier` (step 4, ``serviceAccountTokens``,
+:mod:`approver.service_accounts`), returned by :func:`configured_verifiers` when enabled, and the
+step-2 check :class:`ServiceAccountBinding` (:func:`configured_bootstrap_checks`). A disabled
+path has no verifier: its step is skipped ("not configured"). Verifiers holding resources (a
+JWKS HTTP session) are opened and closed with the application (:func:`open_verifiers`,
+:func:`close_verifiers`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from approver.api_keys import ApiKeyAuthenticator, SecretFolderKeys, claim_approval
+from approver.api_keys.format import presented_api_key
 from approver.credential_outcome import CredentialOutcome
 from approver.records import ApprovalMethod
+from approver.service_accounts import (
+    SaReason,
+    ServiceAccountReviewer,
+    build_reviewer,
+    check_pod_binding,
+    presented_service_account_token,
+)
 from approver.wire import RegistrationRequest
 from bootstrap_token import BootstrapClaims
 
 if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
     from approver.config import ApproverSettings
     from approver.store import Transaction
@@ -128,25 +142,156 @@ class BootstrapCheck(Protocol):
         ...
 
 
+class ApiKeyVerifier:
+    """Step 3: the API key in ``X-Agent-API-Key`` (:class:`~approver.api_keys.ApiKeyAuthenticator`).
+
+    Args:
+        authenticator: checks the presented key (database and/or Secret-folder keys).
+    """
+
+    def __init__(self, authenticator: ApiKeyAuthenticator) -> None:
+        self._authenticator = authenticator
+
+    @property
+    def method(self) -> ApprovalMethod:
+        return ApprovalMethod.API_KEY
+
+    async def verify(
+        self, *, request: RegistrationRequest, headers: Mapping[str, str], now: float
+    ) -> CredentialOutcome:
+        return await self._authenticator.authenticate(
+            agent_id=request.agent_id,
+            platform=request.platform,
+            presented=presented_api_key(headers),
+            now=now,
+        )
+
+    async def claim(self, tx: Transaction, outcome: CredentialOutcome, *, now: float) -> str | None:
+        """One of the key's ``maxAgents`` slots, in the approval's transaction."""
+        return await claim_approval(tx.connection, outcome, now=now)
+
+
+class ServiceAccountVerifier:
+    """Step 4: the projected token in ``X-Agent-Service-Account-Token``.
+
+    Args:
+        reviewer: :func:`approver.service_accounts.build_reviewer`'s reviewer; closed by
+            :meth:`close`.
+    """
+
+    def __init__(self, reviewer: ServiceAccountReviewer) -> None:
+        self._reviewer = reviewer
+
+    @property
+    def method(self) -> ApprovalMethod:
+        return ApprovalMethod.SERVICE_ACCOUNT
+
+    async def verify(
+        self, *, request: RegistrationRequest, headers: Mapping[str, str], now: float
+    ) -> CredentialOutcome:
+        return await self._reviewer.review(token=presented_service_account_token(headers), now=now)
+
+    async def claim(self, tx: Transaction, outcome: CredentialOutcome, *, now: float) -> str | None:
+        """Nothing to claim: a service-account token approves its own pod only."""
+        return None
+
+    async def close(self) -> None:
+        """Release the reviewer's resources (the JWKS HTTP session). Idempotent."""
+        await self._reviewer.close()
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceAccountBinding:
+    """The step-2 check of ``serviceAccountTokens.bootstrapBinding``: a bootstrap token presented
+    with a service-account token approves only when both name the same pod
+    (:func:`approver.service_accounts.check_pod_binding`); with ``required``, only together with
+    one. The refusal is a 403 with a security event when its reason says so
+    (:attr:`approver.service_accounts.SaReason.security`: a forged token, or one naming another
+    pod, i.e. a copied annotation), else a pending reason (expired, not pod-bound, missing)."""
+
+    required: bool = False
+
+    def __call__(
+        self,
+        *,
+        claims: BootstrapClaims,
+        agent_pod_name: str | None,
+        bound_pod_uid: str | None,
+        outcomes: tuple[CredentialOutcome, ...],
+    ) -> CheckRefusal | None:
+        sa = next(
+            (o for o in outcomes if o.approval_method is ApprovalMethod.SERVICE_ACCOUNT), None
+        )
+        if sa is None:
+            return CheckRefusal(SaReason.NOT_PRESENTED.value) if self.required else None
+        reason = check_pod_binding(
+            sa,
+            claims=claims,
+            agent_pod_name=agent_pod_name,
+            bound_pod_uid=bound_pod_uid,
+            required=self.required,
+        )
+        if reason is None:
+            return None
+        return CheckRefusal(reason.value, security=reason.security)
+
+
+def api_key_folder(settings: ApproverSettings) -> SecretFolderKeys | None:
+    """The Secret-folder keys of ``apiKeys.secretDir`` (read once now), or None."""
+    directory = settings.api_keys.secret_dir
+    if not settings.api_keys.enabled or directory is None:
+        return None
+    folder = SecretFolderKeys(directory, poll_seconds=settings.api_keys.secret_dir_poll_seconds)
+    folder.load()
+    return folder
+
+
 def configured_verifiers(
-    settings: ApproverSettings, *, kube: ApiClient | None
+    settings: ApproverSettings,
+    *,
+    kube: ApiClient | None,
+    engine: AsyncEngine | None = None,
+    folder: SecretFolderKeys | None = None,
 ) -> tuple[CredentialVerifier, ...]:
     """The step-3 and step-4 verifiers the settings enable, in decision order.
 
     Args:
         settings: the approver's settings.
         kube: the Kubernetes client (for TokenReview), when ``kubernetes.enabled``.
+        engine: the approver's database (the ``api_keys`` table), for the API-key path.
+        folder: the ``apiKeys.secretDir`` keys (:func:`api_key_folder`), when set.
 
     Returns:
-        Today an empty tuple: both steps are "not configured, skipped".
+        :class:`ApiKeyVerifier` when ``apiKeys.enabled``, then :class:`ServiceAccountVerifier`
+        when ``serviceAccountTokens.enabled``. The caller closes them
+        (:func:`close_verifiers`).
+
+    Raises:
+        ValueError: ``serviceAccountTokens`` in mode ``tokenreview`` without ``kube``.
+        ssl.SSLError, OSError: ``serviceAccountTokens.jwksCaFile`` cannot be loaded.
     """
     verifiers: list[CredentialVerifier] = []
-    # Step 3 slot (issue 3): the API-key verifier of ``approver.api_keys``, when enabled.
-    # Step 4 slot (issue 3): the TokenReview verifier of ``approver.service_accounts``, when
-    # enabled; it gets ``kube``.
+    if settings.api_keys.enabled:
+        verifiers.append(ApiKeyVerifier(ApiKeyAuthenticator(engine=engine, folder=folder)))
+    if settings.service_account_tokens.enabled:
+        verifiers.append(
+            ServiceAccountVerifier(build_reviewer(settings.service_account_tokens, api_client=kube))
+        )
     return tuple(verifiers)
 
 
+async def close_verifiers(verifiers: Sequence[CredentialVerifier]) -> None:
+    """Close the verifiers that hold resources (those with an async ``close()``)."""
+    for verifier in verifiers:
+        close = getattr(verifier, "close", None)
+        if close is not None:
+            await close()
+
+
 def configured_bootstrap_checks(settings: ApproverSettings) -> tuple[BootstrapCheck, ...]:
-    """Extra step-2 checks the settings enable (issue 3: ``bootstrapBinding``). Today none."""
-    return ()
+    """Extra step-2 checks the settings enable: with ``serviceAccountTokens.enabled``, the
+    :class:`ServiceAccountBinding` (``required`` when ``bootstrapBinding`` is ``required``)."""
+    sa = settings.service_account_tokens
+    if not sa.enabled:
+        return ()
+    return (ServiceAccountBinding(required=sa.bootstrap_binding == "required"),)

@@ -57,6 +57,21 @@ class TestMain:
         assert {"agents", "token_uses", "alembic_version"} <= tables(db)
         assert "database migrated" in capsys.readouterr().err
 
+    def test_api_keys_subcommand(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """`api-keys` runs approver.api_keys_cli against the configured database."""
+        db = tmp_path / "approver.db"
+        config = tmp_path / "approver.yaml"
+        config.write_text(f"databaseUrl: sqlite+aiosqlite:///{db}\n", encoding="utf-8")
+        assert main(["migrate", "--config", str(config)]) == 0
+        assert main(["--config", str(config), "api-keys", "create", "--name", "ci"]) == 0
+        key = capsys.readouterr().out.strip()
+        assert key.startswith("abk_")
+        assert main(["--config", str(config), "api-keys", "list", "--json"]) == 0
+        listed = capsys.readouterr().out
+        assert '"ci"' in listed
+        assert key not in listed
+        assert main(["--config", str(config), "api-keys", "revoke", "nosuchkey000000"]) == 3
+
     def test_bad_config_exits_2_naming_the_field(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:

@@ -83,14 +83,12 @@ tlsKeyFile: /etc/agent-bootstrap/tls/tls.key
 {{- end }}
 port: {{ .Values.approver.port | toJson }}
 retryAfterSeconds: {{ .Values.approver.retryAfterSeconds | toJson }}
-{{- /*
-PENDING: approver settings not in approver/config.py yet. When the approver reads one, move its
-line above this comment and remove the key from PENDING_APPROVER_KEYS in
-tests/manifests/test_config.py (that test fails until both are done). Values, RBAC, mounts and
-NetworkPolicy for these are already rendered.
-
 apiKeys: {{ include "agent-bootstrap.apiKeysConfig" . }}
 serviceAccountTokens: {{ include "agent-bootstrap.serviceAccountTokensConfig" . }}
+{{- /*
+PENDING: approver settings not in approver/config.py yet. When the approver reads one, add its
+line above this comment and remove the key from PENDING_APPROVER_KEYS in
+tests/manifests/test_config.py (that test fails until both are done).
 
 Not in values yet either (add a value, then a line here): the approver's metrics port.
 Left at the approver's defaults on purpose: sweepIntervalSeconds, databasePoolSize, eventLoop,
