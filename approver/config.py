@@ -65,14 +65,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, FilePath, ValidationError, model_validator
-from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from approver.api_keys.settings import ApiKeySettings
 from approver.service_accounts.settings import ServiceAccountSettings
 from bootstrap_token import TrustPolicy
+from bootstrap_token.config_file import ConfigFileError, YamlFileSource, read_yaml
 
 ENV_PREFIX = "AGENT_BOOTSTRAP_APPROVER_"
 #: Environment variable naming the YAML config file (``--config`` wins over it).
@@ -392,61 +391,14 @@ class ApproverSettings(BaseSettings):
         path = _config_file.get()
         if path is None:
             return (init_settings, env_settings)
-        return (init_settings, env_settings, _YamlSource(settings_cls, _read_yaml(path)))
-
-
-class _YamlSource(PydanticBaseSettingsSource):
-    """The YAML file, its camelCase keys renamed to field names at every level.
-
-    The environment source yields field names (``token: {jwks_file: ...}``); keeping the file's
-    aliases (``token: {jwksFile: ...}``) would give the merged input both spellings of one
-    field, and the variable could not override the file. Unknown keys are kept as written, so
-    ``extra="forbid"`` reports them.
-    """
-
-    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
-        super().__init__(settings_cls)
-        self._data = data
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False  # unused: __call__ returns the whole mapping
-
-    def __call__(self) -> dict[str, Any]:
-        return _by_field_name(self.settings_cls, self._data)
-
-
-def _by_field_name(model: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        name = next((n for n, f in model.model_fields.items() if key in (n, f.alias)), key)
-        field = model.model_fields.get(name)
-        sub = field.annotation if field is not None else None
-        if isinstance(value, dict) and isinstance(sub, type) and issubclass(sub, BaseModel):
-            value = _by_field_name(sub, value)
-        out[name] = value
-    return out
+        return (init_settings, env_settings, YamlFileSource(settings_cls, _read_yaml(path)))
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {path}: cannot read: {_os_reason(exc)}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config file {path}: not valid YAML{where}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path}: top level must be a mapping")
-    return data
-
-
-def _os_reason(exc: BaseException) -> str:
-    return exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        return read_yaml(path)
+    except ConfigFileError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _spellings(loc: tuple[int | str, ...]) -> list[tuple[str, str]]:

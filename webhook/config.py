@@ -36,16 +36,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
-    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
 from bootstrap_token import DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS, MIN_TTL_SECONDS, TrustPolicy
+from bootstrap_token.config_file import ConfigFileError, YamlFileSource, read_yaml
 
 ENV_PREFIX = "AGENT_BOOTSTRAP_WEBHOOK_"
 #: Environment variable naming the YAML config file (``--config`` wins over it).
@@ -369,29 +368,14 @@ class WebhookSettings(BaseSettings):
         path = _config_file.get()
         if path is None:
             return (init_settings, env_settings)
-        return (init_settings, env_settings, InitSettingsSource(settings_cls, _read_yaml(path)))
+        return (init_settings, env_settings, YamlFileSource(settings_cls, _read_yaml(path)))
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {path}: cannot read: {_os_reason(exc)}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config file {path}: not valid YAML{where}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path}: top level must be a mapping")
-    return data
-
-
-def _os_reason(exc: BaseException) -> str:
-    return exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        return read_yaml(path)
+    except ConfigFileError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _env_name(loc: tuple[int | str, ...]) -> str:
@@ -407,11 +391,28 @@ def _env_name(loc: tuple[int | str, ...]) -> str:
     return ENV_PREFIX + "__".join(names)
 
 
+def _file_key(loc: tuple[int | str, ...]) -> str:
+    """The file's spelling (camelCase aliases) of a field location given in either spelling."""
+    parts: list[str] = []
+    model: Any = WebhookSettings
+    for part in loc:
+        fields = getattr(model, "model_fields", None)
+        if not isinstance(part, str) or fields is None:
+            parts.append(str(part))
+            model = None
+            continue
+        name = next((n for n, f in fields.items() if part in (n, f.alias)), part)
+        field = fields.get(name)
+        parts.append(field.alias or name if field is not None else part)
+        model = field.annotation if field is not None else None
+    return ".".join(parts)
+
+
 def _describe(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors(include_url=False, include_input=False):
         loc = err["loc"]
-        field = ".".join(str(p) for p in loc) or "settings"
+        field = _file_key(loc) or "settings"
         if err["type"] == "extra_forbidden":
             lines.append(f"{field}: unknown key")
             continue

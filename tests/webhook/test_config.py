@@ -338,3 +338,21 @@ class TestErrors:
         """A YAML list at top level is refused."""
         with pytest.raises(ConfigError, match="top level must be a mapping"):
             load_settings(config_file=write(tmp_path, ["a"]))
+
+
+def test_environment_overrides_a_key_set_in_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A variable wins over the same setting written in camelCase in the file."""
+    from webhook.config import load_settings
+
+    config = tmp_path / "webhook.yaml"
+    config.write_text(
+        "tokenTtlSeconds: 900\nsigningKeyFile: /k\ntlsCertFile: /c\ntlsKeyFile: /t\n"
+        "trust: {namespaces: [a]}\n"
+    )
+    monkeypatch.setenv("AGENT_BOOTSTRAP_WEBHOOK_TOKEN_TTL_SECONDS", "1200")
+    monkeypatch.setenv("AGENT_BOOTSTRAP_WEBHOOK_TRUST__NAMESPACES", '["b"]')
+    settings = load_settings(config_file=config)
+    assert settings.token_ttl_seconds == 1200
+    assert settings.trust.namespaces == frozenset({"b"})
