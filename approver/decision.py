@@ -513,6 +513,17 @@ def _bootstrap_step(facts: Facts, jti_owner: str | None, policy: DecisionPolicy)
 
     claims = verification
     pod_name = facts.pod_name
+    # A token already bound to another agent is a copied token whoever presents it, before
+    # any binding question: refused (403, security event), never a pending record.
+    if jti_owner is not None and jti_owner != facts.request.agent_id:
+        return Decision(
+            Outcome.REJECTED,
+            Reason.TOKEN_REUSED,
+            Step.BOOTSTRAP_TOKEN,
+            security=True,
+            claims=claims,
+            pod_name=pod_name,
+        )
     if pod_name is None or not claims.pod.admits(pod_name):
         reason: str = Reason.BINDING_NOT_PROVABLE
     elif pod_namespace_mismatch(facts.request, namespace=claims.namespace):
@@ -522,15 +533,6 @@ def _bootstrap_step(facts: Facts, jti_owner: str | None, policy: DecisionPolicy)
     if reason:
         return _pending(
             reason, Step.BOOTSTRAP_TOKEN, claims=claims, pod_name=pod_name, credential_digest=digest
-        )
-    if jti_owner is not None and jti_owner != facts.request.agent_id:
-        return Decision(
-            Outcome.REJECTED,
-            Reason.TOKEN_REUSED,
-            Step.BOOTSTRAP_TOKEN,
-            security=True,
-            claims=claims,
-            pod_name=pod_name,
         )
     pod_uid: str | None = None
     if policy.kubernetes:

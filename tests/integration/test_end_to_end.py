@@ -132,6 +132,29 @@ class TestStreamSpaceAgent:
         status, body = await register(stack, agent_for(twin))
         assert (status, body["reason"]) == (403, "token_reused")
 
+    async def test_used_token_under_any_agent_id_is_refused(self, stack: Stack) -> None:
+        """A token bound to one agent is refused (403, token_reused) for another agent id, even
+        one whose pod name the token does not admit: no pending record for a copied token."""
+        _, pod = await post_review(
+            stack, streamspace_review(namespace="streamspace", uid="u-any", rs_hash=new_rs_hash())
+        )
+        assert (await register(stack, agent_for(pod)))[0] == 200
+        token = pod["metadata"]["annotations"][ANNOTATION]
+        for agent_id in ("other", "k8s-prod-cluster-unrelated-pod"):
+            agent = StreamSpaceAgent(env={"AGENT_ID": agent_id, "AGENT_API_KEY": token})
+            status, body = await register(stack, agent)
+            assert (status, body["reason"]) == (403, "token_reused")
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(
+                f"{stack.approver_url}/api/v1/admin/agents",
+                headers={"Authorization": f"Bearer {stack.admin_token}"},
+                ssl=stack.client_ssl,
+            ) as resp,
+        ):
+            ids = {a["agentId"] for a in (await resp.json())["agents"]}
+        assert "other" not in ids
+
     async def test_token_from_another_replicaset_is_not_bound(self, stack: Stack) -> None:
         """A token presented by a pod of another ReplicaSet is not bound to it (pending)."""
         _, pod = await post_review(
