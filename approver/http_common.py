@@ -11,12 +11,11 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from approver import jsonio
 from approver.admin_tokens import TokenFile, bearer_token
 from approver.answers import error_body
 from approver.app_keys import AUDIT_KEY
 from approver.wire import BadRequest
-from bootstrap_token import AuditEvent
+from bootstrap_token import AuditEvent, jsonio
 
 _REALM = 'Bearer realm="agent-bootstrap-approver"'
 _E = TypeVar("_E", bound=StrEnum)

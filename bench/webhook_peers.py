@@ -44,7 +44,7 @@ from bootstrap_token import (
     mint,
     new_jti,
 )
-from webhook.jsonio import dumps, loads
+from bootstrap_token.jsonio import dumps, loads
 from webhook.patch import set_annotation
 
 ANNOTATION = "agents.streamspace.io/bootstrap-token"

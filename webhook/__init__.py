@@ -2,7 +2,6 @@
 
 Modules, from wire types to process (DESIGN.md, "Webhook behaviour"; docs/webhook.md)::
 
-    jsonio          JSON in and out: orjson when installed, else the standard library
     review          AdmissionReview wire types and hand-written readers (no logic)
     patch           JSON Patch builders for the pod's annotations (pure)
     inject          JSON Patch builders pointing an env var at the annotation (pure)

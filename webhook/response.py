@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from webhook.jsonio import dumps
+from bootstrap_token.jsonio import dumps
 from webhook.patch import PatchOp
 from webhook.review import ApiVersion
 from webhook.stamp import MAX_WARNING_CHARS, Decision, Outcome
@@ -92,7 +92,7 @@ def complete(answer: Answer, *, api_version: ApiVersion, uid: str) -> dict[str, 
         ``{"apiVersion", "kind": "AdmissionReview", "response": {"uid", "allowed": true, ...}}``
         with ``patchType: "JSONPatch"`` and ``patch`` only when there are operations, and
         ``warnings``/``auditAnnotations`` only when non-empty. Serialise it with
-        :func:`webhook.jsonio.dumps`.
+        :func:`bootstrap_token.jsonio.dumps`.
     """
     response: dict[str, Any] = {"uid": uid, "allowed": True}
     if answer.patch:

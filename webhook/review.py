@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
-from webhook.jsonio import InvalidJson, loads
+from bootstrap_token.jsonio import InvalidJson, loads
 
 API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
 ApiVersion = Literal["admission.k8s.io/v1", "admission.k8s.io/v1beta1"]

@@ -28,11 +28,11 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from bootstrap_token import AuditSink
+from bootstrap_token.jsonio import dumps
 from webhook.config import WebhookSettings
 from webhook.credentials import Credentials
 from webhook.handler import Reviewer
 from webhook.inject import EnvInjection
-from webhook.jsonio import dumps
 from webhook.metrics import WebhookMetrics
 from webhook.response import complete, errored
 from webhook.review import MalformedReview, parse_review

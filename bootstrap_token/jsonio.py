@@ -1,4 +1,5 @@
-"""JSON in and out of the hot path: orjson when it is installed, the standard library otherwise.
+"""JSON in and out of both services' HTTP layers: orjson when it is installed, the standard
+library otherwise (one module, so the webhook and the approver parse alike).
 
 Both backends read UTF-8 bytes and write compact UTF-8 bytes (no spaces, non-ASCII kept as is),
 so the answers are the same JSON either way. orjson parses the real review about 2.5x faster

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bootstrap_token import jsonio
+from bootstrap_token.jsonio import InvalidJson
 from tests.payloads import streamspace_agent_review
-from webhook import jsonio
-from webhook.jsonio import InvalidJson
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(),
