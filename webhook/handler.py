@@ -54,8 +54,13 @@ class Reviewer:
     def __post_init__(self) -> None:
         object.__setattr__(self, "_emit", emitter(self.audit))
 
-    def answer(self, review: AdmissionReview) -> dict[str, Any]:
+    def answer(self, review: AdmissionReview, *, started: float | None = None) -> dict[str, Any]:
         """The AdmissionReview response document for ``review``; never raises.
+
+        Args:
+            review: the parsed review.
+            started: ``time.perf_counter()`` when the review's body was read (default: now);
+                ``review_duration_seconds`` observes the time from then to the answer.
 
         Returns:
             See :func:`webhook.response.complete`: always ``allowed: true`` with the uid echoed
@@ -64,7 +69,8 @@ class Reviewer:
             failure is logged (type and stack, not the message, which could quote pod data),
             counted and audited.
         """
-        started = time.perf_counter()
+        if started is None:
+            started = time.perf_counter()
         request = review.request
         try:
             signing = self.credentials.signing

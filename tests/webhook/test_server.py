@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -12,7 +13,7 @@ from typing import Any
 import jsonpatch
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import RawTestServer, TestClient
 
 from bootstrap_token import KeySet, SigningKey, VerificationPolicy, verify
 from tests.conftest import Pki
@@ -20,27 +21,46 @@ from tests.payloads import streamspace_agent_review
 from tests.webhook.conftest import ANNOTATION, NOW, RecordingSink, make_settings
 from webhook.credentials import Credentials, SigningMaterial
 from webhook.metrics_server import create_metrics_app
-from webhook.server import CREDENTIALS, LIFECYCLE, METRICS, REVIEWER, SETTINGS, create_app
+from webhook.server import WebhookHttp, create_app
 from webhook.tls import TlsFiles, TlsMaterial, load_tls
 
-Client = TestClient[web.Request, web.Application]
-ClientFactory = Callable[[web.Application], Awaitable[Client]]
+Client = TestClient[web.BaseRequest, None]
+ClientFactory = Callable[[RawTestServer], Awaitable[Client]]
 
 VERSIONS = ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"]
 
 
-@pytest.fixture
-async def client(
-    aiohttp_client: ClientFactory, tmp_path: Path, signing_key: SigningKey, audit: RecordingSink
-) -> Client:
-    """A test client of an app trusting ``streamspace``, clock fixed at NOW."""
-    app = create_app(
+class WebhookTestServer(RawTestServer):
+    """aiohttp's low-level test server running ``app.server()``, the server production runs."""
+
+    def __init__(self, app: WebhookHttp) -> None:
+        super().__init__(app)
+        self.app = app
+
+    async def _make_runner(self, debug: bool = True, **kwargs: Any) -> web.ServerRunner:
+        return web.ServerRunner(self.app.server(debug=debug, **kwargs), debug=debug, **kwargs)
+
+
+async def serve(aiohttp_client: ClientFactory, app: WebhookHttp) -> Client:
+    """A test client of ``app``."""
+    return await aiohttp_client(WebhookTestServer(app))
+
+
+@pytest.fixture(name="app")
+def app_fixture(tmp_path: Path, signing_key: SigningKey, audit: RecordingSink) -> WebhookHttp:
+    """An app trusting ``streamspace``, clock fixed at NOW."""
+    return create_app(
         make_settings(tmp_path),
         credentials=Credentials.with_key(signing_key),
         clock=lambda: float(NOW),
         audit=audit,
     )
-    return await aiohttp_client(app)
+
+
+@pytest.fixture
+async def client(aiohttp_client: ClientFactory, app: WebhookHttp) -> Client:
+    """A test client of ``app``."""
+    return await serve(aiohttp_client, app)
 
 
 @pytest.fixture
@@ -124,7 +144,7 @@ class TestMutate:
             make_settings(tmp_path), credentials=Credentials.with_key(signing_key),
             clock=broken_clock, audit=RecordingSink(),
         )  # fmt: skip
-        client = await aiohttp_client(app)
+        client = await serve(aiohttp_client, app)
         resp = await post_json(client, streamspace_agent_review(uid="uid-err"))
         assert resp.status == 200
         response = (await resp.json())["response"]
@@ -133,14 +153,14 @@ class TestMutate:
             "allowed": True,
             "auditAnnotations": {"decision": "error", "reason": "internal_error"},
         }
-        assert app[METRICS].value(decision="error", reason="internal_error") == 1
+        assert app.metrics.value(decision="error", reason="internal_error") == 1
 
     async def test_no_signing_key(self, aiohttp_client: ClientFactory, tmp_path: Path) -> None:
         """Without a signing key a trusted pod is admitted unstamped with a warning."""
         app = create_app(
             make_settings(tmp_path), credentials=Credentials.with_key(None), audit=RecordingSink()
         )
-        client = await aiohttp_client(app)
+        client = await serve(aiohttp_client, app)
         response = (await (await post_json(client, streamspace_agent_review())).json())["response"]
         assert response["allowed"] is True
         assert "patch" not in response
@@ -193,7 +213,9 @@ class TestRefusals:
         assert audit.events[0].decision == "malformed"
 
     @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
-    async def test_wrong_content_type(self, client: Client, content_type: str) -> None:
+    async def test_wrong_content_type(
+        self, client: Client, app: WebhookHttp, content_type: str
+    ) -> None:
         """A body that is not declared application/json gets 415 with the reason."""
         resp = await client.post(
             "/mutate",
@@ -202,7 +224,7 @@ class TestRefusals:
         )
         assert resp.status == 415
         assert await resp.json() == {"error": "content type must be application/json"}
-        assert client.app[METRICS].value(decision="malformed", reason="unsupported_media_type") == 1
+        assert app.metrics.value(decision="malformed", reason="unsupported_media_type") == 1
 
     async def test_missing_content_type(self, client: Client) -> None:
         """No content type at all is refused with 415 too."""
@@ -217,13 +239,13 @@ class TestRefusals:
             make_settings(tmp_path, maxRequestBytes=65536),
             credentials=Credentials.with_key(signing_key), audit=RecordingSink(),
         )  # fmt: skip
-        client = await aiohttp_client(app)
+        client = await serve(aiohttp_client, app)
         review = streamspace_agent_review()
         review["request"]["object"]["metadata"]["annotations"] = {"big": "x" * 70000}
         resp = await post_json(client, review)
         assert resp.status == 413
         assert await resp.json() == {"error": "request body exceeds 65536 bytes"}
-        assert app[METRICS].value(decision="malformed", reason="too_large") == 1
+        assert app.metrics.value(decision="malformed", reason="too_large") == 1
 
     async def test_too_large_chunked(
         self, aiohttp_client: ClientFactory, tmp_path: Path, signing_key: SigningKey
@@ -233,7 +255,7 @@ class TestRefusals:
             make_settings(tmp_path, maxRequestBytes=65536),
             credentials=Credentials.with_key(signing_key), audit=RecordingSink(),
         )  # fmt: skip
-        client = await aiohttp_client(app)
+        client = await serve(aiohttp_client, app)
 
         async def chunks() -> AsyncIterator[bytes]:
             for _ in range(20):
@@ -254,9 +276,59 @@ class TestRefusals:
         assert (await resp.json())["response"]["uid"] == "big"
 
     async def test_get_not_allowed(self, client: Client) -> None:
-        """Only POST is routed on /mutate."""
+        """Only POST is routed on /mutate: 405 naming the allowed method, JSON."""
         resp = await client.get("/mutate")
         assert resp.status == 405
+        assert resp.headers["Allow"] == "POST"
+        assert await resp.json() == {"error": "method GET not allowed"}
+
+    async def test_post_to_probe_not_allowed(self, client: Client) -> None:
+        """A POST to a probe is 405 with ``Allow: GET, HEAD``."""
+        resp = await client.post("/healthz", data=b"{}")
+        assert (resp.status, resp.headers["Allow"]) == (405, "GET, HEAD")
+
+    async def test_expect_continue(self, client: Client) -> None:
+        """A client sending ``Expect: 100-continue`` gets its 100 and then the answer."""
+        resp = await client.post(
+            "/mutate",
+            data=json.dumps(streamspace_agent_review(uid="u-100")).encode(),
+            headers={"Content-Type": "application/json"},
+            expect100=True,
+        )
+        assert resp.status == 200
+        assert (await resp.json())["response"]["uid"] == "u-100"
+
+    async def test_unknown_expectation(self, client: Client, app: WebhookHttp) -> None:
+        """Any other ``Expect`` value is 417 (RFC 9110 section 10.1.1), nothing reviewed."""
+        resp = await client.post(
+            "/mutate",
+            data=json.dumps(streamspace_agent_review()).encode(),
+            headers={"Content-Type": "application/json", "Expect": "something-else"},
+        )
+        assert resp.status == 417
+        assert app.metrics.value(decision="stamped", reason="trusted_agent_pod") == 0
+
+    async def test_concurrent_reviews_each_get_their_own_answer(
+        self, client: Client, app: WebhookHttp, key_set: KeySet
+    ) -> None:
+        """Reviews answered in one batch (webhook.batch) keep their own uid, token and jti."""
+        uids = [f"uid-{i}" for i in range(40)]
+        responses = await asyncio.gather(
+            *(post_json(client, streamspace_agent_review(uid=uid)) for uid in uids)
+        )
+        answers = [(await r.json())["response"] for r in responses]
+        assert [a["uid"] for a in answers] == uids
+        policy = VerificationPolicy(issuer="agent-bootstrap-webhook", audience="agent-approver")
+        review = streamspace_agent_review()
+        for uid, answer in zip(uids, answers, strict=True):
+            pod = jsonpatch.apply_patch(
+                review["request"]["object"], json.loads(base64.b64decode(answer["patch"]))
+            )
+            claims = verify(pod["metadata"]["annotations"][ANNOTATION], key_set, policy, now=NOW)
+            assert claims.admission_uid == uid
+            assert claims.jti == answer["auditAnnotations"]["jti"]
+        assert len({a["auditAnnotations"]["jti"] for a in answers}) == len(uids)
+        assert app.metrics.value(decision="stamped", reason="trusted_agent_pod") == len(uids)
 
 
 class TestProbes:
@@ -268,13 +340,21 @@ class TestProbes:
 
     async def test_metrics_not_on_the_review_port(self, client: Client) -> None:
         """The HTTPS port has no /metrics: metrics have their own plain-HTTP port."""
-        assert (await client.get("/metrics")).status == 404
+        resp = await client.get("/metrics")
+        assert (resp.status, await resp.json()) == (404, {"error": "not found"})
+
+    async def test_head_probes(self, client: Client) -> None:
+        """HEAD is answered like GET on the probes (as aiohttp's router does), without a body."""
+        resp = await client.head("/healthz")
+        assert resp.status == 200
+        assert await resp.read() == b""
+        assert (await client.head("/readyz")).status == 503
 
     async def test_readyz_with_key_and_certificate(
-        self, client: Client, tls_material: TlsMaterial
+        self, client: Client, app: WebhookHttp, tls_material: TlsMaterial
     ) -> None:
         """Ready once a signing key and a certificate are loaded."""
-        client.app[CREDENTIALS].tls = tls_material
+        app.credentials.tls = tls_material
         resp = await client.get("/readyz")
         assert (resp.status, await resp.text()) == (200, "ready")
 
@@ -293,12 +373,12 @@ class TestProbes:
         """503 'no signing key' until a key is swapped in, then 200; draining makes it 503."""
         credentials = Credentials(tls=tls_material)
         app = create_app(make_settings(tmp_path), credentials=credentials, audit=RecordingSink())
-        client = await aiohttp_client(app)
+        client = await serve(aiohttp_client, app)
         resp = await client.get("/readyz")
         assert (resp.status, await resp.text()) == (503, "not ready: no signing key loaded")
         credentials.signing = SigningMaterial.of(signing_key)
         assert (await client.get("/readyz")).status == 200
-        app[LIFECYCLE].draining = True
+        app.lifecycle.draining = True
         resp = await client.get("/readyz")
         assert (resp.status, await resp.text()) == (503, "not ready: shutting down")
         assert (await client.get("/healthz")).status == 200
@@ -306,11 +386,14 @@ class TestProbes:
 
 class TestMetricsPort:
     async def test_metrics_app_exposes_the_series(
-        self, aiohttp_client: ClientFactory, client: Client
+        self,
+        aiohttp_client: Callable[[web.Application], Awaitable[Any]],
+        client: Client,
+        app: WebhookHttp,
     ) -> None:
         """GET /metrics on the metrics app shows reviews by operation, decision and reason."""
         await post_json(client, streamspace_agent_review())
-        metrics_client = await aiohttp_client(create_metrics_app(client.app[METRICS].registry))
+        metrics_client = await aiohttp_client(create_metrics_app(app.metrics.registry))
         resp = await metrics_client.get("/metrics")
         assert resp.status == 200
         assert resp.headers["Content-Type"].startswith("text/plain")
@@ -328,15 +411,15 @@ class TestCreateApp:
         """Settings, reviewer and metrics are stored under typed AppKeys."""
         settings = make_settings(tmp_path, maxRequestBytes=100_000)
         app = create_app(settings, credentials=Credentials.with_key(signing_key))
-        assert app[SETTINGS] is settings
-        signing = app[REVIEWER].credentials.signing
+        assert app.settings is settings
+        signing = app.reviewer.credentials.signing
         assert signing is not None
         assert signing.kid == signing_key.kid
-        assert app[REVIEWER].config.cluster == "test-cluster"
+        assert app.reviewer.config.cluster == "test-cluster"
 
     def test_apps_do_not_share_metrics(self, tmp_path: Path, signing_key: SigningKey) -> None:
         """Two apps in one process each get their own registry."""
         first = create_app(make_settings(tmp_path), credentials=Credentials.with_key(signing_key))
         second = create_app(make_settings(tmp_path), credentials=Credentials.with_key(signing_key))
-        first[METRICS].count(decision="stamped", reason="trusted_agent_pod")
-        assert second[METRICS].value(decision="stamped", reason="trusted_agent_pod") == 0
+        first.metrics.count(decision="stamped", reason="trusted_agent_pod")
+        assert second.metrics.value(decision="stamped", reason="trusted_agent_pod") == 0
