@@ -42,6 +42,7 @@ FIELDS: tuple[str, ...] = tuple(AuditEvent.model_fields)
 _DEFAULTS: dict[str, Any] = {
     name: info.default for name, info in AuditEvent.model_fields.items() if name != "time"
 }
+_DEFAULT_ITEMS = tuple(_DEFAULTS.items())
 _KNOWN = frozenset(FIELDS)
 
 #: Emits one event given as a field dict.
@@ -69,16 +70,16 @@ def audit_line(fields: Mapping[str, Any], *, now: datetime | None = None) -> str
     Raises:
         KeyError: an unknown field, or a required one missing.
     """
-    unknown = fields.keys() - _KNOWN
-    if unknown:
-        raise KeyError(f"not AuditEvent fields: {sorted(unknown)}")
+    if not fields.keys() <= _KNOWN:
+        raise KeyError(f"not AuditEvent fields: {sorted(fields.keys() - _KNOWN)}")
     moment = now or datetime.now(UTC)
     document: dict[str, Any] = {"time": moment if orjson is not None else _rfc3339(moment)}
-    for name, default in _DEFAULTS.items():
-        value = fields.get(name, default)
-        if value is PydanticUndefined:
-            raise KeyError(f"AuditEvent field {name!r} is required")
+    get = fields.get
+    for name, default in _DEFAULT_ITEMS:
+        value = get(name, default)
         if value is not None:
+            if value is PydanticUndefined:
+                raise KeyError(f"AuditEvent field {name!r} is required")
             document[name] = value
     if orjson is not None:
         return orjson.dumps(document, option=orjson.OPT_UTC_Z).decode("utf-8")

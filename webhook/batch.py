@@ -18,9 +18,9 @@ What does not change:
 * every queued item is worked on, even when its waiter was cancelled meanwhile (a client that
   went away): its review is still decided, counted and audited, only the answer is dropped;
 * an exception of the work function reaches that item's waiter only;
-* at most ``max_batch`` items run per callback; the rest run in a callback scheduled right
-  after, so I/O is polled in between and a burst cannot hold the loop for long
-  (``max_batch`` x about 40 µs).
+* at most ``max_batch`` items run per callback; the rest run in a callback scheduled after
+  the waiters of this batch resume (their answers are written first), so I/O is polled in
+  between and a burst cannot hold the loop for long (``max_batch`` x about 40 µs).
 
 Single-threaded by design: call it from the event loop that runs it.
 """
@@ -76,35 +76,40 @@ class IterationBatcher(Generic[T, R]):
             Exception: what ``work`` raised for ``item``.
         """
         loop = self._loop
-        if not self._scheduled:
-            # Looked up once per batch, not per item (get_running_loop is a getpid() call on
-            # CPython 3.11), and again for each new batch so a batcher outlives its loop.
+        if loop is None or loop.is_closed():
+            # Looked up once, not per item: get_running_loop is a getpid() syscall on CPython
+            # 3.11. Looked up again only if that loop was closed (tests run several loops);
+            # what was queued on a closed loop can never be answered.
             loop = self._loop = asyncio.get_running_loop()
+            self._queue.clear()
+            self._scheduled = False
+        if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._run)
-        assert loop is not None  # set with _scheduled
         future: asyncio.Future[R] = loop.create_future()
         self._queue.append((item, future))
         return await future
 
     def _run(self) -> None:
         queue = self._queue
-        if len(queue) > self._max_batch:
-            batch = queue[: self._max_batch]
-            del queue[: self._max_batch]
-            assert self._loop is not None
-            self._loop.call_soon(self._run)  # still scheduled: later items join that batch
-        else:
-            batch = queue[:]
-            queue.clear()
-            self._scheduled = False
+        batch = queue[: self._max_batch]
+        del queue[: self._max_batch]
         work = self._work
-        for item, future in batch:
-            try:
-                result = work(item)
-            except Exception as exc:
-                if not future.done():
-                    future.set_exception(exc)
+        try:
+            for item, future in batch:
+                try:
+                    result = work(item)
+                except Exception as exc:
+                    if not future.done():
+                        future.set_exception(exc)
+                else:
+                    if not future.done():
+                        future.set_result(result)
+        finally:
+            if queue:
+                # Scheduled after the waiters just woken: their answers are written before
+                # the next batch runs, and the loop polls I/O in between.
+                assert self._loop is not None
+                self._loop.call_soon(self._run)
             else:
-                if not future.done():
-                    future.set_result(result)
+                self._scheduled = False

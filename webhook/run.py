@@ -174,7 +174,8 @@ async def serve(
     app = create_app(
         settings, credentials=credentials, audit=audit, metrics=metrics, lifecycle=lifecycle
     )
-    # No access log (see WebhookHttp.server). shutdown_timeout bounds aiohttp's own wait, after ours (see the module docstring).
+    # No access log (see WebhookHttp.server). shutdown_timeout bounds aiohttp's own wait,
+    # after ours (see the module docstring).
     runner = web.ServerRunner(app.server(), shutdown_timeout=FINAL_TIMEOUT_SECONDS)
     metrics_runner: web.AppRunner | None = None
     stop = asyncio.Event()
