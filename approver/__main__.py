@@ -131,7 +131,9 @@ def run(settings: ApproverSettings, main: Callable[[], Coroutine[Any, Any, _T]])
             import uvloop
         except ModuleNotFoundError:
             if settings.event_loop is EventLoop.UVLOOP:
-                raise ConfigError("eventLoop: uvloop is not installed") from None
+                raise ConfigError(
+                    f"{settings.describe_field('eventLoop')}: uvloop is not installed"
+                ) from None
         else:
             factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:

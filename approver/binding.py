@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
+from approver.identifiers import is_pod_name
 from approver.wire import RegistrationRequest
 from bootstrap_token import OwnerRef
 
@@ -44,13 +45,15 @@ POD_NAMESPACE_KEY = "podNamespace"
 def bound_pod_name(request: RegistrationRequest, *, agent_id_prefix: str | None) -> str | None:
     """The pod name a registration speaks for, or None when it cannot be told.
 
-    ``metadata.podName`` when sent (it must be a non-empty string); else the agent id without
+    ``metadata.podName`` when sent (it must be a string that can be a pod name, a DNS-1123
+    subdomain: :func:`approver.identifiers.is_pod_name`; a podName with control characters
+    must not pass a ``generateName`` prefix match into a record); else the agent id without
     ``agent_id_prefix + "-"`` (StreamSpace: ``AGENT_ID=$(AGENT_ID_PREFIX)-$(POD_NAME)``); with no
     prefix configured, the agent id itself.
     """
     raw = request.metadata.get(POD_NAME_KEY)
     if raw is not None:
-        return raw if isinstance(raw, str) and raw else None
+        return raw if isinstance(raw, str) and is_pod_name(raw) else None
     if agent_id_prefix is None:
         return request.agent_id
     head = agent_id_prefix + "-"

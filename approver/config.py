@@ -52,8 +52,11 @@ Sources, highest precedence first:
 
 Only prefixed variables are read. Unknown keys in the file are an error, not ignored: a
 misspelt ``namespaces`` must not silently trust nothing. :func:`load_settings` turns every
-validation failure into one :class:`ConfigError` that names each field (file key and
-environment variable), never its value.
+validation failure into one :class:`ConfigError` that names each field where it was set, never
+its value: the file key and the file when the value came from the file, the file key and the
+environment variable when it came from the environment, both ways to set it when it is
+missing (:class:`bootstrap_token.config_file.Origins`). Errors found later, when a file the
+settings name is opened, say the same through :meth:`ApproverSettings.describe_field`.
 """
 
 from __future__ import annotations
@@ -65,25 +68,43 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, FilePath, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FilePath,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from approver.api_keys.settings import ApiKeySettings
 from approver.service_accounts.settings import ServiceAccountSettings
 from bootstrap_token import TrustPolicy
-from bootstrap_token.config_file import ConfigFileError, YamlFileSource, read_yaml
+from bootstrap_token import config_file as _cf
+from bootstrap_token.config_file import ConfigFileError, Origins, YamlFileSource, read_yaml
 
 ENV_PREFIX = "AGENT_BOOTSTRAP_APPROVER_"
 #: Environment variable naming the YAML config file (``--config`` wins over it).
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./agent-bootstrap.db"
 
-# The file to read while load_settings() builds ApproverSettings; see settings_customise_sources.
-_config_file: ContextVar[Path | None] = ContextVar("approver_config_file", default=None)
+# The file read by load_settings() (path, mapping) while it builds ApproverSettings; see
+# settings_customise_sources.
+_config_file: ContextVar[tuple[Path, dict[str, Any]] | None] = ContextVar(
+    "approver_config_file", default=None
+)
 
 
 class ConfigError(ValueError):
-    """The configuration cannot be used. The message names the field (file key and env name)."""
+    """The configuration cannot be used. The message names the field where it was set (file
+    key and file, or environment variable)."""
 
 
 class _Section(BaseModel):
@@ -345,6 +366,18 @@ class ApproverSettings(BaseSettings):
         description="Retry-After of a 503 answer (database unavailable), in seconds. Default 5.",
     )
 
+    #: Where each value came from (set by :func:`load_settings`), for error messages.
+    _origins: Origins | None = PrivateAttr(default=None)
+
+    def describe_field(self, *loc: str) -> str:
+        """A field named for an error message, where the operator set it: ``token.jwksFile
+        (config file /etc/approver.yaml)`` or ``token.jwksFile (env
+        AGENT_BOOTSTRAP_APPROVER_TOKEN__JWKS_FILE)``; for settings not built by
+        :func:`load_settings`, the file key and the variable."""
+        if self._origins is not None:
+            return self._origins.describe(loc)
+        return f"{file_key(loc)} (env {env_name(loc)})"
+
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if self.auto_approve.enabled:
@@ -388,10 +421,10 @@ class ApproverSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Keyword arguments, then the environment, then the YAML file (no dotenv, no
         secrets dir)."""
-        path = _config_file.get()
-        if path is None:
+        read = _config_file.get()
+        if read is None:
             return (init_settings, env_settings)
-        return (init_settings, env_settings, YamlFileSource(settings_cls, _read_yaml(path)))
+        return (init_settings, env_settings, YamlFileSource(settings_cls, read[1]))
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -401,46 +434,16 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(str(exc)) from None
 
 
-def _spellings(loc: tuple[int | str, ...]) -> list[tuple[str, str]]:
-    """(field name, file key) of each part of a field location given in either spelling."""
-    parts: list[tuple[str, str]] = []
-    model: Any = ApproverSettings
-    for part in loc:
-        fields = getattr(model, "model_fields", None)
-        if fields is None:
-            parts.append((str(part), str(part)))
-            model = None
-            continue
-        name = next((n for n, f in fields.items() if part in (n, f.alias)), str(part))
-        field = fields.get(name)
-        parts.append((name, field.alias or name if field is not None else name))
-        model = field.annotation if field is not None else None
-    return parts
-
-
 def env_name(loc: tuple[int | str, ...]) -> str:
     """The environment variable of a field location (file keys or field names), e.g.
     ``("token", "jwksFile")`` -> ``AGENT_BOOTSTRAP_APPROVER_TOKEN__JWKS_FILE``."""
-    return ENV_PREFIX + "__".join(name.upper() for name, _ in _spellings(loc))
+    return _cf.env_name(ENV_PREFIX, ApproverSettings, loc)
 
 
 def file_key(loc: tuple[int | str, ...]) -> str:
     """The dotted YAML key of a field location, e.g. ``("token", "jwks_file")`` ->
     ``token.jwksFile``."""
-    return ".".join(key for _, key in _spellings(loc))
-
-
-def _describe(exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors(include_url=False, include_input=False):
-        loc = err["loc"]
-        field = file_key(loc) or "settings"
-        if err["type"] == "extra_forbidden":
-            lines.append(f"{field}: unknown key")
-            continue
-        env = f" (env {env_name(loc)})" if loc and isinstance(loc[0], str) else ""
-        lines.append(f"{field}{env}: {err['msg']}")
-    return "invalid configuration:\n  " + "\n  ".join(lines)
+    return _cf.file_key(ApproverSettings, loc)
 
 
 def load_settings(
@@ -459,15 +462,24 @@ def load_settings(
 
     Raises:
         ConfigError: unreadable or invalid YAML, unknown keys, missing files, values out of
-            bounds or inconsistent (autoApprove without jwksFile, half a TLS pair); the message
-            names each field (file key and env variable), never its value.
+            bounds or inconsistent (autoApprove without jwksFile, half a TLS pair), a variable
+            holding invalid JSON; the message names each field where it was set (the file key
+            and the file, or the environment variable), never its value.
     """
     env = os.environ if environ is None else environ
     path = config_file or (Path(env[CONFIG_ENV]) if env.get(CONFIG_ENV) else None)
-    token = _config_file.set(path)
+    data = _read_yaml(path) if path is not None else {}
+    origins = _cf.origins(ApproverSettings, file=path, file_data=data)
+    token = _config_file.set((path, data) if path is not None else None)
     try:
-        return ApproverSettings()
+        settings = ApproverSettings()
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        raise ConfigError(origins.describe_errors(exc)) from None
+    except SettingsError as exc:
+        # A variable that should hold JSON (a list, an object) does not; the message names the
+        # field and the source, not the value.
+        raise ConfigError(f"invalid configuration:\n  {exc}") from None
     finally:
         _config_file.reset(token)
+    settings._origins = origins
+    return settings

@@ -17,7 +17,10 @@ otherwise, RFC 6750 section 3). Every call is audited with the caller as actor
   ``/api/v1/admin/audit``.
 
 Unknown query parameters are refused (400 ``unknown_parameter``): a misspelt filter must not
-silently list everything.
+silently list everything. An ``{agentId}`` in the path, or an ``agentId`` filter, outside the
+agent id rule (:mod:`approver.identifiers`) is refused with 400 ``invalid_agent_id`` before any
+lookup. Every 400/415 is audited as ``admin.request`` ``invalid`` with the caller as actor (a
+JSON line; nothing is stored).
 """
 
 from __future__ import annotations
@@ -44,23 +47,36 @@ from approver.http_common import (
     json_error,
     json_response,
     read_json,
+    refused_request,
     time_param,
 )
 from approver.lifecycle import TransitionNotAllowed
 from approver.records import AgentRecord, AgentStatus, ApprovalMethod
 from approver.store import AgentFilter, AuditFilter
-from approver.wire import BadRequest, BulkApproveRequest, parse_model
+from approver.wire import BadRequest, BulkApproveRequest, check_agent_id, parse_model
 
 ADMIN_AGENTS_PATH = "/api/v1/admin/agents"
 AUDIT_PATH = "/api/v1/audit"
 ADMIN_AUDIT_PATH = "/api/v1/admin/audit"
 DEFAULT_PAGE = 100
+#: The audit event of an admin request refused with 400/415.
+BAD_REQUEST_EVENT = "admin.request"
+#: Where :func:`_admin` leaves the authenticated caller's name on the request.
+_ACTOR = web.RequestKey("actor", str)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _admin(request: web.Request) -> str:
-    return authenticate(request, request.app[ADMIN_TOKENS_KEY])
+    actor = authenticate(request, request.app[ADMIN_TOKENS_KEY])
+    request[_ACTOR] = actor
+    return actor
+
+
+def _agent_id(request: web.Request) -> str:
+    """The ``{agent_id}`` path segment (percent-decoded by aiohttp), checked by the agent id
+    rule. Raises BadRequest ``invalid_agent_id``."""
+    return check_agent_id(request.match_info["agent_id"], where="path agentId")
 
 
 def _bad_requests(handler: Handler) -> Handler:
@@ -69,7 +85,8 @@ def _bad_requests(handler: Handler) -> Handler:
             return await handler(request)
         except BadRequest as exc:
             status = 415 if exc.code == "unsupported_media_type" else 400
-            return json_error(status, exc.code, exc.message)
+            actor = request.get(_ACTOR)
+            return refused_request(request, status, exc, event=BAD_REQUEST_EVENT, actor=actor)
 
     wrapped.__doc__ = handler.__doc__
     return wrapped
@@ -114,21 +131,21 @@ def _next_agent_cursor(last: AgentRecord) -> str:
 async def get_agent(request: web.Request) -> web.StreamResponse:
     """``GET /api/v1/admin/agents/{agentId}``."""
     actor = _admin(request)
-    agent = await request.app[ADMIN_KEY].get_agent(
-        agent_id=request.match_info["agent_id"], actor=actor
-    )
+    agent = await request.app[ADMIN_KEY].get_agent(agent_id=_agent_id(request), actor=actor)
     if agent is None:
         return json_error(404, "agent_not_found")
     return json_response({"agent": agent_json(agent)})
 
 
 def _action(name: str) -> Handler:
+    @_bad_requests
     async def handler(request: web.Request) -> web.StreamResponse:
         actor = _admin(request)
+        agent_id = _agent_id(request)
         service = request.app[ADMIN_KEY]
         act = {"approve": service.approve, "reject": service.reject, "revoke": service.revoke}[name]
         try:
-            agent = await act(agent_id=request.match_info["agent_id"], actor=actor)
+            agent = await act(agent_id=agent_id, actor=actor)
         except TransitionNotAllowed as exc:
             return json_error(409, "transition_not_allowed", str(exc))
         if agent is None:
@@ -143,7 +160,7 @@ def _action(name: str) -> Handler:
 async def delete_agent(request: web.Request) -> web.StreamResponse:
     """``DELETE /api/v1/admin/agents/{agentId}``."""
     actor = _admin(request)
-    agent_id = request.match_info["agent_id"]
+    agent_id = _agent_id(request)
     deleted = await request.app[ADMIN_KEY].delete(agent_id=agent_id, actor=actor)
     if deleted is None:
         return json_error(404, "agent_not_found")
@@ -187,7 +204,7 @@ async def list_audit(request: web.Request) -> web.StreamResponse:
         raise BadRequest("invalid_order", "order must be asc or desc")
     where = AuditFilter(
         event=q.get("event"),
-        agent_id=q.get("agentId"),
+        agent_id=(check_agent_id(q["agentId"], where="query agentId") if "agentId" in q else None),
         actor=q.get("actor"),
         reason=q.get("reason"),
         security=bool_param(q, "security"),

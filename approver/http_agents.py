@@ -2,8 +2,11 @@
 
 * ``POST /api/v1/agents/register``: StreamSpace's registration call (:mod:`approver.wire`);
   200 approved (with ``apiKey`` once) / 202 pending / 403 rejected (:mod:`approver.answers`),
-  400 malformed body, 415 not JSON, 413 body over 64 KiB, 503 + ``Retry-After`` when the database
-  is unavailable. Answers carry ``Cache-Control: no-store``: one of them holds a key.
+  400 malformed body (``invalid_json``, ``invalid_request``, or ``invalid_agent_id`` for an
+  ``agentId`` outside the rule of :mod:`approver.identifiers`; audited as ``agent.register``
+  ``invalid``, no record written), 415 not JSON, 413 body over 64 KiB, 503 + ``Retry-After``
+  when the database is unavailable. Answers carry ``Cache-Control: no-store``: one of them
+  holds a key.
 * ``POST /api/v1/agents/review``: ``{"apiKey": "aga_..."}`` (or the key in ``X-Agent-API-Key``)
   -> 200 ``{"authenticated", "agentId", "status", "namespace", "approvalMethod", "reason"}``
   (:mod:`approver.review`); the caller authenticates with a bearer token from
@@ -17,7 +20,14 @@ from aiohttp import web
 from approver.answers import registration_answer
 from approver.app_keys import ADMIN_TOKENS_KEY, REGISTRAR_KEY, REVIEW_TOKENS_KEY, REVIEWER_KEY
 from approver.credentials import API_KEY_HEADER
-from approver.http_common import authenticate, json_error, json_response, read_json
+from approver.http_common import (
+    authenticate,
+    json_error,
+    json_response,
+    read_json,
+    refused_request,
+)
+from approver.registration import REGISTER_EVENT
 from approver.wire import BadRequest, ReviewRequest, parse_model, parse_registration
 
 REGISTER_PATH = "/api/v1/agents/register"
@@ -27,12 +37,13 @@ _NO_STORE = {"Cache-Control": "no-store"}
 
 async def register(request: web.Request) -> web.Response:
     """``POST /api/v1/agents/register``: decide a registration (module docstring)."""
-    if request.content_type != "application/json":
-        return json_error(415, "unsupported_media_type", "send Content-Type: application/json")
     try:
+        if request.content_type != "application/json":
+            raise BadRequest("unsupported_media_type", "send Content-Type: application/json")
         body = parse_registration(await read_json(request))
     except BadRequest as exc:
-        return json_error(400, exc.code, exc.message)
+        status = 415 if exc.code == "unsupported_media_type" else 400
+        return refused_request(request, status, exc, event=REGISTER_EVENT)
     result = await request.app[REGISTRAR_KEY].register(request=body, headers=request.headers)
     status, payload = registration_answer(result.decision, result.agent, api_key=result.api_key)
     return json_response(payload, status=status, headers=_NO_STORE)

@@ -35,6 +35,38 @@ def json_error(status: int, code: str, message: str | None = None) -> web.Respon
     return json_response(error_body(code, message), status=status)
 
 
+def refused_request(
+    request: web.Request,
+    status: int,
+    exc: BadRequest,
+    *,
+    event: str,
+    actor: str | None = None,
+) -> web.Response:
+    """Answer a request the API cannot read (``exc``) with ``status`` and emit an audit event
+    about it (decision ``invalid``, reason ``exc.code``).
+
+    The event is a JSON line only, not appended to the stored chain: the request changed
+    nothing, and an unauthenticated client must not be able to grow the database with it (the
+    refused bearer check of :func:`authenticate` does the same). It names the method and the
+    path's route, never the body or the offending value (``exc.message`` names members and
+    rules only).
+    """
+    route = request.match_info.route.resource
+    path = route.canonical if route is not None else request.path
+    request.app[AUDIT_KEY].emit(
+        AuditEvent(
+            component="approver",
+            event=event,
+            decision="invalid",
+            reason=exc.code,
+            actor=actor,
+            message=f"{request.method} {path}: {exc.message}",
+        )
+    )
+    return json_error(status, exc.code, exc.message)
+
+
 async def read_json(request: web.Request, *, optional: bool = False) -> Any:
     """The request's JSON body (415 unless ``application/json``; 400 when not JSON). With
     ``optional``, an empty body is None."""

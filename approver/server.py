@@ -12,7 +12,9 @@ Routes (handlers in :mod:`approver.http_agents` and :mod:`approver.http_admin`):
   503 otherwise.
 
 Database trouble anywhere becomes 503 with ``Retry-After: retryAfterSeconds`` (DESIGN,
-"Failure semantics"); domain errors never leave a handler as exceptions.
+"Failure semantics"); domain errors never leave a handler as exceptions. Errors aiohttp raises
+itself (413 body over :data:`MAX_REQUEST_BYTES`, 404 unknown path, 405 wrong method) are
+answered as JSON too, ``{"error": code, "message": ...}`` like every other error.
 
 Background tasks (started with the app, cancelled at cleanup): the pending sweeper
 (:mod:`approver.sweeper`) and, with ``kubernetes.enabled`` and ``kubernetes.watch``, the pod
@@ -47,7 +49,7 @@ from approver.app_keys import (
     SETTINGS_KEY,
     STORE_KEY,
 )
-from approver.config import ApproverSettings, ConfigError, env_name
+from approver.config import ApproverSettings, ConfigError
 from approver.decision import DecisionPolicy
 from approver.http_common import authenticate, json_error, json_response
 from approver.jwks_file import FileKeySet
@@ -131,16 +133,18 @@ def create_app(
     """
     if settings.uses_kubernetes_api and kube is None:
         field = (
-            _field("kubernetes", "enabled")
+            _field(settings, "kubernetes", "enabled")
             if settings.kubernetes.enabled
-            else _field("serviceAccountTokens", "mode")
+            else _field(settings, "serviceAccountTokens", "mode")
         )
         raise ConfigError(
             f"{field}: no Kubernetes client (serve() builds one "
             "from kubernetes.kubeconfig or the in-cluster configuration)"
         )
     sink = audit or AuditSink()
-    app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[_store_errors])
+    app = web.Application(
+        client_max_size=MAX_REQUEST_BYTES, middlewares=[_http_errors, _store_errors]
+    )
     app[SETTINGS_KEY] = settings
     app[STORE_KEY] = store
     app[AUDIT_KEY] = sink
@@ -158,7 +162,7 @@ def create_app(
                 settings, kube=kube, engine=store.engine, folder=folder
             )
         except (ValueError, OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"{_field('serviceAccountTokens')}: {exc}") from None
+            raise ConfigError(f"{_field(settings, 'serviceAccountTokens')}: {exc}") from None
     app[REGISTRAR_KEY] = Registrar(
         store=store,
         key_set=key_set,
@@ -268,6 +272,40 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
             await task
 
 
+#: ``error`` codes of the errors aiohttp raises itself (other statuses: ``http_<status>``).
+_HTTP_ERROR_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+}
+
+
+@web.middleware
+async def _http_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own error answers (plain text) as JSON ``{"error", "message"}``.
+
+    413 comes from reading a body over ``client_max_size``; 404/405 from the router. An error a
+    handler raised with a JSON body already (the 401 of :func:`authenticate`) passes unchanged;
+    headers such as ``Allow`` are kept.
+    """
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        if exc.status == 413:
+            message = f"the request body is over {MAX_REQUEST_BYTES} bytes"
+        else:
+            message = exc.reason
+        response = json_error(
+            exc.status, _HTTP_ERROR_CODES.get(exc.status, f"http_{exc.status}"), message
+        )
+        for name, value in exc.headers.items():
+            if name.lower() not in ("content-type", "content-length"):
+                response.headers[name] = value
+        return response
+
+
 @web.middleware
 async def _store_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Database unavailable -> 503 with Retry-After; nothing was written."""
@@ -297,8 +335,9 @@ async def readyz(request: web.Request) -> web.Response:
 # --- resources from settings -----------------------------------------------------------------
 
 
-def _field(*loc: str) -> str:
-    return f"{'.'.join(loc)} (env {env_name(loc)})"
+def _field(settings: ApproverSettings, *loc: str) -> str:
+    """A field named where the operator set it (:meth:`ApproverSettings.describe_field`)."""
+    return settings.describe_field(*loc)
 
 
 def load_key_set(settings: ApproverSettings) -> KeySet:
@@ -315,9 +354,9 @@ def load_key_set(settings: ApproverSettings) -> KeySet:
         # ConfigMap update) are seen within a second (approver/jwks_file.py).
         key_set: KeySet = FileKeySet(path)
     except (KeyLoadError, OSError) as exc:
-        raise ConfigError(f"{_field('token', 'jwksFile')}: {exc}") from None
+        raise ConfigError(f"{_field(settings, 'token', 'jwksFile')}: {exc}") from None
     if not key_set:
-        raise ConfigError(f"{_field('token', 'jwksFile')}: holds no key")
+        raise ConfigError(f"{_field(settings, 'token', 'jwksFile')}: holds no key")
     return key_set
 
 
@@ -326,7 +365,7 @@ def _token_file(settings: ApproverSettings, key: str) -> TokenFile:
     try:
         return TokenFile(path)
     except AdminTokensError as exc:
-        raise ConfigError(f"{_field(key)}: {exc}") from None
+        raise ConfigError(f"{_field(settings, key)}: {exc}") from None
 
 
 def load_admin_tokens(settings: ApproverSettings) -> TokenFile:
@@ -352,9 +391,8 @@ def server_ssl_context(settings: ApproverSettings) -> ssl.SSLContext | None:
         context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
     except (ssl.SSLError, OSError) as exc:
         reason = getattr(exc, "reason", None) or type(exc).__name__
-        raise ConfigError(
-            f"{_field('tlsCertFile')} / {_field('tlsKeyFile')}: cannot load: {reason}"
-        ) from None
+        cert, key = _field(settings, "tlsCertFile"), _field(settings, "tlsKeyFile")
+        raise ConfigError(f"{cert} / {key}: cannot load: {reason}") from None
     return context
 
 
@@ -363,7 +401,7 @@ def open_store(settings: ApproverSettings) -> Store:
     try:
         return Store.open(settings.database_url, pool_size=settings.database_pool_size)
     except ValueError as exc:
-        raise ConfigError(f"{_field('databaseUrl')}: {exc}") from None
+        raise ConfigError(f"{_field(settings, 'databaseUrl')}: {exc}") from None
 
 
 async def open_kube(settings: ApproverSettings) -> ApiClient | None:
@@ -374,7 +412,7 @@ async def open_kube(settings: ApproverSettings) -> ApiClient | None:
     try:
         return await open_api_client(kubeconfig=settings.kubernetes.kubeconfig)
     except KubernetesConfigError as exc:
-        raise ConfigError(f"{_field('kubernetes', 'kubeconfig')}: {exc}") from None
+        raise ConfigError(f"{_field(settings, 'kubernetes', 'kubeconfig')}: {exc}") from None
 
 
 async def serve(settings: ApproverSettings, *, stop: asyncio.Event | None = None) -> None:

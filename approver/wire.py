@@ -16,14 +16,23 @@ stop every registration of a fleet at once. Known members stay typed and validat
 ``metadata`` is free-form by design; the approver reads ``metadata.podName`` and
 ``metadata.podNamespace`` from it (:mod:`approver.binding`).
 
+``agentId`` follows the agent id rule of :mod:`approver.identifiers` (1..253 characters of
+ASCII letters, digits, ``.``, ``_``, ``-``, ``:``, starting with a letter or digit); a body
+breaking only that rule is refused with 400 ``invalid_agent_id``. ``platform`` (1..64) and
+``region`` (0..128) take the same characters. Messages name the member and the rule, never the
+value.
+
 Answers are built in :mod:`approver.answers`.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
+
+from approver.identifiers import agent_id_problem, label_problem
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -42,12 +51,39 @@ class Capacity(_Wire):
     max_sessions: int = Field(alias="maxSessions", ge=0, description="Concurrent sessions.")
 
 
+#: The error type (and 400 ``error`` code) of an agent id breaking the rule.
+INVALID_AGENT_ID = "invalid_agent_id"
+
+
+def _agent_id(value: str) -> str:
+    problem = agent_id_problem(value)
+    if problem is not None:
+        raise PydanticCustomError(INVALID_AGENT_ID, problem)
+    return value
+
+
+def _label(max_length: int, *, empty_ok: bool = False) -> AfterValidator:
+    def check(value: str) -> str:
+        if empty_ok and value == "":
+            return value
+        problem = label_problem(value, max_length=max_length)
+        if problem is not None:
+            raise PydanticCustomError("invalid_label", problem)
+        return value
+
+    return AfterValidator(check)
+
+
+#: An agent id checked by :func:`approver.identifiers.agent_id_problem`.
+AgentId = Annotated[str, AfterValidator(_agent_id)]
+
+
 class RegistrationRequest(_Wire):
     """``POST /api/v1/agents/register`` body. Unknown members are ignored (module docstring)."""
 
-    agent_id: str = Field(alias="agentId", min_length=1, max_length=253)
-    platform: str = Field(min_length=1, max_length=64)
-    region: str | None = Field(default=None, max_length=128)
+    agent_id: AgentId = Field(alias="agentId")
+    platform: Annotated[str, _label(64)]
+    region: Annotated[str, _label(128, empty_ok=True)] | None = None
     capacity: Capacity | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
@@ -56,13 +92,32 @@ def parse_registration(data: object) -> RegistrationRequest:
     """Validate a decoded JSON body.
 
     Raises:
-        BadRequest: not an object of the documented shape; the message names the members,
-            never their values.
+        BadRequest: ``invalid_agent_id`` when ``agentId`` breaking its rule is the only
+            problem, else ``invalid_request``; the message names the members and the rules
+            they break, never their values.
     """
     try:
         return RegistrationRequest.model_validate(data)
     except ValidationError as exc:
-        raise BadRequest("invalid_request", describe_validation(exc)) from None
+        types = {err["type"] for err in exc.errors(include_url=False, include_input=False)}
+        code = INVALID_AGENT_ID if types == {INVALID_AGENT_ID} else "invalid_request"
+        raise BadRequest(code, describe_validation(exc)) from None
+
+
+def check_agent_id(value: str, *, where: str = "agentId") -> str:
+    """``value`` when it is an acceptable agent id (:func:`approver.identifiers.agent_id_problem`).
+
+    Args:
+        value: an agent id from a URL path or a query parameter.
+        where: how the 400 message names the place it came from.
+
+    Raises:
+        BadRequest: ``invalid_agent_id``, naming ``where`` and the rule, never the value.
+    """
+    problem = agent_id_problem(value)
+    if problem is not None:
+        raise BadRequest(INVALID_AGENT_ID, f"{where}: {problem}")
+    return value
 
 
 class BadRequest(ValueError):

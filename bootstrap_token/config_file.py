@@ -7,16 +7,25 @@ kept as aliases (``tokenTtlSeconds``) next to the environment's field names
 (``token_ttl_seconds``) they would give the merged input both spellings of one field, and a
 variable could not override the file. Unknown keys are kept as written, so ``extra="forbid"``
 reports them.
+
+:class:`Origins` tells where a field's value came from (a variable wins over the file, the
+file over the default), so an error names what the operator must change: the file key and the
+file when the value came from the file, the environment variable when it came from the
+environment, both when the value is missing or a default.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+from pydantic import BaseModel, ValidationError
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource
 
 
 class ConfigFileError(ValueError):
@@ -79,3 +88,173 @@ class YamlFileSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         return by_field_name(self.settings_cls, self._data)
+
+
+Loc = Sequence[int | str]
+Source = Literal["env", "file"]
+
+
+def _parts(model: type[BaseModel], loc: Loc) -> list[tuple[str, str, bool]]:
+    """(field name, file key, is a model field) of each part of ``loc``, a location given with
+    field names or aliases in any mix (pydantic reports both)."""
+    parts: list[tuple[str, str, bool]] = []
+    current: Any = model
+    for part in loc:
+        fields = getattr(current, "model_fields", None)
+        if not isinstance(fields, dict) or not isinstance(part, str):
+            parts.append((str(part), str(part), False))
+            current = None
+            continue
+        name = next((n for n, f in fields.items() if part in (n, f.alias)), None)
+        if name is None:
+            parts.append((part, part, False))
+            current = None
+            continue
+        info = fields[name]
+        parts.append((name, info.alias or name, True))
+        current = info.annotation
+    return parts
+
+
+def file_key(model: type[BaseModel], loc: Loc) -> str:
+    """The dotted camelCase file key of a field location, e.g. ``token.jwksFile``."""
+    return ".".join(key for _, key, _ in _parts(model, loc))
+
+
+def env_name(prefix: str, model: type[BaseModel], loc: Loc) -> str:
+    """The environment variable of a field location: ``prefix`` + field names upper-cased,
+    joined with ``__``, e.g. ``AGENT_BOOTSTRAP_APPROVER_TOKEN__JWKS_FILE``."""
+    return prefix + "__".join(name.upper() for name, _, _ in _parts(model, loc))
+
+
+def _present(data: Mapping[str, Any], model: type[BaseModel], loc: Loc) -> int:
+    """How many leading parts of ``loc`` ``data`` (a source's mapping) gives a value for: 0 when
+    none, ``len(loc)`` or fewer when a value (a list, a scalar) covers the rest."""
+    node: Any = data
+    current: Any = model
+    for depth, part in enumerate(loc):
+        if not isinstance(node, Mapping):
+            return depth
+        fields = getattr(current, "model_fields", None)
+        spellings = {part}
+        if isinstance(fields, dict):
+            name = next((n for n, f in fields.items() if part in (n, f.alias)), None)
+            if name is not None:
+                spellings |= {name, fields[name].alias or name}
+                current = fields[name].annotation
+            else:
+                current = None
+        else:
+            current = None
+        key = next((k for k in spellings if k in node), None)
+        if key is None:
+            return 0
+        node = node[key]
+    return len(loc)
+
+
+@dataclass(frozen=True)
+class Origins:
+    """Where each setting came from, for error messages (module docstring).
+
+    Attributes:
+        model: the settings model.
+        env_prefix: its environment prefix, e.g. ``AGENT_BOOTSTRAP_APPROVER_``.
+        file: the YAML file read, or None.
+        file_data: that file's mapping (as written, camelCase keys).
+        env_data: what the environment source gave (``EnvSettingsSource()``), field names.
+        environ: the environment variable names (to name the one actually set).
+    """
+
+    model: type[BaseModel]
+    env_prefix: str
+    file: Path | None = None
+    file_data: Mapping[str, Any] = field(default_factory=dict)
+    env_data: Mapping[str, Any] = field(default_factory=dict)
+    environ: frozenset[str] = field(default_factory=frozenset)
+
+    def source(self, loc: Loc) -> Source | None:
+        """``env`` or ``file`` when that source set the value at ``loc`` (the environment is
+        asked first: it wins), else None (a default, or missing)."""
+        if loc and _present(self.env_data, self.model, loc):
+            return "env"
+        if loc and self.file is not None and _present(self.file_data, self.model, loc):
+            return "file"
+        return None
+
+    def variable(self, loc: Loc) -> str:
+        """The variable that set ``loc``: the deepest of ``TOKEN__JWKS_FILE``, ``TOKEN`` (a JSON
+        object) that is set, in any case; else the canonical name of ``loc``."""
+        parts = _parts(self.model, loc)
+        upper = {name.upper() for name in self.environ}
+        for depth in range(len(parts), 0, -1):
+            spellings = [
+                {name.upper(), key.upper()} if is_field else {name.upper()}
+                for name, key, is_field in parts[:depth]
+            ]
+            for combo in itertools.product(*spellings):
+                candidate = self.env_prefix + "__".join(combo)
+                if candidate in upper:
+                    return candidate
+        return env_name(self.env_prefix, self.model, loc)
+
+    def describe(self, loc: Loc) -> str:
+        """A field as the operator must look for it: ``token.jwksFile (config file x.yaml)``,
+        ``token.jwksFile (env AGENT_..._TOKEN__JWKS_FILE)``, or, when neither set it,
+        ``token.jwksFile (config file key, or env AGENT_..._TOKEN__JWKS_FILE)``."""
+        key = file_key(self.model, loc)
+        where = self.source(loc)
+        if where == "env":
+            return f"{key} (env {self.variable(loc)})"
+        if where == "file":
+            return f"{key} (config file {self.file})"
+        return f"{key} (config file key, or env {env_name(self.env_prefix, self.model, loc)})"
+
+    def describe_errors(self, exc: ValidationError) -> str:
+        """Every validation error of ``exc`` as one line naming its field and where it was set
+        (:meth:`describe`), never the value. Errors about the whole model (cross-field rules)
+        are ``settings: <message>``; their message names the keys."""
+        lines = []
+        for err in exc.errors(include_url=False, include_input=False):
+            loc = err["loc"]
+            if not loc or not isinstance(loc[0], str):
+                lines.append(f"settings: {err['msg']}")
+                continue
+            if err["type"] == "extra_forbidden":
+                where = self.source(loc)
+                if where == "file":
+                    key = file_key(self.model, loc)
+                    lines.append(f"{key}: unknown key in config file {self.file}")
+                elif where == "env":
+                    lines.append(f"{self.variable(loc)}: unknown setting")
+                else:
+                    lines.append(f"{file_key(self.model, loc)}: unknown key")
+                continue
+            lines.append(f"{self.describe(loc)}: {err['msg']}")
+        return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def origins(
+    settings_cls: type[BaseSettings],
+    *,
+    file: Path | None,
+    file_data: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+) -> Origins:
+    """The :class:`Origins` of ``settings_cls`` built from ``file`` (already read into
+    ``file_data``) and the environment (``os.environ`` by default; pydantic-settings always
+    reads ``os.environ``)."""
+    env = os.environ if environ is None else environ
+    prefix = str(settings_cls.model_config.get("env_prefix") or "")
+    try:
+        env_data: Mapping[str, Any] = EnvSettingsSource(settings_cls)()
+    except ValueError:
+        env_data = {}
+    return Origins(
+        model=settings_cls,
+        env_prefix=prefix,
+        file=file,
+        file_data=file_data,
+        env_data=env_data,
+        environ=frozenset(n for n in env if n.upper().startswith(prefix.upper())),
+    )

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from approver.config import CONFIG_ENV, ConfigError, env_name, load_settings
+from approver.server import load_key_set
 
 PREFIX = "AGENT_BOOTSTRAP_APPROVER_"
 
@@ -126,15 +127,16 @@ class TestErrors:
         ("yaml_text", "names"),
         [
             ("autoApprove: {enabled: true}\ntrust: {namespaces: [s]}\n", ["token.jwksFile"]),
-            ("port: 70000\n", ["port", PREFIX + "PORT"]),
+            ("port: 70000\n", ["port (config file {file}): "]),
             ("token: {jwksFile: /nonexistent/jwks.json}\n",
-             ["token.jwksFile", PREFIX + "TOKEN__JWKS_FILE"]),
-            ("namespaces: [streamspace]\n", ["namespaces: unknown key"]),
-            ("trust: {namespace: [streamspace]}\n", ["trust.namespace: unknown key"]),
-            ("retryAfterSeconds: 0\n", ["retryAfterSeconds", PREFIX + "RETRY_AFTER_SECONDS"]),
-            ("token: {leewaySeconds: -1}\n", ["token.leewaySeconds"]),
+             ["token.jwksFile (config file {file}): "]),
+            ("namespaces: [streamspace]\n", ["namespaces: unknown key in config file {file}"]),
+            ("trust: {namespace: [streamspace]}\n",
+             ["trust.namespace: unknown key in config file {file}"]),
+            ("retryAfterSeconds: 0\n", ["retryAfterSeconds (config file {file}): "]),
+            ("token: {leewaySeconds: -1}\n", ["token.leewaySeconds (config file {file}): "]),
             ("trust: {serviceAccounts: [streamspace]}\n",
-             ["trust.serviceAccounts", PREFIX + "TRUST__SERVICE_ACCOUNTS"]),
+             ["trust.serviceAccounts (config file {file}): "]),
         ],
         ids=["enabled without jwksFile", "port out of range", "missing jwks file",
              "misplaced key", "misspelt key", "retry-after zero", "negative leeway",
@@ -143,11 +145,70 @@ class TestErrors:
     def test_bad_values_name_the_field(
         self, tmp_path: Path, yaml_text: str, names: list[str]
     ) -> None:
-        """A bad value stops loading with a message naming the field (file key, env var)."""
+        """A bad value from the file stops loading with a message naming the file key and the
+        file, not an environment variable that was never set."""
+        path = _write(tmp_path, yaml_text)
         with pytest.raises(ConfigError) as info:
-            load_settings(config_file=_write(tmp_path, yaml_text), environ={})
+            load_settings(config_file=path, environ={})
+        for name in names:
+            assert name.format(file=path) in str(info.value)
+        assert PREFIX not in str(info.value)
+
+    @pytest.mark.parametrize(
+        ("variable", "value", "names"),
+        [
+            ("PORT", "70000", ["port (env AGENT_BOOTSTRAP_APPROVER_PORT): "]),
+            ("RETRY_AFTER_SECONDS", "0",
+             ["retryAfterSeconds (env AGENT_BOOTSTRAP_APPROVER_RETRY_AFTER_SECONDS): "]),
+            ("TOKEN__LEEWAY_SECONDS", "-1",
+             ["token.leewaySeconds (env AGENT_BOOTSTRAP_APPROVER_TOKEN__LEEWAY_SECONDS): "]),
+            ("TOKEN", '{"leewaySeconds": -1}',
+             ["token.leewaySeconds (env AGENT_BOOTSTRAP_APPROVER_TOKEN): "]),
+            ("TRUST__SERVICE_ACCOUNTS", '["streamspace"]',
+             ["trust.serviceAccounts (env AGENT_BOOTSTRAP_APPROVER_TRUST__SERVICE_ACCOUNTS): "]),
+        ],
+        ids=["port", "retry-after", "nested", "nested as JSON object", "list"],
+    )  # fmt: skip
+    def test_env_values_name_the_variable(
+        self,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        variable: str,
+        value: str,
+        names: list[str],
+    ) -> None:
+        """A bad value from the environment names the variable that set it, not the file, even
+        when the file sets the same key (the variable wins)."""
+        path = _write(tmp_path, "port: 9555\nretryAfterSeconds: 5\ntoken: {leewaySeconds: 10}\n")
+        monkeypatch.setenv(PREFIX + variable, value)
+        with pytest.raises(ConfigError) as info:
+            load_settings(config_file=path, environ={})
         for name in names:
             assert name in str(info.value)
+        assert str(path) not in str(info.value)
+
+    def test_file_and_env_errors_each_name_their_source(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With one bad value in each source, each line names its own source."""
+        path = _write(tmp_path, "port: 70000\n")
+        monkeypatch.setenv(PREFIX + "RETRY_AFTER_SECONDS", "0")
+        with pytest.raises(ConfigError) as info:
+            load_settings(config_file=path, environ={})
+        lines = str(info.value).splitlines()[1:]
+        assert sorted(line.split(": ")[0].strip() for line in lines) == [
+            f"port (config file {path})",
+            f"retryAfterSeconds (env {PREFIX}RETRY_AFTER_SECONDS)",
+        ]
+
+    def test_invalid_json_in_a_variable(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A variable that must hold JSON but does not is a ConfigError naming the field (not a
+        traceback), without the value."""
+        monkeypatch.setenv(PREFIX + "TRUST__NAMESPACES", "[s3cr3t")
+        with pytest.raises(ConfigError) as info:
+            load_settings(environ={})
+        assert "trust" in str(info.value)
+        assert "s3cr3t" not in str(info.value)
 
     def test_auto_approve_needs_a_trusted_namespace(
         self, tmp_path: Path, files: dict[str, Path]
@@ -273,3 +334,42 @@ reviewTokensFile: {files["tokens"]}
         path = _write(tmp_path, text.format(kubeconfig=kubeconfig))
         with pytest.raises(ConfigError, match=mentions):
             load_settings(config_file=path, environ={})
+
+
+class TestLaterErrors:
+    """Errors found when the service opens a file the settings name use the same words."""
+
+    def test_jwks_file_from_the_file(self, tmp_path: Path) -> None:
+        """A JWKS named in the config file that holds no key names the file key and the file."""
+        jwks = tmp_path / "jwks.json"
+        jwks.write_text('{"keys": []}', encoding="utf-8")
+        path = _write(tmp_path, f"token: {{jwksFile: {jwks}}}\n")
+        settings = load_settings(config_file=path, environ={})
+        with pytest.raises(ConfigError) as info:
+            load_key_set(settings)
+        assert str(info.value).startswith(f"token.jwksFile (config file {path}): ")
+        assert PREFIX not in str(info.value)
+
+    def test_jwks_file_from_the_environment(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The same JWKS named by a variable names the variable (the file sets it too: the
+        variable wins, and is the one to fix)."""
+        jwks = tmp_path / "jwks.json"
+        jwks.write_text('{"keys": []}', encoding="utf-8")
+        good = tmp_path / "other.json"
+        good.write_text("{}", encoding="utf-8")
+        path = _write(tmp_path, f"token: {{jwksFile: {good}}}\n")
+        monkeypatch.setenv(PREFIX + "TOKEN__JWKS_FILE", str(jwks))
+        settings = load_settings(config_file=path, environ={})
+        with pytest.raises(ConfigError) as info:
+            load_key_set(settings)
+        assert str(info.value).startswith(f"token.jwksFile (env {PREFIX}TOKEN__JWKS_FILE): ")
+        assert str(path) not in str(info.value)
+
+    def test_default_names_both_ways(self) -> None:
+        """A field left at its default is named with both ways to set it."""
+        settings = load_settings(environ={})
+        assert settings.describe_field("databaseUrl") == (
+            f"databaseUrl (config file key, or env {PREFIX}DATABASE_URL)"
+        )

@@ -412,6 +412,8 @@ class TestBoundPodName:
             ("anything", {"podName": POD_NAME}, AGENT_ID_PREFIX, POD_NAME),
             ("anything", {"podName": ""}, AGENT_ID_PREFIX, None),
             ("anything", {"podName": ["x"]}, None, None),
+            ("anything", {"podName": POD_NAME + "\x1b[2J"}, None, None),
+            ("anything", {"podName": POD_NAME.upper()}, None, None),
         ],
         ids=[
             "prefix stripped",
@@ -421,6 +423,8 @@ class TestBoundPodName:
             "metadata.podName wins",
             "empty podName",
             "podName not a string",
+            "podName with an escape sequence",
+            "podName not a DNS name",
         ],
     )
     def test_pod_name(

@@ -31,6 +31,13 @@ from tests.approver.helpers import (
 from tests.approver.test_store import closed_port
 
 REGISTER = "/api/v1/agents/register"
+_CHARS = (
+    "characters of ASCII letters, digits, '.', '_', '-' or ':', starting with a letter or a digit"
+)
+#: The rules as the 400 answers word them (a message equal to these echoes no value).
+AGENT_ID_RULE = f"must be 1..253 {_CHARS}"
+PLATFORM_RULE = f"platform: must be 1..64 {_CHARS}"
+REGION_RULE = f"region: must be 1..128 {_CHARS}"
 ADMIN = "/api/v1/admin/agents"
 ALICE_TOKEN = "alice-admin-token-0123456789"
 BARE_TOKEN = "bare-admin-token-9876543210"
@@ -156,10 +163,14 @@ class TestRegister:
             (b'{"platform": "kubernetes"}', "invalid_request", "agentId"),
             (
                 b'{"agentId": "' + b"a" * 254 + b'", "platform": "kubernetes"}',
-                "invalid_request",
-                "agentId",
+                "invalid_agent_id",
+                "agentId: must be 1..253 characters",
             ),
-            (b'{"agentId": "", "platform": "kubernetes"}', "invalid_request", "agentId"),
+            (
+                b'{"agentId": "", "platform": "kubernetes"}',
+                "invalid_agent_id",
+                "agentId: must be 1..253 characters",
+            ),
             (
                 b'{"agentId": "a", "platform": "kubernetes", "capacity": {"maxCpu": "lots"}}',
                 "invalid_request",
@@ -190,6 +201,111 @@ class TestRegister:
         assert answer["error"] == error
         assert mentions in answer["message"]
 
+    @pytest.mark.parametrize(
+        "agent_id",
+        [
+            "k8s-prod-cluster-agent\x1b[31m-red",
+            "agent\nforged-log-line",
+            "agent\x00nul",
+            "agent with space",
+            "agent/../../admin",
+            "agent%2e%2e",
+            "..",
+            "-leading-dash",
+            "agent\u0430",  # Cyrillic a: a look-alike letter
+            "a" * 254,
+            "",
+        ],
+        ids=["escape", "newline", "nul", "space", "slash", "percent", "dot-dot", "leading dash",
+             "non-ascii", "254 chars", "empty"],
+    )  # fmt: skip
+    async def test_agent_id_outside_the_rule(
+        self, client: Client, audit: RecordingSink, agent_id: str
+    ) -> None:
+        """An agentId outside the rule gets 400 invalid_agent_id naming the field and the rule
+        (never the value), no record, and an audit event."""
+        response = await client.post(REGISTER, json=registration_body(agent_id))
+        assert response.status == 400
+        assert await response.json() == {
+            "error": "invalid_agent_id",
+            "message": f"agentId: {AGENT_ID_RULE}",
+        }
+        store = client.app[STORE_KEY]
+        assert await store.list_agents() == []
+        assert await store.list_audit() == []
+        event = audit.events[-1]
+        assert (event.event, event.decision, event.reason) == (
+            "agent.register",
+            "invalid",
+            "invalid_agent_id",
+        )
+        assert event.agent_id is None
+        assert event.message == f"POST /api/v1/agents/register: agentId: {AGENT_ID_RULE}"
+
+    @pytest.mark.parametrize(
+        "agent_id",
+        [
+            AGENT_ID,
+            "k8s-prod-cluster-streamspace-k8s-agent-7d9f8b6c5-bb9n5",
+            "prod-eu-1:streamspace-k8s-agent-7d9f8b6c5-bb9n5",
+            "Agent_1.example",
+            "a",
+            "a" * 253,
+        ],
+    )
+    async def test_agent_id_inside_the_rule(self, client: Client, agent_id: str) -> None:
+        """Real StreamSpace ids and the documented characters are accepted up to 253."""
+        status, body = await register(client, agent_id)
+        assert (status, body["agentId"]) == (202, agent_id)
+
+    @pytest.mark.parametrize(
+        ("member", "value", "message"),
+        [
+            ("platform", "kube\x1b[0mrnetes", PLATFORM_RULE),
+            ("platform", "k" * 65, PLATFORM_RULE),
+            ("platform", "", PLATFORM_RULE),
+            ("region", "eu\nwest", REGION_RULE),
+            ("region", "r" * 129, REGION_RULE),
+        ],
+        ids=["platform escape", "platform too long", "platform empty", "region newline",
+             "region too long"],
+    )  # fmt: skip
+    async def test_labels_outside_the_rule(
+        self, client: Client, audit: RecordingSink, member: str, value: str, message: str
+    ) -> None:
+        """platform and region take the agent id's characters, bounded: 400 invalid_request,
+        no record, an audit event."""
+        body = {**registration_body(), member: value}
+        response = await client.post(REGISTER, json=body)
+        assert response.status == 400
+        answer = await response.json()
+        assert answer["error"] == "invalid_request"
+        assert answer["message"] == message
+        assert await client.app[STORE_KEY].list_agents() == []
+        assert (audit.events[-1].decision, audit.events[-1].reason) == (
+            "invalid",
+            "invalid_request",
+        )
+
+    async def test_malformed_body_is_audited(self, client: Client, audit: RecordingSink) -> None:
+        """Every 400 of the registration endpoint writes an audit event (not stored)."""
+        response = await client.post(
+            REGISTER, data=b"{not json", headers={"Content-Type": "application/json"}
+        )
+        assert response.status == 400
+        event = audit.events[-1]
+        assert (event.event, event.decision, event.reason) == (
+            "agent.register",
+            "invalid",
+            "invalid_json",
+        )
+        assert await client.app[STORE_KEY].list_audit() == []
+
+    async def test_empty_region_is_still_accepted(self, client: Client) -> None:
+        """An empty region (Go's omitempty would leave it out) is accepted as before."""
+        response = await client.post(REGISTER, json={**registration_body(), "region": ""})
+        assert response.status == 202
+
     async def test_unknown_members_are_ignored(self, client: Client) -> None:
         """Members StreamSpace may add later are ignored; the known ones are still typed."""
         body = {**registration_body(), "apiKey": "x", "future": {"field": 1}}
@@ -209,11 +325,31 @@ class TestRegister:
         assert (await response.json())["error"] == "unsupported_media_type"
 
     async def test_oversized_body(self, client: Client) -> None:
-        """A body over 64 KiB is refused with 413 before it is parsed."""
+        """A body over 64 KiB is refused with 413 before it is parsed, answered in JSON like
+        every other error."""
         body = registration_body(metadata={"padding": "x" * (64 * 1024)})
         response = await client.post(REGISTER, json=body)
         assert response.status == 413
+        assert response.content_type == "application/json"
+        assert await response.json() == {
+            "error": "request_too_large",
+            "message": "the request body is over 65536 bytes",
+        }
         assert await client.app[STORE_KEY].list_agents() == []
+
+    async def test_router_errors_are_json(self, client: Client) -> None:
+        """An unknown path (404) and a wrong method (405, Allow kept) are JSON too."""
+        missing = await client.get("/api/v1/nothing-here")
+        assert (missing.status, await missing.json()) == (
+            404,
+            {"error": "not_found", "message": "Not Found"},
+        )
+        wrong = await client.get(REGISTER)
+        assert (wrong.status, await wrong.json()) == (
+            405,
+            {"error": "method_not_allowed", "message": "Method Not Allowed"},
+        )
+        assert wrong.headers["Allow"] == "POST"
 
 
 class TestAdmin:
@@ -252,6 +388,47 @@ class TestAdmin:
         assert agents[0]["podName"] == "streamspace-k8s-agent-7d9f8b6c5-x2x7q"
         pending = await client.get(ADMIN, params={"status": "pending"}, headers=alice())
         assert [a["agentId"] for a in (await pending.json())["agents"]] == [SECOND_AGENT_ID]
+
+    @pytest.mark.parametrize(
+        ("method", "suffix"),
+        [("GET", ""), ("DELETE", ""), ("POST", "/approve"), ("POST", "/reject"),
+         ("POST", "/revoke")],
+    )  # fmt: skip
+    async def test_path_agent_id_outside_the_rule(
+        self, client: Client, audit: RecordingSink, method: str, suffix: str
+    ) -> None:
+        """An agent id in the admin path outside the rule (here a percent-encoded escape
+        sequence, which aiohttp decodes) gets 400 invalid_agent_id before any lookup, audited
+        with the admin as actor."""
+        await register(client)
+        response = await client.request(method, f"{ADMIN}/agent%1B%5B2J{suffix}", headers=alice())
+        assert response.status == 400
+        assert await response.json() == {
+            "error": "invalid_agent_id",
+            "message": f"path agentId: {AGENT_ID_RULE}",
+        }
+        event = audit.events[-1]
+        assert (event.event, event.decision, event.reason, event.actor) == (
+            "admin.request",
+            "invalid",
+            "invalid_agent_id",
+            "alice",
+        )
+        assert "\x1b" not in event.to_json()
+        assert "\\u001b" not in event.to_json()
+        stored = await client.app[STORE_KEY].list_agents()
+        assert [(a.agent_id, a.status.value) for a in stored] == [(AGENT_ID, "pending")]
+
+    async def test_path_agent_id_needs_a_bearer_first(self, client: Client) -> None:
+        """Without a bearer the answer is 401, whatever the agent id."""
+        response = await client.post(f"{ADMIN}/agent%0A/approve")
+        assert response.status == 401
+
+    async def test_audit_filter_agent_id_outside_the_rule(self, client: Client) -> None:
+        """The audit API's agentId filter follows the same rule."""
+        response = await client.get("/api/v1/audit", params={"agentId": "x\ny"}, headers=alice())
+        assert response.status == 400
+        assert (await response.json())["error"] == "invalid_agent_id"
 
     async def test_list_bad_status(self, client: Client) -> None:
         """An unknown status filter gets 400."""
