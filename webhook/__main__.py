@@ -73,7 +73,8 @@ def run_server(
     try:
         factory = loop_factory(settings.event_loop)
     except ImportError:
-        print(f"{PROG}: eventLoop: uvloop is not installed", file=sys.stderr)
+        field = settings.describe_field("eventLoop")
+        print(f"{PROG}: {field}: uvloop is not installed", file=sys.stderr)
         return 2
     try:
         with asyncio.Runner(loop_factory=factory) as runner:

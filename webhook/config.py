@@ -24,7 +24,12 @@ Sources, highest precedence first:
 
 Only prefixed variables are read: a plain ``HOST`` or ``PORT`` in the environment never
 changes the webhook. Unknown keys in the file are an error, not ignored: a misspelt
-``namespaces`` must not silently trust nothing.
+``namespaces`` must not silently trust nothing. :func:`load_settings` turns every validation
+failure into one :class:`ConfigError` that names each field where it was set, never its value:
+the file key and the file when the value came from the file, the file key and the environment
+variable when it came from the environment, both ways to set it when it is missing
+(:class:`bootstrap_token.config_file.Origins`). Errors found later, when a file the settings
+name is opened, say the same through :meth:`WebhookSettings.describe_field`.
 """
 
 from __future__ import annotations
@@ -36,15 +41,25 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 from bootstrap_token import DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS, MIN_TTL_SECONDS, TrustPolicy
-from bootstrap_token.config_file import ConfigFileError, YamlFileSource, read_yaml
+from bootstrap_token import config_file as _cf
+from bootstrap_token.config_file import ConfigFileError, Origins, YamlFileSource, read_yaml
 
 ENV_PREFIX = "AGENT_BOOTSTRAP_WEBHOOK_"
 #: Environment variable naming the YAML config file (``--config`` wins over it).
@@ -143,12 +158,16 @@ class InjectEnv(BaseModel):
         return value
 
 
-# The file to read while load_settings() builds a WebhookSettings; see settings_customise_sources.
-_config_file: ContextVar[Path | None] = ContextVar("webhook_config_file", default=None)
+# The file read by load_settings() (path, mapping) while it builds a WebhookSettings; see
+# settings_customise_sources.
+_config_file: ContextVar[tuple[Path, dict[str, Any]] | None] = ContextVar(
+    "webhook_config_file", default=None
+)
 
 
 class ConfigError(ValueError):
-    """The configuration cannot be used. The message names the field (file key and env name)."""
+    """The configuration cannot be used. The message names the field where it was set (file
+    key and file, or environment variable)."""
 
 
 class WebhookSettings(BaseSettings):
@@ -338,6 +357,19 @@ class WebhookSettings(BaseSettings):
         description="'auto' (uvloop when installed), 'asyncio' or 'uvloop'. Default auto.",
     )
 
+    #: Where each value came from (set by :func:`load_settings`), for error messages.
+    _origins: Origins | None = PrivateAttr(default=None)
+
+    def describe_field(self, *loc: str) -> str:
+        """A field named for an error message, where the operator set it: ``signingKeyFile
+        (config file /etc/webhook.yaml)`` or ``signingKeyFile (env
+        AGENT_BOOTSTRAP_WEBHOOK_SIGNING_KEY_FILE)``; for settings not built by
+        :func:`load_settings`, the file key and the variable."""
+        if self._origins is not None:
+            return self._origins.describe(loc)
+        key = _cf.file_key(WebhookSettings, loc)
+        return f"{key} (env {_cf.env_name(ENV_PREFIX, WebhookSettings, loc)})"
+
     @field_validator("annotation_key")
     @classmethod
     def _annotation_key(cls, value: str) -> str:
@@ -365,10 +397,10 @@ class WebhookSettings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Keyword arguments, then the environment, then the YAML file (no dotenv/secrets)."""
-        path = _config_file.get()
-        if path is None:
+        read = _config_file.get()
+        if read is None:
             return (init_settings, env_settings)
-        return (init_settings, env_settings, YamlFileSource(settings_cls, _read_yaml(path)))
+        return (init_settings, env_settings, YamlFileSource(settings_cls, read[1]))
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -376,49 +408,6 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         return read_yaml(path)
     except ConfigFileError as exc:
         raise ConfigError(str(exc)) from None
-
-
-def _env_name(loc: tuple[int | str, ...]) -> str:
-    names: list[str] = []
-    model: Any = WebhookSettings
-    for part in loc:
-        fields = getattr(model, "model_fields", None)
-        if not isinstance(part, str) or fields is None:
-            break
-        name = next((n for n, f in fields.items() if part in (n, f.alias)), part)
-        names.append(name.upper())
-        model = fields[name].annotation if name in fields else None
-    return ENV_PREFIX + "__".join(names)
-
-
-def _file_key(loc: tuple[int | str, ...]) -> str:
-    """The file's spelling (camelCase aliases) of a field location given in either spelling."""
-    parts: list[str] = []
-    model: Any = WebhookSettings
-    for part in loc:
-        fields = getattr(model, "model_fields", None)
-        if not isinstance(part, str) or fields is None:
-            parts.append(str(part))
-            model = None
-            continue
-        name = next((n for n, f in fields.items() if part in (n, f.alias)), part)
-        field = fields.get(name)
-        parts.append(field.alias or name if field is not None else part)
-        model = field.annotation if field is not None else None
-    return ".".join(parts)
-
-
-def _describe(exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors(include_url=False, include_input=False):
-        loc = err["loc"]
-        field = _file_key(loc) or "settings"
-        if err["type"] == "extra_forbidden":
-            lines.append(f"{field}: unknown key")
-            continue
-        env = f" (env {_env_name(loc)})" if loc and isinstance(loc[0], str) else ""
-        lines.append(f"{field}{env}: {err['msg']}")
-    return "invalid configuration:\n  " + "\n  ".join(lines)
 
 
 def load_settings(*, config_file: Path | None = None) -> WebhookSettings:
@@ -432,16 +421,25 @@ def load_settings(*, config_file: Path | None = None) -> WebhookSettings:
         The frozen settings.
 
     Raises:
-        ConfigError: unreadable or invalid YAML, unknown keys, missing required fields or
-            values out of bounds; the message names each field (file key and env variable),
-            never its value.
+        ConfigError: unreadable or invalid YAML, unknown keys, missing required fields, values
+            out of bounds or inconsistent (half a TLS pair), a variable holding invalid JSON;
+            the message names each field where it was set (the file key and the file, or the
+            environment variable), never its value.
     """
     named = os.environ.get(CONFIG_ENV)
     path = config_file or (Path(named) if named else None)
-    token = _config_file.set(path)
+    data = _read_yaml(path) if path is not None else {}
+    origins = _cf.origins(WebhookSettings, file=path, file_data=data)
+    token = _config_file.set((path, data) if path is not None else None)
     try:
-        return WebhookSettings()  # required fields come from the sources
+        settings = WebhookSettings()  # required fields come from the sources
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        raise ConfigError(origins.describe_errors(exc)) from None
+    except SettingsError as exc:
+        # A variable that should hold JSON (a list, an object) does not; the message names the
+        # field and the source, not the value.
+        raise ConfigError(f"invalid configuration:\n  {exc}") from None
     finally:
         _config_file.reset(token)
+    settings._origins = origins
+    return settings

@@ -51,26 +51,31 @@ class SigningMaterial:
         )
 
 
-def load_signing(path: Path) -> SigningMaterial:
+def load_signing(path: Path, *, field_name: str = "signingKeyFile") -> SigningMaterial:
     """Read ``signingKeyFile`` once: an unencrypted PKCS#8 PEM Ed25519 private key.
+
+    Args:
+        path: the key file.
+        field_name: the field in error messages, e.g. ``settings.describe_field(
+            "signingKeyFile")``: ``signingKeyFile (config file /etc/webhook.yaml)``.
 
     Raises:
         MaterialMissing: the file does not exist (yet: a Secret volume may be filled later).
         MaterialError: unreadable, or not an Ed25519 PEM private key; the message names
-            ``signingKeyFile`` and the path, never key bytes.
+            ``field_name`` and the path, never key bytes.
     """
     try:
         data = path.read_bytes()
         mtime = os.stat(path).st_mtime
     except FileNotFoundError:
-        raise MaterialMissing(f"signingKeyFile {path}: not found") from None
+        raise MaterialMissing(f"{field_name} {path}: not found") from None
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise MaterialError(f"signingKeyFile {path}: cannot read: {reason}") from None
+        raise MaterialError(f"{field_name} {path}: cannot read: {reason}") from None
     try:
         key = SigningKey.from_pem(data)
     except KeyLoadError as exc:
-        raise MaterialError(f"signingKeyFile {path}: {exc}") from None
+        raise MaterialError(f"{field_name} {path}: {exc}") from None
     return SigningMaterial(
         signer=TokenSigner.for_key(key), mtime=mtime, digest=hashlib.sha256(data).digest()
     )

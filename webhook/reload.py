@@ -76,6 +76,8 @@ class Reloader:
         tls_files: the serving certificate's files, or None when this process serves no TLS.
         metrics: reload counters and key/certificate gauges.
         clock: seconds since the epoch (gauges).
+        signing_key_field: how errors name the key file's setting (see
+            :meth:`webhook.config.WebhookSettings.describe_field`).
     """
 
     def __init__(
@@ -86,6 +88,7 @@ class Reloader:
         tls_files: TlsFiles | None,
         metrics: WebhookMetrics,
         clock: Callable[[], float] = time.time,
+        signing_key_field: str = "signingKeyFile",
     ) -> None:
         self.credentials = credentials
         self.metrics = metrics
@@ -100,7 +103,7 @@ class Reloader:
         self.signing: Watched[SigningMaterial] = Watched(
             name="signing_key",
             paths=(signing_key_file,),
-            load=lambda: load_signing(signing_key_file),
+            load=lambda: load_signing(signing_key_file, field_name=signing_key_field),
             current=lambda: credentials.signing,
             install=install_signing,
             describe=lambda m: f"kid={m.kid}",

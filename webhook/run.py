@@ -79,7 +79,9 @@ def load_initial(settings: WebhookSettings) -> Credentials:
     """
     credentials = Credentials(tls=load_tls(TlsFiles.from_settings(settings)))
     with contextlib.suppress(MaterialMissing):  # serve() says so once logging is set up
-        credentials.signing = load_signing(settings.signing_key_file)
+        credentials.signing = load_signing(
+            settings.signing_key_file, field_name=settings.describe_field("signingKeyFile")
+        )
     return credentials
 
 
@@ -163,6 +165,7 @@ async def serve(
         signing_key_file=settings.signing_key_file,
         tls_files=TlsFiles.from_settings(settings),
         metrics=metrics,
+        signing_key_field=settings.describe_field("signingKeyFile"),
     )
     # No fingerprint is recorded yet, so the first look loads the files once more and compares
     # digests: a change between the initial load and that look is not missed.
@@ -213,7 +216,8 @@ async def serve(
         )
         if credentials.signing is None:
             logger.warning(
-                "signingKeyFile %s: not found; serving unstamped and not ready until it appears",
+                "%s %s: not found; serving unstamped and not ready until it appears",
+                settings.describe_field("signingKeyFile"),
                 settings.signing_key_file,
             )
         if on_started is not None:

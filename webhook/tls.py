@@ -43,16 +43,28 @@ class MaterialError(ConfigError):
 
 @dataclass(frozen=True, slots=True)
 class TlsFiles:
-    """Where the serving certificate comes from: ``pem`` alone, or ``cert`` + ``key``."""
+    """Where the serving certificate comes from: ``pem`` alone, or ``cert`` + ``key``.
+
+    ``cert_field``, ``key_field`` and ``pem_field`` name the settings fields in error messages
+    (from settings: where each was set, e.g. ``tlsCertFile (config file /etc/webhook.yaml)``).
+    """
 
     cert: Path | None = None
     key: Path | None = None
     pem: Path | None = None
+    cert_field: str = field(default="tlsCertFile", compare=False)
+    key_field: str = field(default="tlsKeyFile", compare=False)
+    pem_field: str = field(default="tlsPemFile", compare=False)
 
     @classmethod
     def from_settings(cls, settings: WebhookSettings) -> TlsFiles:
         return cls(
-            cert=settings.tls_cert_file, key=settings.tls_key_file, pem=settings.tls_pem_file
+            cert=settings.tls_cert_file,
+            key=settings.tls_key_file,
+            pem=settings.tls_pem_file,
+            cert_field=settings.describe_field("tlsCertFile"),
+            key_field=settings.describe_field("tlsKeyFile"),
+            pem_field=settings.describe_field("tlsPemFile"),
         )
 
     @property
@@ -118,17 +130,18 @@ def load_tls(files: TlsFiles) -> TlsMaterial:
     Raises:
         MaterialError: a file is unreadable, not PEM of the right type, the key does not match
             the leaf certificate, or the files changed while being loaded (``transient``); the
-            message names ``tlsPemFile``, ``tlsCertFile`` or ``tlsKeyFile``, never key bytes.
+            message names ``tlsPemFile``, ``tlsCertFile`` or ``tlsKeyFile`` (as ``files``
+            labels them) and the path, never key bytes.
     """
     if files.pem is not None:
         cert_path = key_path = files.pem
-        cert_field = key_field = "tlsPemFile"
+        cert_field = key_field = files.pem_field
         cert_pem = key_pem = _read(files.pem, field_name=cert_field)
     else:
         if files.cert is None or files.key is None:
             raise MaterialError("tlsCertFile and tlsKeyFile (or tlsPemFile) are required")
         cert_path, key_path = files.cert, files.key
-        cert_field, key_field = "tlsCertFile", "tlsKeyFile"
+        cert_field, key_field = files.cert_field, files.key_field
         cert_pem = _read(cert_path, field_name=cert_field)
         key_pem = _read(key_path, field_name=key_field)
     try:

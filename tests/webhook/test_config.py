@@ -11,7 +11,14 @@ import yaml
 from pydantic import ValidationError
 
 from bootstrap_token import MAX_TTL_SECONDS, MIN_TTL_SECONDS
-from webhook.config import CONFIG_ENV, ENV_PREFIX, ConfigError, is_annotation_key, load_settings
+from webhook.config import (
+    CONFIG_ENV,
+    ENV_PREFIX,
+    ConfigError,
+    WebhookSettings,
+    is_annotation_key,
+    load_settings,
+)
 
 REQUIRED = {
     "signingKeyFile": "/keys/signing.key",
@@ -238,10 +245,12 @@ class TestErrors:
         "ttl", [MIN_TTL_SECONDS - 1, MAX_TTL_SECONDS + 1, 0, -5], ids=["299", "86401", "0", "neg"]
     )
     def test_ttl_out_of_bounds(self, tmp_path: Path, ttl: int) -> None:
-        """A TTL outside 300..86400 s names tokenTtlSeconds and its env variable."""
+        """A TTL outside 300..86400 s from the file names tokenTtlSeconds and the file."""
+        path = write(tmp_path, {**REQUIRED, "tokenTtlSeconds": ttl})
         with pytest.raises(ConfigError) as info:
-            load_settings(config_file=write(tmp_path, {**REQUIRED, "tokenTtlSeconds": ttl}))
-        assert "tokenTtlSeconds (env AGENT_BOOTSTRAP_WEBHOOK_TOKEN_TTL_SECONDS)" in str(info.value)
+            load_settings(config_file=path)
+        assert f"tokenTtlSeconds (config file {path}): " in str(info.value)
+        assert ENV_PREFIX not in str(info.value)
 
     @pytest.mark.parametrize("ttl", [MIN_TTL_SECONDS, MAX_TTL_SECONDS])
     def test_ttl_bounds_inclusive(self, tmp_path: Path, ttl: int) -> None:
@@ -250,13 +259,13 @@ class TestErrors:
         assert load_settings(config_file=path).token_ttl_seconds == ttl
 
     def test_missing_required_files(self, tmp_path: Path) -> None:
-        """A missing key file is named with its env variable."""
+        """A missing key file is named with both ways to set it: file key and env variable."""
         with pytest.raises(ConfigError) as info:
             load_settings(config_file=write(tmp_path, {"cluster": "c"}))
-        message = str(info.value)
-        assert "signingKeyFile (env AGENT_BOOTSTRAP_WEBHOOK_SIGNING_KEY_FILE): Field required" in (
-            message
-        )
+        assert (
+            "signingKeyFile (config file key, or env AGENT_BOOTSTRAP_WEBHOOK_SIGNING_KEY_FILE): "
+            "Field required"
+        ) in str(info.value)
 
     @pytest.mark.parametrize(
         "tls",
@@ -276,25 +285,34 @@ class TestErrors:
     def test_unknown_keys(self, tmp_path: Path) -> None:
         """A misspelt key, top level or nested, is an error, not silently ignored."""
         document = {**REQUIRED, "trust": {"namespace": ["streamspace"]}, "tokenTTL": 5}
+        path = write(tmp_path, document)
         with pytest.raises(ConfigError) as info:
-            load_settings(config_file=write(tmp_path, document))
-        assert "trust.namespace: unknown key" in str(info.value)
-        assert "tokenTTL: unknown key" in str(info.value)
+            load_settings(config_file=path)
+        assert f"trust.namespace: unknown key in config file {path}" in str(info.value)
+        assert f"tokenTTL: unknown key in config file {path}" in str(info.value)
+
+    def test_unknown_key_in_a_variable(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A misspelt key inside a JSON variable names that variable, not a file key."""
+        for name, value in REQUIRED_ENV.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv(ENV_PREFIX + "TRUST", '{"namespace": ["streamspace"]}')
+        with pytest.raises(ConfigError) as info:
+            load_settings()
+        assert f"{ENV_PREFIX}TRUST: unknown setting" in str(info.value)
 
     @pytest.mark.parametrize(
         ("document", "field"),
         [
-            ({"port": -1}, "port (env AGENT_BOOTSTRAP_WEBHOOK_PORT)"),
+            ({"port": -1}, "port"),
             ({"port": 70000}, "port"),
-            ({"maxRequestBytes": 1024},
-             "maxRequestBytes (env AGENT_BOOTSTRAP_WEBHOOK_MAX_REQUEST_BYTES)"),
+            ({"maxRequestBytes": 1024}, "maxRequestBytes"),
             ({"annotationKey": ""}, "annotationKey"),
             ({"annotationKey": "a/b/c"}, "annotationKey"),
             ({"annotationKey": "x~y"}, "annotationKey"),
             ({"injectEnv": {"variable": "1BAD"}}, "injectEnv.variable"),
             ({"injectEnv": {"containers": ["Not_A_Label"]}}, "injectEnv.containers"),
             ({"injectEnv": {"containers": []}}, "injectEnv.containers"),
-            ({"metricsPort": 70000}, "metricsPort (env AGENT_BOOTSTRAP_WEBHOOK_METRICS_PORT)"),
+            ({"metricsPort": 70000}, "metricsPort"),
             ({"workers": 0}, "workers"),
             ({"reloadIntervalSeconds": -1}, "reloadIntervalSeconds"),
             ({"shutdownGraceSeconds": -1}, "shutdownGraceSeconds"),
@@ -310,10 +328,68 @@ class TestErrors:
     def test_bad_values_name_the_field(
         self, tmp_path: Path, document: dict[str, Any], field: str
     ) -> None:
-        """Each invalid value is reported by its file key."""
+        """Each invalid value from the file is reported by its file key and the file, not by an
+        environment variable that was never set."""
+        path = write(tmp_path, {**REQUIRED, **document})
         with pytest.raises(ConfigError) as info:
-            load_settings(config_file=write(tmp_path, {**REQUIRED, **document}))
-        assert field in str(info.value)
+            load_settings(config_file=path)
+        assert f"{field} (config file {path}): " in str(info.value)
+        assert ENV_PREFIX not in str(info.value)
+
+    @pytest.mark.parametrize(
+        ("variable", "value", "field"),
+        [
+            ("INJECT_ENV", '{"variable": "1BAD"}', "injectEnv.variable"),
+            ("INJECT_ENV", '{"containers": []}', "injectEnv.containers"),
+            ("TRUST", '{"serviceAccounts": ["no-colon"]}', "trust.serviceAccounts"),
+        ],
+        ids=["inject-env-variable", "inject-env-containers", "trust-service-accounts"],
+    )
+    def test_json_variable_is_named(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, field: str
+    ) -> None:
+        """A bad nested value set by a whole-object JSON variable names that variable (the one
+        actually set), not the nested variable nor the file setting the same key."""
+        document = {**REQUIRED, "injectEnv": {"enabled": True}, "trust": {"namespaces": ["a"]}}
+        path = write(tmp_path, document)
+        monkeypatch.setenv(ENV_PREFIX + variable, value)
+        with pytest.raises(ConfigError) as info:
+            load_settings(config_file=path)
+        assert f"{field} (env {ENV_PREFIX}{variable}): " in str(info.value)
+        assert str(path) not in str(info.value)
+
+    def test_file_and_env_errors_each_name_their_source(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With bad values in both sources, each line names its own source: the file key and
+        the file, or the variable (which wins over the same key in the file)."""
+        path = write(tmp_path, {**REQUIRED, "port": 70000, "workers": 2, "tokenTtlSeconds": 600})
+        monkeypatch.setenv(ENV_PREFIX + "WORKERS", "0")
+        monkeypatch.setenv(ENV_PREFIX + "TOKEN_TTL_SECONDS", "10")
+        monkeypatch.setenv(ENV_PREFIX + "INJECT_ENV__VARIABLE", "1BAD")
+        with pytest.raises(ConfigError) as info:
+            load_settings(config_file=path)
+        lines = str(info.value).splitlines()
+        assert lines[0] == "invalid configuration:"
+        assert sorted(line.split(": ")[0].strip() for line in lines[1:]) == [
+            f"injectEnv.variable (env {ENV_PREFIX}INJECT_ENV__VARIABLE)",
+            f"port (config file {path})",
+            f"tokenTtlSeconds (env {ENV_PREFIX}TOKEN_TTL_SECONDS)",
+            f"workers (env {ENV_PREFIX}WORKERS)",
+        ]
+
+    def test_invalid_json_in_a_variable(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A variable that must hold JSON but does not is a ConfigError naming the field (not a
+        pydantic-settings traceback), without the value."""
+        for name, value in REQUIRED_ENV.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv(ENV_PREFIX + "TRUST__NAMESPACES", "[s3cr3t")
+        with pytest.raises(ConfigError) as info:
+            load_settings()
+        message = str(info.value)
+        assert message.startswith("invalid configuration:\n  ")
+        assert '"trust"' in message
+        assert "s3cr3t" not in message
 
     def test_values_are_not_echoed(self, tmp_path: Path) -> None:
         """The message names the field but does not repeat the rejected value."""
@@ -338,6 +414,37 @@ class TestErrors:
         """A YAML list at top level is refused."""
         with pytest.raises(ConfigError, match="top level must be a mapping"):
             load_settings(config_file=write(tmp_path, ["a"]))
+
+
+class TestDescribeField:
+    """``WebhookSettings.describe_field`` names a field where it was set, for errors found after
+    loading (TLS and signing key files)."""
+
+    def test_from_the_file(self, tmp_path: Path) -> None:
+        path = write(tmp_path, REQUIRED)
+        settings = load_settings(config_file=path)
+        assert settings.describe_field("tlsCertFile") == f"tlsCertFile (config file {path})"
+
+    def test_from_the_environment(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A variable wins over the file, so the variable is named."""
+        monkeypatch.setenv(ENV_PREFIX + "SIGNING_KEY_FILE", "/other/signing.key")
+        settings = load_settings(config_file=write(tmp_path, REQUIRED))
+        assert settings.describe_field("signingKeyFile") == (
+            f"signingKeyFile (env {ENV_PREFIX}SIGNING_KEY_FILE)"
+        )
+
+    def test_default_names_both_ways(self, tmp_path: Path) -> None:
+        settings = load_settings(config_file=write(tmp_path, REQUIRED))
+        assert settings.describe_field("eventLoop") == (
+            f"eventLoop (config file key, or env {ENV_PREFIX}EVENT_LOOP)"
+        )
+
+    def test_settings_built_directly(self) -> None:
+        """Settings not built by load_settings name the file key and the variable."""
+        settings = WebhookSettings.model_validate(REQUIRED)
+        assert settings.describe_field("tlsPemFile") == (
+            f"tlsPemFile (env {ENV_PREFIX}TLS_PEM_FILE)"
+        )
 
 
 def test_environment_overrides_a_key_set_in_the_file(

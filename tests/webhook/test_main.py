@@ -61,11 +61,44 @@ class TestStartupErrors:
         assert "absent.yaml: cannot read" in err
 
     def test_bad_field(self, tmp_path: Path, pki: Pki, capsys: pytest.CaptureFixture[str]) -> None:
-        """A value out of bounds exits 2 naming the field."""
-        assert main(["--config", str(config(tmp_path, pki, tokenTtlSeconds=10))]) == 2
-        assert "tokenTtlSeconds (env AGENT_BOOTSTRAP_WEBHOOK_TOKEN_TTL_SECONDS)" in (
-            capsys.readouterr().err
-        )
+        """A value out of bounds in the file exits 2 naming the file key and the file."""
+        path = config(tmp_path, pki, tokenTtlSeconds=10)
+        assert main(["--config", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert f"tokenTtlSeconds (config file {path}): " in err
+        assert "AGENT_BOOTSTRAP_WEBHOOK_" not in err
+
+    def test_bad_field_from_the_environment(
+        self,
+        tmp_path: Path,
+        pki: Pki,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """A bad value from a variable exits 2 naming the variable, not the file; a good value
+        in the file next to it is not blamed."""
+        path = config(tmp_path, pki, port=70000)
+        monkeypatch.setenv("AGENT_BOOTSTRAP_WEBHOOK_INJECT_ENV", '{"variable": "1BAD"}')
+        assert main(["--config", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert "injectEnv.variable (env AGENT_BOOTSTRAP_WEBHOOK_INJECT_ENV): " in err
+        assert f"port (config file {path}): " in err
+
+    def test_invalid_json_in_a_variable(
+        self,
+        tmp_path: Path,
+        pki: Pki,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """A variable holding invalid JSON exits 2 with a message, no traceback, no value."""
+        monkeypatch.setenv("AGENT_BOOTSTRAP_WEBHOOK_TRUST", '{"namespaces": [s3cr3t')
+        assert main(["--config", str(config(tmp_path, pki))]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("agent-bootstrap-webhook: invalid configuration:\n")
+        assert '"trust"' in err
+        assert "Traceback" not in err
+        assert "s3cr3t" not in err
 
     def test_unreadable_signing_key(
         self, tmp_path: Path, pki: Pki, capsys: pytest.CaptureFixture[str]
@@ -92,6 +125,65 @@ class TestStartupErrors:
         path = config(tmp_path, pki, tlsCertFile=str(tmp_path / "none.crt"))
         assert main(["--config", str(path)]) == 2
         assert "tlsCertFile " in capsys.readouterr().err
+
+    def test_certificate_from_the_file_names_the_file(
+        self, tmp_path: Path, pki: Pki, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A missing serving certificate set in the file names the file key and the file."""
+        missing = tmp_path / "none.crt"
+        path = config(tmp_path, pki, tlsCertFile=str(missing))
+        assert main(["--config", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert f"tlsCertFile (config file {path}) {missing}: cannot read" in err
+
+    def test_certificate_from_the_environment_names_the_variable(
+        self,
+        tmp_path: Path,
+        pki: Pki,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """A TLS key set by a variable (over the file's) that does not match the certificate
+        set in the file names each where it was set."""
+        monkeypatch.setenv("AGENT_BOOTSTRAP_WEBHOOK_TLS_KEY_FILE", str(pki.signing_key))
+        path = config(tmp_path, pki)
+        assert main(["--config", str(path)]) == 2
+        assert capsys.readouterr().err == (
+            f"agent-bootstrap-webhook: tlsKeyFile (env AGENT_BOOTSTRAP_WEBHOOK_TLS_KEY_FILE) "
+            f"{pki.signing_key}: does not match the certificate in tlsCertFile (config file "
+            f"{path}) {pki.webhook_cert}\n"
+        )
+
+    def test_signing_key_from_the_file_names_the_file(
+        self, tmp_path: Path, pki: Pki, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A signing key that is not Ed25519, set in the file, names the file key and the file."""
+        path = config(tmp_path, pki, signingKeyFile=str(pki.webhook_key))
+        assert main(["--config", str(path)]) == 2
+        assert f"signingKeyFile (config file {path}) {pki.webhook_key}: " in (
+            capsys.readouterr().err
+        )
+
+    def test_missing_uvloop_names_where_it_was_asked_for(
+        self,
+        tmp_path: Path,
+        pki: Pki,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """``eventLoop: uvloop`` without uvloop exits 2 naming the file key and the file."""
+        import webhook.__main__ as cli
+
+        def no_uvloop(choice: object) -> None:
+            raise ImportError("uvloop")
+
+        monkeypatch.setattr(cli, "loop_factory", no_uvloop)
+        path = config(tmp_path, pki, eventLoop="uvloop")
+        settings = cli.load_settings(config_file=path)
+        assert cli.run_server(settings) == 2
+        assert f"eventLoop (config file {path}): uvloop is not installed" in (
+            capsys.readouterr().err
+        )
 
     def test_help(self, capsys: pytest.CaptureFixture[str]) -> None:
         """--help documents --config and exits 0."""
