@@ -26,7 +26,7 @@ from webhook.stamp import MAX_WARNING_CHARS, Decision, Outcome
 AUDIT_KEYS = ("decision", "reason", "jti", "kid")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made once per review: not frozen, whose __init__ is 2.5x slower
 class Answer:
     """An allowed answer before it is put on the wire.
 
@@ -66,7 +66,7 @@ def errored(*, reason: str) -> Answer:
 
 def encode_patch(patch: Sequence[PatchOp]) -> str:
     """The ``response.patch`` field: the JSON Patch array, compact UTF-8 JSON, standard base64."""
-    return base64.b64encode(dumps(list(patch))).decode("ascii")
+    return base64.b64encode(dumps(patch)).decode("ascii")
 
 
 def short_warning(message: str) -> str:

@@ -195,6 +195,11 @@ def _gvk(reader: _Reader, data: dict[str, Any] | None, loc: str, name: str) -> t
     if data is None:
         reader.bad.append(loc)
         return ("", "", "")
+    group = data.get("group")
+    version = data.get("version")
+    last = data.get(name)
+    if isinstance(group, str) and isinstance(version, str) and isinstance(last, str) and last:
+        return (group, version, last)  # the API server's case; the readers below name errors
     group = reader.string(data, "group", f"{loc}.group", required=False) or ""
     version = reader.string(data, "version", f"{loc}.version", required=False) or ""
     last = reader.string(data, name, f"{loc}.{name}", required=True) or ""
@@ -297,19 +302,33 @@ def _controller(reader: _Reader, metadata: Mapping[str, Any]) -> OwnerReference 
         return None
     found: OwnerReference | None = None
     for index, ref in enumerate(refs):
-        loc = f"metadata.ownerReferences.{index}"
-        if not isinstance(ref, dict):
-            reader.bad.append(loc)
-            continue
-        kind = reader.string(ref, "kind", f"{loc}.kind", required=True)
-        name = reader.string(ref, "name", f"{loc}.name", required=True)
-        uid = reader.string(ref, "uid", f"{loc}.uid", required=True)
-        controller = ref.get("controller")
-        if controller is not None and not isinstance(controller, bool):
-            reader.bad.append(f"{loc}.controller")
-        if controller is True and found is None and kind and name and uid:
-            found = OwnerReference(kind=kind, name=name, uid=uid, controller=True)
+        if isinstance(ref, dict):
+            kind, name, uid = ref.get("kind"), ref.get("name"), ref.get("uid")
+            controller = ref.get("controller")
+            if (
+                isinstance(kind, str) and kind
+                and isinstance(name, str) and name
+                and isinstance(uid, str) and uid
+                and (controller is None or isinstance(controller, bool))
+            ):  # fmt: skip
+                if controller is True and found is None:
+                    found = OwnerReference(kind=kind, name=name, uid=uid, controller=True)
+                continue
+        _bad_owner_reference(reader, ref, f"metadata.ownerReferences.{index}")
     return found
+
+
+def _bad_owner_reference(reader: _Reader, ref: Any, loc: str) -> None:
+    """Name the wrong fields of an ownerReferences entry that failed the quick check."""
+    if not isinstance(ref, dict):
+        reader.bad.append(loc)
+        return
+    reader.string(ref, "kind", f"{loc}.kind", required=True)
+    reader.string(ref, "name", f"{loc}.name", required=True)
+    reader.string(ref, "uid", f"{loc}.uid", required=True)
+    controller = ref.get("controller")
+    if controller is not None and not isinstance(controller, bool):
+        reader.bad.append(f"{loc}.controller")
 
 
 def parse_pod(obj: Mapping[str, Any]) -> PodView:

@@ -100,7 +100,9 @@ class StampConfig:
             raise ValueError("issuer, audience, cluster and annotation_key must not be empty")
 
 
-@dataclass(frozen=True, slots=True)
+# Subject and Decision are made once per review: ``slots`` but not ``frozen`` (a frozen
+# dataclass's __init__ is 2.5x slower, see webhook.review); nothing changes them after.
+@dataclass(slots=True)
 class Subject:
     """Who a Pod CREATE is about, for audit.
 
@@ -115,7 +117,7 @@ class Subject:
     service_account: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
     """The answer to one review, before it is put on the wire.
 

@@ -69,6 +69,25 @@ class TestAuditLine:
             patch.setattr(audit_module, "orjson", None)
             assert audit_line(fields, now=now) == AuditEvent(time=now, **fields).to_json()
 
+    @given(fields=events(), now=MOMENTS)
+    def test_schema_ordered_fields_take_the_same_line(
+        self, fields: dict[str, Any], now: datetime
+    ) -> None:
+        """Fields in schema order with ``security`` (the webhook's own events: no defaults to
+        fill in, no reordering) give the model's line too."""
+        fields.setdefault("security", False)
+        ordered = {name: fields[name] for name in FIELDS if name in fields}
+        assert audit_line(ordered, now=now) == AuditEvent(time=now, **ordered).to_json()
+
+    def test_out_of_order_fields_are_reordered(self) -> None:
+        """Keys given out of schema order still come out in it."""
+        fields = {"reason": "r", "component": "webhook", "security": False, "event": "e",
+                  "decision": "d", "message": "m", "dry_run": True}  # fmt: skip
+        line = audit_line(fields)
+        assert list(json.loads(line)) == [
+            "time", "component", "event", "decision", "reason", "security", "dry_run", "message"
+        ]  # fmt: skip
+
     def test_unknown_field_is_refused(self) -> None:
         """A field the schema does not have (a token, say) cannot be written."""
         with pytest.raises(KeyError, match="token"):
