@@ -12,11 +12,12 @@ Modules, from wire types to process (DESIGN.md, "Webhook behaviour"; docs/webhoo
     audit           audit JSON lines (the shared schema), batched per loop iteration
     metrics         Prometheus series on the app's own registry
     handler         one review in, one answer out: decide, audit, count
+    batch           run the CPU-bound part of one loop iteration's reviews back to back
     config          settings: environment over YAML file over defaults
     tls             TLS material: load, check the pair, swap live via sni_callback
     credentials     the signing key and certificate in use, swappable
     reload          poll the files (symlink swaps included) and swap what changed
-    server          aiohttp app of the HTTPS port: /mutate guard rails, /healthz, /readyz
+    server          the HTTPS port on aiohttp's low-level server: /mutate, /healthz, /readyz
     metrics_server  aiohttp app of the plain-HTTP metrics port
     run             one serving process: listen, rotate, drain on SIGTERM
     workers         several processes on one port (SO_REUSEPORT) under a supervisor
