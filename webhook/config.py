@@ -198,6 +198,8 @@ class WebhookSettings(BaseSettings):
     host                    HOST                            -        0.0.0.0
     port                    PORT                            -        8443
     maxRequestBytes         MAX_REQUEST_BYTES               bytes    3 MiB (3145728)
+    bodyTimeoutSeconds      BODY_TIMEOUT_SECONDS            seconds  10 (1..60)
+    maxInFlightBodyBytes    MAX_IN_FLIGHT_BODY_BYTES        bytes    32 MiB (33554432)
     metricsHost             METRICS_HOST                    -        0.0.0.0
     metricsPort             METRICS_PORT                    -        9090 (0 = no metrics)
     workers                 WORKERS                         -        1 (processes on the port)
@@ -314,6 +316,23 @@ class WebhookSettings(BaseSettings):
         description="Largest accepted request body in bytes; larger gets 413. Default 3 MiB "
         "(the API server's own request limit).",
     )
+    body_timeout_seconds: float = Field(
+        default=10.0,
+        alias="bodyTimeoutSeconds",
+        ge=1,
+        le=60,
+        description="Seconds a request body may take to arrive once its headers are in; "
+        "slower gets 408 and the connection closed. Default 10 (the API server sends a "
+        "review in one go; its webhook timeout is at most 30 s).",
+    )
+    max_in_flight_body_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        alias="maxInFlightBodyBytes",
+        ge=64 * 1024,
+        description="Bytes of request bodies being received at once (declared lengths; a "
+        "chunked body counts as maxRequestBytes); a body that would exceed it gets 503 with "
+        "Retry-After. Bounds the memory slow or hostile clients can hold. Default 32 MiB.",
+    )
     metrics_host: str = Field(
         default="0.0.0.0",  # noqa: S104 - Prometheus scrapes the pod IP.
         alias="metricsHost",
@@ -376,6 +395,12 @@ class WebhookSettings(BaseSettings):
         if not is_annotation_key(value):
             raise ValueError("must be a Kubernetes annotation key ([prefix/]name)")
         return value
+
+    @model_validator(mode="after")
+    def _body_budget(self) -> Self:
+        if self.max_in_flight_body_bytes < self.max_request_bytes:
+            raise ValueError("maxInFlightBodyBytes must be at least maxRequestBytes")
+        return self
 
     @model_validator(mode="after")
     def _tls_files(self) -> Self:

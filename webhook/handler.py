@@ -82,12 +82,12 @@ class Reviewer:
                 now=int(self.clock()),
             )
         except MalformedReview as exc:
-            logger.warning("admission uid=%s: %s", request.uid, exc.message)
+            logger.warning("admission uid=%r: %s", request.uid, exc.message)
             answer = errored(reason=exc.reason)
             self._record(review, decision=None, error=exc.reason, message=exc.message)
         except Exception as exc:
             logger.error(
-                "admission uid=%s: internal error %s, answered allowed without a patch\n%s",
+                "admission uid=%r: internal error %s, answered allowed without a patch\n%s",
                 request.uid,
                 type(exc).__name__,
                 "".join(traceback.format_tb(exc.__traceback__)),

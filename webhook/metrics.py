@@ -17,7 +17,9 @@ series                                 type       labels / unit
 ``tokens_stripped_total``              counter    ``reason``: pre-set tokens removed
 ``errors_total``                       counter    ``kind``: empty_body, invalid_json,
                                                   not_admission_review, unsupported_media_type,
-                                                  too_large, malformed_pod, internal_error,
+                                                  unsupported_encoding, expectation_failed,
+                                                  too_large, body_timeout, body_unreadable,
+                                                  overloaded, malformed_pod, internal_error,
                                                   signing_key_unavailable
 ``review_duration_seconds``            histogram  seconds from body read to answer built
 ``signing_key_age_seconds``            gauge      seconds since the key file's mtime

@@ -4,10 +4,13 @@ Routes:
 
 * ``POST /mutate``: an AdmissionReview in, the response out (always HTTP 200 with
   ``allowed: true`` once a review with a ``request.uid`` has been read). Refused with a JSON body
-  ``{"error": "<reason>"}``: 415 when the content type is not ``application/json``, 413 above
-  ``maxRequestBytes`` (3 MiB by default), 400 for an empty body, invalid JSON or anything that
-  is not an AdmissionReview with a ``request.uid`` (the API server then applies the webhook's
-  ``failurePolicy``; with ``Ignore`` the pod is admitted unstamped).
+  ``{"error": "<reason>"}``, an audit event and a count: 415 when the content type is not
+  ``application/json`` or the body is compressed, 413 above ``maxRequestBytes`` (3 MiB by
+  default), 417 for an ``Expect`` other than ``100-continue``, 408 for a body not complete
+  within ``bodyTimeoutSeconds``, 503 (``Retry-After: 1``) when bodies being received would
+  exceed ``maxInFlightBodyBytes``, 400 for a body that cannot be read, an empty body, invalid
+  JSON or anything that is not an AdmissionReview with a ``request.uid`` (the API server then
+  applies the webhook's ``failurePolicy``; with ``Ignore`` the pod is admitted unstamped).
 * ``GET /healthz``: ``200 ok`` while the event loop answers (liveness).
 * ``GET /readyz``: ``200 ready`` when a signing key and a certificate are loaded and the process
   is not shutting down; otherwise ``503`` naming what is missing (readiness).
@@ -35,6 +38,7 @@ from typing import Any
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http import HttpVersion11, RawRequestMessage
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 from prometheus_client import CollectorRegistry
@@ -54,6 +58,9 @@ from webhook.stamp import StampConfig
 logger = logging.getLogger(__name__)
 
 JSON = "application/json"
+
+#: How long an unread body is drained after an early answer (see WebhookHttp.server).
+LINGERING_SECONDS = 2.0
 
 #: A review body and the ``time.perf_counter()`` at which it was read.
 ReviewJob = tuple[bytes, float]
@@ -123,7 +130,7 @@ def review_body(reviewer: Reviewer, job: ReviewJob) -> web.Response:
         document = reviewer.answer(review, started=started)
     except Exception:
         # Last resort (answer() handles decision failures itself): still echo the uid.
-        logger.exception("admission uid=%s: failed to record the answer", review.request.uid)
+        logger.exception("admission uid=%r: failed to record the answer", review.request.uid)
         document = complete(
             errored(reason="internal_error"),
             api_version=review.api_version,
@@ -151,7 +158,15 @@ class WebhookHttp:
         batcher: runs the CPU-bound part of the reviews of one event-loop iteration together.
     """
 
-    __slots__ = ("batcher", "credentials", "lifecycle", "metrics", "reviewer", "settings")
+    __slots__ = (
+        "_body_bytes",
+        "batcher",
+        "credentials",
+        "lifecycle",
+        "metrics",
+        "reviewer",
+        "settings",
+    )
 
     def __init__(
         self,
@@ -170,6 +185,7 @@ class WebhookHttp:
         self.batcher: IterationBatcher[ReviewJob, web.Response] = IterationBatcher(
             functools.partial(review_body, reviewer)
         )
+        self._body_bytes = 0  # declared sizes of the bodies being received (_read_streaming)
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         """Route one request: see the module docstring."""
@@ -203,6 +219,13 @@ class WebhookHttp:
             return self._refuse(
                 415, MalformedReview("unsupported_media_type", f"content type must be {JSON}")
             )
+        encoding = request.headers.get(hdrs.CONTENT_ENCODING)
+        if encoding is not None and encoding.lower() != "identity":
+            # The API server never compresses a review; a compressed body is a decompression
+            # bomb's way in and a parser path nobody needs.
+            return self._refuse(
+                415, MalformedReview("unsupported_encoding", "content encoding must be identity")
+            )
         limit = self.settings.max_request_bytes
         # Refuse on the declared length before reading anything; read() enforces the cap
         # (client_max_size, see request_factory) for chunked bodies too.
@@ -210,16 +233,78 @@ class WebhookHttp:
         if length is not None and length > limit:
             return self._refuse(413, _too_large(limit))
         if hdrs.EXPECT in request.headers:
-            refused = await _expect_continue(request)
+            refused = await self._expect_continue(request)
             if refused is not None:
                 return refused
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return self._refuse(413, _too_large(limit))
+        if request.content.is_eof():
+            # The usual case: the whole body came with the headers (a review is a few KiB).
+            try:
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge:  # a chunked body, all there, over the cap
+                return self._refuse(413, _too_large(limit))
+        else:
+            answer = await self._read_streaming(request, limit if length is None else length)
+            if isinstance(answer, web.Response):
+                return answer
+            body = answer
         # Parsing, deciding and serialising run batched with the other reviews of this
         # event-loop iteration (webhook.batch); the duration metric counts from here.
         return await self.batcher((body, time.perf_counter()))
+
+    async def _read_streaming(self, request: web.BaseRequest, size: int) -> bytes | web.Response:
+        """Read a body still arriving, within ``bodyTimeoutSeconds`` and the in-flight budget.
+
+        ``size`` is the declared length (``maxRequestBytes`` for a chunked body); bodies being
+        received at once may hold at most ``maxInFlightBodyBytes`` together, else 503 with
+        ``Retry-After: 1`` (the API server applies ``failurePolicy``; a retry goes to any
+        replica). A body slower than the timeout gets 408 and the connection closes.
+        """
+        budget = self.settings.max_in_flight_body_bytes
+        if self._body_bytes + size > budget:
+            response = self._refuse(
+                503, MalformedReview("overloaded", "too many request bodies in flight")
+            )
+            response.headers[hdrs.RETRY_AFTER] = "1"
+            return response
+        self._body_bytes += size
+        try:
+            async with asyncio.timeout(self.settings.body_timeout_seconds):
+                return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return self._refuse(413, _too_large(self.settings.max_request_bytes))
+        except TimeoutError:
+            response = self._refuse(
+                408,
+                MalformedReview(
+                    "body_timeout",
+                    f"request body not received within {self.settings.body_timeout_seconds:g} s",
+                ),
+            )
+            response.force_close()
+            return response
+        except (OSError, HttpProcessingError) as exc:
+            # The client went away mid-body, or sent a body aiohttp cannot parse (bad
+            # chunking): one audit event and a count, not aiohttp's traceback per connection.
+            logger.info("request body unreadable: %s", type(exc).__name__)
+            response = self._refuse(
+                400, MalformedReview("body_unreadable", "request body could not be read")
+            )
+            response.force_close()
+            return response
+        finally:
+            self._body_bytes -= size
+
+    async def _expect_continue(self, request: web.BaseRequest) -> web.Response | None:
+        """Answer ``Expect: 100-continue`` as aiohttp's router does (RFC 9110 section 10.1.1):
+        ``100 Continue`` on HTTP/1.1, else 417; called once the headers passed the checks."""
+        expect = request.headers.get(hdrs.EXPECT, "")
+        if request.version == HttpVersion11 and expect.lower() == "100-continue":
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0
+            return None
+        return self._refuse(
+            417, MalformedReview("expectation_failed", "only Expect: 100-continue is supported")
+        )
 
     def _refuse(self, status: int, exc: MalformedReview) -> web.Response:
         self.reviewer.refused(exc)
@@ -255,20 +340,22 @@ class WebhookHttp:
         return make
 
     def server(self, **kwargs: Any) -> web.Server:
-        """The low-level aiohttp server of this handler (no access log: every review writes
-        one audit line already). ``kwargs`` go to :class:`aiohttp.web.Server`."""
-        return web.Server(self, request_factory=self.request_factory(), access_log=None, **kwargs)
+        """The low-level aiohttp server of this handler. ``kwargs`` go to
+        :class:`aiohttp.web.Server` and override these defaults:
 
-
-async def _expect_continue(request: web.BaseRequest) -> web.Response | None:
-    """Answer ``Expect: 100-continue`` as aiohttp's router does (RFC 9110 section 10.1.1):
-    ``100 Continue`` on HTTP/1.1, else 417; called once the headers passed the checks."""
-    expect = request.headers.get(hdrs.EXPECT, "")
-    if request.version == HttpVersion11 and expect.lower() == "100-continue":
-        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        request.writer.output_size = 0
-        return None
-    return _error(417, "unsupported Expect header")
+        * no access log: every review writes one audit line already;
+        * ``auto_decompress=False``: a compressed body is refused (415) unread, never inflated;
+        * ``lingering_time=2``: after an early answer (413, 408, 503) the rest of an unread
+          body is drained for at most 2 s (aiohttp's default 10), so the client reads the
+          answer rather than a reset, without holding the connection long.
+        """
+        options: dict[str, Any] = {
+            "access_log": None,
+            "auto_decompress": False,
+            "lingering_time": LINGERING_SECONDS,
+        }
+        options.update(kwargs)
+        return web.Server(self, request_factory=self.request_factory(), **options)
 
 
 def not_ready_reason(credentials: Credentials, lifecycle: Lifecycle) -> str | None:

@@ -167,6 +167,23 @@ class TestFailures:
         assert "metadata.labels" in audit.events[0].message
         assert reviewer.metrics.value(decision="error", reason="malformed_pod") == 1
 
+    def test_uid_cannot_forge_log_lines(
+        self,
+        stamp_config: StampConfig,
+        signing_key: SigningKey,
+        audit: RecordingSink,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """A uid with a newline (anyone reaching the port chooses it) is logged escaped."""
+        reviewer = make_reviewer(stamp_config, signing_key, audit)
+        raw = streamspace_agent_review(uid="x\nFAKE LOG LINE")
+        raw["request"]["object"]["metadata"]["labels"] = "not-a-map"
+        with caplog.at_level(logging.WARNING, logger="webhook.handler"):
+            reviewer.answer(review_of(raw))
+        (record,) = caplog.records
+        assert "\n" not in record.getMessage()
+        assert "uid='x\\nFAKE LOG LINE'" in record.getMessage()
+
     def test_refused_is_audited(self, stamp_config: StampConfig, audit: RecordingSink) -> None:
         """A request refused at the HTTP layer still writes one event and one count."""
         reviewer = make_reviewer(stamp_config, None, audit)

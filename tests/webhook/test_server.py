@@ -38,6 +38,9 @@ class WebhookTestServer(RawTestServer):
         self.app = app
 
     async def _make_runner(self, debug: bool = True, **kwargs: Any) -> web.ServerRunner:
+        # aiohttp's test servers cancel a handler whose client went away; production does not
+        # (aiohttp's default, kept by webhook.run): test what production runs.
+        kwargs["handler_cancellation"] = False
         return web.ServerRunner(self.app.server(debug=debug, **kwargs), debug=debug, **kwargs)
 
 
@@ -306,7 +309,35 @@ class TestRefusals:
             headers={"Content-Type": "application/json", "Expect": "something-else"},
         )
         assert resp.status == 417
+        assert await resp.json() == {"error": "only Expect: 100-continue is supported"}
         assert app.metrics.value(decision="stamped", reason="trusted_agent_pod") == 0
+        assert app.metrics.value(decision="malformed", reason="expectation_failed") == 1
+
+    @pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "GZIP", "x-unknown"])
+    async def test_compressed_body_refused(
+        self, client: Client, app: WebhookHttp, audit: RecordingSink, encoding: str
+    ) -> None:
+        """A Content-Encoding other than identity is 415 before anything is decompressed."""
+        resp = await client.post(
+            "/mutate",
+            data=b"\x1f\x8b not really gzip",
+            headers={"Content-Type": "application/json", "Content-Encoding": encoding},
+        )
+        assert resp.status == 415
+        assert await resp.json() == {"error": "content encoding must be identity"}
+        assert app.metrics.value(decision="malformed", reason="unsupported_encoding") == 1
+        assert [(e.decision, e.reason) for e in audit.events] == [
+            ("malformed", "unsupported_encoding")
+        ]
+
+    async def test_identity_encoding_accepted(self, client: Client) -> None:
+        """``Content-Encoding: identity`` is no encoding at all."""
+        resp = await client.post(
+            "/mutate",
+            data=json.dumps(streamspace_agent_review(uid="u-id")).encode(),
+            headers={"Content-Type": "application/json", "Content-Encoding": "identity"},
+        )
+        assert resp.status == 200
 
     async def test_concurrent_reviews_each_get_their_own_answer(
         self, client: Client, app: WebhookHttp, key_set: KeySet
@@ -329,6 +360,107 @@ class TestRefusals:
             assert claims.jti == answer["auditAnnotations"]["jti"]
         assert len({a["auditAnnotations"]["jti"] for a in answers}) == len(uids)
         assert app.metrics.value(decision="stamped", reason="trusted_agent_pod") == len(uids)
+
+
+async def open_raw(client: Client) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A plain TCP connection to the test server, to send exactly the bytes a test wants."""
+    return await asyncio.open_connection(client.server.host, client.server.port)
+
+
+def head(length: int) -> bytes:
+    return (
+        b"POST /mutate HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(length).encode() + b"\r\n\r\n"
+    )
+
+
+class TestSlowAndHostileBodies:
+    @pytest.fixture
+    def slow_app(
+        self, tmp_path: Path, signing_key: SigningKey, audit: RecordingSink
+    ) -> WebhookHttp:
+        """Bodies of 64 KiB at most, two of them in flight at once, 1 s to arrive."""
+        return create_app(
+            make_settings(
+                tmp_path,
+                maxRequestBytes=65536,
+                maxInFlightBodyBytes=2 * 65536,
+                bodyTimeoutSeconds=1,
+            ),
+            credentials=Credentials.with_key(signing_key),
+            audit=audit,
+        )
+
+    async def test_stalled_body_times_out(
+        self, aiohttp_client: ClientFactory, slow_app: WebhookHttp, audit: RecordingSink
+    ) -> None:
+        """Headers, then part of the body, then nothing: 408 after bodyTimeoutSeconds, closed."""
+        client = await serve(aiohttp_client, slow_app)
+        reader, writer = await open_raw(client)
+        writer.write(head(5000) + b'{"apiVersion": ')
+        await writer.drain()
+        async with asyncio.timeout(6):  # 1 s timeout + at most 2 s of lingering close
+            status_line = await reader.readline()
+            rest = await reader.read()  # until the server closes
+        writer.close()
+        assert status_line.startswith(b"HTTP/1.1 408 ")
+        assert b'{"error":"request body not received within 1 s"}' in rest
+        assert slow_app.metrics.value(decision="malformed", reason="body_timeout") == 1
+        assert [(e.decision, e.reason) for e in audit.events] == [("malformed", "body_timeout")]
+
+    async def test_in_flight_budget(
+        self, aiohttp_client: ClientFactory, slow_app: WebhookHttp
+    ) -> None:
+        """Two 64 KiB bodies arriving hold the whole budget: a third gets 503 Retry-After: 1;
+        once they finish, a new review is answered."""
+        client = await serve(aiohttp_client, slow_app)
+        held = [await open_raw(client) for _ in range(2)]
+        for _, writer in held:
+            writer.write(head(65536) + b"{")
+            await writer.drain()
+        await asyncio.sleep(0.1)  # both handlers are reading now
+        reader, writer = await open_raw(client)
+        writer.write(head(1000) + b"{")
+        await writer.drain()
+        async with asyncio.timeout(5):
+            answer = await reader.read(4096)  # sent at once, before the body is complete
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 503 ")
+        assert b"\r\nRetry-After: 1\r\n" in answer
+        assert answer.endswith(b'{"error":"too many request bodies in flight"}')
+        assert slow_app.metrics.value(decision="malformed", reason="overloaded") == 1
+        for _, writer in held:
+            writer.close()
+            await writer.wait_closed()
+        await asyncio.sleep(0.1)  # the held reads fail and give their budget back
+        resp = await post_json(client, streamspace_agent_review(uid="after"))
+        assert resp.status == 200
+        assert (await resp.json())["response"]["uid"] == "after"
+        assert slow_app.metrics.value(decision="malformed", reason="body_unreadable") == 2
+
+    async def test_dropped_connection_is_one_quiet_event(
+        self,
+        aiohttp_client: ClientFactory,
+        slow_app: WebhookHttp,
+        audit: RecordingSink,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """A client gone mid-body costs one audit event and a count, no traceback."""
+        client = await serve(aiohttp_client, slow_app)
+        _, writer = await open_raw(client)
+        writer.write(head(5000) + b'{"apiVersion": ')
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        writer.close()
+        await writer.wait_closed()
+        for _ in range(50):
+            if audit.events:
+                break
+            await asyncio.sleep(0.02)
+        assert [(e.decision, e.reason) for e in audit.events] == [("malformed", "body_unreadable")]
+        assert slow_app.metrics.value(decision="malformed", reason="body_unreadable") == 1
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert not [r for r in caplog.records if r.exc_info]
 
 
 class TestProbes:
