@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 
 from approver.audit_chain import ChainedEvent
 from approver.audit_events import emit_all, record_event
+from approver.audit_text import audit_value
 from approver.decision import Reason
 from approver.lifecycle import LifecycleEvent, TransitionNotAllowed, allowed, apply
 from approver.records import AgentRecord, AgentStatus
@@ -263,8 +264,8 @@ class AdminService:
                         reason=Reason.APPROVED_BY_ADMIN,
                         at=at,
                         actor=actor,
-                        message=f"owner_uid={owner_uid} namespace={namespace or 'any'} "
-                        f"count={len(approved)}",
+                        message=f"owner_uid={audit_value(owner_uid)} "
+                        f"namespace={audit_value(namespace or 'any')} count={len(approved)}",
                     )
                 )
             )
@@ -399,6 +400,8 @@ class AdminService:
 
 
 def _describe(where: AgentFilter) -> str:
+    """The filters of a listing for its ``admin.list`` message, each value rendered by
+    :func:`approver.audit_text.audit_value` (they come from the request)."""
     parts: Sequence[tuple[str, object]] = (
         ("status", where.status.value if where.status else None),
         ("namespace", where.namespace),
@@ -406,4 +409,4 @@ def _describe(where: AgentFilter) -> str:
         ("owner_uid", where.owner_uid),
         ("expired", where.expired),
     )
-    return " ".join(f"{k}={v}" for k, v in parts if v is not None) or "all"
+    return " ".join(f"{k}={audit_value(str(v))}" for k, v in parts if v is not None) or "all"

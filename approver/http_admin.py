@@ -17,16 +17,20 @@ otherwise, RFC 6750 section 3). Every call is audited with the caller as actor
   ``/api/v1/admin/audit``.
 
 Unknown query parameters are refused (400 ``unknown_parameter``): a misspelt filter must not
-silently list everything. An ``{agentId}`` in the path, or an ``agentId`` filter, outside the
-agent id rule (:mod:`approver.identifiers`) is refused with 400 ``invalid_agent_id`` before any
-lookup. Every 400/415 is audited as ``admin.request`` ``invalid`` with the caller as actor (a
-JSON line; nothing is stored).
+silently list everything. A ``namespace`` filter that is not a DNS-1123 label, or an ``owner``
+filter that is empty or over 64 characters (the stored UID's width), can never match and is
+refused with 400 ``invalid_filter``, naming the parameter, never the value. An ``{agentId}``
+in the path, or an ``agentId`` filter, outside the agent id rule (:mod:`approver.identifiers`)
+is refused with 400 ``invalid_agent_id`` before any lookup. Every 400/415 is audited as
+``admin.request`` ``invalid`` with the caller as actor (a JSON line; nothing is stored). Filter
+values in the stored ``admin.list`` message are rendered by
+:func:`approver.audit_text.audit_value` (printable ASCII, at most 128 characters each).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -50,6 +54,7 @@ from approver.http_common import (
     refused_request,
     time_param,
 )
+from approver.identifiers import NAMESPACE_RULE, is_namespace_name
 from approver.lifecycle import TransitionNotAllowed
 from approver.records import AgentRecord, AgentStatus, ApprovalMethod
 from approver.store import AgentFilter, AuditFilter
@@ -61,6 +66,10 @@ ADMIN_AUDIT_PATH = "/api/v1/admin/audit"
 DEFAULT_PAGE = 100
 #: The audit event of an admin request refused with 400/415.
 BAD_REQUEST_EVENT = "admin.request"
+#: The error code of a list filter that can never match.
+INVALID_FILTER = "invalid_filter"
+#: Longest controller owner UID the store holds (``agents.owner_uid``).
+OWNER_UID_MAX_LENGTH = 64
 #: Where :func:`_admin` leaves the authenticated caller's name on the request.
 _ACTOR = web.RequestKey("actor", str)
 
@@ -100,9 +109,9 @@ async def list_agents(request: web.Request) -> web.StreamResponse:
     check_known(q, ("status", "namespace", "method", "owner", "expired", "limit", "cursor"))
     where = AgentFilter(
         status=enum_param(q, "status", AgentStatus),
-        namespace=q.get("namespace"),
+        namespace=_namespace_filter(q),
         approval_method=enum_param(q, "method", ApprovalMethod),
-        owner_uid=q.get("owner"),
+        owner_uid=_owner_filter(q),
         expired=bool_param(q, "expired"),
     )
     limit = int_param(q, "limit", default=DEFAULT_PAGE, low=1, high=MAX_PAGE) or DEFAULT_PAGE
@@ -112,6 +121,27 @@ async def list_agents(request: web.Request) -> web.StreamResponse:
     )
     next_cursor = _next_agent_cursor(agents[-1]) if len(agents) == limit else None
     return json_response({"agents": [agent_json(a) for a in agents], "nextCursor": next_cursor})
+
+
+def _namespace_filter(q: Mapping[str, str]) -> str | None:
+    """The ``namespace`` filter: a DNS-1123 label (every stored namespace is a Kubernetes
+    namespace name), else 400 ``invalid_filter``."""
+    value = q.get("namespace")
+    if value is not None and not is_namespace_name(value):
+        raise BadRequest(INVALID_FILTER, f"namespace: {NAMESPACE_RULE}")
+    return value
+
+
+def _owner_filter(q: Mapping[str, str]) -> str | None:
+    """The ``owner`` filter: a controller owner's UID, 1..64 characters, else 400
+    ``invalid_filter``. Not checked further: Kubernetes generates UUIDs, but accepts any
+    non-empty ``ownerReferences`` uid, and the approver stores the one the token names."""
+    value = q.get("owner")
+    if value is not None and not 1 <= len(value) <= OWNER_UID_MAX_LENGTH:
+        raise BadRequest(
+            INVALID_FILTER, f"owner: must be 1..{OWNER_UID_MAX_LENGTH} characters (a UID)"
+        )
+    return value
 
 
 def _agent_cursor(raw: str) -> tuple[datetime, uuid.UUID]:

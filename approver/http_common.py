@@ -14,10 +14,13 @@ from aiohttp import web
 from approver.admin_tokens import TokenFile, bearer_token
 from approver.answers import error_body
 from approver.app_keys import AUDIT_KEY
+from approver.audit_text import audit_value
 from approver.wire import BadRequest
 from bootstrap_token import AuditEvent, jsonio
 
 _REALM = 'Bearer realm="agent-bootstrap-approver"'
+#: What :func:`request_route` names when no route matched the request.
+UNMATCHED_ROUTE = "(no route)"
 _E = TypeVar("_E", bound=StrEnum)
 
 
@@ -35,6 +38,22 @@ def json_error(status: int, code: str, message: str | None = None) -> web.Respon
     return json_response(error_body(code, message), status=status)
 
 
+def request_route(request: web.Request) -> str:
+    """``"<METHOD> <route pattern>"`` of ``request``, for audit events and log lines written
+    before (or without) authentication, e.g. ``GET /api/v1/admin/agents/{agent_id}``.
+
+    The pattern is the one the route was registered with (``resource.canonical``), never the
+    request's path: an unauthenticated caller chooses the path, percent-decoded by aiohttp, and
+    could put a U+202E override, escape sequences or thousands of characters into the audit
+    log with it. A request no route matched is named :data:`UNMATCHED_ROUTE`. The method is
+    rendered by :func:`approver.audit_text.audit_value` (aiohttp only parses token characters,
+    but this does not rely on it).
+    """
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else UNMATCHED_ROUTE
+    return f"{audit_value(request.method, limit=32)} {route}"
+
+
 def refused_request(
     request: web.Request,
     status: int,
@@ -49,11 +68,9 @@ def refused_request(
     The event is a JSON line only, not appended to the stored chain: the request changed
     nothing, and an unauthenticated client must not be able to grow the database with it (the
     refused bearer check of :func:`authenticate` does the same). It names the method and the
-    path's route, never the body or the offending value (``exc.message`` names members and
-    rules only).
+    path's route (:func:`request_route`), never the path itself, the body or the offending value
+    (``exc.message`` names members and rules only).
     """
-    route = request.match_info.route.resource
-    path = route.canonical if route is not None else request.path
     request.app[AUDIT_KEY].emit(
         AuditEvent(
             component="approver",
@@ -61,7 +78,7 @@ def refused_request(
             decision="invalid",
             reason=exc.code,
             actor=actor,
-            message=f"{request.method} {path}: {exc.message}",
+            message=f"{request_route(request)}: {exc.message}",
         )
     )
     return json_error(status, exc.code, exc.message)
@@ -83,7 +100,10 @@ async def read_json(request: web.Request, *, optional: bool = False) -> Any:
 
 def authenticate(request: web.Request, *token_files: TokenFile) -> str:
     """The caller's actor name from ``Authorization: Bearer`` checked against ``token_files``
-    (constant time), or raise 401 (and audit the refusal, without the token)."""
+    (constant time), or raise 401 (and audit the refusal, without the token).
+
+    The ``admin.auth`` event names the method and the route pattern (:func:`request_route`),
+    never the path the unauthenticated caller sent."""
     token = bearer_token(request.headers.get("Authorization"))
     if token is not None:
         for tokens in token_files:
@@ -98,7 +118,7 @@ def authenticate(request: web.Request, *token_files: TokenFile) -> str:
             decision="denied",
             reason=reason,
             security=token is not None,
-            message=f"{request.method} {request.path}",
+            message=request_route(request),
         )
     )
     challenge = _REALM if token is None else _REALM + ', error="invalid_token"'

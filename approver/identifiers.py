@@ -21,6 +21,9 @@ non-ASCII (look-alike letters). A first letter or digit keeps out ``.`` and ``..
 clients and proxies collapse as dot segments. 253 is the Kubernetes name limit and the length
 the approver always accepted.
 
+A namespace filter of the admin API follows :func:`is_namespace_name` (a DNS-1123 label: what
+Kubernetes accepts as a namespace name, so nothing else can match a stored namespace).
+
 ``platform`` and ``region`` of the registration body follow :func:`label_problem`: the same
 character class, at most 64 and 128 characters (StreamSpace sends ``kubernetes`` and
 ``default``).
@@ -43,6 +46,14 @@ AGENT_ID_RULE = (
 #: A pod name: a DNS-1123 subdomain (Kubernetes "Object Names and IDs").
 _POD_NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 POD_NAME_MAX_LENGTH = 253
+#: A namespace name: a DNS-1123 label (Kubernetes "Object Names and IDs").
+_NAMESPACE_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+NAMESPACE_MAX_LENGTH = 63
+#: The namespace rule, in the words of a 400 answer (which never repeats the value).
+NAMESPACE_RULE = (
+    f"must be a DNS-1123 label: 1..{NAMESPACE_MAX_LENGTH} lowercase letters, digits or '-', "
+    "starting and ending with a letter or a digit"
+)
 
 
 def agent_id_problem(value: str) -> str | None:
@@ -80,3 +91,9 @@ def is_pod_name(value: str) -> bool:
     """True when ``value`` can be a Pod's name: a DNS-1123 subdomain of at most 253 characters
     (Kubernetes documentation, "Object Names and IDs")."""
     return len(value) <= POD_NAME_MAX_LENGTH and _POD_NAME_RE.fullmatch(value) is not None
+
+
+def is_namespace_name(value: str) -> bool:
+    """True when ``value`` can be a Namespace's name: a DNS-1123 label of at most 63
+    characters (Kubernetes documentation, "Object Names and IDs")."""
+    return len(value) <= NAMESPACE_MAX_LENGTH and _NAMESPACE_RE.fullmatch(value) is not None

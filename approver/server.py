@@ -51,7 +51,7 @@ from approver.app_keys import (
 )
 from approver.config import ApproverSettings, ConfigError
 from approver.decision import DecisionPolicy
-from approver.http_common import authenticate, json_error, json_response
+from approver.http_common import authenticate, json_error, json_response, request_route
 from approver.jwks_file import FileKeySet
 from approver.kube.client import KubernetesConfigError, open_api_client
 from approver.kube.pods import KubePods
@@ -308,11 +308,12 @@ async def _http_errors(request: web.Request, handler: Handler) -> web.StreamResp
 
 @web.middleware
 async def _store_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Database unavailable -> 503 with Retry-After; nothing was written."""
+    """Database unavailable -> 503 with Retry-After; nothing was written. The log line names
+    the route pattern, not the path (:func:`approver.http_common.request_route`)."""
     try:
         return await handler(request)
     except StoreUnavailable as exc:
-        log.warning("%s %s: %s", request.method, request.path, exc)
+        log.warning("%s: %s", request_route(request), exc)
         retry_after = request.app[SETTINGS_KEY].retry_after_seconds
         response = json_error(
             503, "store_unavailable", "the approver's database is unavailable; retry"
@@ -449,6 +450,13 @@ async def serve(settings: ApproverSettings, *, stop: asyncio.Event | None = None
         scheme = "https" if ssl_context else "http"
         if ssl_context is None:
             log.warning("serving plain HTTP: terminate TLS in front of the approver")
+        if settings.auto_approve.enabled and not settings.kubernetes.enabled:
+            # docs/security-model.md, "Forged review" and "Stolen signing key".
+            log.warning(
+                "auto-approving without kubernetes.enabled: tokens are not checked against the "
+                "live pod, so a token minted for a made-up review (anyone who reaches the "
+                "webhook's port) approves; turn it on or keep the webhook's NetworkPolicy narrow"
+            )
         log.info(
             "approver listening on %s://%s:%d (database %s, auto-approve %s, %d key(s), "
             "%d admin token(s), kubernetes %s, api keys %s, service-account tokens %s)",

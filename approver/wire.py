@@ -32,7 +32,12 @@ from typing import Annotated, Any, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
-from approver.identifiers import agent_id_problem, label_problem
+from approver.identifiers import (
+    NAMESPACE_RULE,
+    agent_id_problem,
+    is_namespace_name,
+    label_problem,
+)
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -144,12 +149,19 @@ class _Strict(BaseModel):
     )
 
 
+def _namespace(value: str) -> str:
+    if not is_namespace_name(value):
+        raise PydanticCustomError("invalid_namespace", NAMESPACE_RULE)
+    return value
+
+
 class BulkApproveRequest(_Strict):
     """``POST /api/v1/admin/agents/bulk-approve`` body: approve every pending agent of one
-    controller owner (its UID, e.g. a ReplicaSet's), optionally in one namespace only."""
+    controller owner (its UID, e.g. a ReplicaSet's), optionally in one namespace only (a
+    DNS-1123 label: nothing else can match)."""
 
     owner_uid: str = Field(alias="ownerUid", min_length=1, max_length=64)
-    namespace: str | None = Field(default=None, min_length=1, max_length=63)
+    namespace: Annotated[str, AfterValidator(_namespace)] | None = None
 
 
 class ReviewRequest(_Strict):

@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from approver.identifiers import AGENT_ID_RULE, agent_id_problem, is_pod_name, label_problem
+from approver.identifiers import (
+    AGENT_ID_RULE,
+    agent_id_problem,
+    is_namespace_name,
+    is_pod_name,
+    label_problem,
+)
 from tests.approver.helpers import AGENT_ID, POD_NAME, SECOND_AGENT_ID
 
 #: A DNS-1123 label, what a Kubernetes pod name and a cluster name are made of.
@@ -74,3 +80,16 @@ class TestPodName:
     def test_dns_subdomain(self, name: str, ok: bool) -> None:
         """A pod name is a DNS-1123 subdomain of at most 253 characters."""
         assert is_pod_name(name) is ok
+
+
+class TestNamespaceName:
+    @pytest.mark.parametrize(
+        ("name", "ok"),
+        [("streamspace", True), ("a", True), ("kube-system", True), ("a" * 63, True),
+         ("", False), ("a" * 64, False), ("A", False), ("a.b", False), ("a_b", False),
+         ("-a", False), ("a-", False), ("a b", False), ("a\n", False), ("\u202ea", False),
+         ("streamspace\x1b[2J", False)],
+    )  # fmt: skip
+    def test_dns_label(self, name: str, ok: bool) -> None:
+        """A namespace name is a DNS-1123 label of at most 63 characters."""
+        assert is_namespace_name(name) is ok

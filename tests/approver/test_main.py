@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import socket
 import sqlite3
@@ -139,9 +140,14 @@ class TestServe:
         )
 
     async def test_https_registration_and_clean_stop(
-        self, tls_settings: ApproverSettings, pki: Pki, client_ssl: ssl.SSLContext
+        self,
+        tls_settings: ApproverSettings,
+        pki: Pki,
+        client_ssl: ssl.SSLContext,
+        caplog: pytest.LogCaptureFixture,
     ) -> None:
-        """serve() migrates, answers a StreamSpace registration over TLS, and stops cleanly."""
+        """serve() migrates, answers a StreamSpace registration over TLS, and stops cleanly;
+        auto-approving without the live-pod check is warned about at start."""
         stop = asyncio.Event()
         server = asyncio.create_task(serve(tls_settings, stop=stop))
         base = f"https://localhost:{tls_settings.port}"
@@ -172,6 +178,8 @@ class TestServe:
             stop.set()
             await asyncio.wait_for(server, timeout=10)
         assert server.exception() is None
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert any(w.startswith("auto-approving without kubernetes.enabled") for w in warnings)
 
     @pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
     async def test_tls_1_1_is_refused(
@@ -281,12 +289,18 @@ class TestAuditVerify:
 
 class TestServeWithKubernetes:
     async def test_kubeconfig_pod_binding_and_ghost_cleanup(
-        self, pki: Pki, tmp_path: Path, client_ssl: ssl.SSLContext
+        self,
+        pki: Pki,
+        tmp_path: Path,
+        client_ssl: ssl.SSLContext,
+        caplog: pytest.LogCaptureFixture,
     ) -> None:
         """serve() with kubernetes.enabled and a kubeconfig: registration reads the live pod
         through kubernetes-asyncio, and deleting the pod makes the agent inactive."""
         from tests.approver.helpers import ANNOTATION, NAMESPACE, OWNER, POD_NAME
         from tests.kube_api import KubeApi, make_pod, write_kubeconfig
+
+        caplog.set_level(logging.INFO, logger="approver.server")
 
         admin = tmp_path / "admin-tokens"
         admin.write_text("alice:alice-admin-token-0123456789\n")
@@ -350,3 +364,6 @@ class TestServeWithKubernetes:
             finally:
                 stop.set()
                 await asyncio.wait_for(server, timeout=10)
+        messages = [r.getMessage() for r in caplog.records]
+        assert any(m.startswith("approver listening on") for m in messages)
+        assert not any("auto-approving without kubernetes.enabled" in m for m in messages)

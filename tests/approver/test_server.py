@@ -13,7 +13,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from approver.app_keys import AUDIT_KEY
 from approver.config import ApproverSettings
+from approver.http_common import UNMATCHED_ROUTE, authenticate
 from approver.server import STORE_KEY, create_app
 from approver.store import Store
 from bootstrap_token import KeySet, SigningKey, fingerprint
@@ -44,6 +46,7 @@ BARE_TOKEN = "bare-admin-token-9876543210"
 
 ClientFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
 Client = TestClient[web.Request, web.Application]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @pytest.fixture
@@ -424,6 +427,116 @@ class TestAdmin:
         response = await client.post(f"{ADMIN}/agent%0A/approve")
         assert response.status == 401
 
+    @pytest.mark.parametrize(
+        ("method", "path", "route", "raw"),
+        [("GET", f"{ADMIN}/%E2%80%AEtxt.exe", f"{ADMIN}/{{agent_id}}", "txt.exe"),
+         ("POST", f"{ADMIN}/%1B%5B2J%1B%5D0;owned%07/approve", f"{ADMIN}/{{agent_id}}/approve",
+          "owned"),
+         ("DELETE", f"{ADMIN}/{'x' * 5000}", f"{ADMIN}/{{agent_id}}", "x" * 200),
+         ("POST", "/api/v1/admin/api-keys/%E2%80%AEevil%0A/rotate",
+          "/api/v1/admin/api-keys/{key_id}/rotate", "evil")],
+    )  # fmt: skip
+    async def test_denied_event_names_the_route_not_the_path(
+        self, client: Client, audit: RecordingSink, method: str, path: str, route: str, raw: str
+    ) -> None:
+        """The admin.auth event of an unauthenticated request names the method and the route
+        pattern: the caller's path (a U+202E override, escape sequences, 5,000 characters)
+        never reaches the audit log."""
+        for headers in ({}, {"Authorization": "Bearer guessed-token-123456"}):
+            response = await client.request(method, path, headers=headers)
+            assert response.status == 401
+            event = audit.events[-1]
+            assert (event.event, event.decision) == ("admin.auth", "denied")
+            assert event.message == f"{method} {route}"
+            assert event.message.isascii()
+            assert event.message.isprintable()
+            assert raw not in event.to_json()
+
+    async def test_denied_event_without_a_route(
+        self, aiohttp_client: ClientFactory, audit: RecordingSink
+    ) -> None:
+        """A bearer check before routing matched anything names a fixed placeholder."""
+
+        @web.middleware
+        async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+            authenticate(request)
+            return await handler(request)
+
+        app = web.Application(middlewares=[guard])
+        app[AUDIT_KEY] = audit
+        client = await aiohttp_client(app)
+        response = await client.get("/%E2%80%AE%1B%5B2J" + "y" * 3000)
+        assert response.status == 401
+        assert audit.events[-1].message == f"GET {UNMATCHED_ROUTE}"
+
+    @pytest.mark.parametrize(
+        ("params", "parameter"),
+        [({"namespace": "\u202estreamspace"}, "namespace"),
+         ({"namespace": "streamspace\x1b[2J"}, "namespace"),
+         ({"namespace": "n" * 3000}, "namespace"), ({"namespace": "Streamspace"}, "namespace"),
+         ({"namespace": "stream space"}, "namespace"), ({"namespace": ""}, "namespace"),
+         ({"owner": "o" * 3000}, "owner"), ({"owner": ""}, "owner")],
+    )  # fmt: skip
+    async def test_list_filter_that_can_never_match(
+        self, client: Client, audit: RecordingSink, params: dict[str, str], parameter: str
+    ) -> None:
+        """A namespace filter that is not a DNS-1123 label, or an owner filter that is empty
+        or longer than a stored UID, gets 400 invalid_filter naming the parameter only."""
+        response = await client.get(ADMIN, params=params, headers=alice())
+        assert response.status == 400
+        body = await response.json()
+        assert body["error"] == "invalid_filter"
+        assert body["message"].startswith(f"{parameter}: must be ")
+        value = params[parameter]
+        assert not value or value not in body["message"]
+        event = audit.events[-1]
+        assert (event.event, event.reason, event.actor) == (
+            "admin.request",
+            "invalid_filter",
+            "alice",
+        )
+        assert event.message == f"GET {ADMIN}: {body['message']}"
+
+    async def test_list_filters_in_the_stored_event_are_neutralised(
+        self, client: Client, audit: RecordingSink
+    ) -> None:
+        """An owner filter with an escape sequence and a U+202E override (it could match a
+        hand-written ownerReferences uid) is listed, and the stored admin.list message holds
+        it escaped: printable ASCII only."""
+        owner = "\x1b[2J\u202eevil\n"
+        response = await client.get(
+            ADMIN, params={"owner": owner, "namespace": "streamspace"}, headers=alice()
+        )
+        assert response.status == 200
+        listing = await client.get("/api/v1/audit", params={"event": "admin.list"}, headers=alice())
+        stored = (await listing.json())["events"][-1]["message"]
+        assert stored == "namespace=streamspace owner_uid=\\x1b[2J\\u202eevil\\n count=0"
+        assert stored.isascii()
+        assert stored.isprintable()
+        assert audit.events[-2].message == stored
+
+    async def test_bulk_approve_values_in_the_stored_event_are_neutralised(
+        self, client: Client
+    ) -> None:
+        """bulk-approve refuses a namespace that is not a DNS-1123 label, and its stored
+        event renders the owner UID escaped."""
+        refused = await client.post(
+            f"{ADMIN}/bulk-approve",
+            json={"ownerUid": "rs", "namespace": "\u202estreamspace"},
+            headers=alice(),
+        )
+        assert refused.status == 400
+        assert (await refused.json())["message"].startswith("namespace: must be a DNS-1123")
+        response = await client.post(
+            f"{ADMIN}/bulk-approve", json={"ownerUid": "rs\x1b[2J\u202e"}, headers=alice()
+        )
+        assert response.status == 200
+        listing = await client.get(
+            "/api/v1/audit", params={"event": "admin.bulk_approve"}, headers=alice()
+        )
+        stored = (await listing.json())["events"][-1]["message"]
+        assert stored == "owner_uid=rs\\x1b[2J\\u202e namespace=any count=0"
+
     async def test_audit_filter_agent_id_outside_the_rule(self, client: Client) -> None:
         """The audit API's agentId filter follows the same rule."""
         response = await client.get("/api/v1/audit", params={"agentId": "x\ny"}, headers=alice())
@@ -505,8 +618,11 @@ class TestDatabaseDown:
         key_set: KeySet,
         token: str,
         tmp_path: Path,
+        caplog: pytest.LogCaptureFixture,
     ) -> None:
-        """With the SQLite file unreachable, registration, admin, /readyz get 503 + Retry-After."""
+        """With the SQLite file unreachable, registration, admin, /readyz get 503 + Retry-After;
+        the log line names the route pattern, not the path."""
+        caplog.set_level(logging.WARNING, logger="approver.server")
         store = Store.open(f"sqlite+aiosqlite:///{tmp_path / 'gone' / 'approver.db'}")
         client = await aiohttp_client(create_app(approver_settings, key_set=key_set, store=store))
         responses = [
@@ -521,6 +637,8 @@ class TestDatabaseDown:
             assert response.status == 503, response.url.path
             assert response.headers["Retry-After"] == "7"
             assert (await response.json())["error"] == "store_unavailable"
+        assert f"POST {ADMIN}/{{agent_id}}/approve: " in caplog.text
+        assert f"/{AGENT_ID}/approve" not in caplog.text
 
     async def test_postgresql_port_closed(
         self,
