@@ -194,6 +194,8 @@ class WebhookSettings(BaseSettings):
                                                                      tlsPemFile
     tlsPemFile              TLS_PEM_FILE                    path     unset (certificate chain +
                                                                      key in one file)
+    tlsClientCaFile         TLS_CLIENT_CA_FILE              path     unset (no client
+                                                                     certificate required)
     reloadIntervalSeconds   RELOAD_INTERVAL_SECONDS         seconds  5 (0 = never re-read)
     host                    HOST                            -        0.0.0.0
     port                    PORT                            -        8443
@@ -288,6 +290,14 @@ class WebhookSettings(BaseSettings):
         description="Certificate chain and key in one PEM file (certs-tooling's "
         "webhook-tls.pem, replaced by one rename): the pair can never be seen half-updated. "
         "Replaces tlsCertFile/tlsKeyFile.",
+    )
+    tls_client_ca_file: Path | None = Field(
+        default=None,
+        alias="tlsClientCaFile",
+        description="PEM bundle of the CAs that sign the API server's client certificate "
+        "(Kubernetes: 'Authenticate apiservers'). When set, every TLS handshake must present "
+        "a client certificate chaining to them, so only the API server can ask for a token. "
+        "Re-read with the serving certificate. Default: unset (any TLS client).",
     )
     reload_interval_seconds: float = Field(
         default=DEFAULT_RELOAD_INTERVAL_SECONDS,

@@ -45,16 +45,23 @@ class MaterialError(ConfigError):
 class TlsFiles:
     """Where the serving certificate comes from: ``pem`` alone, or ``cert`` + ``key``.
 
-    ``cert_field``, ``key_field`` and ``pem_field`` name the settings fields in error messages
-    (from settings: where each was set, e.g. ``tlsCertFile (config file /etc/webhook.yaml)``).
+    ``client_ca``, when set, is a PEM bundle of the CAs that sign the API server's client
+    certificate: every handshake must then present one that chains to them (see
+    :func:`load_tls`).
+
+    ``cert_field``, ``key_field``, ``pem_field`` and ``client_ca_field`` name the settings
+    fields in error messages (from settings: where each was set, e.g. ``tlsCertFile (config file
+    /etc/webhook.yaml)``).
     """
 
     cert: Path | None = None
     key: Path | None = None
     pem: Path | None = None
+    client_ca: Path | None = None
     cert_field: str = field(default="tlsCertFile", compare=False)
     key_field: str = field(default="tlsKeyFile", compare=False)
     pem_field: str = field(default="tlsPemFile", compare=False)
+    client_ca_field: str = field(default="tlsClientCaFile", compare=False)
 
     @classmethod
     def from_settings(cls, settings: WebhookSettings) -> TlsFiles:
@@ -65,14 +72,15 @@ class TlsFiles:
             cert_field=settings.describe_field("tlsCertFile"),
             key_field=settings.describe_field("tlsKeyFile"),
             pem_field=settings.describe_field("tlsPemFile"),
+            client_ca=settings.tls_client_ca_file,
+            client_ca_field=settings.describe_field("tlsClientCaFile"),
         )
 
     @property
     def paths(self) -> tuple[Path, ...]:
         """The files to watch."""
-        if self.pem is not None:
-            return (self.pem,)
-        return tuple(p for p in (self.cert, self.key) if p is not None)
+        served = (self.pem,) if self.pem is not None else (self.cert, self.key)
+        return tuple(p for p in (*served, self.client_ca) if p is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,13 +182,41 @@ def load_tls(files: TlsFiles) -> TlsMaterial:
         ) from None
     if again != (cert_pem, key_pem):
         raise MaterialError(f"{cert_field} {cert_path}: changed while being loaded", transient=True)
+    client_ca_pem = b""
+    if files.client_ca is not None:
+        client_ca_pem = _require_clients(context, files.client_ca, files.client_ca_field)
     return TlsMaterial(
         context=context,
         serial=leaf.serial_number,
         not_before=leaf.not_valid_before_utc.timestamp(),
         not_after=leaf.not_valid_after_utc.timestamp(),
-        digest=hashlib.sha256(cert_pem + b"\0" + key_pem).digest(),
+        digest=hashlib.sha256(cert_pem + b"\0" + key_pem + b"\0" + client_ca_pem).digest(),
     )
+
+
+def _require_clients(context: ssl.SSLContext, path: Path, field_name: str) -> bytes:
+    """Make ``context`` require a client certificate chaining to the CAs in ``path``.
+
+    Kubernetes "Dynamic Admission Control", "Authenticate apiservers": the API server presents
+    a client certificate to a webhook when its ``AdmissionConfiguration`` gives it one for the
+    webhook's host name. With this, a review can come only from such a client: anyone else
+    fails the handshake.
+
+    Returns:
+        The CA bundle as read (part of the material's digest, so a CA change is a reload).
+
+    Raises:
+        MaterialError: the file is unreadable or holds no PEM certificate.
+    """
+    pem = _read(path, field_name=field_name)
+    try:
+        x509.load_pem_x509_certificates(pem)
+    except ValueError:
+        raise MaterialError(f"{field_name} {path}: not a PEM certificate bundle") from None
+    context.verify_mode = ssl.CERT_REQUIRED
+    # From the bytes just checked (cadata), not the path, which could change in between.
+    context.load_verify_locations(cadata=pem.decode("ascii", errors="replace"))
+    return pem
 
 
 def server_ssl_context(*, cert_file: Path, key_file: Path) -> ssl.SSLContext:
