@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -813,7 +814,27 @@ async def _open_sqlite(database: str, *, timeout_seconds: float) -> aiosqlite.Co
 
 
 def _probe_sqlite(database: str, timeout_seconds: float) -> None:
-    sqlite3.connect(database, timeout=timeout_seconds).close()
+    """Open the file once (in a worker thread) and put it in WAL mode, retrying while locked.
+
+    Switching a database to WAL takes an exclusive lock, and SQLite answers ``database is
+    locked`` at once, without waiting ``busy_timeout``, when two connections of a brand-new file
+    race for it (each holding a shared lock: waiting could deadlock). Replicas starting together
+    on a new file hit exactly that. The mode is stored in the file, so once one connection set
+    it, every later ``PRAGMA journal_mode=WAL`` (see :func:`_configure_sqlite`) is a no-op.
+    """
+    connection = sqlite3.connect(database, timeout=timeout_seconds)
+    try:
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            try:
+                connection.execute("PRAGMA journal_mode=WAL").fetchall()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.02)  # this is a worker thread, never the event loop
+    finally:
+        connection.close()
 
 
 def _configure_sqlite(engine: AsyncEngine, *, timeout_seconds: float, begin: str) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sqlite3
+import threading
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -19,7 +21,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from approver.records import AgentRecord, AgentStatus, ApprovalMethod, TokenUse
 from approver.store import Store, StoreConflict, StoreUnavailable
-from approver.store.store import ALEMBIC_INI, MIGRATIONS_DIR
+from approver.store.store import ALEMBIC_INI, MIGRATIONS_DIR, _probe_sqlite
 from approver.store.tables import metadata
 from tests.approver.helpers import (
     AGENT_ID,
@@ -130,6 +132,37 @@ class TestMigrations:
             await engine.dispose()
         # Tables of other modules (their own MetaData, later migrations) are theirs to check.
         assert [d for d in diff if _table_of(d) in metadata.tables] == []
+
+    def test_new_sqlite_file_raced_into_wal_mode(self, tmp_path: Path) -> None:
+        """Three connections opening a brand-new file at once all get it in WAL mode and write.
+
+        Switching to WAL takes an exclusive lock that SQLite refuses at once (no busy wait)
+        when connections of a new file race for it: before the probe retried, about one race
+        in seven failed with "database is locked" (the flake of the test below)."""
+        failures: list[BaseException] = []
+
+        def replica(path: str) -> None:
+            try:
+                _probe_sqlite(path, 5.0)
+                connection = sqlite3.connect(path, timeout=5.0, isolation_level=None)
+                try:
+                    assert connection.execute("PRAGMA journal_mode=WAL").fetchone() == ("wal",)
+                    connection.execute("BEGIN IMMEDIATE")
+                    connection.execute("CREATE TABLE IF NOT EXISTS t (x INTEGER)")
+                    connection.execute("COMMIT")
+                finally:
+                    connection.close()
+            except BaseException as exc:  # collected and asserted below
+                failures.append(exc)
+
+        for attempt in range(50):
+            path = str(tmp_path / f"new-{attempt}.db")
+            threads = [threading.Thread(target=replica, args=(path,)) for _ in range(3)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        assert failures == []
 
     async def test_replicas_migrating_together(self, database_url: str) -> None:
         """Two replicas starting at once both migrate successfully, one after the other."""
