@@ -8,6 +8,8 @@ Sets (the issue's list, plus the certs-tooling path):
 * ``cert-manager``: serving certificates, caBundle injection and a private CA by cert-manager;
 * ``certs-tooling-keys``: every Secret and the JWKS created from a real ``certs-tooling init``
   folder (``--set-file``), the caBundle as PEM;
+* ``apiserver-client-ca``: auto-approval on, and the webhook requires the API server's client
+  certificate (``webhook.apiServerClientCA``, a Secret key other than the default);
 * ``everything``: every feature on at once;
 * ``kustomize-base``: the values the kustomize base is generated from
   (manifests/kustomize/base/chart-values.yaml).
@@ -47,12 +49,16 @@ KUSTOMIZE_VALUES = chart.KUSTOMIZE_DIR / "base" / "chart-values.yaml"
 TRUSTED = "streamspace"
 SECOND_TRUSTED = "render-farm"
 
+#: webhook.apiServerClientCA of the ``apiserver-client-ca`` value set.
+APISERVER_CLIENT_CA = {"existingSecret": "kube-apiserver-client-ca", "key": "client-ca.pem"}
+
 VALUE_SET_NAMES = [
     "defaults",
     "auto-approve",
     "postgresql-3-replicas",
     "cert-manager",
     "certs-tooling-keys",
+    "apiserver-client-ca",
     "everything",
     "kustomize-base",
 ]
@@ -141,6 +147,7 @@ def build_value_sets(pki: Pki) -> dict[str, dict[str, Any]]:
                 "nodeSelector": {"kubernetes.io/os": "linux"},
                 "podAnnotations": {"example.com/team": "platform"},
                 "priorityClassName": "system-cluster-critical",
+                "apiServerClientCA": {"existingSecret": "agent-bootstrap-apiserver-client-ca"},
             },
             "approver": {
                 "adminTokens": {"existingSecret": "agent-bootstrap-admin", "key": "tokens"},
@@ -199,6 +206,9 @@ def build_value_sets(pki: Pki) -> dict[str, dict[str, Any]]:
         "certs-tooling-keys": chart.merge(
             _auto_approve([TRUSTED]),
             {"keys": keys, "tls": {"caBundlePem": ca_bundle.read_text()}},
+        ),
+        "apiserver-client-ca": chart.merge(
+            _auto_approve([TRUSTED]), {"webhook": {"apiServerClientCA": APISERVER_CLIENT_CA}}
         ),
         "everything": everything,
         "kustomize-base": yaml.safe_load(KUSTOMIZE_VALUES.read_text()),

@@ -36,6 +36,9 @@ SECRET_DSN = "postgresql+asyncpg://approver:secret@postgres.db.svc:5432/agent_bo
 
 MOUNT_ROOTS = ("/etc/agent-bootstrap/", "/var/lib/agent-bootstrap/")
 
+#: Where the webhook pods mount webhook.apiServerClientCA's Secret.
+CLIENT_CA_DIR = "/etc/agent-bootstrap/client-ca"
+
 
 def _file_keys(model: type[Any]) -> set[str]:
     return {f.alias or name for name, f in model.model_fields.items()}
@@ -198,6 +201,29 @@ class TestWebhookConfig:
         )
         assert signing["secret"]["secretName"] == expected
 
+    def test_api_server_client_ca_from_the_named_secret(
+        self, case: Case, webhook: tuple[WebhookSettings, dict[str, Any], PodFiles]
+    ) -> None:
+        """tlsClientCaFile is set exactly when webhook.apiServerClientCA names a Secret; it is
+        then the named key of that Secret, mounted read-only as a directory (no subPath, so a
+        new bundle reaches the pod)."""
+        settings, raw, files = webhook
+        client_ca = case.effective["webhook"]["apiServerClientCA"]
+        if not client_ca["existingSecret"]:
+            assert "tlsClientCaFile" not in raw
+            assert settings.tls_client_ca_file is None
+            assert "client-ca" not in files.volumes
+            assert CLIENT_CA_DIR not in files.mounts
+            return
+        assert posixpath.dirname(raw["tlsClientCaFile"]) == CLIENT_CA_DIR
+        volume, name = files.volume_for(raw["tlsClientCaFile"])
+        assert name == client_ca["key"]
+        assert volume["secret"]["secretName"] == client_ca["existingSecret"]
+        assert volume["secret"]["items"] == [{"key": client_ca["key"], "path": client_ca["key"]}]
+        assert files.mounts[CLIENT_CA_DIR]["readOnly"] is True
+        assert settings.tls_client_ca_file is not None
+        assert settings.tls_client_ca_file.name == client_ca["key"]
+
 
 class TestApproverConfig:
     def test_loads_and_says_what_the_values_say(
@@ -301,6 +327,20 @@ def test_defaults_leave_auto_approval_off(
     settings, _, _ = _load(cases["defaults"], "approver", tmp_path, monkeypatch)
     assert settings.auto_approve.enabled is False
     assert settings.trust.namespaces == frozenset()
+
+
+@pytest.mark.parametrize("name", ["defaults", "kustomize-base"])
+def test_defaults_require_no_client_certificate(
+    name: str, cases: dict[str, Case], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without webhook.apiServerClientCA (the default, and the kustomize base) the webhook pods
+    mount no client CA and accept any TLS client, as before the setting existed."""
+    settings, raw, files = _load(cases[name], "webhook", tmp_path, monkeypatch)
+    assert cases[name].effective["webhook"]["apiServerClientCA"]["existingSecret"] == ""
+    assert settings.tls_client_ca_file is None
+    assert "tlsClientCaFile" not in raw
+    assert set(files.volumes) == {"config", "tls", "signing", "tmp"}
+    assert CLIENT_CA_DIR not in files.mounts
 
 
 @pytest.mark.parametrize(

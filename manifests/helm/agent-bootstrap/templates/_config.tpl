@@ -9,6 +9,7 @@ Mount points (the Deployments mount exactly these):
   /etc/agent-bootstrap/config/    this ConfigMap
   /etc/agent-bootstrap/tls/       serving certificate Secret (tls.crt, tls.key)
   /etc/agent-bootstrap/signing/   signing key Secret (signing.key)          webhook only
+  /etc/agent-bootstrap/client-ca/ API server client CA Secret               webhook only
   /etc/agent-bootstrap/jwks/      JWKS ConfigMap (jwks.json)                approver only
   /etc/agent-bootstrap/admin/     admin tokens Secret                       approver only
   /etc/agent-bootstrap/review/    review tokens Secret                      approver only
@@ -34,6 +35,9 @@ injectEnv: {{ .Values.agents.injectEnv | toJson }}
 signingKeyFile: /etc/agent-bootstrap/signing/signing.key
 tlsCertFile: /etc/agent-bootstrap/tls/tls.crt
 tlsKeyFile: /etc/agent-bootstrap/tls/tls.key
+{{- with .Values.webhook.apiServerClientCA.existingSecret }}
+tlsClientCaFile: {{ printf "/etc/agent-bootstrap/client-ca/%s" $.Values.webhook.apiServerClientCA.key | toJson }}
+{{- end }}
 reloadIntervalSeconds: {{ .Values.webhook.reloadIntervalSeconds | toJson }}
 port: {{ .Values.webhook.port | toJson }}
 metricsPort: {{ .Values.webhook.metricsPort | toJson }}
