@@ -9,6 +9,8 @@ Commands::
     jwks                 print the public JWKS
     token inspect        decode and verify a bootstrap token, check by check
     k8s-manifests        Secrets, ConfigMap and caBundle for kubectl apply -f -
+    apiserver-client     the API server's client certificate for the webhook (tlsClientCaFile),
+                         its kubeconfig and the AdmissionConfiguration
     check                expiry and mismatches, one OK/WARN/FAIL line per check
 
 Exit codes: 0 success; 1 refused, failed, or a problem found (message on stderr); 2 usage.
@@ -24,7 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bootstrap_token import MAX_TTL_SECONDS
-from certs_tooling import check, commands, k8s, rotation, serving
+from certs_tooling import apiserver_client, check, commands, k8s, rotation, serving
 from certs_tooling.commands import PROG
 from certs_tooling.errors import CertsToolingError
 from certs_tooling.keystore import DEFAULT_LEEWAY_SECONDS, DEFAULT_MAX_TOKEN_TTL_SECONDS
@@ -64,6 +66,19 @@ def _epoch(value: str) -> int:
         return int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not seconds since the epoch: {value!r}") from None
+
+
+def _port(value: str) -> int:
+    number = _positive(value)
+    if number > 65535:
+        raise argparse.ArgumentTypeError(f"not a port (1..65535): {value}")
+    return number
+
+
+def _absolute(value: str) -> str:
+    if not value.startswith("/"):
+        raise argparse.ArgumentTypeError(f"must be an absolute path: {value!r}")
+    return value
 
 
 def _err(command: str, message: str) -> int:
@@ -293,6 +308,80 @@ def _add_k8s(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=commands.cmd_k8s)
 
 
+def _add_apiserver_client(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "apiserver-client",
+        help="client certificate, kubeconfig and AdmissionConfiguration for the API server",
+        description="Issue the API server's client certificate for the webhook (EKU clientAuth, "
+        f"CN {apiserver_client.CLIENT_COMMON_NAME}) from a client CA of its own, and write the "
+        "CA bundle for the webhook's tlsClientCaFile, a kubeconfig for kube-apiserver (users "
+        "named after the webhook Service, certificate and key embedded) and an "
+        "AdmissionConfiguration for --admission-control-config-file. Private keys get mode "
+        "0600 and are never printed. See docs/certificates.md.",
+    )
+    _out(p)
+    p.add_argument(
+        "--namespace", default="agent-bootstrap", metavar="NS", help="namespace of the Service"
+    )
+    p.add_argument("--webhook-service", default="agent-bootstrap-webhook", metavar="SVC")
+    p.add_argument(
+        "--port",
+        type=_port,
+        default=apiserver_client.DEFAULT_PORT,
+        help="clientConfig.service.port of the webhook configuration (default "
+        f"{apiserver_client.DEFAULT_PORT}; another port adds a users entry SVC.NS.svc:PORT)",
+    )
+    p.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="extra users entry name, e.g. the host of a clientConfig.url (repeatable)",
+    )
+    p.add_argument(
+        "--kubeconfig-path",
+        type=_absolute,
+        default=apiserver_client.DEFAULT_KUBECONFIG_PATH,
+        metavar="PATH",
+        help="absolute path of the kubeconfig on the control-plane nodes, written into the "
+        f"AdmissionConfiguration (default {apiserver_client.DEFAULT_KUBECONFIG_PATH})",
+    )
+    p.add_argument(
+        "--days",
+        type=_positive,
+        default=apiserver_client.DEFAULT_DAYS,
+        metavar="N",
+        help=f"client certificate validity (days, default {apiserver_client.DEFAULT_DAYS})",
+    )
+    p.add_argument(
+        "--ca-days",
+        type=_positive,
+        default=apiserver_client.DEFAULT_CA_DAYS,
+        metavar="N",
+        help="client CA validity when a new one is made (days)",
+    )
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the client certificate, kubeconfig and AdmissionConfiguration; an "
+        "existing client CA is kept (tlsClientCaFile unchanged)",
+    )
+    mode.add_argument(
+        "--new-ca",
+        action="store_true",
+        help="also replace the client CA; the bundle holds the new and the previous CA until "
+        "--finish",
+    )
+    mode.add_argument(
+        "--finish",
+        action="store_true",
+        help="end a --new-ca overlap: the bundle holds the current client CA only",
+    )
+    _hidden_now(p)
+    p.set_defaults(handler=commands.cmd_apiserver_client)
+
+
 def _add_check(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "check",
@@ -331,12 +420,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Keys and certificates for agent-bootstrap: CA, serving certificates, "
-        "Ed25519 signing keys, JWKS, token inspection, Kubernetes manifests, checks.",
+        "Ed25519 signing keys, JWKS, token inspection, Kubernetes manifests, the API server's "
+        "client certificate, checks.",
         epilog="Exit codes: 0 ok, 1 refused/failed/problem found, 2 usage.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_init, _add_renew, _add_rotate, _add_keys, _add_jwks, _add_token, _add_k8s):
         add(sub)
+    _add_apiserver_client(sub)
     _add_check(sub)
     return parser
 

@@ -13,7 +13,16 @@ import sys
 from datetime import UTC, datetime
 
 from bootstrap_token import KeySet, VerificationPolicy
-from certs_tooling import check, check_files, k8s, keyfolder, rotation, serving, token_inspect
+from certs_tooling import (
+    apiserver_client,
+    check,
+    check_files,
+    k8s,
+    keyfolder,
+    rotation,
+    serving,
+    token_inspect,
+)
 from certs_tooling.certinfo import common_name, short_fingerprint
 from certs_tooling.init import InitOptions, run_init
 from certs_tooling.keystore import KeyRecord, KeyStatus, tokens_valid_until
@@ -215,6 +224,53 @@ def cmd_k8s(args: argparse.Namespace) -> int:
     sys.stdout.write(k8s.render(material, names))
     if sys.stdout.isatty():
         print(f"{PROG}: the output above holds private keys", file=sys.stderr)
+    return 0
+
+
+def cmd_apiserver_client(args: argparse.Namespace) -> int:
+    """`apiserver-client [--force | --new-ca | --finish]`: the API server's client certificate,
+    kubeconfig and AdmissionConfiguration (certs_tooling.apiserver_client); prints the next
+    steps. Exit 0."""
+    layout = Layout(args.out)
+    bundle = layout.apiserver_client_ca_bundle.name
+    if args.finish:
+        ca = apiserver_client.finish(layout)
+        print(
+            f"client CA change finished: {bundle} now holds only {common_name(ca)} "
+            f"(sha256 {short_fingerprint(ca)}). Give it to the webhook again as tlsClientCaFile."
+        )
+        return 0
+    options = apiserver_client.Options(
+        namespace=args.namespace,
+        webhook_service=args.webhook_service,
+        port=args.port,
+        extra_hosts=args.host,
+        kubeconfig_path=args.kubeconfig_path,
+        days=args.days,
+        ca_days=args.ca_days,
+    )
+    written = apiserver_client.run(
+        layout, options, now=_now(args), force=args.force, new_ca=args.new_ca
+    )
+    client, ca = written.client, written.ca
+    print(
+        f"wrote the API server's client certificate to {layout.root}: {common_name(client)}, "
+        f"serial {client.serial_number:x}, valid until {_fmt(client.not_valid_after_utc)}"
+    )
+    print(
+        f"client CA {common_name(ca)} (sha256 {short_fingerprint(ca)}): "
+        + (
+            f"new; {bundle} holds it and the previous client CA"
+            if written.overlap
+            else f"new, in {bundle}"
+            if written.new_ca
+            else f"kept, {bundle} unchanged"
+        )
+    )
+    print(f"kubeconfig users: {', '.join(written.user_names)}")
+    print("Next steps:")
+    for number, step in enumerate(apiserver_client.next_steps(layout, options, written), start=1):
+        print(f"  {number}. {step}")
     return 0
 
 

@@ -17,6 +17,16 @@ Folder layout (private files mode 0600, public 0644, folders 0700)::
     keys/              0700  the signing-key store
       state.json       0644  kid, state and times of every key (no key material)
       <kid>.key        0600  one Ed25519 private key per non-retired key
+
+Written by ``apiserver-client`` only (the API server's client certificate for the webhook)::
+
+    apiserver-client-ca.crt         0644  client CA (separate from ca.crt: signs clients only)
+    apiserver-client-ca.key         0600  its key
+    apiserver-client-ca-bundle.crt  0644  the webhook's tlsClientCaFile
+    apiserver-client.crt            0644  the API server's client certificate (clientAuth)
+    apiserver-client.key            0600  its key
+    apiserver-client.kubeconfig     0600  kubeconfig for the API server, cert and key embedded
+    admission-config.yaml           0644  AdmissionConfiguration naming that kubeconfig
 """
 
 from __future__ import annotations
@@ -107,6 +117,46 @@ class Layout:
     @property
     def key_state(self) -> Path:
         return self.keys_dir / "state.json"
+
+    @property
+    def apiserver_client_ca_cert(self) -> Path:
+        return self.root / "apiserver-client-ca.crt"
+
+    @property
+    def apiserver_client_ca_key(self) -> Path:
+        return self.root / "apiserver-client-ca.key"
+
+    @property
+    def apiserver_client_ca_bundle(self) -> Path:
+        return self.root / "apiserver-client-ca-bundle.crt"
+
+    @property
+    def apiserver_client_cert(self) -> Path:
+        return self.root / "apiserver-client.crt"
+
+    @property
+    def apiserver_client_key(self) -> Path:
+        return self.root / "apiserver-client.key"
+
+    @property
+    def apiserver_kubeconfig(self) -> Path:
+        return self.root / "apiserver-client.kubeconfig"
+
+    @property
+    def admission_config(self) -> Path:
+        return self.root / "admission-config.yaml"
+
+    def apiserver_client_files(self) -> list[Path]:
+        """Every file ``certs-tooling apiserver-client`` writes."""
+        return [
+            self.apiserver_client_ca_cert,
+            self.apiserver_client_ca_key,
+            self.apiserver_client_ca_bundle,
+            self.apiserver_client_cert,
+            self.apiserver_client_key,
+            self.apiserver_kubeconfig,
+            self.admission_config,
+        ]
 
     def key_file(self, kid: str) -> Path:
         """``keys/<kid>.key``.

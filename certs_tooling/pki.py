@@ -6,11 +6,14 @@ Every extension is spelled out with its critical flag chosen on purpose (RFC 528
 |-------------|--------------------------|----------------------|------------------|-----------|
 | CA          | ca=True, pathlen=0       | keyCertSign, cRLSign | none             | none      |
 | serving     | ca=False                 | digitalSignature     | serverAuth       | DNS, IP   |
+| client      | ca=False                 | digitalSignature     | clientAuth       | none      |
 
 EKU and SAN are not critical (SAN is critical only with an empty subject, RFC 5280 4.2.1.6).
 Keys are ECDSA P-256: accepted by every Kubernetes API server and cheap in the TLS handshake.
 ``pathlen=0`` means the CA can sign leaves only, never another CA. Serving certificates carry
 their names in subjectAltName (RFC 6125; Go's TLS stack, hence the API server, ignores the CN).
+Client certificates (the API server's, for the webhook's ``tlsClientCaFile``) are identified by
+their CN and the CA that signed them; they need no SAN.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def make_ca(*, common_name: str, valid_days: int, now: datetime) -> Issued:
-    """A self-signed CA that may sign serving certificates only (``pathlen=0``).
+    """A self-signed CA that may sign leaf certificates only (``pathlen=0``).
 
     Args:
         common_name: subject and issuer CN, e.g. ``agent-bootstrap-ca``.
@@ -160,6 +163,55 @@ def make_serving_cert(
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return Issued(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+
+
+def make_client_cert(*, ca: Issued, common_name: str, valid_days: int, now: datetime) -> Issued:
+    """A TLS client certificate (EKU clientAuth only) for ``common_name``, signed by ``ca``.
+
+    No subjectAltName: a client is identified by its CN and its issuer. Validity never exceeds
+    the CA's.
+
+    Raises:
+        ValueError: an empty ``common_name``.
+    """
+    if not common_name:
+        raise ValueError("a client certificate needs a common name")
+    ca_cert = ca.certificate
+    ca_key = ca.private_key()
+    key = ec.generate_private_key(ec.SECP256R1())
+    not_after = min(now + timedelta(days=valid_days), ca_cert.not_valid_after_utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - CLOCK_SKEW)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),

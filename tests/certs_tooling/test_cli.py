@@ -20,6 +20,7 @@ COMMANDS = [
     (["token"], "inspect"),
     (["token", "inspect"], "--jwks"),
     (["k8s-manifests"], "--ca-bundle-only"),
+    (["apiserver-client"], "--kubeconfig-path"),
     (["check"], "--warn-days"),
 ]
 
@@ -44,6 +45,7 @@ def test_top_level_help_lists_every_command(capsys: pytest.CaptureFixture[str]) 
     for name in ("init", "renew-serving-cert", "rotate-ca", "keys", "jwks", "token", "check"):
         assert name in out
     assert "k8s-manifests" in out
+    assert "apiserver-client" in out
     assert "Exit codes: 0 ok, 1 refused/failed/problem found, 2 usage." in out
 
 
