@@ -131,46 +131,16 @@ def make_serving_cert(
     """
     if not dns_names and not ip_addresses:
         raise ValueError("a serving certificate needs at least one DNS name or IP address")
-    ca_cert = ca.certificate
-    ca_key = ca.private_key()
-    key = ec.generate_private_key(ec.SECP256R1())
     sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
     sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
-    not_after = min(now + timedelta(days=valid_days), ca_cert.not_valid_after_utc)
-    cn = dns_names[0] if dns_names else ip_addresses[0]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - CLOCK_SKEW)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
+    return _leaf(
+        ca=ca,
+        common_name=dns_names[0] if dns_names else ip_addresses[0],
+        usage=ExtendedKeyUsageOID.SERVER_AUTH,
+        sans=sans,
+        valid_days=valid_days,
+        now=now,
     )
-    return Issued(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
 
 
 def make_client_cert(*, ca: Issued, common_name: str, valid_days: int, now: datetime) -> Issued:
@@ -184,11 +154,32 @@ def make_client_cert(*, ca: Issued, common_name: str, valid_days: int, now: date
     """
     if not common_name:
         raise ValueError("a client certificate needs a common name")
+    return _leaf(
+        ca=ca,
+        common_name=common_name,
+        usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+        sans=None,
+        valid_days=valid_days,
+        now=now,
+    )
+
+
+def _leaf(
+    *,
+    ca: Issued,
+    common_name: str,
+    usage: x509.ObjectIdentifier,
+    sans: list[x509.GeneralName] | None,
+    valid_days: int,
+    now: datetime,
+) -> Issued:
+    """An end-entity certificate signed by ``ca``: a new P-256 key, digitalSignature only, the
+    one extended key usage ``usage``, ``sans`` when given, validity capped at the CA's."""
     ca_cert = ca.certificate
     ca_key = ca.private_key()
     key = ec.generate_private_key(ec.SECP256R1())
     not_after = min(now + timedelta(days=valid_days), ca_cert.not_valid_after_utc)
-    cert = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
         .issuer_name(ca_cert.subject)
@@ -211,8 +202,14 @@ def make_client_cert(*, ca: Issued, common_name: str, valid_days: int, now: date
             ),
             critical=True,
         )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    )
+    if sans is not None:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    cert = (
+        builder.add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+        )
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
             critical=False,
