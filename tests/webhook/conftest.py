@@ -133,6 +133,15 @@ async def live(tmp_path: Path, pki: Pki) -> AsyncIterator[Live]:
         }
     )
     audit = RecordingSink()
+    async with serving(settings, audit=audit) as port:
+        yield Live(port=port, volume=volume, audit=audit)
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    settings: WebhookSettings, *, audit: AuditSink | None = None
+) -> AsyncIterator[int]:
+    """Run :func:`webhook.run.serve` with ``settings`` for the block; yields its HTTPS port."""
     started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
     def on_started(listening: Listening) -> None:
@@ -140,7 +149,7 @@ async def live(tmp_path: Path, pki: Pki) -> AsyncIterator[Live]:
 
     task = asyncio.create_task(serve(settings, audit=audit, on_started=on_started))
     try:
-        yield Live(port=await asyncio.wait_for(started, timeout=10), volume=volume, audit=audit)
+        yield await asyncio.wait_for(started, timeout=10)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -8,7 +8,6 @@ issued here by throwaway CAs (as a cluster admin would issue the API server's, K
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import ssl
 from collections.abc import AsyncIterator
@@ -25,8 +24,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from certs_tooling.pki import Issued, make_ca
 from tests.conftest import Pki
 from tests.payloads import streamspace_agent_review
+from tests.webhook.conftest import serving
 from webhook.config import WebhookSettings
-from webhook.run import Listening, serve
 from webhook.tls import MaterialError, TlsFiles, load_tls
 
 NOW = datetime.now(UTC)
@@ -102,18 +101,8 @@ async def webhook(
             "shutdownDelaySeconds": 0,
         }
     )
-    started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-
-    def on_started(listening: Listening) -> None:
-        started.set_result(listening.https[0][1])
-
-    task = asyncio.create_task(serve(settings, on_started=on_started))
-    try:
-        yield await asyncio.wait_for(started, timeout=10), ca_file
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    async with serving(settings) as port:
+        yield port, ca_file
 
 
 async def review_status(port: int, context: ssl.SSLContext) -> int:

@@ -22,6 +22,7 @@ from tests.conftest import Pki
 from tests.payloads import streamspace_agent_review
 from tests.webhook.conftest import ANNOTATION
 from webhook.__main__ import main
+from webhook.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -179,7 +180,7 @@ class TestStartupErrors:
 
         monkeypatch.setattr(cli, "loop_factory", no_uvloop)
         path = config(tmp_path, pki, eventLoop="uvloop")
-        settings = cli.load_settings(config_file=path)
+        settings = load_settings(config_file=path)
         assert cli.run_server(settings) == 2
         assert f"eventLoop (config file {path}): uvloop is not installed" in (
             capsys.readouterr().err

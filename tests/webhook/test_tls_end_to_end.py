@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import ssl
 import time
@@ -18,9 +17,8 @@ import pytest
 from bootstrap_token import KeySet, VerificationPolicy, verify
 from tests.conftest import Pki
 from tests.payloads import streamspace_agent_review
-from tests.webhook.conftest import ANNOTATION
+from tests.webhook.conftest import ANNOTATION, serving
 from webhook.config import WebhookSettings
-from webhook.run import Listening, serve
 
 
 @pytest.fixture
@@ -39,18 +37,8 @@ async def webhook_port(pki: Pki) -> AsyncIterator[int]:
             "shutdownDelaySeconds": 0,
         }
     )
-    started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-
-    def on_started(listening: Listening) -> None:
-        started.set_result(listening.https[0][1])
-
-    task = asyncio.create_task(serve(settings, on_started=on_started))
-    try:
-        yield await asyncio.wait_for(started, timeout=10)
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    async with serving(settings) as port:
+        yield port
 
 
 async def post(port: int, review: dict[str, Any], context: ssl.SSLContext) -> Any:
