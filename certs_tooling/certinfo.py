@@ -132,6 +132,17 @@ def is_serving_leaf(cert: x509.Certificate) -> bool:
     return not bc.ca and ExtendedKeyUsageOID.SERVER_AUTH in eku
 
 
+def is_client_leaf(cert: x509.Certificate) -> bool:
+    """True for a non-CA certificate whose extendedKeyUsage includes ``clientAuth``
+    (RFC 5280 section 4.2.1.12)."""
+    try:
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return False
+    return not bc.ca and ExtendedKeyUsageOID.CLIENT_AUTH in eku
+
+
 def short_fingerprint(cert: x509.Certificate) -> str:
     """The first 16 hex digits of the certificate's SHA-256 fingerprint, colon-free."""
     return cert.fingerprint(hashes.SHA256()).hex()[:16]

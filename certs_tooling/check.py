@@ -16,6 +16,7 @@ Each finding is one line, ``OK``/``WARN``/``FAIL``:
   and contains the kid of ``signing.key`` (else every token fails with ``unknown_kid``);
 * ``keys/state.json`` agrees: its active key is ``signing.key``, and every pending/active/
   inactive key is in ``jwks.json``;
+* the API server's client material, when present (:mod:`certs_tooling.check_client`);
 * private files are not readable by group or others.
 """
 
@@ -23,9 +24,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from enum import StrEnum
+from dataclasses import dataclass
+from datetime import datetime
 
 from cryptography import x509
 from pydantic import ValidationError
@@ -39,39 +39,15 @@ from certs_tooling.certinfo import (
     load_cert,
     load_certs,
     load_private_key,
-    seconds_left,
     subject_alt_names,
 )
+from certs_tooling.check_client import ClientInputs
+from certs_tooling.check_client import run as client_checks
+from certs_tooling.findings import Finding, Level, Named, expiry, key_match, parse_cert
 from certs_tooling.keystore import KeyStatus, KeyStoreState
 
 DEFAULT_WARN_DAYS = 30
 _PRIVATE_JWK_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "k")
-
-
-class Level(StrEnum):
-    OK = "OK"
-    WARN = "WARN"
-    FAIL = "FAIL"
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One line of the report: ``subject`` is usually a file name."""
-
-    level: Level
-    subject: str
-    message: str
-
-    def line(self) -> str:
-        return f"{self.level:<4}  {self.subject}: {self.message}"
-
-
-@dataclass(frozen=True, slots=True)
-class Named:
-    """A file's display name and its bytes."""
-
-    name: str
-    data: bytes = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,45 +71,10 @@ class Inputs:
     signing_key: Named | None = None
     jwks: Named | None = None
     key_state: Named | None = None
+    #: The ``apiserver-client`` files; None (no such files) adds no findings.
+    apiserver_client: ClientInputs | None = None
     #: (display name, permission bits) of files that must be private.
     private_modes: Sequence[tuple[str, int]] = ()
-
-
-def _fmt(when: datetime) -> str:
-    return when.isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def expiry(name: str, cert: x509.Certificate, *, now: datetime, warn_days: int) -> Finding:
-    """FAIL if ``now`` is outside notBefore..notAfter, WARN under ``warn_days`` left, else OK."""
-    if now < cert.not_valid_before_utc:
-        return Finding(Level.FAIL, name, f"not valid before {_fmt(cert.not_valid_before_utc)}")
-    left = seconds_left(cert, now)
-    days = int(abs(left) // 86400)
-    until = _fmt(cert.not_valid_after_utc)
-    if left <= 0:
-        return Finding(Level.FAIL, name, f"expired at {until} ({days} days ago)")
-    if left < timedelta(days=warn_days).total_seconds():
-        return Finding(Level.WARN, name, f"expires at {until} (in {days} days)")
-    return Finding(Level.OK, name, f"valid until {until} ({days} days left)")
-
-
-def _parse_cert(named: Named, findings: list[Finding]) -> x509.Certificate | None:
-    try:
-        return load_cert(named.data)
-    except ValueError:
-        findings.append(Finding(Level.FAIL, named.name, "not a PEM certificate"))
-        return None
-
-
-def key_match(cert_name: str, cert: x509.Certificate, key: Named) -> Finding:
-    """OK when ``key`` is the private half of ``cert``."""
-    try:
-        private = load_private_key(key.data)
-    except ValueError:
-        return Finding(Level.FAIL, key.name, "not an unencrypted PEM private key")
-    if key_matches(cert, private):
-        return Finding(Level.OK, key.name, f"matches {cert_name}")
-    return Finding(Level.FAIL, key.name, f"does not belong to {cert_name}")
 
 
 _Anchor = tuple[str, x509.Certificate]
@@ -145,7 +86,7 @@ def _ca_checks(
 ) -> tuple[_Anchor | None, _Bundle | None]:
     """CA, previous CA and caBundle checks; returns the parsed CA and bundle (None when absent
     or unparsable) for the serving-certificate checks."""
-    ca = _parse_cert(inputs.ca, out) if inputs.ca else None
+    ca = parse_cert(inputs.ca, out) if inputs.ca else None
     if inputs.ca and ca is not None:
         out.append(expiry(inputs.ca.name, ca, now=now, warn_days=warn_days))
         if is_ca(ca):
@@ -154,7 +95,7 @@ def _ca_checks(
             out.append(Finding(Level.FAIL, inputs.ca.name, "is not a CA certificate"))
         if inputs.ca_key:
             out.append(key_match(inputs.ca.name, ca, inputs.ca_key))
-    previous = _parse_cert(inputs.ca_previous, out) if inputs.ca_previous else None
+    previous = parse_cert(inputs.ca_previous, out) if inputs.ca_previous else None
     if inputs.ca_previous and previous is not None:
         out.append(expiry(inputs.ca_previous.name, previous, now=now, warn_days=warn_days))
         out.append(
@@ -192,7 +133,7 @@ def _serving_checks(
     out: list[Finding],
 ) -> None:
     name = serving.cert.name
-    cert = _parse_cert(serving.cert, out)
+    cert = parse_cert(serving.cert, out)
     if cert is None:
         return
     out.append(expiry(name, cert, now=now, warn_days=warn_days))
@@ -336,7 +277,8 @@ def run(inputs: Inputs, *, now: datetime, warn_days: int = DEFAULT_WARN_DAYS) ->
 
     Returns:
         Findings in order: CA, caBundle, each serving certificate, signing key, JWKS, key
-        store, permissions. Never raises for bad file contents (those are FAIL findings).
+        store, the API server's client material, permissions. Never raises for bad file
+        contents (those are FAIL findings).
     """
     out: list[Finding] = []
     ca, bundle = _ca_checks(inputs, now, warn_days, out)
@@ -345,6 +287,8 @@ def run(inputs: Inputs, *, now: datetime, warn_days: int = DEFAULT_WARN_DAYS) ->
     jwks_kids, signing_kid = _jwks_checks(inputs, out)
     if inputs.key_state:
         _store_checks(inputs.key_state, jwks_kids, signing_kid, out)
+    if inputs.apiserver_client is not None:
+        out += client_checks(inputs.apiserver_client, now=now, warn_days=warn_days)
     if inputs.private_modes:
         out.append(_mode_check(inputs.private_modes))
     return out
@@ -360,6 +304,7 @@ def worst(findings: Sequence[Finding]) -> Level:
 
 __all__ = [
     "DEFAULT_WARN_DAYS",
+    "ClientInputs",
     "Finding",
     "Inputs",
     "Level",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from certs_tooling.check import Finding, Inputs, Level, Named, ServingInputs
+from certs_tooling.check import ClientInputs, Finding, Inputs, Level, Named, ServingInputs
 from certs_tooling.files import mode_of
 from certs_tooling.layout import Component, Layout
 
@@ -62,12 +62,36 @@ class _Reader:
         return Named(name, data)
 
 
+def _client(r: _Reader, layout: Layout) -> ClientInputs | None:
+    """The ``apiserver-client`` files, or None when the folder holds none of them. Once one is
+    there, all but ``apiserver-client-ca.key`` are required."""
+    names = (
+        layout.apiserver_client_cert,
+        layout.apiserver_client_key,
+        layout.apiserver_client_ca_cert,
+        layout.apiserver_client_ca_key,
+        layout.apiserver_client_ca_bundle,
+        layout.apiserver_kubeconfig,
+    )
+    if not any(path.exists() for path in names):
+        return None
+    return ClientInputs(
+        cert=r.read(layout.apiserver_client_cert, required=True),
+        key=r.read(layout.apiserver_client_key, required=True, private=True),
+        ca=r.read(layout.apiserver_client_ca_cert, required=True),
+        ca_key=r.read(layout.apiserver_client_ca_key, required=False, private=True),
+        bundle=r.read(layout.apiserver_client_ca_bundle, required=True),
+        kubeconfig=r.read(layout.apiserver_kubeconfig, required=True, private=True),
+    )
+
+
 def from_folder(layout: Layout) -> tuple[Inputs, list[Finding]]:
     """Inputs for a certs-tooling folder, and FAIL findings for missing required files.
 
     Required: ``ca.crt``, both serving certificates and keys, ``signing.key``, ``jwks.json``.
     Optional (checked when present): ``ca.key``, ``ca-bundle.crt``, ``ca-previous.crt``, the
-    combined ``.pem`` files, ``keys/state.json``, ``keys/<kid>.key`` (permissions).
+    combined ``.pem`` files, ``keys/state.json``, ``keys/<kid>.key`` (permissions), and the
+    ``apiserver-client`` files (see :func:`_client`).
     """
     r = _Reader(layout.root)
     serving = []
@@ -84,6 +108,7 @@ def from_folder(layout: Layout) -> tuple[Inputs, list[Finding]]:
     if layout.keys_dir.is_dir():
         for path in sorted(layout.keys_dir.glob("*.key")):
             r.private.append((r.name(path), mode_of(path)))
+    client = _client(r, layout)
     inputs = Inputs(
         ca=ca,
         ca_key=ca_key,
@@ -93,6 +118,7 @@ def from_folder(layout: Layout) -> tuple[Inputs, list[Finding]]:
         signing_key=signing_key,
         jwks=r.read(layout.jwks, required=True),
         key_state=r.read(layout.key_state, required=False),
+        apiserver_client=client,
         private_modes=tuple(r.private),
     )
     return inputs, r.problems

@@ -387,9 +387,9 @@ def _add_check(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "check",
         help="report expiry and mismatches, one OK/WARN/FAIL line each",
         description="Check certificate expiry, certificate/key pairs, serving chains against "
-        "ca.crt and the caBundle, SANs, the JWKS against the active signing key, the key store "
-        "and file permissions. Give --out DIR, or the files one by one. Exit 1 on any FAIL "
-        "(and on WARN with --fail-on-warn).",
+        "ca.crt and the caBundle, SANs, the JWKS against the active signing key, the key store, "
+        "the apiserver-client files when present, and file permissions. Give --out DIR, or the "
+        "files one by one. Exit 1 on any FAIL (and on WARN with --fail-on-warn).",
     )
     _out(p, required=False)
     for flag in (
