@@ -124,23 +124,22 @@ def is_ca(cert: x509.Certificate) -> bool:
 def is_serving_leaf(cert: x509.Certificate) -> bool:
     """True for a non-CA certificate whose extendedKeyUsage includes ``serverAuth``
     (RFC 5280 section 4.2.1.12)."""
-    try:
-        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    except x509.ExtensionNotFound:
-        return False
-    return not bc.ca and ExtendedKeyUsageOID.SERVER_AUTH in eku
+    return _is_leaf_for(cert, ExtendedKeyUsageOID.SERVER_AUTH)
 
 
 def is_client_leaf(cert: x509.Certificate) -> bool:
     """True for a non-CA certificate whose extendedKeyUsage includes ``clientAuth``
     (RFC 5280 section 4.2.1.12)."""
+    return _is_leaf_for(cert, ExtendedKeyUsageOID.CLIENT_AUTH)
+
+
+def _is_leaf_for(cert: x509.Certificate, usage: x509.ObjectIdentifier) -> bool:
     try:
         bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
         eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound:
         return False
-    return not bc.ca and ExtendedKeyUsageOID.CLIENT_AUTH in eku
+    return not bc.ca and usage in eku
 
 
 def short_fingerprint(cert: x509.Certificate) -> str:

@@ -32,7 +32,6 @@ from pydantic import ValidationError
 
 from bootstrap_token import KeyLoadError, KeySet, SigningKey
 from certs_tooling.certinfo import (
-    is_ca,
     is_serving_leaf,
     issued_by,
     key_matches,
@@ -43,7 +42,15 @@ from certs_tooling.certinfo import (
 )
 from certs_tooling.check_client import ClientInputs
 from certs_tooling.check_client import run as client_checks
-from certs_tooling.findings import Finding, Level, Named, expiry, key_match, parse_cert
+from certs_tooling.findings import (
+    Finding,
+    Level,
+    Named,
+    ca_findings,
+    expiry,
+    key_match,
+    parse_cert,
+)
 from certs_tooling.keystore import KeyStatus, KeyStoreState
 
 DEFAULT_WARN_DAYS = 30
@@ -86,15 +93,7 @@ def _ca_checks(
 ) -> tuple[_Anchor | None, _Bundle | None]:
     """CA, previous CA and caBundle checks; returns the parsed CA and bundle (None when absent
     or unparsable) for the serving-certificate checks."""
-    ca = parse_cert(inputs.ca, out) if inputs.ca else None
-    if inputs.ca and ca is not None:
-        out.append(expiry(inputs.ca.name, ca, now=now, warn_days=warn_days))
-        if is_ca(ca):
-            out.append(Finding(Level.OK, inputs.ca.name, "is a CA (cA, keyCertSign)"))
-        else:
-            out.append(Finding(Level.FAIL, inputs.ca.name, "is not a CA certificate"))
-        if inputs.ca_key:
-            out.append(key_match(inputs.ca.name, ca, inputs.ca_key))
+    ca = ca_findings(inputs.ca, inputs.ca_key, now=now, warn_days=warn_days, out=out)
     previous = parse_cert(inputs.ca_previous, out) if inputs.ca_previous else None
     if inputs.ca_previous and previous is not None:
         out.append(expiry(inputs.ca_previous.name, previous, now=now, warn_days=warn_days))

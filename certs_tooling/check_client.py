@@ -27,7 +27,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from certs_tooling.certinfo import (
-    is_ca,
     is_client_leaf,
     issued_by,
     key_matches,
@@ -35,7 +34,15 @@ from certs_tooling.certinfo import (
     load_certs,
     load_private_key,
 )
-from certs_tooling.findings import Finding, Level, Named, expiry, key_match, parse_cert
+from certs_tooling.findings import (
+    Finding,
+    Level,
+    Named,
+    ca_findings,
+    expiry,
+    key_match,
+    parse_cert,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,15 +61,7 @@ def _ca_checks(
     inputs: ClientInputs, now: datetime, warn_days: int, out: list[Finding]
 ) -> tuple[x509.Certificate | None, list[x509.Certificate] | None]:
     """Client CA and bundle findings; returns the parsed CA and bundle (None when absent)."""
-    ca = parse_cert(inputs.ca, out) if inputs.ca else None
-    if inputs.ca and ca is not None:
-        out.append(expiry(inputs.ca.name, ca, now=now, warn_days=warn_days))
-        if is_ca(ca):
-            out.append(Finding(Level.OK, inputs.ca.name, "is a CA (cA, keyCertSign)"))
-        else:
-            out.append(Finding(Level.FAIL, inputs.ca.name, "is not a CA certificate"))
-        if inputs.ca_key:
-            out.append(key_match(inputs.ca.name, ca, inputs.ca_key))
+    ca = ca_findings(inputs.ca, inputs.ca_key, now=now, warn_days=warn_days, out=out)
     if inputs.bundle is None:
         return ca, None
     name = inputs.bundle.name

@@ -9,7 +9,7 @@ from enum import StrEnum
 
 from cryptography import x509
 
-from certs_tooling.certinfo import key_matches, load_cert, load_private_key, seconds_left
+from certs_tooling.certinfo import is_ca, key_matches, load_cert, load_private_key, seconds_left
 
 
 class Level(StrEnum):
@@ -76,3 +76,20 @@ def key_match(cert_name: str, cert: x509.Certificate, key: Named) -> Finding:
 
 
 __all__ = ["Finding", "Level", "Named", "expiry", "key_match", "parse_cert"]
+
+
+def ca_findings(
+    ca: Named | None, key: Named | None, *, now: datetime, warn_days: int, out: list[Finding]
+) -> x509.Certificate | None:
+    """Expiry, "is a CA" and (with ``key``) key-match findings for a CA certificate, appended
+    to ``out``; returns the parsed CA (None when absent or unparsable)."""
+    cert = parse_cert(ca, out) if ca else None
+    if ca and cert is not None:
+        out.append(expiry(ca.name, cert, now=now, warn_days=warn_days))
+        if is_ca(cert):
+            out.append(Finding(Level.OK, ca.name, "is a CA (cA, keyCertSign)"))
+        else:
+            out.append(Finding(Level.FAIL, ca.name, "is not a CA certificate"))
+        if key:
+            out.append(key_match(ca.name, cert, key))
+    return cert
