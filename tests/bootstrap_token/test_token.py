@@ -204,7 +204,7 @@ class TestVerifyRejects:
         """With an allow-list, another service account of a trusted namespace is refused."""
         trust = TrustPolicy(
             namespaces=frozenset({"streamspace"}),
-            serviceAccounts=frozenset({"streamspace:streamspace-agent"}),
+            service_accounts=frozenset({"streamspace:streamspace-agent"}),
         )
         policy = VerificationPolicy(issuer=POLICY.issuer, audience=POLICY.audience, trust=trust)
         with pytest.raises(PolicyViolation) as err:

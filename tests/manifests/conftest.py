@@ -20,7 +20,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -217,7 +217,8 @@ def build_value_sets(pki: Pki) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def chart_defaults() -> dict[str, Any]:
-    return yaml.safe_load((chart.CHART_DIR / "values.yaml").read_text())
+    # values.yaml is a YAML mapping; safe_load is typed as Any.
+    return cast(dict[str, Any], yaml.safe_load((chart.CHART_DIR / "values.yaml").read_text()))
 
 
 @pytest.fixture(scope="session")

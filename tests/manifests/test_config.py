@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import posixpath
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -148,7 +148,10 @@ def approver(
 
 
 def _container_port(files: PodFiles, name: str) -> int:
-    return next(p["containerPort"] for p in files.container["ports"] if p["name"] == name)
+    # containerPort of a rendered (YAML) container: an integer, typed as Any.
+    return cast(
+        int, next(p["containerPort"] for p in files.container["ports"] if p["name"] == name)
+    )
 
 
 class TestWebhookConfig:

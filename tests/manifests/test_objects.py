@@ -9,7 +9,7 @@ that RBAC grants nothing beyond the documented list, that NetworkPolicies never 
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -302,7 +302,8 @@ class TestAvailability:
 
 class TestNetworkPolicy:
     def _policy(self, case: Case, name: str) -> dict[str, Any]:
-        return chart.named(case.objects, "NetworkPolicy", name)["spec"]
+        # A rendered (YAML) object: its spec is a mapping, typed as Any.
+        return cast(dict[str, Any], chart.named(case.objects, "NetworkPolicy", name)["spec"])
 
     def test_never_open_to_everyone_by_accident(self, case: Case) -> None:
         """Both components deny by default, and no rule has a missing or empty peer list (which
