@@ -33,22 +33,32 @@ from __future__ import annotations
 
 import re
 
+from bootstrap_token.names import (
+    DNS1123_LABEL_MAX_LENGTH,
+    DNS1123_SUBDOMAIN_MAX_LENGTH,
+    is_dns1123_label,
+    is_dns1123_subdomain,
+)
+
 #: Longest agent id (the Kubernetes object name limit).
 AGENT_ID_MAX_LENGTH = 253
 #: The characters of an agent id, platform or region, as documented in the module docstring.
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
-#: The rule, in the words of the 400 answer (which never repeats the value).
-AGENT_ID_RULE = (
-    f"must be 1..{AGENT_ID_MAX_LENGTH} characters of ASCII letters, digits, '.', '_', '-' "
-    "or ':', starting with a letter or a digit"
-)
 
-#: A pod name: a DNS-1123 subdomain (Kubernetes "Object Names and IDs").
-_POD_NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-POD_NAME_MAX_LENGTH = 253
-#: A namespace name: a DNS-1123 label (Kubernetes "Object Names and IDs").
-_NAMESPACE_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-NAMESPACE_MAX_LENGTH = 63
+
+def _id_rule(max_length: int) -> str:
+    return (
+        f"must be 1..{max_length} characters of ASCII letters, digits, '.', '_', '-' or ':', "
+        "starting with a letter or a digit"
+    )
+
+
+#: The rule, in the words of the 400 answer (which never repeats the value).
+AGENT_ID_RULE = _id_rule(AGENT_ID_MAX_LENGTH)
+
+#: A pod name is a DNS-1123 subdomain, a namespace a DNS-1123 label (bootstrap_token.names).
+POD_NAME_MAX_LENGTH = DNS1123_SUBDOMAIN_MAX_LENGTH
+NAMESPACE_MAX_LENGTH = DNS1123_LABEL_MAX_LENGTH
 #: The namespace rule, in the words of a 400 answer (which never repeats the value).
 NAMESPACE_RULE = (
     f"must be a DNS-1123 label: 1..{NAMESPACE_MAX_LENGTH} lowercase letters, digits or '-', "
@@ -67,9 +77,7 @@ def agent_id_problem(value: str) -> str | None:
         None when the id is acceptable, else the rule it breaks (:data:`AGENT_ID_RULE`), for a
         400 answer; never the value itself.
     """
-    if len(value) > AGENT_ID_MAX_LENGTH or _ID_RE.fullmatch(value) is None:
-        return AGENT_ID_RULE
-    return None
+    return label_problem(value, max_length=AGENT_ID_MAX_LENGTH)
 
 
 def label_problem(value: str, *, max_length: int) -> str | None:
@@ -80,20 +88,17 @@ def label_problem(value: str, *, max_length: int) -> str | None:
         docstring), else the rule it breaks (never the value).
     """
     if len(value) > max_length or _ID_RE.fullmatch(value) is None:
-        return (
-            f"must be 1..{max_length} characters of ASCII letters, digits, '.', '_', '-' or "
-            "':', starting with a letter or a digit"
-        )
+        return _id_rule(max_length)
     return None
 
 
 def is_pod_name(value: str) -> bool:
     """True when ``value`` can be a Pod's name: a DNS-1123 subdomain of at most 253 characters
     (Kubernetes documentation, "Object Names and IDs")."""
-    return len(value) <= POD_NAME_MAX_LENGTH and _POD_NAME_RE.fullmatch(value) is not None
+    return is_dns1123_subdomain(value)
 
 
 def is_namespace_name(value: str) -> bool:
     """True when ``value`` can be a Namespace's name: a DNS-1123 label of at most 63
     characters (Kubernetes documentation, "Object Names and IDs")."""
-    return len(value) <= NAMESPACE_MAX_LENGTH and _NAMESPACE_RE.fullmatch(value) is not None
+    return is_dns1123_label(value)

@@ -60,6 +60,7 @@ from pydantic_settings import (
 from bootstrap_token import DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS, MIN_TTL_SECONDS, TrustPolicy
 from bootstrap_token import config_file as _cf
 from bootstrap_token.config_file import ConfigFileError, Origins, YamlFileSource, read_yaml
+from bootstrap_token.names import is_dns1123_label, is_dns1123_subdomain
 
 ENV_PREFIX = "AGENT_BOOTSTRAP_WEBHOOK_"
 #: Environment variable naming the YAML config file (``--config`` wins over it).
@@ -88,12 +89,9 @@ DEFAULT_SHUTDOWN_DELAY_SECONDS = 2.0
 
 # Kubernetes qualified name (annotation key): optional DNS-1123 subdomain prefix and "/", then a
 # name of at most 63 characters (apimachinery validation.IsQualifiedName).
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _QUALIFIED_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 # A C identifier: what an env var name must be for $(VAR) expansion and most shells.
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# DNS-1123 label: a container name.
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 def is_annotation_key(key: str) -> bool:
@@ -106,7 +104,7 @@ def is_annotation_key(key: str) -> bool:
     prefix, sep, name = key.rpartition("/")
     if "/" in prefix or (sep and not prefix):
         return False
-    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+    if prefix and not is_dns1123_subdomain(prefix):
         return False
     return 0 < len(name) <= 63 and bool(_QUALIFIED_NAME.match(name))
 
@@ -146,7 +144,7 @@ class InjectEnv(BaseModel):
     @classmethod
     def _container_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for name in value:
-            if len(name) > 63 or not _DNS_LABEL.match(name):
+            if not is_dns1123_label(name):  # a container name
                 raise ValueError(f"{name!r} is not a container name (DNS-1123 label)")
         return value
 

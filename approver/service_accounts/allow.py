@@ -10,12 +10,7 @@ tokens then only count as the second factor next to a bootstrap token
 
 from __future__ import annotations
 
-import re
-
-#: DNS-1123 label (namespace) and DNS-1123 subdomain (service account name), Kubernetes
-#: "Object Names and IDs".
-_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+from bootstrap_token.names import is_dns1123_label, is_dns1123_subdomain
 
 
 def validate_pair(pair: str) -> str:
@@ -26,13 +21,8 @@ def validate_pair(pair: str) -> str:
             secret).
     """
     namespace, sep, name = pair.partition(":")
-    if (
-        not sep
-        or len(namespace) > 63
-        or len(name) > 253
-        or _NAMESPACE.fullmatch(namespace) is None
-        or _NAME.fullmatch(name) is None
-    ):
+    # A namespace is a DNS-1123 label, a service account name a DNS-1123 subdomain.
+    if not sep or not is_dns1123_label(namespace) or not is_dns1123_subdomain(name):
         raise ValueError(f"{pair!r} is not of the form 'namespace:serviceaccount'")
     return pair
 

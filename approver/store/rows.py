@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from approver.audit_chain import FIELDS as CHAINED_FIELDS
 from approver.audit_chain import ChainedEvent
 from approver.records import AgentRecord, AgentStatus, ApprovalMethod, TokenUse
 from approver.store.tables import audit_events
@@ -71,25 +72,7 @@ def audit_values(chained: ChainedEvent) -> dict[str, Any]:
     e = chained.event
     return {
         "seq": chained.seq,
-        "time": e.time,
-        "component": e.component,
-        "event": e.event,
-        "decision": e.decision,
-        "reason": e.reason,
-        "security": e.security,
-        "actor": e.actor,
-        "cluster": e.cluster,
-        "namespace": e.namespace,
-        "pod": e.pod,
-        "service_account": e.service_account,
-        "jti": e.jti,
-        "kid": e.kid,
-        "admission_uid": e.admission_uid,
-        "agent_id": e.agent_id,
-        "approval_method": e.approval_method,
-        "credential": e.credential,
-        "dry_run": e.dry_run,
-        "message": e.message,
+        **{name: getattr(e, name) for name in CHAINED_FIELDS},
         "prev_hash": chained.prev_hash,
         "hash": chained.hash,
     }
@@ -98,30 +81,7 @@ def audit_values(chained: ChainedEvent) -> dict[str, Any]:
 def chained_from_row(m: Mapping[Any, Any]) -> ChainedEvent:
     """A stored event back from its row (``model_construct``: the row is what was hashed, and a
     row edited into something the model would refuse must still reach the chain check)."""
-    fields = {
-        name: m[name]
-        for name in (
-            "time",
-            "component",
-            "event",
-            "decision",
-            "reason",
-            "security",
-            "actor",
-            "cluster",
-            "namespace",
-            "pod",
-            "service_account",
-            "jti",
-            "kid",
-            "admission_uid",
-            "agent_id",
-            "approval_method",
-            "credential",
-            "dry_run",
-            "message",
-        )
-    }
+    fields = {name: m[name] for name in CHAINED_FIELDS}
     return ChainedEvent(
         seq=int(m["seq"]),
         prev_hash=m["prev_hash"],

@@ -11,17 +11,13 @@ import asyncio
 import os
 import ssl
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from certs_tooling.pki import Issued, make_ca
+from certs_tooling.pki import Issued, make_ca, make_client_cert
 from tests.conftest import Pki
 from tests.payloads import streamspace_agent_review
 from tests.webhook.conftest import serving
@@ -32,25 +28,8 @@ NOW = datetime.now(UTC)
 
 
 def client_cert(ca: Issued, common_name: str) -> Issued:
-    """A client certificate (``clientAuth``) signed by ``ca``."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-        .issuer_name(ca.certificate.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - timedelta(minutes=5))
-        .not_valid_after(NOW + timedelta(days=1))
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(ca.private_key(), hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return Issued(cert.public_bytes(serialization.Encoding.PEM), key_pem)
+    """A client certificate (``clientAuth``) signed by ``ca``, as certs-tooling issues it."""
+    return make_client_cert(ca=ca, common_name=common_name, valid_days=1, now=NOW)
 
 
 def client_context(pki: Pki, tmp: Path, identity: Issued | None) -> ssl.SSLContext:
