@@ -102,6 +102,17 @@ def registration_answer(
     return decision.http_status, body
 
 
+def pending_retry_answer(reason: str, message: str) -> JsonBody:
+    """``{"approvalStatus": "pending", "message", "reason"}``: the body of a 202 given when the
+    approver cannot decide now (its database or the control plane is unavailable). StreamSpace's
+    agent reads ``approvalStatus`` and keeps waiting; nothing was written."""
+    return {
+        "approvalStatus": Outcome.PENDING.value,
+        "message": f"{message}; retry",
+        "reason": reason,
+    }
+
+
 def error_body(code: str, message: str | None = None) -> JsonBody:
     """``{"error": code}`` plus a human ``message`` when there is one."""
     body: JsonBody = {"error": code}

@@ -15,10 +15,18 @@
 
 from __future__ import annotations
 
+import logging
+
 from aiohttp import web
 
-from approver.answers import registration_answer
-from approver.app_keys import ADMIN_TOKENS_KEY, REGISTRAR_KEY, REVIEW_TOKENS_KEY, REVIEWER_KEY
+from approver.answers import pending_retry_answer, registration_answer
+from approver.app_keys import (
+    ADMIN_TOKENS_KEY,
+    REGISTRAR_KEY,
+    REVIEW_TOKENS_KEY,
+    REVIEWER_KEY,
+    SETTINGS_KEY,
+)
 from approver.credentials import API_KEY_HEADER
 from approver.http_common import (
     authenticate,
@@ -26,9 +34,13 @@ from approver.http_common import (
     json_response,
     read_json,
     refused_request,
+    request_route,
 )
 from approver.registration import REGISTER_EVENT
+from approver.store import StoreUnavailable
 from approver.wire import BadRequest, ReviewRequest, parse_model, parse_registration
+
+log = logging.getLogger(__name__)
 
 REGISTER_PATH = "/api/v1/agents/register"
 REVIEW_PATH = "/api/v1/agents/review"
@@ -44,9 +56,25 @@ async def register(request: web.Request) -> web.Response:
     except BadRequest as exc:
         status = 415 if exc.code == "unsupported_media_type" else 400
         return refused_request(request, status, exc, event=REGISTER_EVENT)
-    result = await request.app[REGISTRAR_KEY].register(request=body, headers=request.headers)
+    try:
+        result = await request.app[REGISTRAR_KEY].register(request=body, headers=request.headers)
+    except StoreUnavailable as exc:
+        log.warning("%s: %s", request_route(request), exc)
+        return retry_later(request, "store_unavailable", "the approver's database is unavailable")
     status, payload = registration_answer(result.decision, result.agent, api_key=result.api_key)
     return json_response(payload, status=status, headers=_NO_STORE)
+
+
+def retry_later(request: web.Request, reason: str, message: str) -> web.Response:
+    """202 ``{"approvalStatus": "pending", "reason", "message"}`` with ``Retry-After``: the
+    answer StreamSpace's agent waits on (module docstring) when the approver cannot decide now.
+    """
+    retry_after = request.app[SETTINGS_KEY].retry_after_seconds
+    return json_response(
+        pending_retry_answer(reason, message),
+        status=202,
+        headers={**_NO_STORE, "Retry-After": str(retry_after)},
+    )
 
 
 async def review(request: web.Request) -> web.Response:

@@ -32,6 +32,16 @@ class ApprovalMethod(StrEnum):
     SERVICE_ACCOUNT = "service_account"  #: a service-account token (step 4, TokenReview)
 
 
+class ControlPlaneState(StrEnum):
+    """The agent's record in the control plane (StreamSpace's ``approval_status``), as the
+    approver last saw or made it (:mod:`approver.control_plane`)."""
+
+    PENDING = "pending"  #: a pending row exists there (visible to its administrators)
+    APPROVED = "approved"  #: approved there; the agent holds (or is owed) a key it accepts
+    REJECTED = "rejected"  #: its administrator rejected the agent there
+    ABSENT = "absent"  #: no row there (never created, or deregistered)
+
+
 @dataclass(frozen=True, slots=True)
 class AgentRecord:
     """One row of ``agents``. Times are timezone-aware UTC datetimes.
@@ -65,13 +75,16 @@ class AgentRecord:
             ``pending_expired`` (it stays ``pending``, frozen until an administrator acts).
         updated_by: who made the last change: ``registration``, ``pod-watch``, ``sweeper`` or
             an administrator.
+        control_plane: the agent's state in the control plane (:class:`ControlPlaneState`);
+            None when no control-plane connector has touched it.
+        control_plane_at: when ``control_plane`` was last written.
     """
 
     id: uuid.UUID
     agent_id: str
     platform: str
     region: str | None
-    capacity: dict[str, int] | None
+    capacity: dict[str, Any] | None
     metadata: dict[str, Any]
     status: AgentStatus
     approval_method: ApprovalMethod | None
@@ -95,6 +108,8 @@ class AgentRecord:
     api_key_issued_at: datetime | None = None
     expired_at: datetime | None = None
     updated_by: str | None = None
+    control_plane: ControlPlaneState | None = None
+    control_plane_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -418,7 +418,7 @@ def _with_body(record: AgentRecord, request: RegistrationRequest) -> AgentRecord
         record,
         platform=request.platform,
         region=request.region,
-        capacity=request.capacity.model_dump(by_alias=True) if request.capacity else None,
+        capacity=dict(request.capacity) if request.capacity is not None else None,
         metadata=dict(request.metadata),
     )
 

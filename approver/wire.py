@@ -1,35 +1,46 @@
 """Wire input of the approver's HTTP API: the registration body, validated (pydantic).
 
-The registration body is exactly what StreamSpace's k8s-agent sends
-(``agents/k8s-agent/main.go``, ``AgentRegistrationRequest``)::
+The registration body is what StreamSpace's k8s-agent sends (``agents/k8s-agent/main.go``,
+``AgentRegistrationRequest``; the exact bytes are ``tests/fixtures/streamspace/
+registration-request.json``)::
 
-    {"agentId": "k8s-prod-cluster-streamspace-k8s-agent-7d9f8b6c5-x2x7q",
+    {"agentId": "k8s-prod-cluster-streamspace-k8s-agent-7d9f8b6c5-bb9n5",
      "platform": "kubernetes",
-     "region": "default",                                       # optional (omitempty)
-     "capacity": {"maxCpu": 100, "maxMemory": 128, "maxSessions": 100},   # optional
-     "metadata": {"namespace": "streamspace", "kubernetes": true}}       # optional
+     "region": "default",                                                 # optional (omitempty)
+     "capacity": {"maxSessions": 100, "cpu": "64 cores", "memory": "256Gi"},   # optional
+     "metadata": {"kubernetes": true, "namespace": "streamspace"}}        # optional
 
-Unknown members are ignored, at the top level and in ``capacity``: StreamSpace may add fields
-to its agent's request in a later version, and an approver that answered those agents 400 would
-stop every registration of a fleet at once. Known members stay typed and validated (a
-``capacity.maxCpu`` that is not an integer is still 400), and only known members are stored.
-``metadata`` is free-form by design; the approver reads ``metadata.podName`` and
-``metadata.podNamespace`` from it (:mod:`approver.binding`).
+Older agents sent ``capacity: {"maxCpu": 100, "maxMemory": 128, "maxSessions": 100}``
+(integers); StreamSpace changed the shape in its commit ``d3560ac``
+(``api/internal/models/agent.go`` ``AgentCapacity``), and may change it again.
 
-``agentId`` follows the agent id rule of :mod:`approver.identifiers` (1..253 characters of
-ASCII letters, digits, ``.``, ``_``, ``-``, ``:``, starting with a letter or digit); a body
-breaking only that rule is refused with 400 ``invalid_agent_id``. ``platform`` (1..64) and
-``region`` (0..128) take the same characters. Messages name the member and the rule, never the
-value.
+**A 400 is fatal to StreamSpace's agent** (``registerAgent`` returns an error for any status but
+200/201/202 and ``Run``/``runStandalone`` exit), so a rule that refused a whole fleet's new body
+shape would crash-loop every agent pod at once. The rule here: only the members the approver
+*decides on* are validated strictly:
 
-Answers are built in :mod:`approver.answers`.
+* ``agentId``: the agent id rule of :mod:`approver.identifiers` (400 ``invalid_agent_id``);
+* ``platform``: a string of the same character class, 1..64 (API-key scopes match on it;
+  StreamSpace itself refuses anything but ``kubernetes``/``docker``/``vm``/``cloud``).
+
+Every other member is only *stored*, whatever its JSON type: ``capacity`` is kept as the agent
+sent it when it is a JSON object (any members, any types), ``region`` when it is a string of the
+agent id's character class (at most 128), ``metadata`` when it is an object; anything else is
+stored as absent, and unknown top-level members are ignored. None of them ever becomes a 400.
+The raw body is also what a control-plane connector forwards (:mod:`approver.control_plane`), so
+the control plane receives every member as the agent sent it. ``metadata`` is free-form by
+design; the approver reads ``metadata.podName`` and ``metadata.podNamespace`` from it
+(:mod:`approver.binding`, strings only).
+
+Messages name the member and the rule, never the value. Answers are built in
+:mod:`approver.answers`.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
 from approver.identifiers import (
@@ -46,14 +57,6 @@ class _Wire(BaseModel):
     model_config = ConfigDict(
         frozen=True, extra="ignore", validate_by_name=True, validate_by_alias=True
     )
-
-
-class Capacity(_Wire):
-    """``capacity``: what the agent can run. Units as StreamSpace's agent states them."""
-
-    max_cpu: int = Field(alias="maxCpu", ge=0, description="CPU cores.")
-    max_memory: int = Field(alias="maxMemory", ge=0, description="Memory in GB.")
-    max_sessions: int = Field(alias="maxSessions", ge=0, description="Concurrent sessions.")
 
 
 #: The error type (and 400 ``error`` code) of an agent id breaking the rule.
@@ -83,14 +86,29 @@ def _label(max_length: int, *, empty_ok: bool = False) -> AfterValidator:
 AgentId = Annotated[str, AfterValidator(_agent_id)]
 
 
+def _stored_object(value: object) -> dict[str, Any] | None:
+    """A JSON object member as sent, anything else as absent (never an error)."""
+    return dict(value) if isinstance(value, dict) else None
+
+
+def _stored_region(value: object) -> str | None:
+    """``region`` when it is a string of the agent id's class (at most 128), else absent."""
+    if isinstance(value, str) and (value == "" or label_problem(value, max_length=128) is None):
+        return value
+    return None
+
+
 class RegistrationRequest(_Wire):
-    """``POST /api/v1/agents/register`` body. Unknown members are ignored (module docstring)."""
+    """``POST /api/v1/agents/register`` body. Only ``agentId`` and ``platform`` are validated;
+    the other members are stored as sent or dropped, never refused (module docstring)."""
 
     agent_id: AgentId = Field(alias="agentId")
     platform: Annotated[str, _label(64)]
-    region: Annotated[str, _label(128, empty_ok=True)] | None = None
-    capacity: Capacity | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    region: Annotated[str | None, BeforeValidator(_stored_region)] = None
+    capacity: Annotated[dict[str, Any] | None, BeforeValidator(_stored_object)] = None
+    metadata: Annotated[
+        dict[str, Any], BeforeValidator(lambda value: _stored_object(value) or {})
+    ] = Field(default_factory=dict)
 
 
 def parse_registration(data: object) -> RegistrationRequest:

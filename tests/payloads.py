@@ -94,3 +94,22 @@ def streamspace_agent_review(
     request["namespace"] = namespace
     request["object"] = {"metadata": meta, "spec": spec, "status": {}}
     return dict(review)
+
+
+STREAMSPACE_REGISTRATION = "streamspace/registration-request.json"
+
+
+def streamspace_registration() -> dict[str, Any]:
+    """The registration request StreamSpace's k8s-agent sends (``method``, ``path``,
+    ``headers``, ``body``: the exact bytes as a string); see the fixture's README."""
+    return dict(load_json(STREAMSPACE_REGISTRATION))
+
+
+def streamspace_registration_body(*, agent_id: str | None = None) -> bytes:
+    """The fixture's body bytes; with ``agent_id``, the same bytes for another pod's agent id
+    (the only member that differs between two pods of one Deployment)."""
+    body = str(streamspace_registration()["body"])
+    if agent_id is not None:
+        original = json.loads(body)["agentId"]
+        body = body.replace(json.dumps(original), json.dumps(agent_id), 1)
+    return body.encode("utf-8")

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from approver.audit_chain import FIELDS as CHAINED_FIELDS
 from approver.audit_chain import ChainedEvent
-from approver.records import AgentRecord, AgentStatus, ApprovalMethod, TokenUse
+from approver.records import AgentRecord, AgentStatus, ApprovalMethod, ControlPlaneState, TokenUse
 from approver.store.tables import audit_events
 from bootstrap_token import AuditEvent
 
@@ -34,6 +34,8 @@ def agent_from_row(m: Mapping[Any, Any]) -> AgentRecord:
     values["status"] = AgentStatus(m["status"])
     method = m["approval_method"]
     values["approval_method"] = ApprovalMethod(method) if method else None
+    state = m["control_plane"]
+    values["control_plane"] = ControlPlaneState(state) if state else None
     return AgentRecord(**values)
 
 
@@ -42,6 +44,7 @@ def agent_values(record: AgentRecord) -> dict[str, Any]:
     values = {name: getattr(record, name) for name in _AGENT_FIELDS}
     values["status"] = record.status.value
     values["approval_method"] = record.approval_method.value if record.approval_method else None
+    values["control_plane"] = record.control_plane.value if record.control_plane else None
     return values
 
 

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
-from approver.records import AgentStatus, ApprovalMethod
+from approver.records import AgentStatus, ApprovalMethod, ControlPlaneState
 
 #: Deterministic constraint names, so migrations and metadata agree on every dialect.
 NAMING_CONVENTION = {
@@ -103,11 +103,18 @@ agents = sa.Table(
     sa.Column("api_key_issued_at", UTCDateTime(), nullable=True),
     sa.Column("expired_at", UTCDateTime(), nullable=True),
     sa.Column("updated_by", sa.String(128), nullable=True),
+    # 0004
+    sa.Column("control_plane", sa.String(16), nullable=True),
+    sa.Column("control_plane_at", UTCDateTime(), nullable=True),
     sa.UniqueConstraint("agent_id"),
     sa.CheckConstraint(_one_of("status", [s.value for s in AgentStatus]), name="status"),
     sa.CheckConstraint(
         _one_of("approval_method", [m.value for m in ApprovalMethod], nullable=True),
         name="approval_method",
+    ),
+    sa.CheckConstraint(
+        _one_of("control_plane", [s.value for s in ControlPlaneState], nullable=True),
+        name="control_plane",
     ),
     sa.Index(None, "status"),
     sa.Index("ix_agents_namespace_status", "namespace", "status"),

@@ -31,6 +31,7 @@ from tests.approver.helpers import (
     tamper,
 )
 from tests.approver.test_store import closed_port
+from tests.payloads import streamspace_registration
 
 REGISTER = "/api/v1/agents/register"
 _CHARS = (
@@ -39,7 +40,6 @@ _CHARS = (
 #: The rules as the 400 answers word them (a message equal to these echoes no value).
 AGENT_ID_RULE = f"must be 1..253 {_CHARS}"
 PLATFORM_RULE = f"platform: must be 1..64 {_CHARS}"
-REGION_RULE = f"region: must be 1..128 {_CHARS}"
 ADMIN = "/api/v1/admin/agents"
 ALICE_TOKEN = "alice-admin-token-0123456789"
 BARE_TOKEN = "bare-admin-token-9876543210"
@@ -174,12 +174,7 @@ class TestRegister:
                 "invalid_agent_id",
                 "agentId: must be 1..253 characters",
             ),
-            (
-                b'{"agentId": "a", "platform": "kubernetes", "capacity": {"maxCpu": "lots"}}',
-                "invalid_request",
-                "capacity.maxCpu",
-            ),
-            (b'{"agentId": "a", "platform": "k", "metadata": []}', "invalid_request", "metadata"),
+            (b'{"agentId": "a", "platform": 7}', "invalid_request", "platform"),
         ],
         ids=[
             "broken json",
@@ -188,8 +183,7 @@ class TestRegister:
             "no agentId",
             "agentId too long",
             "empty agentId",
-            "capacity wrong type",
-            "metadata not an object",
+            "platform not a string",
         ],
     )
     async def test_malformed_body(
@@ -267,17 +261,14 @@ class TestRegister:
             ("platform", "kube\x1b[0mrnetes", PLATFORM_RULE),
             ("platform", "k" * 65, PLATFORM_RULE),
             ("platform", "", PLATFORM_RULE),
-            ("region", "eu\nwest", REGION_RULE),
-            ("region", "r" * 129, REGION_RULE),
         ],
-        ids=["platform escape", "platform too long", "platform empty", "region newline",
-             "region too long"],
+        ids=["platform escape", "platform too long", "platform empty"],
     )  # fmt: skip
     async def test_labels_outside_the_rule(
         self, client: Client, audit: RecordingSink, member: str, value: str, message: str
     ) -> None:
-        """platform and region take the agent id's characters, bounded: 400 invalid_request,
-        no record, an audit event."""
+        """platform takes the agent id's characters, bounded: 400 invalid_request, no record,
+        an audit event."""
         body = {**registration_body(), member: value}
         response = await client.post(REGISTER, json=body)
         assert response.status == 400
@@ -289,6 +280,53 @@ class TestRegister:
             "invalid",
             "invalid_request",
         )
+
+    @pytest.mark.parametrize(
+        ("member", "value", "stored"),
+        [
+            ("region", "eu\nwest", None),
+            ("region", "r" * 129, None),
+            ("region", 5, None),
+            ("capacity", {"maxCpu": "lots"}, {"maxCpu": "lots"}),
+            ("capacity", {"maxSessions": 100, "cpu": "64 cores", "gpu": {"count": 1}},
+             {"maxSessions": 100, "cpu": "64 cores", "gpu": {"count": 1}}),
+            ("capacity", [1, 2], None),
+            ("metadata", [], {}),
+            ("metadata", "x", {}),
+        ],
+        ids=["region newline", "region too long", "region number", "capacity old type changed",
+             "capacity new member", "capacity array", "metadata array", "metadata string"],
+    )  # fmt: skip
+    async def test_members_only_stored_never_refused(
+        self, client: Client, member: str, value: object, stored: object
+    ) -> None:
+        """A member the approver only stores is kept as sent when it fits (an object for
+        capacity and metadata, a label for region) and dropped otherwise, never a 400: a 400
+        is fatal to StreamSpace's agent (agents/k8s-agent/main.go, registerAgent)."""
+        body = {**registration_body(), member: value}
+        response = await client.post(REGISTER, json=body)
+        assert response.status == 202
+        [record] = await client.app[STORE_KEY].list_agents()
+        assert getattr(record, member) == stored
+
+    async def test_streamspace_agent_request_byte_for_byte(self, client: Client) -> None:
+        """StreamSpace's own agent's request (the fixture: body bytes and headers as sent by
+        agents/k8s-agent/main.go registerAgent) is accepted, and its capacity stored as sent."""
+        fixture = streamspace_registration()
+        headers = {
+            name: value
+            for name, value in fixture["headers"].items()
+            if name not in ("Host", "Content-Length", "X-Agent-Api-Key")
+        }
+        response = await client.post(
+            REGISTER, data=str(fixture["body"]).encode("utf-8"), headers=headers
+        )
+        assert response.status == 202
+        [record] = await client.app[STORE_KEY].list_agents()
+        assert record.agent_id == "k8s-prod-cluster-streamspace-k8s-agent-7d9f8b6c5-bb9n5"
+        assert record.capacity == {"maxSessions": 100, "cpu": "64 cores", "memory": "256Gi"}
+        assert record.metadata == {"kubernetes": True, "namespace": "streamspace"}
+        assert record.region == "default"
 
     async def test_malformed_body_is_audited(self, client: Client, audit: RecordingSink) -> None:
         """Every 400 of the registration endpoint writes an audit event (not stored)."""
@@ -310,14 +348,15 @@ class TestRegister:
         assert response.status == 202
 
     async def test_unknown_members_are_ignored(self, client: Client) -> None:
-        """Members StreamSpace may add later are ignored; the known ones are still typed."""
+        """Top-level members StreamSpace may add later are ignored; capacity is stored as sent,
+        new members included."""
         body = {**registration_body(), "apiKey": "x", "future": {"field": 1}}
         body["capacity"] = {**body["capacity"], "maxGpu": 4}
         response = await client.post(REGISTER, json=body)
         assert response.status == 202
         stored = await client.app[STORE_KEY].get_agent(AGENT_ID)
         assert stored is not None
-        assert stored.capacity == {"maxCpu": 100, "maxMemory": 128, "maxSessions": 100}
+        assert stored.capacity == {"maxCpu": 100, "maxMemory": 128, "maxSessions": 100, "maxGpu": 4}
 
     async def test_not_json(self, client: Client) -> None:
         """A body sent as anything but application/json gets 415."""
@@ -620,15 +659,23 @@ class TestDatabaseDown:
         tmp_path: Path,
         caplog: pytest.LogCaptureFixture,
     ) -> None:
-        """With the SQLite file unreachable, registration, admin, /readyz get 503 + Retry-After;
-        the log line names the route pattern, not the path."""
-        caplog.set_level(logging.WARNING, logger="approver.server")
+        """With the SQLite file unreachable, admin and /readyz get 503 + Retry-After, and the
+        registration 202 pending + Retry-After (StreamSpace's agent exits on a 503); the log
+        line names the route pattern, not the path."""
+        caplog.set_level(logging.WARNING)
         store = Store.open(f"sqlite+aiosqlite:///{tmp_path / 'gone' / 'approver.db'}")
         client = await aiohttp_client(create_app(approver_settings, key_set=key_set, store=store))
+        registration = await client.post(
+            REGISTER, json=registration_body(), headers={"X-Agent-API-Key": token}
+        )
+        assert registration.status == 202
+        assert registration.headers["Retry-After"] == "7"
+        assert await registration.json() == {
+            "approvalStatus": "pending",
+            "reason": "store_unavailable",
+            "message": "the approver's database is unavailable; retry",
+        }
         responses = [
-            await client.post(
-                REGISTER, json=registration_body(), headers={"X-Agent-API-Key": token}
-            ),
             await client.get(ADMIN, headers=alice()),
             await client.post(f"{ADMIN}/{AGENT_ID}/approve", headers=alice()),
             await client.get("/readyz"),
@@ -639,6 +686,7 @@ class TestDatabaseDown:
             assert (await response.json())["error"] == "store_unavailable"
         assert f"POST {ADMIN}/{{agent_id}}/approve: " in caplog.text
         assert f"/{AGENT_ID}/approve" not in caplog.text
+        assert "POST /api/v1/agents/register: " in caplog.text
 
     async def test_postgresql_port_closed(
         self,
@@ -647,13 +695,17 @@ class TestDatabaseDown:
         key_set: KeySet,
         token: str,
     ) -> None:
-        """With PostgreSQL refusing connections, registration gets 503 + Retry-After."""
+        """With PostgreSQL refusing connections, registration gets 202 pending + Retry-After."""
         store = Store.open(
             f"postgresql+asyncpg://approver@127.0.0.1:{closed_port()}/agents", timeout_seconds=2
         )
         client = await aiohttp_client(create_app(approver_settings, key_set=key_set, store=store))
         status, body = await register(client, token=token)
-        assert (status, body["error"]) == (503, "store_unavailable")
+        assert (status, body["approvalStatus"], body["reason"]) == (
+            202,
+            "pending",
+            "store_unavailable",
+        )
 
 
 class TestSecretsStayOut:
