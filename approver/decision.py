@@ -14,9 +14,16 @@ Order:
 1. **Known agent, same credential** (one of the request's credential hashes is the record's
    ``credential_hash`` or its per-agent key's hash; or no credential both times):
 
-   * ``active``: approved again (idempotent). When no per-agent API key was issued yet (an
-     administrator approved) and the request proves the *creating* credential, the key is
-     issued now, once.
+   * ``active``: approved again (idempotent). A request presenting the agent's current key gets
+     no new one. A request presenting the *creating* credential instead gets a key
+     (``issue_key``): the first one when none was issued yet (an administrator approved), or a
+     new one that replaces (revokes) the current one when a bootstrap token, an API key or a
+     service-account token made the registration: the agent lost its answer, or its
+     container restarted and presents its pod's token again (even past ``exp``). With
+     Kubernetes access a re-presented bootstrap token needs its live pod: same UID as bound,
+     not terminating, still carrying this token (``pod_uid_mismatch`` 403*, the pod checks'
+     reasons otherwise). A placeholder credential of a manually approved agent gets the key
+     once only (anyone who may read the pod could present it).
    * ``pending``: re-evaluated by steps 2-5, so a retry picks up what changed (trust, quota,
      the pod, an expired token); approves if they do (``auto_approve``). A pending record
      marked expired (``pending_expired``) is frozen: only an administrator acts on it.
@@ -85,6 +92,8 @@ ttl_too_long                   403*    ``exp - iat`` beyond the 24 h maximum
 invalid_token                  403*    any other token failure
 token_reused                   403*    the ``jti`` is already bound to another agent (a copy)
 pod_token_mismatch             403*    (Kubernetes) the pod's annotation holds another token
+pod_uid_mismatch               403*    (Kubernetes) a bound token presented again from a pod that
+                                       is not the one it was bound to
 credential_mismatch            403*    the agent id is registered with another credential, and
                                        this request did not prove a right to it
 rejected_by_admin              403     an administrator rejected the agent
@@ -131,6 +140,7 @@ class Reason(StrEnum):
     REJECTED_BY_ADMIN = "rejected_by_admin"
     REVOKED_BY_ADMIN = "revoked_by_admin"
     POD_DELETED = "pod_deleted"
+    POD_UID_MISMATCH = "pod_uid_mismatch"
 
 
 #: ``approved_by``/``updated_by`` of an automatic decision, per approval method.
@@ -413,19 +423,7 @@ def _known_agent(
     """Step 1 (see the module docstring)."""
     match existing.status:
         case AgentStatus.ACTIVE:
-            issue = (
-                existing.api_key_hash is None
-                and existing.credential_hash is not None
-                and existing.credential_hash in facts.presented.digests
-            )
-            return Decision(
-                Outcome.APPROVED,
-                existing.reason,
-                Step.KNOWN_AGENT,
-                Effect.ISSUE_KEY if issue else Effect.NONE,
-                approval_method=existing.approval_method,
-                issue_key=issue,
-            )
+            return _active_agent(existing, facts, policy)
         case AgentStatus.PENDING:
             if existing.expired_at is not None:
                 return Decision(Outcome.PENDING, Reason.PENDING_EXPIRED, Step.KNOWN_AGENT)
@@ -438,6 +436,48 @@ def _known_agent(
             return replace(fresh, effect=Effect.REFRESH if changed else Effect.NONE)
         case AgentStatus.REJECTED | AgentStatus.INACTIVE:
             return Decision(Outcome.REJECTED, existing.reason, Step.KNOWN_AGENT)
+
+
+def _active_agent(existing: AgentRecord, facts: Facts, policy: DecisionPolicy) -> Decision:
+    """Step 1 for an active agent: approved again; a key when it proves the credential that
+    created the registration rather than its current key (module docstring, step 1)."""
+    digests = facts.presented.digests
+    again = Decision(
+        Outcome.APPROVED,
+        existing.reason,
+        Step.KNOWN_AGENT,
+        approval_method=existing.approval_method,
+    )
+    holds_key = existing.api_key_hash is not None and existing.api_key_hash in digests
+    if holds_key or existing.credential_hash is None or existing.credential_hash not in digests:
+        return again
+    if existing.api_key_hash is not None:
+        if existing.approval_method is ApprovalMethod.MANUAL:
+            return again  # a public placeholder made it: the key is handed over once only
+        refusal = _reissue_refusal(existing, facts, policy)
+        if refusal is not None:
+            return refusal
+    return replace(again, effect=Effect.ISSUE_KEY, issue_key=True)
+
+
+def _reissue_refusal(
+    existing: AgentRecord, facts: Facts, policy: DecisionPolicy
+) -> Decision | None:
+    """Why a bound bootstrap token presented again (a lost answer, a restarted container) may
+    not get a new key now, or None: with Kubernetes access its pod must still live, carry
+    this very token and be the pod it was bound to (same UID)."""
+    if existing.jti is None or not policy.kubernetes:
+        return None
+    evidence = facts.pod
+    if evidence is None or evidence.check is PodCheck.LOOKUP_FAILED:
+        reason = evidence.check.value if evidence is not None else Reason.BINDING_NOT_PROVABLE
+        return Decision(Outcome.PENDING, reason, Step.KNOWN_AGENT)
+    if evidence.check is PodCheck.OK and existing.pod_uid not in (None, evidence.uid):
+        return Decision(Outcome.REJECTED, Reason.POD_UID_MISMATCH, Step.KNOWN_AGENT, security=True)
+    if evidence.check is not PodCheck.OK:
+        security = evidence.check in (PodCheck.TOKEN_MISMATCH, PodCheck.OWNER_MISMATCH)
+        return Decision(Outcome.REJECTED, evidence.check.value, Step.KNOWN_AGENT, security=security)
+    return None
 
 
 def _pending(

@@ -69,6 +69,7 @@ from bootstrap_token import (
     AuditEvent,
     AuditSink,
     BootstrapClaims,
+    Expired,
     KeySet,
     MalformedToken,
     TokenError,
@@ -223,12 +224,13 @@ class Registrar:
         pod_name: str | None,
     ) -> PodEvidence | None:
         """The live pod's verdict, when Kubernetes access is on and the verified token names
-        the agent's pod (the only case the decision looks at it)."""
-        if self._pods is None or credential is None:
+        the agent's pod (the only case the decision looks at it). An expired token's authentic
+        claims count too: an agent re-presenting its bound token needs its pod checked."""
+        if self._pods is None or credential is None or pod_name is None:
             return None
-        if not isinstance(verification, BootstrapClaims) or pod_name is None:
+        claims = _authentic_claims(verification)
+        if claims is None:
             return None
-        claims = verification
         if not claims.pod.admits(pod_name) or pod_namespace_mismatch(
             request, namespace=claims.namespace
         ):
@@ -405,6 +407,15 @@ class Registrar:
             record = _with_key(record, key, at)
         await tx.update_agent(record)
         return record
+
+
+def _authentic_claims(verification: Verification) -> BootstrapClaims | None:
+    """The claims of a verified token, or of one that failed only on ``exp``."""
+    if isinstance(verification, BootstrapClaims):
+        return verification
+    if isinstance(verification, Expired) and isinstance(verification.claims, BootstrapClaims):
+        return verification.claims
+    return None
 
 
 def _with_key(record: AgentRecord, key: str, at: datetime) -> AgentRecord:

@@ -74,10 +74,23 @@ class WrongAudience(TokenError):
 
 
 class Expired(TokenError):
-    """``exp`` has passed, leeway included (RFC 7519 section 4.1.4)."""
+    """``exp`` has passed, leeway included (RFC 7519 section 4.1.4).
+
+    Attributes:
+        claims: the token's claims, *authentic* (every check before ``exp`` passed: signature,
+            ``kid``, ``iss``, ``aud``, lifetime, ``nbf``), for a caller that may still use an
+            expired token for one thing: an agent re-presenting the token it is already bound
+            to (``approver``'s credential re-issue). Typed loosely here to keep this module
+            free of the claims model; :func:`bootstrap_token.verify` sets a
+            :class:`~bootstrap_token.BootstrapClaims`.
+    """
 
     reason = "expired"
     security_relevant = False
+
+    def __init__(self, message: str, *, claims: object = None) -> None:
+        super().__init__(message)
+        self.claims = claims
 
 
 class NotYetValid(TokenError):

@@ -157,7 +157,7 @@ def verify(token: str, key_set: KeySet, policy: VerificationPolicy, *, now: int)
     if now < claims.nbf - policy.leeway_seconds:
         raise NotYetValid("token is not valid yet (nbf)")
     if now >= claims.exp + policy.leeway_seconds:
-        raise Expired("token has expired (exp)")
+        raise Expired("token has expired (exp)", claims=claims)
     if policy.trust is not None:
         reason = policy.trust.untrusted_reason(claims.namespace, claims.service_account)
         if reason is not None:

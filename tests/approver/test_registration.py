@@ -156,14 +156,37 @@ class TestAutoApproval:
         assert token.split(".")[2] not in all_logs.text
         assert '"reason":"bootstrap_token_accepted"' in all_logs.text
 
-    async def test_retry_is_idempotent(self, harness: Harness, token: str) -> None:
-        """A retry with the same token gets the same answer and record, and writes nothing."""
+    async def test_bound_token_again_replaces_the_key(self, harness: Harness, token: str) -> None:
+        """The bound token presented again (the first answer was lost, or the container
+        restarted) gets the same record with a new key; the first key stops proving it."""
         first = await harness.register(token=token)
         harness.clock.now += 30
         again = await harness.register(token=token)
         assert again.decision.outcome is Outcome.APPROVED
-        assert again.agent == first.agent
-        assert again.agent == await harness.store.get_agent(AGENT_ID)
+        assert first.api_key is not None
+        assert again.api_key is not None
+        assert again.api_key != first.api_key
+        assert again.agent is not None
+        assert first.agent is not None
+        assert again.agent.id == first.agent.id
+        assert again.agent.api_key_hash == key_digest(again.api_key)
+        assert harness.audit.events[-1].message == (
+            "step=known_agent effect=issue_key; api key issued"
+        )
+        old = await harness.register(token=first.api_key)
+        assert (old.decision.outcome, old.decision.reason) == (
+            Outcome.REJECTED,
+            "credential_mismatch",
+        )
+
+    async def test_current_key_is_idempotent(self, harness: Harness, token: str) -> None:
+        """A registration with the agent's current key (a reconnect) is approved again with
+        no new key and writes nothing."""
+        first = await harness.register(token=token)
+        assert first.api_key is not None
+        again = await harness.register(token=first.api_key)
+        assert (again.decision.outcome, again.api_key) == (Outcome.APPROVED, None)
+        assert again.agent == first.agent == await harness.store.get_agent(AGENT_ID)
         assert harness.audit.events[-1].message == "step=known_agent effect=none"
 
     async def test_copied_token_on_a_second_agent(self, harness: Harness, token: str) -> None:

@@ -85,16 +85,19 @@ def bearer(token: str) -> dict[str, str]:
 
 class TestApiKey:
     async def test_shown_once_on_approval(self, harness: Harness, signing_key: SigningKey) -> None:
-        """The approving answer carries a new aga_ key; the store keeps only its hash; a retry
-        with the same token does not get it again."""
+        """The approving answer carries a new aga_ key; the store keeps only its hash; the key
+        itself never comes back (a retry with the token gets another key, the key no key)."""
         token = mint_token(signing_key)
         first = await harness.register(headers=bearer(token))
         assert first.api_key is not None
         assert is_agent_key(first.api_key)
         assert first.agent is not None
         assert first.agent.api_key_hash == key_digest(first.api_key)
-        again = await harness.register(headers=bearer(token))
+        again = await harness.register(headers=bearer(first.api_key))
         assert (again.decision.http_status, again.api_key) == (200, None)
+        other = await harness.register(headers=bearer(token))
+        assert other.api_key is not None
+        assert other.api_key != first.api_key
         for event in harness.audit.events:
             assert first.api_key not in event.to_json()
 

@@ -58,6 +58,7 @@ class Kube:
     audit: RecordingSink
     store: Store
     api: KubeApi
+    clock: Clock
 
     async def register(self, agent_id: str = AGENT_ID, *, token: str | None) -> Registration:
         request = RegistrationRequest.model_validate(registration_body(agent_id))
@@ -68,17 +69,18 @@ class Kube:
 @pytest.fixture
 def harness(store: Store, key_set: KeySet, kube: KubeApi, client: ApiClient) -> Kube:
     audit = RecordingSink()
+    clock = Clock()
     registrar = Registrar(
         store=store,
         key_set=key_set,
         verification=VerificationPolicy(issuer=ISSUER, audience=AUDIENCE, trust=TRUST),
         policy=DecisionPolicy(auto_approve=True, agent_id_prefix=AGENT_ID_PREFIX, kubernetes=True),
         audit=audit,
-        clock=Clock(),
+        clock=clock,
         pods=KubePods(client, timeout_seconds=5),
         token_annotation=ANNOTATION,
     )
-    return Kube(registrar=registrar, audit=audit, store=store, api=kube)
+    return Kube(registrar=registrar, audit=audit, store=store, api=kube, clock=clock)
 
 
 @pytest.fixture
@@ -167,10 +169,9 @@ class TestLivePod:
         result = await harness.register(token=token)
         assert (result.decision.http_status, result.decision.reason) == (202, "pod_lookup_failed")
 
-    async def test_same_agent_retrying_gets_the_same_answer(
-        self, harness: Kube, token: str
-    ) -> None:
-        """The bound agent retrying is approved again without another pod read."""
+    async def test_same_agent_retrying_gets_a_new_key(self, harness: Kube, token: str) -> None:
+        """The bound agent presenting its token again (a lost answer) is approved again with a
+        new key, after one more read of its live pod."""
         harness.api.add_pod(stamped(token))
         first = await harness.register(token=token)
         reads = len(harness.api.requests)
@@ -179,8 +180,57 @@ class TestLivePod:
         assert again.agent is not None
         assert first.agent is not None
         assert again.agent.id == first.agent.id
-        assert again.api_key is None
-        assert len(harness.api.requests) == reads + 1  # read, answer from step 1 unchanged
+        assert again.api_key is not None
+        assert again.api_key != first.api_key
+        assert len(harness.api.requests) == reads + 1
+
+    async def test_new_key_after_exp_while_the_pod_lives(self, harness: Kube, token: str) -> None:
+        """A restarted container presents its pod's token past exp: a new key, since the pod
+        still lives and carries that token."""
+        harness.api.add_pod(stamped(token))
+        first = await harness.register(token=token)
+        harness.clock.now += 2 * 3600
+        again = await harness.register(token=token)
+        assert (again.decision.http_status, again.decision.reason) == (
+            200,
+            "bootstrap_token_accepted",
+        )
+        assert again.api_key is not None
+        assert again.api_key != first.api_key
+
+    async def test_no_new_key_once_the_pod_is_gone(self, harness: Kube, token: str) -> None:
+        """The bound token presented again after its pod was deleted gets no key (403
+        pod_not_found), and the record keeps its key."""
+        pod = stamped(token)
+        harness.api.add_pod(pod)
+        first = await harness.register(token=token)
+        harness.api.delete_pod(NAMESPACE, POD_NAME)
+        again = await harness.register(token=token)
+        assert (again.decision.http_status, again.decision.reason, again.api_key) == (
+            403,
+            "pod_not_found",
+            None,
+        )
+        stored = await harness.store.get_agent(AGENT_ID)
+        assert first.agent is not None
+        assert stored is not None
+        assert stored.api_key_hash == first.agent.api_key_hash
+
+    async def test_no_new_key_for_another_pod_of_that_name(self, harness: Kube, token: str) -> None:
+        """A pod of the same name but another UID carrying the copied token gets no key
+        (403 pod_uid_mismatch, a security event)."""
+        pod = stamped(token)
+        harness.api.add_pod(pod)
+        await harness.register(token=token)
+        harness.api.delete_pod(NAMESPACE, POD_NAME)
+        harness.api.add_pod(stamped(token))
+        again = await harness.register(token=token)
+        assert (again.decision.http_status, again.decision.reason, again.api_key) == (
+            403,
+            "pod_uid_mismatch",
+            None,
+        )
+        assert harness.audit.events[-1].security
 
     async def test_statefulset_pod_recreated(self, harness: Kube, signing_key: SigningKey) -> None:
         """A named pod deleted and recreated (new UID, new token) re-binds its inactive agent."""

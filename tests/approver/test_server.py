@@ -149,12 +149,15 @@ class TestRegister:
         status, body = await register(client, SECOND_AGENT_ID, token=token)
         assert (status, body["reason"]) == (403, "token_reused")
 
-    async def test_retry_is_idempotent(self, client: Client, token: str) -> None:
-        """A retry with the same token gets the same 200 and the same record id, without the
-        API key, which the first answer showed once."""
+    async def test_retry_gets_a_new_key(self, client: Client, token: str) -> None:
+        """A retry with the same token (the answer was lost) gets the same 200 and record id
+        with a new API key."""
         first = await register(client, token=token)
         again = await register(client, token=token)
-        assert first[1].pop("apiKey").startswith("aga_")
+        first_key, again_key = first[1].pop("apiKey"), again[1].pop("apiKey")
+        assert first_key.startswith("aga_")
+        assert again_key.startswith("aga_")
+        assert first_key != again_key
         assert again == first
 
     @pytest.mark.parametrize(
