@@ -8,6 +8,8 @@ from aiohttp import web
 from approver.admin import AdminService
 from approver.admin_tokens import TokenFile
 from approver.config import ApproverSettings
+from approver.control_plane.port import ControlPlane
+from approver.control_plane_sync import ControlPlaneSync
 from approver.registration import Registrar
 from approver.review import CredentialReviewer
 from approver.store import Store
@@ -21,3 +23,5 @@ REVIEWER_KEY = web.AppKey("reviewer", CredentialReviewer)
 ADMIN_TOKENS_KEY = web.AppKey("admin_tokens", TokenFile)
 REVIEW_TOKENS_KEY = web.AppKey("review_tokens", TokenFile)
 AUDIT_KEY = web.AppKey("audit", AuditSink)
+CONTROL_PLANE_KEY = web.AppKey("control_plane", ControlPlane)
+SYNC_KEY = web.AppKey("control_plane_sync", ControlPlaneSync)

@@ -45,6 +45,8 @@ Sources, highest precedence first:
        retryAfterSeconds: 5
        apiKeys:                   # step 3 (approver.api_keys.settings)
          enabled: false
+       controlPlane:              # where approvals take effect (approver.control_plane.settings)
+         type: none               # or streamspace, with controlPlane.streamspace
        serviceAccountTokens:      # step 4 (approver.service_accounts.settings)
          enabled: false
 
@@ -85,6 +87,7 @@ from pydantic_settings import (
 )
 
 from approver.api_keys.settings import ApiKeySettings
+from approver.control_plane.settings import ControlPlaneSettings
 from approver.service_accounts.settings import ServiceAccountSettings
 from bootstrap_token import TrustPolicy
 from bootstrap_token import config_file as _cf
@@ -292,6 +295,12 @@ class ApproverSettings(BaseSettings):
         default_factory=ApiKeySettings,
         alias="apiKeys",
         description="The API-key approval path (step 3). Default: disabled.",
+    )
+    control_plane: ControlPlaneSettings = Field(
+        default_factory=ControlPlaneSettings,
+        alias="controlPlane",
+        description="Where approvals take effect: none, or StreamSpace through its own API "
+        "(approver.control_plane.settings).",
     )
     service_account_tokens: ServiceAccountSettings = Field(
         default_factory=ServiceAccountSettings,

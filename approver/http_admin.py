@@ -29,6 +29,7 @@ values in the stored ``admin.list`` message are rendered by
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
@@ -38,8 +39,9 @@ from aiohttp import web
 
 from approver.admin import MAX_PAGE
 from approver.answers import agent_json
-from approver.app_keys import ADMIN_KEY, ADMIN_TOKENS_KEY
+from approver.app_keys import ADMIN_KEY, ADMIN_TOKENS_KEY, CONTROL_PLANE_KEY, SYNC_KEY
 from approver.audit_chain import ChainedEvent
+from approver.control_plane.port import ControlPlaneError
 from approver.http_common import (
     authenticate,
     bool_param,
@@ -56,9 +58,11 @@ from approver.http_common import (
 )
 from approver.identifiers import NAMESPACE_RULE, is_namespace_name
 from approver.lifecycle import TransitionNotAllowed
-from approver.records import AgentRecord, AgentStatus, ApprovalMethod
+from approver.records import AgentRecord, AgentStatus, ApprovalMethod, ControlPlaneState
 from approver.store import AgentFilter, AuditFilter
 from approver.wire import BadRequest, BulkApproveRequest, check_agent_id, parse_model
+
+log = logging.getLogger(__name__)
 
 ADMIN_AGENTS_PATH = "/api/v1/admin/agents"
 AUDIT_PATH = "/api/v1/audit"
@@ -180,6 +184,9 @@ def _action(name: str) -> Handler:
             return json_error(409, "transition_not_allowed", str(exc))
         if agent is None:
             return json_error(404, "agent_not_found")
+        sync = request.app.get(SYNC_KEY)
+        if sync is not None:
+            sync.wake()  # carry the decision to the control plane now
         return json_response({"agent": agent_json(agent)})
 
     handler.__doc__ = f"``POST /api/v1/admin/agents/{{agentId}}/{name}``."
@@ -194,6 +201,14 @@ async def delete_agent(request: web.Request) -> web.StreamResponse:
     deleted = await request.app[ADMIN_KEY].delete(agent_id=agent_id, actor=actor)
     if deleted is None:
         return json_error(404, "agent_not_found")
+    control_plane = request.app.get(CONTROL_PLANE_KEY)
+    if control_plane is not None and deleted.control_plane not in (None, ControlPlaneState.ABSENT):
+        # The row is gone here, so the sync loop cannot see it: deregister it there now.
+        try:
+            await control_plane.remove(agent_id)
+        except ControlPlaneError as exc:
+            log.warning("delete of %s: not deregistered in the control plane: %s", agent_id, exc)
+            return json_response({"deleted": agent_id, "controlPlane": "not_removed"})
     return json_response({"deleted": agent_id})
 
 
@@ -205,6 +220,9 @@ async def bulk_approve(request: web.Request) -> web.StreamResponse:
     approved = await request.app[ADMIN_KEY].bulk_approve(
         owner_uid=body.owner_uid, namespace=body.namespace, actor=actor
     )
+    sync = request.app.get(SYNC_KEY)
+    if approved and sync is not None:
+        sync.wake()
     return json_response({"approved": [a.agent_id for a in approved], "count": len(approved)})
 
 

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from aiohttp import web
 
@@ -27,6 +28,8 @@ from approver.app_keys import (
     REVIEWER_KEY,
     SETTINGS_KEY,
 )
+from approver.control_plane.plan import CONTROL_PLANE_UNAVAILABLE
+from approver.control_plane.port import ControlPlaneRefused, ControlPlaneUnavailable
 from approver.credentials import API_KEY_HEADER
 from approver.http_common import (
     authenticate,
@@ -57,19 +60,39 @@ async def register(request: web.Request) -> web.Response:
         status = 415 if exc.code == "unsupported_media_type" else 400
         return refused_request(request, status, exc, event=REGISTER_EVENT)
     try:
-        result = await request.app[REGISTRAR_KEY].register(request=body, headers=request.headers)
+        result = await request.app[REGISTRAR_KEY].register(
+            request=body,
+            headers=request.headers,
+            body=await request.read(),
+            client_ip=request.remote,
+        )
     except StoreUnavailable as exc:
         log.warning("%s: %s", request_route(request), exc)
         return retry_later(request, "store_unavailable", "the approver's database is unavailable")
+    except ControlPlaneUnavailable as exc:
+        log.warning("%s: control plane: %s", request_route(request), exc)
+        return retry_later(
+            request,
+            CONTROL_PLANE_UNAVAILABLE,
+            "the control plane is unavailable",
+            at_least=exc.retry_after,
+        )
+    except ControlPlaneRefused as exc:
+        return refused_request(
+            request, exc.status, BadRequest(exc.code, str(exc)), event=REGISTER_EVENT
+        )
     status, payload = registration_answer(result.decision, result.agent, api_key=result.api_key)
     return json_response(payload, status=status, headers=_NO_STORE)
 
 
-def retry_later(request: web.Request, reason: str, message: str) -> web.Response:
+def retry_later(
+    request: web.Request, reason: str, message: str, *, at_least: float | None = None
+) -> web.Response:
     """202 ``{"approvalStatus": "pending", "reason", "message"}`` with ``Retry-After``: the
     answer StreamSpace's agent waits on (module docstring) when the approver cannot decide now.
+    ``at_least``: a longer wait asked for by the control plane (a 429's ``retryAfter``).
     """
-    retry_after = request.app[SETTINGS_KEY].retry_after_seconds
+    retry_after = max(request.app[SETTINGS_KEY].retry_after_seconds, math.ceil(at_least or 0))
     return json_response(
         pending_retry_answer(reason, message),
         status=202,

@@ -45,12 +45,22 @@ class PodReconciler:
         store: the agent store.
         audit: where audit events go (after their commit).
         clock: seconds since the epoch.
+        changed: called after a commit that made agents inactive (the control-plane sync
+            loop's ``wake``: a deleted pod's agent is deregistered there at once).
     """
 
-    def __init__(self, *, store: Store, audit: AuditSink, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        audit: AuditSink,
+        clock: Callable[[], float],
+        changed: Callable[[], None] | None = None,
+    ) -> None:
         self._store = store
         self._audit = audit
         self._clock = clock
+        self._changed = changed
 
     async def pod_deleted(self, pod: LivePod) -> None:
         """The agents bound to ``pod`` become inactive. Raises StoreUnavailable."""
@@ -64,7 +74,7 @@ class PodReconciler:
             )
             targets = by_uid + [a for a in by_name if a.pod_uid is None]
             events = await self._deactivate(tx, targets, at=at, why=f"pod {pod.uid} deleted")
-        emit_all(self._audit, events)
+        self._emit(events)
 
     async def pods_listed(self, namespace: str, pods: Sequence[LivePod], *, started: float) -> None:
         """Agents of ``namespace`` whose pod is not in ``pods`` become inactive (records
@@ -83,7 +93,12 @@ class PodReconciler:
             log.info(
                 "reconciled %s: %d agent(s) of deleted pods made inactive", namespace, len(events)
             )
+        self._emit(events)
+
+    def _emit(self, events: list[AuditEvent]) -> None:
         emit_all(self._audit, events)
+        if events and self._changed is not None:
+            self._changed()
 
     async def _deactivate(
         self, tx: Transaction, records: Sequence[AgentRecord], *, at: datetime, why: str

@@ -20,6 +20,24 @@
 
 A registration id inserted concurrently (the same new agent twice at once) makes the transaction
 roll back and run again: the second run sees the winner's row.
+
+**With a control plane** (:mod:`approver.control_plane`), an approval counts only where the agent
+works, so the control plane is asked *before* anything is written:
+
+1. the body is checked against the control plane's own validation (a body it refuses is a 400,
+   as the control plane itself would answer, and leaves no record);
+2. a read-only preview of the transaction's decision says which call it needs
+   (:func:`approver.control_plane.plan.registration_step`): make the agent visible as pending
+   (``admit``), or approve it there and get the key the agent will hold (``grant``: approve,
+   or rotate-key when it is approved there already);
+3. the transaction decides again and writes; the key handed to the agent is the control
+   plane's (its SHA-256 stored), and the record notes the control plane's state.
+
+An unreachable control plane raises :class:`ControlPlaneUnavailable` before any write (the agent
+is answered 202 pending with Retry-After and tries again); its administrator's rejection is
+recorded (403). When the transaction's decision differs from the preview (a ``jti`` race lost,
+a quota filled meanwhile), a key it does not hand out is withdrawn there; a decision that now
+hands out a key nobody asked for is planned again.
 """
 
 from __future__ import annotations
@@ -42,6 +60,21 @@ from approver.binding import (
     check_live_pod,
     pod_namespace_mismatch,
 )
+from approver.control_plane.plan import (
+    CONTROL_PLANE_UNAVAILABLE,
+    REMOVED_IN_CONTROL_PLANE,
+    registration_step,
+)
+from approver.control_plane.plan import Step as CpStep
+from approver.control_plane.port import (
+    AgentIntent,
+    ControlPlane,
+    ControlPlaneError,
+    ControlPlaneRefused,
+    ControlPlaneRejected,
+    ControlPlaneUnavailable,
+    Grant,
+)
 from approver.credentials import BootstrapCredential, Presented, presented_credentials
 from approver.decision import (
     AUTOMATIC_ACTORS,
@@ -51,6 +84,7 @@ from approver.decision import (
     Effect,
     Facts,
     Outcome,
+    Step,
     StoreView,
     Verification,
     apply_quota,
@@ -58,9 +92,9 @@ from approver.decision import (
     demote,
     needs_quota,
 )
-from approver.lifecycle import apply, first_approval
+from approver.lifecycle import LifecycleEvent, allowed, apply, first_approval
 from approver.quota import QuotaUsage, lock_key
-from approver.records import AgentRecord, TokenUse
+from approver.records import AgentRecord, ControlPlaneState, TokenUse
 from approver.store import Store, StoreConflict, StoreUnavailable, Transaction
 from approver.store.batcher import WriteBatcher
 from approver.verifiers import CredentialVerifier
@@ -74,6 +108,7 @@ from bootstrap_token import (
     MalformedToken,
     TokenError,
     VerificationPolicy,
+    jsonio,
     verify,
 )
 
@@ -120,6 +155,8 @@ class Registrar:
         verifiers: the step-3/4 verifiers, in decision order.
         writer: runs the decision transactions (group commit, :mod:`approver.store.batcher`);
             default: one transaction per registration.
+        control_plane: where approvals take effect (:mod:`approver.control_plane`); None: the
+            approver's own records and ``aga_`` keys are the only ones.
     """
 
     def __init__(
@@ -135,6 +172,7 @@ class Registrar:
         token_annotation: str = DEFAULT_TOKEN_ANNOTATION,
         verifiers: Sequence[CredentialVerifier] = (),
         writer: WriteBatcher | None = None,
+        control_plane: ControlPlane | None = None,
     ) -> None:
         if policy.kubernetes != (pods is not None):
             raise ValueError("policy.kubernetes must be set exactly when a pod source is given")
@@ -148,9 +186,15 @@ class Registrar:
         self._annotation = token_annotation
         self._verifiers = tuple(verifiers)
         self._writer = writer or WriteBatcher(store, max_batch=1)
+        self._control_plane = control_plane
 
     async def register(
-        self, *, request: RegistrationRequest, headers: Mapping[str, str]
+        self,
+        *,
+        request: RegistrationRequest,
+        headers: Mapping[str, str],
+        body: bytes | None = None,
+        client_ip: str | None = None,
     ) -> Registration:
         """Decide one registration and store its effect.
 
@@ -158,6 +202,10 @@ class Registrar:
             request: the validated body.
             headers: the request headers (case-insensitive mapping); only the credential
                 headers are read.
+            body: the body as the agent sent it (forwarded to the control plane unchanged);
+                default: rebuilt from ``request``.
+            client_ip: the agent's address as this approver saw it (for the control plane's
+                per-client limits), if known.
 
         Returns:
             The decision, the stored record, and the per-agent API key when one was issued.
@@ -165,8 +213,51 @@ class Registrar:
         Raises:
             StoreUnavailable: the database could not decide now; nothing was written, and an
                 audit event with reason ``store_unavailable`` was emitted (not stored).
+            ControlPlaneUnavailable: (with a control plane) it could not be asked now; nothing
+                was written; an audit event with reason ``control_plane_unavailable`` was
+                emitted (not stored).
+            ControlPlaneRefused: the control plane refuses this body for good (its
+                validation); nothing was written.
         """
         now = self._clock()
+        facts, kid = await self._facts(request, headers, now=now)
+        try:
+            if self._control_plane is None:
+                registration, event = await self._decide_and_write(facts, kid=kid, now=now)
+            else:
+                intent = AgentIntent(
+                    agent_id=request.agent_id,
+                    body=body if body is not None else request_body(request),
+                    client_ip=client_ip,
+                )
+                registration, event = await self._through_control_plane(
+                    self._control_plane, facts, intent, kid=kid, now=now
+                )
+        except (StoreUnavailable, ControlPlaneUnavailable) as exc:
+            reason = (
+                "store_unavailable"
+                if isinstance(exc, StoreUnavailable)
+                else CONTROL_PLANE_UNAVAILABLE
+            )
+            self._audit.emit(
+                _event(
+                    facts,
+                    kid=kid,
+                    at=datetime.fromtimestamp(now, UTC),
+                    decision="error",
+                    reason=reason,
+                    message=str(exc),
+                )
+            )
+            raise
+        self._audit.emit(event)
+        return registration
+
+    async def _facts(
+        self, request: RegistrationRequest, headers: Mapping[str, str], *, now: float
+    ) -> tuple[Facts, str | None]:
+        """Everything checked before the transaction: credentials, the token's verification,
+        the live pod, the step-3/4 verdicts. Returns the facts and the token's ``kid``."""
         presented = presented_credentials(headers)
         kid = presented.bootstrap.kid if presented.bootstrap is not None else None
         verification = self._verify(presented.bootstrap, now=int(now))
@@ -187,22 +278,108 @@ class Registrar:
             pod=pod,
             outcomes=outcomes,
         )
+        return facts, kid
+
+    async def _through_control_plane(
+        self,
+        control_plane: ControlPlane,
+        facts: Facts,
+        intent: AgentIntent,
+        *,
+        kid: str | None,
+        now: float,
+    ) -> tuple[Registration, AuditEvent]:
+        """A registration whose approval must take effect in the control plane (module
+        docstring, "With a control plane")."""
+        refusal = control_plane.refusal(request_fields(facts.request))
+        if refusal is not None:
+            raise ControlPlaneRefused(refusal)
+        for _ in range(MAX_ATTEMPTS):
+            preview, existing = await self._writer.run(
+                lambda tx: self._preview_in(tx, facts, now=now)
+            )
+            step = registration_step(
+                issue_key=preview.issue_key,
+                pending=preview.outcome is Outcome.PENDING,
+                creates=preview.effect is Effect.CREATE,
+                existing=existing,
+            )
+            grant: Grant | None = None
+            state: ControlPlaneState | None = None
+            try:
+                if step is CpStep.ADMIT:
+                    state = await control_plane.admit(intent)
+                elif step is CpStep.GRANT:
+                    known = existing.control_plane if existing is not None else None
+                    grant = await control_plane.grant(intent, known=known)
+                    state = ControlPlaneState.APPROVED
+            except ControlPlaneRejected as exc:
+                return await self._rejected_there(control_plane, facts, exc, kid=kid, now=now)
+            try:
+                registration, event = await self._decide_and_write(
+                    facts, kid=kid, now=now, grant=grant, control_plane=state, step=step
+                )
+            except _KeyNeeded:
+                continue  # the decision changed since the preview: ask again
+            if grant is not None and registration.api_key is None and not grant.rotated:
+                await self._withdraw(control_plane, intent.agent_id)
+            return registration, event
+        raise ControlPlaneUnavailable(
+            "the decision kept changing while the control plane was asked"
+        )
+
+    async def _withdraw(self, control_plane: ControlPlane, agent_id: str) -> None:
+        """Undo an approval made there for a decision that ended otherwise (a copied token
+        that lost the ``jti`` race, a quota filled meanwhile): nobody holds its key."""
         try:
-            registration, event = await self._decide_and_write(facts, kid=kid, now=now)
-        except StoreUnavailable as exc:
-            self._audit.emit(
+            await control_plane.remove(agent_id)
+        except ControlPlaneError as exc:
+            log.warning("could not withdraw the control-plane approval of %s: %s", agent_id, exc)
+
+    async def _rejected_there(
+        self,
+        control_plane: ControlPlane,
+        facts: Facts,
+        refusal: ControlPlaneRejected,
+        *,
+        kid: str | None,
+        now: float,
+    ) -> tuple[Registration, AuditEvent]:
+        """The control plane's administrator said no: recorded as their decision, 403."""
+        at = datetime.fromtimestamp(now, UTC)
+        actor = f"{control_plane.name}:{refusal.decided_by or 'admin'}"
+        removed = refusal.reason == REMOVED_IN_CONTROL_PLANE
+        decision = Decision(Outcome.REJECTED, refusal.reason, Step.KNOWN_AGENT)
+
+        async def work(tx: Transaction) -> tuple[Registration, AuditEvent]:
+            existing = await tx.get_agent(facts.request.agent_id, lock=True)
+            record = existing
+            if existing is not None:
+                event = LifecycleEvent.ADMIN_REVOKE if removed else LifecycleEvent.ADMIN_REJECT
+                if allowed(event, existing):
+                    record = apply(existing, event, at=at, actor=actor, reason=refusal.reason)
+                record = replace(
+                    record or existing,
+                    control_plane=(
+                        ControlPlaneState.ABSENT if removed else ControlPlaneState.REJECTED
+                    ),
+                    control_plane_at=at,
+                )
+                await tx.update_agent(record)
+            registration = Registration(decision=decision, agent=record)
+            stored = await tx.append_audit(
                 _event(
                     facts,
                     kid=kid,
-                    at=datetime.fromtimestamp(now, UTC),
-                    decision="error",
-                    reason="store_unavailable",
-                    message=str(exc),
+                    at=at,
+                    decision=Outcome.REJECTED.value,
+                    reason=refusal.reason,
+                    message=f"control plane {control_plane.name}: {refusal}",
                 )
             )
-            raise
-        self._audit.emit(event)
-        return registration
+            return registration, stored
+
+        return await self._writer.run(work)
 
     def _verify(self, credential: BootstrapCredential | None, *, now: int) -> Verification:
         if credential is None or not self._policy.auto_approve:
@@ -245,12 +422,24 @@ class Registrar:
         )
 
     async def _decide_and_write(
-        self, facts: Facts, *, kid: str | None, now: float
+        self,
+        facts: Facts,
+        *,
+        kid: str | None,
+        now: float,
+        grant: Grant | None = None,
+        control_plane: ControlPlaneState | None = None,
+        step: CpStep = CpStep.NONE,
     ) -> tuple[Registration, AuditEvent]:
         async def work(tx: Transaction) -> tuple[Registration, AuditEvent]:
-            registration = await self._decide_in(tx, facts, kid=kid, now=now)
+            registration = await self._decide_in(
+                tx, facts, kid=kid, now=now, grant=grant, control_plane=control_plane
+            )
+            note = (
+                f"; control plane: {step.value} -> {control_plane.value}" if control_plane else ""
+            )
             stored = await tx.append_audit(
-                _registration_event(facts, registration, kid=kid, now=now)
+                _registration_event(facts, registration, kid=kid, now=now, note=note)
             )
             return registration, stored
 
@@ -265,21 +454,44 @@ class Registrar:
                 )
         raise StoreUnavailable(f"registration still conflicting after {MAX_ATTEMPTS} attempts")
 
-    async def _decide_in(
-        self, tx: Transaction, facts: Facts, *, kid: str | None, now: float
-    ) -> Registration:
-        """Decide and write inside ``tx`` (order in the module docstring)."""
+    async def _preview_in(
+        self, tx: Transaction, facts: Facts, *, now: float
+    ) -> tuple[Decision, AgentRecord | None]:
+        """The decision the transaction would make, without writing anything (the ``jti`` is
+        assumed burnable when unburnt, the verifiers' claims are not taken)."""
+        existing = await tx.get_agent(facts.request.agent_id)
+        decision = await self._view_decision(tx, facts, existing)
+        return decision, existing
+
+    async def _view_decision(
+        self, tx: Transaction, facts: Facts, existing: AgentRecord | None
+    ) -> Decision:
         policy = self._policy
-        existing = await tx.get_agent(facts.request.agent_id, lock=True)
         view = StoreView(agent=existing)
         decision = decide(facts=facts, view=view, policy=policy)
         claims = facts.verification if isinstance(facts.verification, BootstrapClaims) else None
         if claims is not None and decision.outcome is not Outcome.APPROVED:
             owner = await tx.jti_owner(claims.jti)
             if owner is not None:
-                view = replace(view, jti_owner=owner)
-                decision = decide(facts=facts, view=view, policy=policy)
-        decision = await self._quota(tx, decision, existing)
+                decision = decide(facts=facts, view=replace(view, jti_owner=owner), policy=policy)
+        return await self._quota(tx, decision, existing)
+
+    async def _decide_in(
+        self,
+        tx: Transaction,
+        facts: Facts,
+        *,
+        kid: str | None,
+        now: float,
+        grant: Grant | None = None,
+        control_plane: ControlPlaneState | None = None,
+    ) -> Registration:
+        """Decide and write inside ``tx`` (order in the module docstring)."""
+        policy = self._policy
+        existing = await tx.get_agent(facts.request.agent_id, lock=True)
+        view = StoreView(agent=existing)
+        decision = await self._view_decision(tx, facts, existing)
+        claims = facts.verification if isinstance(facts.verification, BootstrapClaims) else None
         at = datetime.fromtimestamp(now, UTC)
         if decision.claim_jti and claims is not None:
             if kid is None:
@@ -305,8 +517,18 @@ class Registrar:
             refusal = await verifier.claim(tx, used, now=now) if verifier else None
             if refusal is not None:
                 decision = demote(decision, refusal, existing)
-        api_key = new_agent_key() if decision.issue_key else None
+        if decision.issue_key and self._control_plane is not None:
+            if grant is None:
+                raise _KeyNeeded
+            api_key: str | None = grant.credential
+        else:
+            api_key = new_agent_key() if decision.issue_key else None
+            if grant is not None:
+                control_plane = None  # obtained, but this decision hands out no key
         record = await self._write(tx, decision, existing, facts, kid=kid, at=at, key=api_key)
+        if record is not None and control_plane not in (None, record.control_plane):
+            record = replace(record, control_plane=control_plane, control_plane_at=at)
+            await tx.update_agent(record)
         return Registration(decision=decision, agent=record, api_key=api_key)
 
     async def _quota(
@@ -409,6 +631,22 @@ class Registrar:
         return record
 
 
+class _KeyNeeded(Exception):
+    """Internal: the transaction's decision hands out a key the control plane was not asked
+    for (the decision changed since the preview); rolled back, planned again."""
+
+
+def request_fields(request: RegistrationRequest) -> dict[str, object]:
+    """The registration body's members as a JSON object (aliases, absent ones left out)."""
+    return request.model_dump(by_alias=True, exclude_none=True)
+
+
+def request_body(request: RegistrationRequest) -> bytes:
+    """A registration body rebuilt from ``request`` (for a control plane, when the agent's own
+    bytes are not at hand)."""
+    return jsonio.dumps(request_fields(request))
+
+
 def _authentic_claims(verification: Verification) -> BootstrapClaims | None:
     """The claims of a verified token, or of one that failed only on ``exp``."""
     if isinstance(verification, BootstrapClaims):
@@ -499,7 +737,7 @@ def _event(
 
 
 def _registration_event(
-    facts: Facts, registration: Registration, *, kid: str | None, now: float
+    facts: Facts, registration: Registration, *, kid: str | None, now: float, note: str = ""
 ) -> AuditEvent:
     decision = registration.decision
     detail = f"step={decision.step.value} effect={decision.effect.value}"
@@ -512,6 +750,7 @@ def _registration_event(
     used = decision.outcome_used
     if used is not None and used.message:
         detail += f"; {used.message}"
+    detail += note
     method = decision.approval_method
     return _event(
         facts,

@@ -31,10 +31,11 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
+import aiohttp
 from aiohttp import web
 from kubernetes_asyncio.client import ApiClient
 
-from approver import http_admin, http_agents
+from approver import http_admin, http_agents, http_gate
 from approver.admin import AdminService
 from approver.admin_tokens import AdminTokensError, TokenFile
 from approver.api_keys import ApiKeyAdmin
@@ -43,15 +44,28 @@ from approver.app_keys import (
     ADMIN_KEY,
     ADMIN_TOKENS_KEY,
     AUDIT_KEY,
+    CONTROL_PLANE_KEY,
     REGISTRAR_KEY,
     REVIEW_TOKENS_KEY,
     REVIEWER_KEY,
     SETTINGS_KEY,
     STORE_KEY,
+    SYNC_KEY,
 )
 from approver.config import ApproverSettings, ConfigError
+from approver.control_plane.port import ControlPlane, ControlPlaneUnavailable
+from approver.control_plane.streamspace import from_settings as streamspace_from_settings
+from approver.control_plane_sync import ControlPlaneSync
 from approver.decision import DecisionPolicy
+from approver.gate import AgentGate
 from approver.http_common import authenticate, json_error, json_response, request_route
+from approver.http_gate import (
+    CONNECTIONS_KEY,
+    GATE_KEY,
+    SESSION_KEY,
+    UPSTREAM_KEY,
+    GateConnections,
+)
 from approver.jwks_file import FileKeySet
 from approver.kube.client import KubernetesConfigError, open_api_client
 from approver.kube.pods import KubePods
@@ -107,6 +121,7 @@ def create_app(
     kube: ApiClient | None = None,
     verifiers: Sequence[CredentialVerifier] | None = None,
     background: bool = True,
+    control_plane: ControlPlane | None = None,
 ) -> web.Application:
     """Build the application.
 
@@ -124,8 +139,10 @@ def create_app(
             (the API-key path reads ``store``'s database and ``apiKeys.secretDir``; the
             service-account path in mode tokenreview uses ``kube``). The application closes
             them on cleanup.
-        background: start the sweeper and the pod watch (tests of single requests turn them
-            off).
+        background: start the sweeper, the pod watch, the control-plane sync loop and the
+            gate's recheck (tests of single requests turn them off).
+        control_plane: the control plane's adapter; default: built from ``controlPlane``
+            (None when its type is ``none``). The application closes it on cleanup.
 
     Raises:
         ConfigError: ``adminTokensFile``/``reviewTokensFile`` cannot be read or parsed, or
@@ -163,6 +180,8 @@ def create_app(
             )
         except (ValueError, OSError, ssl.SSLError) as exc:
             raise ConfigError(f"{_field(settings, 'serviceAccountTokens')}: {exc}") from None
+    if control_plane is None and settings.control_plane.enabled:
+        control_plane = open_control_plane(settings)
     app[REGISTRAR_KEY] = Registrar(
         store=store,
         key_set=key_set,
@@ -192,18 +211,31 @@ def create_app(
             max_batch=settings.write_batch_size,
             max_parallel=1 if store.dialect == "sqlite" else settings.write_concurrency,
         ),
+        control_plane=control_plane,
     )
     app[ADMIN_KEY] = AdminService(store=store, audit=sink, clock=clock)
     app[REVIEWER_KEY] = CredentialReviewer(store=store, audit=sink, clock=clock)
     app[SWEEPER_KEY] = PendingSweeper(
         store=store, audit=sink, clock=clock, ttl_seconds=settings.pending_ttl_seconds
     )
+    sync: ControlPlaneSync | None = None
+    if control_plane is not None:
+        sync = ControlPlaneSync(
+            store=store,
+            control_plane=control_plane,
+            audit=sink,
+            clock=clock,
+            interval_seconds=settings.control_plane.sync_interval_seconds,
+        )
+        _add_gate(app, settings, store, control_plane, sync)
     if pods is not None and settings.kubernetes.watch:
         app[WATCHER_KEY] = PodWatcher(
             pods,
             namespaces=sorted(settings.trust.namespaces),
             label_selector=selector_string(settings.trust.pod_selector),
-            handler=PodReconciler(store=store, audit=sink, clock=clock),
+            handler=PodReconciler(
+                store=store, audit=sink, clock=clock, changed=sync.wake if sync else None
+            ),
             clock=clock,
             watch_timeout_seconds=settings.kubernetes.watch_timeout_seconds,
             resync_seconds=settings.kubernetes.resync_seconds,
@@ -227,6 +259,55 @@ def create_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app
+
+
+def _add_gate(
+    app: web.Application,
+    settings: ApproverSettings,
+    store: Store,
+    control_plane: ControlPlane,
+    sync: ControlPlaneSync,
+) -> None:
+    """The control plane's pieces: the adapter, the sync loop, the agent gate's routes."""
+    gate = AgentGate(store=store)
+    app[CONTROL_PLANE_KEY] = control_plane
+    app[SYNC_KEY] = sync
+    app[GATE_KEY] = gate
+    app[CONNECTIONS_KEY] = GateConnections(
+        gate, recheck_seconds=settings.control_plane.gate_recheck_seconds
+    )
+    app[UPSTREAM_KEY] = control_plane.upstream
+    http_gate.add_routes(app)
+
+    async def session(app: web.Application) -> AsyncIterator[None]:
+        upstream = app[UPSTREAM_KEY]
+        connector = aiohttp.TCPConnector(ssl=upstream.ssl if upstream.ssl is not None else True)
+        app[SESSION_KEY] = aiohttp.ClientSession(connector=connector)
+        try:
+            yield
+        finally:
+            await app[SESSION_KEY].close()
+            await control_plane.close()
+
+    app.cleanup_ctx.append(session)
+
+
+def open_control_plane(settings: ApproverSettings) -> ControlPlane:
+    """The adapter of ``controlPlane`` (StreamSpace). Raises ConfigError naming the field."""
+    section = settings.control_plane
+    if section.streamspace is None:
+        raise ConfigError(f"{_field(settings, 'controlPlane', 'streamspace')}: required")
+    try:
+        return streamspace_from_settings(
+            section.streamspace,
+            budget_seconds=section.budget_seconds,
+            request_timeout_seconds=section.request_timeout_seconds,
+        )
+    except ControlPlaneUnavailable as exc:
+        raise ConfigError(f"{_field(settings, 'controlPlane', 'streamspace')}: {exc}") from None
+    except (ssl.SSLError, OSError) as exc:
+        field = _field(settings, "controlPlane", "streamspace", "caFile")
+        raise ConfigError(f"{field}: cannot load: {type(exc).__name__}") from None
 
 
 def _admin_actor(request: web.Request) -> str:
@@ -253,7 +334,8 @@ def _resources(
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
-    """The sweeper and the pod watch, for the life of the app."""
+    """The sweeper, the pod watch, the control-plane sync loop and the gate's recheck, for the
+    life of the app."""
     settings = app[SETTINGS_KEY]
     sweeper = app[SWEEPER_KEY]
     tasks = [
@@ -264,7 +346,15 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     watcher = app.get(WATCHER_KEY)
     if watcher is not None:
         tasks.append(asyncio.create_task(watcher.run(), name="pod-watch"))
+    sync = app.get(SYNC_KEY)
+    if sync is not None:
+        tasks.append(asyncio.create_task(sync.run(), name="control-plane-sync"))
+    connections = app.get(CONNECTIONS_KEY)
+    if connections is not None:
+        tasks.append(asyncio.create_task(connections.run(), name="gate-recheck"))
     yield
+    if connections is not None:
+        await connections.close_all()
     for task in tasks:
         task.cancel()
     for task in tasks:

@@ -30,6 +30,7 @@ Errors (the registration use case maps each to an answer the agent's code handle
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -154,10 +155,12 @@ class Upstream:
     Attributes:
         base_url: ``http(s)://host:port`` of the control plane's agent API.
         paths: the agent paths the gate serves and forwards (``{agent_id}`` a path segment).
+        ssl: the TLS client context for an https ``base_url`` (None: default trust).
     """
 
     base_url: str
     paths: tuple[str, ...]
+    ssl: ssl.SSLContext | None = None
 
 
 class ControlPlane(Protocol):

@@ -56,6 +56,7 @@ from approver.control_plane.port import (
     Grant,
     Upstream,
 )
+from approver.control_plane.settings import StreamSpaceSettings
 
 log = logging.getLogger(__name__)
 
@@ -393,3 +394,30 @@ def _time(value: object) -> datetime | None:
         return datetime.fromisoformat(text)
     except ValueError:
         return None
+
+
+def from_settings(
+    settings: StreamSpaceSettings, *, budget_seconds: float, request_timeout_seconds: float
+) -> StreamSpace:
+    """The adapter of ``controlPlane.streamspace`` (reads the secret files now).
+
+    Raises:
+        ControlPlaneUnavailable: a secret file is unreadable or empty (the message names the
+            file, never its content).
+        ssl.SSLError, OSError: ``caFile`` cannot be loaded.
+    """
+    context = None
+    if settings.url.startswith("https://"):
+        context = ssl.create_default_context(
+            cafile=str(settings.ca_file) if settings.ca_file else None
+        )
+    return StreamSpace(
+        base_url=settings.url,
+        bootstrap_key=SecretFile(settings.bootstrap_key_file, what="bootstrapKeyFile"),
+        admin_username=SecretFile(settings.admin_username_file, what="adminUsernameFile"),
+        admin_password=SecretFile(settings.admin_password_file, what="adminPasswordFile"),
+        ssl_context=context,
+        budget_seconds=budget_seconds,
+        request_timeout_seconds=request_timeout_seconds,
+        forward_client_address=settings.forward_client_address,
+    )
