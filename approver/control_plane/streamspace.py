@@ -149,8 +149,9 @@ class StreamSpace:
         self._forward = forward_client_address
         self._token: str | None = None
         self._token_at = 0.0
-        self.upstream = Upstream(base_url=self._http.base_url, paths=(CONNECT_PATH, HEARTBEAT_PATH))
-        self.upstream_ssl = ssl_context
+        self.upstream = Upstream(
+            base_url=self._http.base_url, paths=(CONNECT_PATH, HEARTBEAT_PATH), ssl=ssl_context
+        )
 
     # --- the port ----------------------------------------------------------------------------
 

@@ -10,7 +10,10 @@ Sets (the issue's list, plus the certs-tooling path):
   folder (``--set-file``), the caBundle as PEM;
 * ``apiserver-client-ca``: auto-approval on, and the webhook requires the API server's client
   certificate (``webhook.apiServerClientCA``, a Secret key other than the default);
-* ``everything``: every feature on at once;
+* ``everything``: every feature on at once (controlPlane streamspace over https with a CA);
+* ``streamspace``: ``controlPlane.type streamspace`` (the approver as StreamSpace's agents' gate,
+  StreamSpace's records following its decisions), with env injection and auto-approval for
+  ``streamspace``, and both NetworkPolicies in StreamSpace's namespace;
 * ``kustomize-base``: the values the kustomize base is generated from
   (manifests/kustomize/base/chart-values.yaml).
 """
@@ -49,6 +52,24 @@ KUSTOMIZE_VALUES = chart.KUSTOMIZE_DIR / "base" / "chart-values.yaml"
 TRUSTED = "streamspace"
 SECOND_TRUSTED = "render-farm"
 
+#: controlPlane of the ``streamspace`` value set: StreamSpace's API as its chart serves it
+#: (release ``streamspace`` in namespace ``streamspace``), the two Secrets the approver needs.
+STREAMSPACE_CONTROL_PLANE: dict[str, Any] = {
+    "type": "streamspace",
+    "budgetSeconds": 6,
+    "syncIntervalSeconds": 15,
+    "streamspace": {
+        "url": "http://streamspace-api.streamspace.svc:8000",
+        "bootstrapKey": {"existingSecret": "streamspace-agent-bootstrap-key"},
+        "admin": {
+            "existingSecret": "streamspace-approver-admin",
+            "usernameKey": "user",
+            "passwordKey": "pass",
+        },
+        "networkPolicy": {"allowApprover": True, "restrictAgents": True},
+    },
+}
+
 #: webhook.apiServerClientCA of the ``apiserver-client-ca`` value set.
 APISERVER_CLIENT_CA = {"existingSecret": "kube-apiserver-client-ca", "key": "client-ca.pem"}
 
@@ -60,6 +81,7 @@ VALUE_SET_NAMES = [
     "certs-tooling-keys",
     "apiserver-client-ca",
     "everything",
+    "streamspace",
     "kustomize-base",
 ]
 
@@ -194,6 +216,23 @@ def build_value_sets(pki: Pki) -> dict[str, dict[str, Any]]:
                 "postgresql": {"to": [{"ipBlock": {"cidr": "10.1.2.3/32"}}], "port": 5432},
             },
             "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
+            "controlPlane": chart.merge(
+                STREAMSPACE_CONTROL_PLANE,
+                {
+                    "streamspace": {
+                        "url": "https://streamspace-api.streamspace.svc:8443",
+                        "caBundle": {"existingConfigMap": "streamspace-api-ca", "key": "ca.pem"},
+                        "forwardClientAddress": False,
+                        "apiPort": 8443,
+                        "networkPolicy": {
+                            "kubeApiServer": {
+                                "to": [{"ipBlock": {"cidr": "10.0.0.0/24"}}],
+                                "ports": [6443],
+                            }
+                        },
+                    }
+                },
+            ),
         },
     )
     return {
@@ -211,6 +250,17 @@ def build_value_sets(pki: Pki) -> dict[str, dict[str, Any]]:
             _auto_approve([TRUSTED]), {"webhook": {"apiServerClientCA": APISERVER_CLIENT_CA}}
         ),
         "everything": everything,
+        "streamspace": chart.merge(
+            _auto_approve([TRUSTED]),
+            {
+                "agents": {
+                    "injectEnv": {"enabled": True},
+                    "agentIdPrefix": "k8s-prod-cluster",
+                },
+                "approver": {"kubernetes": {"enabled": True}},
+                "controlPlane": STREAMSPACE_CONTROL_PLANE,
+            },
+        ),
         "kustomize-base": yaml.safe_load(KUSTOMIZE_VALUES.read_text()),
     }
 

@@ -39,6 +39,12 @@ MOUNT_ROOTS = ("/etc/agent-bootstrap/", "/var/lib/agent-bootstrap/")
 #: Where the webhook pods mount webhook.apiServerClientCA's Secret.
 CLIENT_CA_DIR = "/etc/agent-bootstrap/client-ca"
 
+#: Where the approver pods mount controlPlane.streamspace's Secrets and CA ConfigMap.
+STREAMSPACE_KEY_DIR = "/etc/agent-bootstrap/streamspace"
+STREAMSPACE_ADMIN_DIR = "/etc/agent-bootstrap/streamspace-admin"
+STREAMSPACE_CA_DIR = "/etc/agent-bootstrap/streamspace-ca"
+STREAMSPACE_VOLUMES = {"streamspace", "streamspace-admin", "streamspace-ca"}
+
 
 def _file_keys(model: type[Any]) -> set[str]:
     return {f.alias or name for name, f in model.model_fields.items()}
@@ -321,6 +327,71 @@ class TestApproverConfig:
         if review["existingSecret"]:
             volume, _ = files.volume_for(raw["reviewTokensFile"])
             assert volume["secret"]["secretName"] == review["existingSecret"]
+
+    def test_control_plane(
+        self, case: Case, approver: tuple[ApproverSettings, dict[str, Any], PodFiles]
+    ) -> None:
+        """controlPlane and its mounted Secrets (check_control_plane)."""
+        settings, raw, files = approver
+        check_control_plane(case, settings, raw, files)
+
+
+def check_control_plane(
+    case: Case, settings: ApproverSettings, raw: dict[str, Any], files: PodFiles
+) -> None:
+    """controlPlane says what the values say. With streamspace, every file it names is the named
+    key of the named Secret or ConfigMap, that volume lists only the keys needed, and it is
+    mounted read-only as a directory (no subPath: a rotated password reaches the pod). With
+    none, the section is left out (the approver's default) and nothing is mounted."""
+    values = case.effective["controlPlane"]
+    control_plane = settings.control_plane
+    assert control_plane.type.value == values["type"]
+    if values["type"] == "none":
+        assert "controlPlane" not in raw
+        assert control_plane.streamspace is None
+        assert not STREAMSPACE_VOLUMES & set(files.volumes)
+        return
+    ss = values["streamspace"]
+    assert control_plane.streamspace is not None
+    assert control_plane.budget_seconds == values["budgetSeconds"]
+    assert control_plane.sync_interval_seconds == values["syncIntervalSeconds"]
+    assert control_plane.streamspace.url == ss["url"]
+    assert control_plane.streamspace.forward_client_address == ss["forwardClientAddress"]
+    rendered = raw["controlPlane"]["streamspace"]
+    admin_keys = [ss["admin"]["usernameKey"], ss["admin"]["passwordKey"]]
+    expected = [
+        ("bootstrapKeyFile", STREAMSPACE_KEY_DIR, ss["bootstrapKey"]["existingSecret"],
+         ss["bootstrapKey"]["key"], [ss["bootstrapKey"]["key"]]),
+        ("adminUsernameFile", STREAMSPACE_ADMIN_DIR, ss["admin"]["existingSecret"],
+         ss["admin"]["usernameKey"], admin_keys),
+        ("adminPasswordFile", STREAMSPACE_ADMIN_DIR, ss["admin"]["existingSecret"],
+         ss["admin"]["passwordKey"], admin_keys),
+    ]  # fmt: skip
+    for field, directory, secret, key, keys in expected:
+        assert posixpath.dirname(rendered[field]) == directory, field
+        volume, name = files.volume_for(rendered[field])
+        assert name == key, field
+        assert volume["secret"]["secretName"] == secret, field
+        assert volume["secret"]["items"] == [{"key": k, "path": k} for k in keys], field
+        assert files.mounts[directory]["readOnly"] is True, field
+    loaded = control_plane.streamspace
+    assert loaded.bootstrap_key_file.name == ss["bootstrapKey"]["key"]
+    assert loaded.admin_username_file.name == ss["admin"]["usernameKey"]
+    assert loaded.admin_password_file.name == ss["admin"]["passwordKey"]
+    ca = ss["caBundle"]
+    if not ca["existingConfigMap"]:
+        assert "caFile" not in rendered
+        assert loaded.ca_file is None
+        assert set(files.volumes) & STREAMSPACE_VOLUMES == {"streamspace", "streamspace-admin"}
+        return
+    assert posixpath.dirname(rendered["caFile"]) == STREAMSPACE_CA_DIR
+    volume, name = files.volume_for(rendered["caFile"])
+    assert name == ca["key"]
+    assert volume["configMap"]["name"] == ca["existingConfigMap"]
+    assert volume["configMap"]["items"] == [{"key": ca["key"], "path": ca["key"]}]
+    assert files.mounts[STREAMSPACE_CA_DIR]["readOnly"] is True
+    assert loaded.ca_file is not None
+    assert loaded.ca_file.name == ca["key"]
 
 
 def test_defaults_leave_auto_approval_off(

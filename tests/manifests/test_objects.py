@@ -355,7 +355,8 @@ class TestNetworkPolicy:
             ), ns
 
     def test_approver_egress_only_what_it_needs(self, case: Case) -> None:
-        """DNS; the API server only when the approver uses it; PostgreSQL only when used."""
+        """DNS; the API server only when the approver uses it; PostgreSQL only when used;
+        StreamSpace's API pods only with controlPlane streamspace."""
         spec = self._policy(case, APPROVER)
         ports = [
             sorted((p["port"], p["protocol"]) for p in rule["ports"]) for rule in spec["egress"]
@@ -372,7 +373,34 @@ class TestNetworkPolicy:
         postgres = [(np["postgresql"]["port"], "TCP")]
         uses_pg = case.effective["approver"]["database"]["type"] == "postgresql"
         assert (postgres in ports) == uses_pg
-        assert len(ports) == 1 + uses_api + uses_pg
+        control_plane = case.effective["controlPlane"]
+        uses_cp = control_plane["type"] == "streamspace"
+        assert ([(control_plane["streamspace"]["apiPort"], "TCP")] in ports) == uses_cp
+        assert len(ports) == 1 + uses_api + uses_pg + uses_cp
+
+    def test_nothing_outside_the_release_namespace_without_a_control_plane(
+        self, case: Case
+    ) -> None:
+        """Every namespaced object is in the release namespace, except the NetworkPolicies in
+        StreamSpace's namespace that controlPlane streamspace renders (test_control_plane.py)."""
+        outside = {
+            (o["kind"], o["metadata"]["namespace"], o["metadata"]["name"])
+            for o in case.objects
+            if o["metadata"].get("namespace", chart.NAMESPACE) != chart.NAMESPACE
+            and o["kind"] not in ("Role", "RoleBinding")  # per trusted namespace, TestRbac
+        }
+        control_plane = case.effective["controlPlane"]
+        if control_plane["type"] != "streamspace" or not case.effective["networkPolicy"]["enabled"]:
+            assert outside == set()
+            return
+        flags = control_plane["streamspace"]["networkPolicy"]
+        ns = control_plane["streamspace"]["namespace"]
+        expected = set()
+        if flags["allowApprover"]:
+            expected.add(("NetworkPolicy", ns, "agent-bootstrap-streamspace-api"))
+        if flags["restrictAgents"]:
+            expected.add(("NetworkPolicy", ns, "agent-bootstrap-streamspace-agents"))
+        assert outside == expected
 
 
 class TestCustomResources:

@@ -14,6 +14,9 @@ Mount points (the Deployments mount exactly these):
   /etc/agent-bootstrap/admin/     admin tokens Secret                       approver only
   /etc/agent-bootstrap/review/    review tokens Secret                      approver only
   /etc/agent-bootstrap/api-keys/  API keys Secret                           approver only
+  /etc/agent-bootstrap/streamspace/        StreamSpace bootstrap key Secret  approver, controlPlane streamspace
+  /etc/agent-bootstrap/streamspace-admin/  StreamSpace admin account Secret  approver, controlPlane streamspace
+  /etc/agent-bootstrap/streamspace-ca/     StreamSpace CA ConfigMap          approver, controlPlane streamspace (https)
   /var/lib/agent-bootstrap/       SQLite PersistentVolumeClaim              approver only
 */}}
 
@@ -89,6 +92,25 @@ port: {{ .Values.approver.port | toJson }}
 retryAfterSeconds: {{ .Values.approver.retryAfterSeconds | toJson }}
 apiKeys: {{ include "agent-bootstrap.apiKeysConfig" . }}
 serviceAccountTokens: {{ include "agent-bootstrap.serviceAccountTokensConfig" . }}
+{{- with .Values.controlPlane }}
+{{- if eq .type "streamspace" }}
+{{- $ss := .streamspace }}
+controlPlane:
+  type: {{ .type | toJson }}
+  budgetSeconds: {{ .budgetSeconds | toJson }}
+  syncIntervalSeconds: {{ .syncIntervalSeconds | toJson }}
+  streamspace:
+    url: {{ $ss.url | toJson }}
+    {{- if $ss.caBundle.existingConfigMap }}
+    caFile: {{ printf "/etc/agent-bootstrap/streamspace-ca/%s" $ss.caBundle.key | toJson }}
+    {{- end }}
+    bootstrapKeyFile: {{ printf "/etc/agent-bootstrap/streamspace/%s" $ss.bootstrapKey.key | toJson }}
+    adminUsernameFile: {{ printf "/etc/agent-bootstrap/streamspace-admin/%s" $ss.admin.usernameKey | toJson }}
+    adminPasswordFile: {{ printf "/etc/agent-bootstrap/streamspace-admin/%s" $ss.admin.passwordKey | toJson }}
+    forwardClientAddress: {{ $ss.forwardClientAddress | toJson }}
+{{- end }}
+{{- end }}
+{{- /* controlPlane type none: left out (the approver's default). */}}
 {{- /*
 PENDING: approver settings not in approver/config.py yet. When the approver reads one, add its
 line above this comment and remove the key from PENDING_APPROVER_KEYS in

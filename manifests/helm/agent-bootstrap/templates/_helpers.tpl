@@ -144,4 +144,51 @@ config ConfigMaps, which are always rendered); `fail` stops the whole render.
 {{- if and $sa.enabled (eq $sa.mode "offline") (or (not $sa.issuer) (not $sa.jwksUrl)) -}}
 {{- fail "agents.serviceAccountTokens.mode offline needs issuer and jwksUrl" -}}
 {{- end -}}
+{{- $cp := .Values.controlPlane -}}
+{{- if eq $cp.type "streamspace" -}}
+{{- $ss := $cp.streamspace -}}
+{{- if not $ss.url -}}
+{{- fail "controlPlane.type streamspace needs controlPlane.streamspace.url: StreamSpace's API, scheme://host:port (its chart: http://<release>-api.<namespace>.svc:8000)" -}}
+{{- end -}}
+{{- if not $ss.bootstrapKey.existingSecret -}}
+{{- fail "controlPlane.type streamspace needs controlPlane.streamspace.bootstrapKey.existingSecret: a Secret in the release namespace holding a copy of StreamSpace's agent-bootstrap-key (its <release>-secrets)" -}}
+{{- end -}}
+{{- if not $ss.admin.existingSecret -}}
+{{- fail "controlPlane.type streamspace needs controlPlane.streamspace.admin.existingSecret: a Secret in the release namespace holding the user name and password of a dedicated StreamSpace account with role admin" -}}
+{{- end -}}
+{{- if eq $ss.admin.usernameKey $ss.admin.passwordKey -}}
+{{- fail "controlPlane.streamspace.admin.usernameKey and passwordKey must be different keys of the Secret" -}}
+{{- end -}}
+{{- if and $ss.caBundle.existingConfigMap (not (hasPrefix "https://" $ss.url)) -}}
+{{- fail "controlPlane.streamspace.caBundle is only used with an https url: with an http url the bundle would be ignored" -}}
+{{- end -}}
+{{- if has $ss.namespace $forbidden -}}
+{{- fail (printf "controlPlane.streamspace.namespace must not be %q: the chart renders NetworkPolicies there, and StreamSpace's agents (whose Role reads the Secrets of their namespace) must never share the release namespace (%s) with the approver's keys, nor a system namespace" $ss.namespace $.Release.Namespace) -}}
+{{- end -}}
+{{- if .Values.networkPolicy.enabled -}}
+{{- if and $ss.networkPolicy.restrictAgents (not (include "agent-bootstrap.selectorIsSet" .Values.agents.podSelector)) -}}
+{{- fail "controlPlane.streamspace.networkPolicy.restrictAgents needs a non-empty agents.podSelector: an empty one would restrict the egress of every pod in StreamSpace's namespace" -}}
+{{- end -}}
+{{- if and $ss.networkPolicy.allowApprover (not (include "agent-bootstrap.selectorIsSet" $ss.apiPodSelector)) -}}
+{{- fail "controlPlane.streamspace.networkPolicy.allowApprover needs a non-empty controlPlane.streamspace.apiPodSelector: an empty one would isolate every pod in StreamSpace's namespace" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+
+{{/* "true" when a metav1.LabelSelector (a values map) selects something narrower than everything. */}}
+{{- define "agent-bootstrap.selectorIsSet" -}}
+{{- if or .matchLabels .matchExpressions }}true{{ end -}}
+{{- end -}}
+
+{{/*
+A metav1.LabelSelector from a values map, without empty matchLabels/matchExpressions (for
+NetworkPolicy peers; call only with a selector that selectorIsSet).
+*/}}
+{{- define "agent-bootstrap.cleanSelector" -}}
+{{- $s := dict -}}
+{{- with .matchLabels }}{{ $_ := set $s "matchLabels" . }}{{ end -}}
+{{- with .matchExpressions }}{{ $_ := set $s "matchExpressions" . }}{{ end -}}
+{{- toJson $s -}}
 {{- end -}}
