@@ -1,204 +1,246 @@
-"""`make demo`: run the main job end to end on loopback and print what happened.
+"""`make demo`: the user's story end to end on loopback, and a table of both sides.
 
-1. ``certs-tooling init --local`` writes a CA, serving certificates and the signing key/JWKS.
-2. The webhook and the approver start as real processes (their console scripts) over TLS, the
-   approver on SQLite, auto-approval on for namespace ``streamspace``.
-3. Real AdmissionReviews (StreamSpace's k8s-agent pod in the ReplicaSet envelope captured from a
-   real cluster, see tests/fixtures) go to the webhook; each returned JSON Patch is applied with
-   the ``jsonpatch`` library; the API server's name generation and the downward API are simulated;
-   agents register exactly as StreamSpace's k8s-agent does.
-4. A table of agents, status, approval method and reason; exit 0 only if every scenario ended as
-   expected.
+The world (:class:`demo.world.World`): StreamSpace's API and StreamSpace's k8s-agent as
+stand-ins that behave like StreamSpace's unmodified code (``tests/streamspace``, each behaviour
+citing its Go file and function), a Kubernetes API stand-in holding the pods, and the webhook and
+the approver as real processes over TLS (``certs-tooling init --local``; the approver on SQLite
+with ``controlPlane.type: streamspace``). Pods come from StreamSpace's own agent Deployment,
+rendered with the values of docs/streamspace.md, admitted through the webhook.
+
+1. The HPA adds an agent pod in the trusted namespace ``streamspace``: stamped, its agent is
+   approved **in StreamSpace's own list** and its WebSocket opens there.
+2. The same token copied onto another agent registers nobody; neither StreamSpace's shared key
+   nor the token opens a WebSocket as the first agent.
+3. An agent pod in the untrusted namespace ``team-sandbox`` (a planted token stripped by the
+   webhook) waits **pending in StreamSpace's list** until StreamSpace's administrator approves it
+   there; then it connects.
+4. The first agent's container restarts: its pod's token again gets a new key (rotate-key in
+   StreamSpace) and it reconnects, no administrator involved.
+5. The HPA removes the first pod: its agent is **gone from StreamSpace's list**, its WebSocket
+   closed.
+
+Exit 0 only if every step ended as expected.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from demo.agent import StreamSpaceAgent, pod_env
-from demo.apiserver import admit, generated_name, load_deployment, streamspace_review
-from demo.stack import ANNOTATION, Stack, StackError
-
-RETRY_SECONDS = 0.5  # StreamSpace's agent waits 30 s between pending retries; shortened here.
-
-
-@dataclass
-class Row:
-    agent: str
-    namespace: str
-    status: str
-    method: str
-    reason: str
+from demo.cluster import Pod
+from demo.stack import ANNOTATION, StackError
+from demo.world import HUMAN_ADMIN, World
+from tests.streamspace.agent import AgentExit, K8sAgentStandIn
 
 
-def agent_for(pod: dict[str, Any]) -> StreamSpaceAgent:
-    """StreamSpace's k8s-agent in ``pod``: its env resolved as the kubelet would."""
-    env = pod_env(
-        load_deployment(),
-        pod_name=pod["metadata"]["name"],
-        annotations=pod["metadata"].get("annotations"),
-    )
-    return StreamSpaceAgent(env=env)
+async def until(check: Callable[[], Awaitable[bool] | bool], *, within: float = 10.0) -> bool:
+    """Poll ``check`` until it is true (True) or ``within`` seconds pass (False)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        value = check()
+        if not isinstance(value, bool):
+            value = await value
+        if value:
+            return True
+        await asyncio.sleep(0.05)
+    return False
 
 
 class Demo:
-    def __init__(self, stack: Stack) -> None:
-        self.stack = stack
-        self.rows: list[Row] = []
+    def __init__(self, world: World) -> None:
+        self.world = world
         self.failures: list[str] = []
+        self.agents: dict[str, tuple[str, K8sAgentStandIn, asyncio.Task[None]]] = {}
 
     def expect(self, what: str, ok: bool) -> None:
         print(f"           {'ok  ' if ok else 'FAIL'} {what}")
         if not ok:
             self.failures.append(what)
 
-    async def admit(
-        self, session: aiohttp.ClientSession, review: dict[str, Any]
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        return await admit(
-            session, self.stack.webhook_url, review, client_ssl=self.stack.client_ssl
-        )
+    def start_agent(self, pod: Pod, *, label: str | None = None) -> K8sAgentStandIn:
+        agent = self.world.agent(pod, heartbeat_interval=1.0)
+        task = asyncio.create_task(agent.run())
+        self.agents[label or self.world.agent_id(pod)] = (pod.namespace, agent, task)
+        return agent
 
-    async def register(
-        self, session: aiohttp.ClientSession, agent: StreamSpaceAgent, *, attempts: int = 1
-    ) -> tuple[int, dict[str, Any]]:
-        result = await agent.register(
-            session,
-            self.stack.approver_url,
-            ssl_context=self.stack.client_ssl,
-            retry_seconds=RETRY_SECONDS,
-            max_attempts=attempts,
-        )
-        return result.status, result.body
+    async def stop_agent(self, label: str) -> None:
+        _, agent, task = self.agents[label]
+        await agent.stop()
+        with contextlib.suppress(AgentExit, asyncio.CancelledError):
+            await task
 
-    async def admin(
-        self, session: aiohttp.ClientSession, method: str, path: str
-    ) -> tuple[int, Any]:
-        async with session.request(
-            method,
-            f"{self.stack.approver_url}/api/v1/admin{path}",
-            headers={"Authorization": f"Bearer {self.stack.admin_token}"},
-            ssl=self.stack.client_ssl,
-        ) as resp:
-            return resp.status, await resp.json()
+    async def in_streamspace(self, agent_id: str) -> dict[str, Any] | None:
+        return (await self.world.streamspace_agents()).get(agent_id)
+
+    async def gate_connect(self, agent_id: str, key: str) -> int:
+        url = f"{self.world.stack.approver_url}/api/v1/agents/connect?agent_id={agent_id}"
+        async with aiohttp.ClientSession() as session:
+            try:
+                ws = await session.ws_connect(
+                    url, headers={"X-Agent-API-Key": key}, ssl=self.world.client_ssl
+                )
+            except aiohttp.WSServerHandshakeError as exc:
+                return exc.status
+            await ws.close()
+            return 101
 
     async def scenarios(self, session: aiohttp.ClientSession) -> None:
+        world = self.world
         print("\n1. HPA scales StreamSpace's k8s-agent up in trusted namespace 'streamspace'")
-        response, pod = await self.admit(
-            session, streamspace_review(namespace="streamspace", uid="uid-1", rs_hash="7d9f8b6c5")
-        )
-        audit = response.get("auditAnnotations", {})
-        token = pod["metadata"].get("annotations", {}).get(ANNOTATION, "")
+        pod_a = await world.create_pod(session)
+        a_id = world.agent_id(pod_a)
         self.expect(
-            f"webhook stamped the pod (decision={audit.get('decision')}, jti={audit.get('jti')})",
-            bool(token) and audit.get("decision") == "stamped",
+            f"webhook stamped pod {pod_a.name}; AGENT_API_KEY points at the token",
+            ANNOTATION in pod_a.annotations
+            and world.env(pod_a)["AGENT_API_KEY"] == pod_a.annotations[ANNOTATION],
         )
-        agent_a = agent_for(pod)
-        status, body = await self.register(session, agent_a)
+        agent_a = self.start_agent(pod_a)
+        connected = await until(lambda: a_id in world.streamspace.connected_agents())
+        row = await self.in_streamspace(a_id)
         self.expect(
-            f"agent {agent_a.agent_id} -> {status} {body.get('approvalStatus')} "
-            f"({body.get('approvalMethod')})",
-            status == 200 and body.get("approvalMethod") == "namespace",
+            f"agent -> {agent_a.registrations[0][0] if agent_a.registrations else '-'}; in "
+            f"StreamSpace: approvalStatus={row and row['approvalStatus']}, WebSocket open",
+            connected and row is not None and row["approvalStatus"] == "approved",
         )
-        status, body = await self.register(session, agent_a)
-        self.expect(f"same agent retrying -> {status} (idempotent)", status == 200)
 
-        print("\n2. The same token copied onto a second agent")
-        copied = json.loads(json.dumps(pod))
-        copied["metadata"]["name"] = generated_name(pod["metadata"]["generateName"])
-        agent_b = agent_for(copied)
-        status, body = await self.register(session, agent_b)
-        refused_reason = str(body.get("reason", "-"))
+        print("\n2. The same token copied onto a second agent, and StreamSpace's shared key")
+        token = world.env(pod_a)["AGENT_API_KEY"]
+        pod_b = await world.create_pod(session)
+        thief = dict(world.env(pod_b), AGENT_API_KEY=token)
+        async with session.post(
+            f"{world.stack.approver_url}/api/v1/agents/register",
+            data=K8sAgentStandIn.request_body(thief),
+            headers={"Content-Type": "application/json", "X-Agent-API-Key": token},
+            ssl=world.client_ssl,
+        ) as answer:
+            body = await answer.json()
+            self.expect(
+                f"copied token on {world.agent_id(pod_b)} -> {answer.status} ({body['reason']})",
+                answer.status == 403 and body["reason"] == "token_reused",
+            )
+        for what, key in (("shared key", world.shared_key), ("bootstrap token", token)):
+            status = await self.gate_connect(a_id, key)
+            self.expect(f"WebSocket as {a_id[-11:]} with the {what} -> {status}", status == 403)
         self.expect(
-            f"agent {agent_b.agent_id} -> {status} {body.get('approvalStatus')} "
-            f"(reason={refused_reason})",
-            status == 403,
+            "no agent pod's environment holds the shared key",
+            world.shared_key not in world.env(pod_a).values()
+            and world.shared_key not in world.env(pod_b).values(),
         )
+        world.cluster.delete_pod(pod_b)
 
         print("\n3. An agent pod in untrusted namespace 'team-sandbox' (came with a planted token)")
-        planted = streamspace_review(
-            namespace="team-sandbox",
-            uid="uid-2",
-            rs_hash="5c6b7a8d9",
-            annotations={ANNOTATION: token},
+        pod_c = await world.create_pod(
+            session, namespace="team-sandbox", annotations={ANNOTATION: "planted.token.value"}
         )
-        response, pod_c = await self.admit(session, planted)
+        c_id = world.agent_id(pod_c)
         self.expect(
-            f"webhook removed the planted annotation (decision="
-            f"{response.get('auditAnnotations', {}).get('decision')}, "
-            f"warnings={response.get('warnings')})",
-            ANNOTATION not in pod_c["metadata"].get("annotations", {}),
+            "webhook removed the planted annotation; AGENT_API_KEY is the pod's UID",
+            ANNOTATION not in pod_c.annotations and world.env(pod_c)["AGENT_API_KEY"] == pod_c.uid,
         )
-        agent_c = agent_for(pod_c)
-        status, body = await self.register(session, agent_c, attempts=2)
+        agent_c = self.start_agent(pod_c)
+
+        async def pending_there() -> bool:
+            row = await self.in_streamspace(c_id)
+            return row is not None and row["approvalStatus"] == "pending"
+
         self.expect(
-            f"agent {agent_c.agent_id} -> {status} {body.get('approvalStatus')} "
-            f"(reason={body.get('reason')}, after 2 attempts)",
-            status == 202,
+            "agent -> 202 pending; in StreamSpace's list: pending, no WebSocket",
+            await until(pending_there) and c_id not in world.streamspace.connected_agents(),
+        )
+        status, _ = await world.streamspace_admin("POST", f"/agents/{c_id}/approve")
+        self.expect(f"StreamSpace's administrator approves it there -> {status}", status == 200)
+        opened = await until(lambda: c_id in world.streamspace.connected_agents(), within=15)
+        status = agent_c.registrations[-1][0] if agent_c.registrations else 0
+        self.expect(
+            f"its next retry -> {status} with StreamSpace's key for it; WebSocket open",
+            opened and status == 200 and agent_c.api_key != pod_c.uid,
         )
 
-        print("\n4. An administrator approves the pending agent; its next retry is approved")
-        code, _ = await self.admin(session, "POST", f"/agents/{agent_c.agent_id}/approve")
-        self.expect(f"POST /api/v1/admin/agents/{agent_c.agent_id}/approve -> {code}", code == 200)
-        status, body = await self.register(session, agent_c)
+        print("\n4. The first agent's container restarts (its key is lost with it)")
+        old_key = agent_a.api_key
+        await self.stop_agent(a_id)
+        await until(lambda: a_id not in world.streamspace.connected_agents())
+        restarted = self.start_agent(pod_a, label=a_id)
         self.expect(
-            f"agent retry -> {status} {body.get('approvalStatus')} ({body.get('approvalMethod')})",
-            status == 200 and body.get("approvalMethod") == "manual",
+            "it presents its pod's token again -> a new key (rotate-key), WebSocket open",
+            await until(lambda: a_id in world.streamspace.connected_agents())
+            and restarted.api_key != old_key,
+        )
+        status = await self.gate_connect(a_id, old_key)
+        self.expect(f"the old key at the gate -> {status}", status == 403)
+
+        print("\n5. HPA scales down: the first pod is deleted")
+        world.cluster.delete_pod(pod_a)
+
+        async def gone() -> bool:
+            return await self.in_streamspace(a_id) is None
+
+        self.expect(
+            "its agent is gone from StreamSpace's list and its WebSocket closed",
+            await until(gone)
+            and await until(lambda: a_id not in world.streamspace.connected_agents()),
         )
 
-        _, listing = await self.admin(session, "GET", "/agents")
-        namespaces = {agent_a.agent_id: "streamspace", agent_c.agent_id: "team-sandbox"}
-        for record in listing["agents"]:
-            agent_id = str(record.get("agentId"))
-            self.rows.append(
-                Row(
-                    agent=agent_id,
-                    namespace=str(record.get("namespace") or namespaces.get(agent_id, "-")),
-                    status=str(record.get("status", "-")),
-                    method=str(record.get("approvalMethod") or "-"),
-                    reason=str(record.get("reason") or "-"),
+    async def table(self) -> None:
+        world = self.world
+        listed = await world.streamspace_agents()
+        human = world.streamspace.user_id(HUMAN_ADMIN.username)
+        _, approver = await world.approver_admin("GET", "/agents")
+        headers = (
+            "agent", "namespace", "approver", "method", "reason",
+            "StreamSpace", "approved by", "WebSocket",
+        )  # fmt: skip
+        rows = []
+        for record in approver["agents"]:
+            agent_id = str(record["agentId"])
+            there = listed.get(agent_id)
+            by = str(there.get("approvedBy") or "-") if there else "-"
+            by = "alice (admin)" if by == human else ("approver" if there and by != "-" else by)
+            rows.append(
+                (
+                    agent_id[len("k8s-prod-cluster-") :],
+                    str(record.get("namespace") or self.namespace_of(agent_id)),
+                    str(record["status"]),
+                    str(record.get("approvalMethod") or "-"),
+                    str(record["reason"]),
+                    str(there["approvalStatus"]) if there else "(gone)",
+                    by,
+                    "open" if agent_id in world.streamspace.connected_agents() else "-",
                 )
             )
-        stored = {r.agent: r for r in self.rows}
-        self.expect(
-            "store: the copied-token agent was never admitted",
-            agent_b.agent_id not in stored or stored[agent_b.agent_id].status != "active",
-        )
-        if agent_b.agent_id not in stored:
-            # A refused registration creates no agent record (nobody can squat an agent id with
-            # a bad token); the refusal is in the audit log. The row shows the answer it got.
-            self.rows.append(
-                Row(agent_b.agent_id, "streamspace", "refused (403)", "-", refused_reason)
-            )
-
-    def print_table(self) -> None:
-        headers = ("agent", "namespace", "status", "approval method", "reason")
-        rows = [(r.agent, r.namespace, r.status, r.method, r.reason) for r in self.rows]
-        widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
         print("\n" + "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
         print("  ".join("-" * w for w in widths))
         for row in rows:
             print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
 
+    def namespace_of(self, agent_id: str) -> str:
+        entry = self.agents.get(agent_id)
+        return entry[0] if entry else "-"
+
     async def run(self) -> int:
         try:
-            async with self.stack, aiohttp.ClientSession() as session:
-                await self.scenarios(session)
+            async with self.world, aiohttp.ClientSession() as session:
+                try:
+                    await self.scenarios(session)
+                    await self.table()
+                finally:
+                    for label in list(self.agents):
+                        await self.stop_agent(label)
         except StackError as exc:
             print(f"\n{exc}")
             return 1
-        self.print_table()
         if self.failures:
-            print(f"\n{len(self.failures)} check(s) failed; logs in {self.stack.work}")
+            print(f"\n{len(self.failures)} check(s) failed; logs in {self.world.work}")
             return 1
         print("\nAll scenarios ended as expected.")
         return 0
@@ -206,7 +248,7 @@ class Demo:
 
 def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="agent-bootstrap-demo-"))
-    code = asyncio.run(Demo(Stack(work)).run())
+    code = asyncio.run(Demo(World(work)).run())
     if code == 0 and os.environ.get("DEMO_KEEP") != "1":
         shutil.rmtree(work, ignore_errors=True)
     else:

@@ -2,8 +2,9 @@
 
 StreamSpace's k8s-agent (``agents/k8s-agent/main.go``, ``registerAgent``) sends
 ``POST <control plane>/api/v1/agents/register`` with ``Content-Type: application/json`` and the
-body ``{"agentId", "platform", "region", "capacity": {"maxCpu", "maxMemory", "maxSessions"},
-"metadata": {"namespace", "kubernetes": true}}``; its API key comes from ``AGENT_API_KEY`` and
+body ``{"agentId", "platform", "region", "capacity": {"maxSessions", "cpu", "memory"},
+"metadata": {"kubernetes": true, "namespace"}}`` (``tests/fixtures/streamspace/
+registration-request.json``); its API key comes from ``AGENT_API_KEY`` and
 travels in ``X-Agent-API-Key``. It treats 200 and 201 as registered; while pending it retries
 every 30 s. Here the retry interval is a parameter so the demo and the tests can shorten it.
 
@@ -38,9 +39,6 @@ class StreamSpaceAgent:
     """The registration half of StreamSpace's k8s-agent, configured from its environment."""
 
     env: dict[str, str]
-    max_cpu: int = 100
-    max_memory: int = 128
-    max_sessions: int = 100
     extra_headers: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -53,9 +51,9 @@ class StreamSpaceAgent:
             "agentId": self.env["AGENT_ID"],
             "platform": self.env.get("PLATFORM") or "kubernetes",
             "capacity": {
-                "maxCpu": self.max_cpu,
-                "maxMemory": self.max_memory,
-                "maxSessions": self.max_sessions,
+                "maxSessions": int(self.env.get("MAX_SESSIONS") or 100),
+                "cpu": self.env.get("MAX_CPU") or "64 cores",
+                "memory": self.env.get("MAX_MEMORY") or "256Gi",
             },
             "metadata": {
                 "namespace": self.env.get("NAMESPACE") or "streamspace",
@@ -134,3 +132,16 @@ def pod_env(
             if key in annotations:
                 env[var["name"]] = annotations[key]
     return env
+
+
+def agent_for(pod: dict[str, Any]) -> StreamSpaceAgent:
+    """StreamSpace's k8s-agent in ``pod`` (the chart's Deployment with ``AGENT_API_KEY`` read
+    from the token annotation): its env resolved as the kubelet would."""
+    from demo.apiserver import load_deployment
+
+    env = pod_env(
+        load_deployment(),
+        pod_name=pod["metadata"]["name"],
+        annotations=pod["metadata"].get("annotations"),
+    )
+    return StreamSpaceAgent(env=env)

@@ -51,6 +51,9 @@ class Stack:
         auto_approve: the approver's ``autoApprove.enabled``.
         database_url: approver store; default SQLite in ``work``.
         webhook_extra / approver_extra: more config keys, merged over the defaults.
+        quiet: no progress lines.
+        approvers: approver processes (more than one needs a PostgreSQL ``database_url``);
+            they listen on ``approver_ports``, named ``approver``, ``approver-2``, ...
     """
 
     work: Path
@@ -60,11 +63,13 @@ class Stack:
     webhook_extra: dict[str, Any] = field(default_factory=dict)
     approver_extra: dict[str, Any] = field(default_factory=dict)
     quiet: bool = False
+    approvers: int = 1
 
     def __post_init__(self) -> None:
         self.pki = self.work / "pki"
         self.webhook_port = free_port()
-        self.approver_port = free_port()
+        self.approver_ports = [free_port() for _ in range(self.approvers)]
+        self.approver_port = self.approver_ports[0]
         self.admin_token = secrets.token_urlsafe(32)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.client_ssl = self._init_pki()
@@ -76,6 +81,11 @@ class Stack:
     @property
     def approver_url(self) -> str:
         return f"https://localhost:{self.approver_port}"
+
+    @property
+    def approver_urls(self) -> list[str]:
+        """Every approver process's URL (one per ``approvers``)."""
+        return [f"https://localhost:{port}" for port in self.approver_ports]
 
     def _say(self, text: str) -> None:
         if not self.quiet:
@@ -109,7 +119,7 @@ class Stack:
             **self.webhook_extra,
         }
 
-    def approver_config(self) -> dict[str, Any]:
+    def approver_config(self, port: int | None = None) -> dict[str, Any]:
         tokens = self.work / "admin-tokens"
         tokens.write_text(f"{ADMIN_NAME}:{self.admin_token}\n")
         tokens.chmod(0o600)
@@ -123,7 +133,7 @@ class Stack:
             "tlsCertFile": str(self.pki / "approver-tls.crt"),
             "tlsKeyFile": str(self.pki / "approver-tls.key"),
             "host": "127.0.0.1",
-            "port": self.approver_port,
+            "port": port or self.approver_port,
             **self.approver_extra,
         }
 
@@ -137,6 +147,9 @@ class Stack:
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
+
+    def _approver_names(self) -> list[str]:
+        return ["approver"] + [f"approver-{n}" for n in range(2, self.approvers + 1)]
 
     def log(self, name: str) -> str:
         """What service ``name`` (``webhook`` or ``approver``) printed so far."""
@@ -160,10 +173,13 @@ class Stack:
         """Start both services and wait until each answers ``/healthz`` over TLS."""
         try:
             self._start("webhook", "agent-bootstrap-webhook", self.webhook_config())
-            self._start("approver", "agent-bootstrap-approver", self.approver_config())
+            names = self._approver_names()
+            for name, port in zip(names, self.approver_ports, strict=True):
+                self._start(name, "agent-bootstrap-approver", self.approver_config(port))
             async with aiohttp.ClientSession() as session:
                 await self._wait_healthy(session, "webhook", self.webhook_url)
-                await self._wait_healthy(session, "approver", self.approver_url)
+                for name, url in zip(names, self.approver_urls, strict=True):
+                    await self._wait_healthy(session, name, url)
         except BaseException:
             self.stop()  # never leave a started service behind
             raise

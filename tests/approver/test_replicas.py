@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import os
 import secrets
 import signal
@@ -191,6 +192,7 @@ async def test_two_replicas_two_thousand_registrations(
     unique_answers = answers[:UNIQUE]
     copied_answers = answers[UNIQUE : UNIQUE + 2 * COPIED]
     twin_answers = answers[UNIQUE + 2 * COPIED :]
+    twin_keys: dict[str, set[str]] = {}
     assert {a["_status"] for a in unique_answers} == {200}
     for first, second in zip(copied_answers[::2], copied_answers[1::2], strict=True):
         assert sorted((first["_status"], second["_status"])) == [200, 403]
@@ -199,7 +201,9 @@ async def test_two_replicas_two_thousand_registrations(
     for first, second in zip(twin_answers[::2], twin_answers[1::2], strict=True):
         assert (first["_status"], second["_status"]) == (200, 200)
         assert first["id"] == second["id"]
-        assert ("apiKey" in first) != ("apiKey" in second)  # the key is shown exactly once
+        # Both presented the token: each got a key, the later replacing the earlier.
+        assert first["apiKey"] != second["apiKey"]
+        twin_keys[first["agentId"]] = {first["apiKey"], second["apiKey"]}
 
     expected_agents = UNIQUE + COPIED + TWINS
     approved_ids = {a["id"] for a in answers if a["_status"] == 200}
@@ -221,6 +225,9 @@ async def test_two_replicas_two_thousand_registrations(
     assert len(uses) == expected_agents
     assert {u["jti"]: u["agent_id"] for u in uses} == {r["jti"]: r["agent_id"] for r in rows}
     assert all(r["api_key_hash"] for r in rows)
+    hashes = {r["agent_id"]: r["api_key_hash"] for r in rows}
+    for agent_id, keys in twin_keys.items():
+        assert hashes[agent_id] in {hashlib.sha256(k.encode()).hexdigest() for k in keys}
     assert events == sum(attempts.values())
 
     done = await asyncio.create_subprocess_exec(

@@ -17,10 +17,11 @@ import pytest
 import sqlalchemy as sa
 
 from bootstrap_token import KeySet, VerificationPolicy, verify
-from demo.__main__ import Demo, agent_for
-from demo.agent import StreamSpaceAgent
+from demo.__main__ import Demo
+from demo.agent import StreamSpaceAgent, agent_for
 from demo.apiserver import admit, generated_name, streamspace_review
 from demo.stack import ANNOTATION, Stack
+from demo.world import World
 from tests.payloads import KUBECTL_REVIEW, REPLICASET_REVIEW, load_json
 
 PG_DSN_ENV = "AGENT_BOOTSTRAP_TEST_PG_DSN"
@@ -240,11 +241,18 @@ def test_auto_approval_off_keeps_the_old_behaviour(tmp_path: Path) -> None:
 
 
 def test_demo_runs_clean(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`make demo`'s scenarios all end as expected and the table lists the three agents."""
-    assert run(Demo(Stack(tmp_path)).run()) == 0
+    """`make demo`'s scenarios all end as expected; the table shows both sides: the stamped
+    agent gone from StreamSpace after its pod was deleted, the manually approved one approved
+    there by its administrator with its WebSocket open."""
+    assert run(Demo(World(tmp_path, quiet=True)).run()) == 0
     out = capsys.readouterr().out
     assert "All scenarios ended as expected." in out
-    assert out.count("k8s-prod-cluster-streamspace-k8s-agent-") >= 3
+    rows = [line.split() for line in out.splitlines() if line.startswith("streamspace-k8s-agent-")]
+    assert [row[1:] for row in rows] == [
+        ["streamspace", "inactive", "namespace", "pod_deleted", "(gone)", "-", "-"],
+        ["team-sandbox", "active", "manual", "approved_in_control_plane", "approved", "alice",
+         "(admin)", "open"],
+    ]  # fmt: skip
 
 
 @pytest.fixture

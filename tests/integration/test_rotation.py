@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 
 from bootstrap_token import read_header
-from demo.__main__ import agent_for
+from demo.agent import agent_for
 from demo.apiserver import admit, streamspace_review
 from demo.stack import ANNOTATION, Stack
 

@@ -1,0 +1,254 @@
+"""The whole path on loopback: StreamSpace's stand-in, the Kubernetes API stand-in, the webhook and
+the approver (real processes, real TLS), and the cluster's part played in code.
+
+:class:`World` is what ``make demo``, the integration tests and the benchmark run against:
+
+* StreamSpace's API stand-in (``tests/streamspace``; HTTPS with the demo CA), with a shared
+  ``AGENT_BOOTSTRAP_KEY``, a dedicated admin account for the approver and a human administrator;
+* the Kubernetes API stand-in (``tests/kube_api.py``) holding the agent pods, read and watched by
+  the approver through a kubeconfig;
+* the webhook (``injectEnv`` on) and the approver (``controlPlane.type: streamspace``, Kubernetes
+  access on) as processes (:class:`demo.stack.Stack`);
+* :class:`demo.cluster.Cluster`: pods of StreamSpace's Deployment, rendered with the guide's
+  values (``CONTROL_PLANE_URL`` at the approver, ``AGENT_API_KEY`` from the pod's UID), admitted
+  through the webhook and stored;
+* :meth:`World.agent`: StreamSpace's k8s-agent stand-in for one pod, with the environment the
+  kubelet gives it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+
+from demo.cluster import Cluster, Pod, container_env, guide_values_env, streamspace_deployment
+from demo.stack import AGENT_ID_PREFIX, ANNOTATION, Stack
+from tests.kube_api import KubeApi, write_kubeconfig
+from tests.streamspace.agent import K8sAgentStandIn
+from tests.streamspace.control_plane import ControlPlaneConfig, StreamSpaceControlPlane, User
+
+#: The approver's dedicated StreamSpace account, and a human administrator of StreamSpace.
+APPROVER_USER = User("agent-bootstrap", "Approver-Passw0rd-" + secrets.token_hex(4), role="admin")
+HUMAN_ADMIN = User("alice", "Alice-Passw0rd-" + secrets.token_hex(4), role="admin")
+SHARED_SECRET = "streamspace-secrets"  # noqa: S105 - the Secret's name in StreamSpace's chart
+SHARED_SECRET_KEY = "agent-bootstrap-key"  # noqa: S105 - a key name
+
+
+@dataclass
+class World:
+    """The loopback world (module docstring).
+
+    Attributes:
+        work: folder for PKI, configs, logs, secrets and the SQLite database.
+        database_url: the approver's store (default: SQLite in ``work``).
+        sync_seconds: the approver's ``controlPlane.syncIntervalSeconds`` and
+            ``gateRecheckSeconds`` (short on loopback).
+        bcrypt_cost: the stand-in's bcrypt cost (StreamSpace's is 12, about 250 ms a hash).
+        trusted: trusted namespaces.
+        quiet: no progress lines.
+        approver_extra: more approver config keys.
+        rate_limit_rpm: the stand-in's ``RATE_LIMIT_REQUESTS_PER_MINUTE`` (per client IP).
+        approvers: approver processes (:class:`demo.stack.Stack`).
+    """
+
+    work: Path
+    database_url: str | None = None
+    sync_seconds: float = 0.2
+    bcrypt_cost: int = 4
+    trusted: list[str] = field(default_factory=lambda: ["streamspace"])
+    quiet: bool = False
+    approver_extra: dict[str, Any] = field(default_factory=dict)
+    rate_limit_rpm: int = 60
+    approvers: int = 1
+
+    def __post_init__(self) -> None:
+        self.shared_key = secrets.token_hex(32)
+        self.stack = Stack(
+            self.work,
+            trusted=self.trusted,
+            database_url=self.database_url,
+            quiet=self.quiet,
+            webhook_extra={"injectEnv": {"enabled": True}},
+            approvers=self.approvers,
+        )
+        self.kube = KubeApi()
+        self.streamspace = StreamSpaceControlPlane(
+            ControlPlaneConfig(
+                bootstrap_key=self.shared_key,
+                users=(APPROVER_USER, HUMAN_ADMIN),
+                bcrypt_cost=self.bcrypt_cost,
+                rate_limit_rpm=self.rate_limit_rpm,
+            ),
+            ssl_context=self._server_ssl(),
+        )
+        self.cluster = Cluster(
+            kube=self.kube, webhook_url=self.stack.webhook_url, client_ssl=self.stack.client_ssl
+        )
+
+    def _server_ssl(self) -> ssl.SSLContext:
+        """StreamSpace's stand-in serves HTTPS with a certificate of the demo CA (localhost)."""
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        pki = self.stack.pki
+        context.load_cert_chain(pki / "approver-tls.crt", pki / "approver-tls.key")
+        return context
+
+    @property
+    def client_ssl(self) -> ssl.SSLContext:
+        """Trust for every TLS server of the world (one demo CA)."""
+        return self.stack.client_ssl
+
+    @property
+    def gate_url(self) -> str:
+        """The approver as the agents' ``CONTROL_PLANE_URL``."""
+        return self.stack.approver_url.replace("https://", "wss://")
+
+    def _secret(self, name: str, value: str) -> Path:
+        path = self.work / "secrets" / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(value + "\n")
+        path.chmod(0o600)
+        return path
+
+    async def start(self) -> None:
+        """Start the stand-ins, then the webhook and the approver."""
+        await self.kube.start()
+        await self.streamspace.start(host="localhost")
+        kubeconfig = write_kubeconfig(self.kube, self.work / "kubeconfig")
+        self.stack.approver_extra = {
+            "kubernetes": {
+                "enabled": True,
+                "kubeconfig": str(kubeconfig),
+                "tokenAnnotation": ANNOTATION,
+            },
+            "controlPlane": {
+                "type": "streamspace",
+                "syncIntervalSeconds": self.sync_seconds,
+                "gateRecheckSeconds": self.sync_seconds,
+                "streamspace": {
+                    "url": self.streamspace.url,
+                    "caFile": str(self.stack.pki / "ca.crt"),
+                    "bootstrapKeyFile": str(self._secret("bootstrap-key", self.shared_key)),
+                    "adminUsernameFile": str(self._secret("username", APPROVER_USER.username)),
+                    "adminPasswordFile": str(self._secret("password", APPROVER_USER.password)),
+                },
+            },
+            **self.approver_extra,
+        }
+        try:
+            await self.stack.start()
+        except BaseException:
+            await self._close_stand_ins()
+            raise
+
+    async def _close_stand_ins(self) -> None:
+        await self.streamspace.close()
+        await self.kube.close()
+
+    async def stop(self) -> dict[str, int]:
+        """Stop the services (exit codes), then the stand-ins."""
+        codes = self.stack.stop()
+        await self._close_stand_ins()
+        return codes
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # --- the cluster -------------------------------------------------------------------------
+
+    def deployment(self) -> dict[str, Any]:
+        """StreamSpace's agent Deployment rendered with the guide's values."""
+        return self.deployment_for(self.gate_url)
+
+    def deployment_for(self, control_plane_url: str) -> dict[str, Any]:
+        """The same, with agents pointed at ``control_plane_url`` (one approver of several)."""
+        return streamspace_deployment(
+            control_plane_url=control_plane_url, extra_env=guide_values_env()
+        )
+
+    async def create_pod(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        namespace: str = "streamspace",
+        annotations: dict[str, str] | None = None,
+        deployment: dict[str, Any] | None = None,
+    ) -> Pod:
+        """One agent pod, admitted through the webhook and stored."""
+        _, pod = await self.cluster.create_pod(
+            session, deployment or self.deployment(), namespace=namespace, annotations=annotations
+        )
+        return pod
+
+    def env(self, pod: Pod) -> dict[str, str]:
+        """The agent container's environment, as the kubelet resolves it."""
+        return container_env(
+            pod, secret_values={(SHARED_SECRET, SHARED_SECRET_KEY): self.shared_key}
+        )
+
+    def agent(self, pod: Pod, **options: Any) -> K8sAgentStandIn:
+        """StreamSpace's k8s-agent running in ``pod`` (short intervals unless given)."""
+        options.setdefault("pending_retry_seconds", 0.3)
+        options.setdefault("reconnect_backoff", (0.2, 0.4, 0.8))
+        options.setdefault("request_timeout", 10.0)
+        return K8sAgentStandIn(self.env(pod), ssl_context=self.client_ssl, **options)
+
+    @staticmethod
+    def agent_id(pod: Pod) -> str:
+        return f"{AGENT_ID_PREFIX}-{pod.name}"
+
+    # --- StreamSpace's administrator ---------------------------------------------------------
+
+    async def streamspace_admin(
+        self, method: str, path: str, *, user: User = HUMAN_ADMIN
+    ) -> tuple[int, Any]:
+        """A call of StreamSpace's administrator on its admin API (login, then the call)."""
+        base = self.streamspace.url
+        async with aiohttp.ClientSession() as session:
+            async with session.post(
+                f"{base}/api/v1/auth/login",
+                json={"username": user.username, "password": user.password},
+                ssl=self.client_ssl,
+            ) as login:
+                token = (await login.json())["token"]
+            async with session.request(
+                method,
+                f"{base}/api/v1/admin{path}",
+                headers={"Authorization": f"Bearer {token}"},
+                ssl=self.client_ssl,
+            ) as answer:
+                return answer.status, await answer.json()
+
+    async def streamspace_agents(self) -> dict[str, dict[str, Any]]:
+        """StreamSpace's own list (``GET /api/v1/admin/agents``), by agent id."""
+        status, body = await self.streamspace_admin("GET", "/agents")
+        if status != 200:
+            raise RuntimeError(f"StreamSpace's admin list answered {status}")
+        return {str(a["agentId"]): a for a in body["agents"]}
+
+    async def approver_admin(self, method: str, path: str) -> tuple[int, Any]:
+        """A call on the approver's admin API."""
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                method,
+                f"{self.stack.approver_url}/api/v1/admin{path}",
+                headers={"Authorization": f"Bearer {self.stack.admin_token}"},
+                ssl=self.client_ssl,
+            ) as answer,
+        ):
+            return answer.status, await answer.json()
