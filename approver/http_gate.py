@@ -195,7 +195,11 @@ async def connect(request: web.Request) -> web.StreamResponse:
         log.warning("gate: control plane unreachable for a connect: %s", type(exc).__name__)
         return json_error(502, "control_plane_unavailable", "the control plane is unreachable")
     agent = web.WebSocketResponse(autoping=False, max_msg_size=MAX_MESSAGE_BYTES)
-    await agent.prepare(request)
+    try:
+        await agent.prepare(request)
+    except ConnectionResetError:  # the agent gave up (its handshake timeout) meanwhile
+        await remote.close()
+        return agent
     relay = Relay(agent_id=agent_id, key_digest=digest, agent=agent, upstream=remote)
     connections = request.app[CONNECTIONS_KEY]
     connections.relays.add(relay)

@@ -281,7 +281,11 @@ def _add_gate(
 
     async def session(app: web.Application) -> AsyncIterator[None]:
         upstream = app[UPSTREAM_KEY]
-        connector = aiohttp.TCPConnector(ssl=upstream.ssl if upstream.ssl is not None else True)
+        # No pool limit: every relayed WebSocket holds one upstream connection for its life
+        # (aiohttp's default of 100 would make the 101st agent wait for a free slot).
+        connector = aiohttp.TCPConnector(
+            ssl=upstream.ssl if upstream.ssl is not None else True, limit=0
+        )
         app[SESSION_KEY] = aiohttp.ClientSession(connector=connector)
         try:
             yield

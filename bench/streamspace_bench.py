@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import resource
 import statistics
 import tempfile
 import time
@@ -87,8 +88,16 @@ async def burst(world: World, agents: int, *, limit_seconds: float) -> dict[str,
     }
 
 
-async def run_one(label: str, *, agents: int, database_url: str | None, approvers: int,
-                  bcrypt_cost: int, limit_seconds: float) -> dict[str, float]:  # fmt: skip
+async def run_one(
+    label: str,
+    *,
+    agents: int,
+    database_url: str | None,
+    approvers: int,
+    bcrypt_cost: int,
+    limit_seconds: float,
+    streamspace_tls: bool,
+) -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="agent-bootstrap-burst-"))
     world = World(
         work,
@@ -97,15 +106,15 @@ async def run_one(label: str, *, agents: int, database_url: str | None, approver
         bcrypt_cost=bcrypt_cost,
         approvers=approvers,
         sync_seconds=5.0,
+        streamspace_tls=streamspace_tls,
     )
     async with world:
+        before = _cpu(world)
         figures = await burst(world, agents, limit_seconds=limit_seconds)
+        after = _cpu(world)
         listed = await world.streamspace_agents()
         approved = sum(1 for a in listed.values() if a["approvalStatus"] == "approved")
-        routes = Counter(
-            r.path.rsplit("/", 1)[-1] if "/admin/agents/" in r.path else r.path
-            for r in world.streamspace.requests
-        )
+        routes = Counter(_route(r.method, r.path) for r in world.streamspace.requests)
     figures["approved_in_streamspace"] = float(approved)
     print(
         f"{label:34} {figures['total_s']:6.2f} s   p50 {figures['p50_ms']:7.0f} ms   "
@@ -113,7 +122,33 @@ async def run_one(label: str, *, agents: int, database_url: str | None, approver
         f"approved there {approved}"
     )
     print(f"{'':34} StreamSpace requests: {dict(routes)}")
+    spent = {name: after[name] - before[name] for name in after}
+    print(
+        f"{'':34} CPU seconds: "
+        + ", ".join(f"{name} {value:.2f}" for name, value in sorted(spent.items()))
+    )
     return figures
+
+
+def _route(method: str, path: str) -> str:
+    """A request by its route pattern (agent ids folded into ``:id``)."""
+    parts = path.split("/")
+    if len(parts) > 5 and parts[3] == "admin":
+        parts[5] = ":id"
+    return f"{method} {'/'.join(parts)}"
+
+
+def _cpu(world: World) -> dict[str, float]:
+    """CPU seconds (user + system) so far: each service process, and this process (the
+    StreamSpace and Kubernetes stand-ins and every agent)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    spent = {}
+    for name, proc in world.stack.procs.items():
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        spent[name] = (int(fields[11]) + int(fields[12])) / ticks
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    spent["stand-ins+agents"] = usage.ru_utime + usage.ru_stime
+    return spent
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,6 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--pg-dsn", default=os.environ.get("AGENT_BOOTSTRAP_TEST_PG_DSN"))
     parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument(
+        "--streamspace-tls",
+        action="store_true",
+        help="serve StreamSpace's stand-in over HTTPS (default: plain HTTP, as its chart does)",
+    )
     args = parser.parse_args(argv)
     print(f"HPA burst of {args.agents} agent pods, StreamSpace bcrypt cost {args.bcrypt_cost}")
     if not args.skip_sqlite:
@@ -134,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                 approvers=1,
                 bcrypt_cost=args.bcrypt_cost,
                 limit_seconds=args.timeout,
+                streamspace_tls=args.streamspace_tls,
             )
         )
     if args.pg_dsn:
@@ -148,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                 approvers=2,
                 bcrypt_cost=args.bcrypt_cost,
                 limit_seconds=args.timeout,
+                streamspace_tls=args.streamspace_tls,
             )
         )
     return 0

@@ -55,6 +55,8 @@ class World:
         approver_extra: more approver config keys.
         rate_limit_rpm: the stand-in's ``RATE_LIMIT_REQUESTS_PER_MINUTE`` (per client IP).
         approvers: approver processes (:class:`demo.stack.Stack`).
+        streamspace_tls: serve StreamSpace's stand-in over HTTPS (its chart serves plain HTTP
+            inside the cluster; the tests use HTTPS, the benchmark either).
     """
 
     work: Path
@@ -66,6 +68,7 @@ class World:
     approver_extra: dict[str, Any] = field(default_factory=dict)
     rate_limit_rpm: int = 60
     approvers: int = 1
+    streamspace_tls: bool = True
 
     def __post_init__(self) -> None:
         self.shared_key = secrets.token_hex(32)
@@ -85,7 +88,7 @@ class World:
                 bcrypt_cost=self.bcrypt_cost,
                 rate_limit_rpm=self.rate_limit_rpm,
             ),
-            ssl_context=self._server_ssl(),
+            ssl_context=self._server_ssl() if self.streamspace_tls else None,
         )
         self.cluster = Cluster(
             kube=self.kube, webhook_url=self.stack.webhook_url, client_ssl=self.stack.client_ssl
@@ -132,7 +135,7 @@ class World:
                 "gateRecheckSeconds": self.sync_seconds,
                 "streamspace": {
                     "url": self.streamspace.url,
-                    "caFile": str(self.stack.pki / "ca.crt"),
+                    **({"caFile": str(self.stack.pki / "ca.crt")} if self.streamspace_tls else {}),
                     "bootstrapKeyFile": str(self._secret("bootstrap-key", self.shared_key)),
                     "adminUsernameFile": str(self._secret("username", APPROVER_USER.username)),
                     "adminPasswordFile": str(self._secret("password", APPROVER_USER.password)),
