@@ -317,3 +317,23 @@ class TestOutage:
         agent = world.agent(pod)
         async with running(agent):
             await world.streamspace.wait_connected(agent_id, timeout=10)
+
+
+class TestBurst:
+    async def test_more_agents_than_a_connection_pool(
+        self, world: World, session: aiohttp.ClientSession
+    ) -> None:
+        """120 agents at once (more than aiohttp's default pool of 100 connections, each from
+        its own address as pods are): every one approved in StreamSpace and connected."""
+        count = 120
+        pods = await asyncio.gather(*(world.create_pod(session) for _ in range(count)))
+        agents = [
+            world.agent(pod, local_addr=f"127.0.1.{n + 2}", heartbeat_interval=30.0)
+            for n, pod in enumerate(pods)
+        ]
+        async with contextlib.AsyncExitStack() as stack:
+            for agent in agents:
+                await stack.enter_async_context(running(agent))
+            await eventually(lambda: len(world.streamspace.connected_agents()) == count, within=30)
+        listed = await world.streamspace_agents()
+        assert sum(1 for a in listed.values() if a["approvalStatus"] == "approved") == count
