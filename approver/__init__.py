@@ -1,5 +1,5 @@
 """The approver: decides StreamSpace agent registrations, auto-approving the agents whose pods
-carry a valid bootstrap token bound to that one pod (DESIGN.md, "Approver: registration"; the
+carry a valid bootstrap token bound to that one pod (docs/design.md, "Approver: registration"; the
 reference is docs/approver.md).
 
 Modules, from types to adapters:

@@ -1,7 +1,7 @@
 """Binding a credential to one agent: which pod the agent speaks for, and whether the live pod
 agrees. Pure: the Kubernetes read is :mod:`approver.kube.pods`.
 
-Which pod (DESIGN, "Approver: registration"):
+Which pod (docs/design.md, "Approver: registration"):
 
 * the pod name is ``metadata.podName`` when the agent sends it, else StreamSpace's agent id
   ``<agentIdPrefix>-<pod name>`` minus the prefix (or the agent id itself with no prefix set);

@@ -7,8 +7,8 @@ the decision engine turns it into the registration answer, the agent record's
 secret: an outcome names a key by its public id and a token by nothing at all (a
 :func:`bootstrap_token.fingerprint` of it goes in ``credential``).
 
-Suggested mapping to the registration answer (DESIGN, "Decision, in order"), the same rule the
-bootstrap token follows:
+Suggested mapping to the registration answer (docs/design.md, "Decision, in order"), the same
+rule the bootstrap token follows:
 
 ==================  =================  ====================================================
 verdict             ``security``       answer

@@ -1,6 +1,6 @@
 """Which credentials a registration request presents, read from its headers. Pure.
 
-Headers (DESIGN, "Approver: registration"):
+Headers (docs/design.md, "Approver: registration"):
 
 * ``X-Agent-Bootstrap-Token: <jwt>``: the bootstrap token, as an agent that knows about it sends it.
 * ``X-Agent-API-Key: <key or jwt>``: an unmodified StreamSpace agent sends ``AGENT_API_KEY`` here;

@@ -1,4 +1,4 @@
-"""The registration decision engine: pure rules, no I/O (DESIGN, "Decision, in order").
+"""The registration decision engine: pure rules, no I/O (docs/design.md, "Decision, in order").
 
 :func:`decide` takes :class:`Facts` (what the request presented and what was checked before the
 transaction: the bootstrap token's verification, the live pod, the step-3/4 verdicts) and the

@@ -10,7 +10,7 @@ at every HTTP boundary where it enters, with one rule (:func:`agent_id_problem`)
 * the first character is a letter or a digit.
 
 Why this rule: StreamSpace's k8s-agent registers as ``$(AGENT_ID_PREFIX)-$(POD_NAME)``
-(its chart, ``../shared/fixtures/streamspace``), e.g.
+(its chart, ``tests/fixtures/streamspace``), e.g.
 ``k8s-prod-cluster-streamspace-k8s-agent-7d9f8b6c5-bb9n5``: a pod name is a DNS-1123 subdomain
 (lowercase letters, digits, ``-``, ``.``, at most 253 characters) and a prefix is a cluster name
 of the same kind. Upper case, ``_`` and ``:`` are allowed on top for ids that are not built from

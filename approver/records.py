@@ -1,7 +1,7 @@
 """The approver's domain types: agent status, approval method, the agent record. No I/O.
 
 These are what the decision engine reads, the store persists and the HTTP layer renders; none
-of them knows about SQL or aiohttp. Field meanings follow DESIGN.md, "Approver: registration"
+of them knows about SQL or aiohttp. Field meanings follow docs/design.md, "Approver: registration"
 ("Agent record").
 """
 
@@ -24,7 +24,7 @@ class AgentStatus(StrEnum):
 
 
 class ApprovalMethod(StrEnum):
-    """How an active agent was approved (DESIGN, "Decision, in order")."""
+    """How an active agent was approved (docs/design.md, "Decision, in order")."""
 
     MANUAL = "manual"  #: an administrator approved it through the admin API
     NAMESPACE = "namespace"  #: a bootstrap token from a trusted namespace, bound to this agent

@@ -11,7 +11,7 @@ Routes (handlers in :mod:`approver.http_agents` and :mod:`approver.http_admin`):
 * ``GET /healthz``: 200 while the process serves. ``GET /readyz``: 200 when the database answers,
   503 otherwise.
 
-Database trouble anywhere becomes 503 with ``Retry-After: retryAfterSeconds`` (DESIGN,
+Database trouble anywhere becomes 503 with ``Retry-After: retryAfterSeconds`` (docs/design.md,
 "Failure semantics"); domain errors never leave a handler as exceptions. Errors aiohttp raises
 itself (413 body over :data:`MAX_REQUEST_BYTES`, 404 unknown path, 405 wrong method) are
 answered as JSON too, ``{"error": code, "message": ...}`` like every other error.

@@ -1,6 +1,6 @@
 """The contract between the webhook and the approver: claims, keys, EdDSA JWTs, trust policy.
 
-Pure: no HTTP, no database. See DESIGN.md, "The bootstrap token".
+Pure: no HTTP, no database. See docs/design.md, "The bootstrap token".
 """
 
 from bootstrap_token.audit import AuditEvent, AuditSink, fingerprint

@@ -1,4 +1,4 @@
-"""The audit event schema shared by the webhook and the approver (DESIGN, "Audit").
+"""The audit event schema shared by the webhook and the approver (docs/design.md, "Audit").
 
 One event per decision, emitted as one JSON line on the ``agent_bootstrap.audit`` logger; the
 approver also stores it. Events carry a ``jti``, a ``kid`` or a :func:`fingerprint` of a

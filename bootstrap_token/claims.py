@@ -15,8 +15,8 @@ Shape (JSON, camelCase as on the wire)::
     }
 
 At mutating time a controller-made pod has no name and no UID yet, so ``pod`` names where the
-token may be used, and the approver binds it to one agent at first use (DESIGN, "The bootstrap
-token").
+token may be used, and the approver binds it to one agent at first use (docs/design.md, "The
+bootstrap token").
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-#: Bounds on ``exp - iat`` in seconds (DESIGN: default 1 h, bounded 5 min .. 24 h).
+#: Bounds on ``exp - iat`` in seconds (docs/design.md, "The bootstrap token": default 1 h,
+#: bounded 5 min .. 24 h).
 MIN_TTL_SECONDS = 5 * 60
 MAX_TTL_SECONDS = 24 * 60 * 60
 DEFAULT_TTL_SECONDS = 60 * 60

@@ -1,9 +1,10 @@
 """A local stand-in for the few Kubernetes API calls the approver makes, for tests.
 
-No kube-apiserver runs on the test machines (DESIGN, "What we test against"), so this small aiohttp
-server answers on 127.0.0.1 with the Kubernetes API's own JSON shapes. The code under test does not
-know about it: it gets a kubernetes-asyncio ``ApiClient`` (:func:`api_client`) or a kubeconfig file
-(:func:`write_kubeconfig`) that points at it, exactly as it would get one for a real cluster.
+No kube-apiserver runs on the test machines (docs/design.md, "What we test against"), so this small
+aiohttp server answers on 127.0.0.1 with the Kubernetes API's own JSON shapes. The code under test
+does not know about it: it gets a kubernetes-asyncio ``ApiClient`` (:func:`api_client`) or a
+kubeconfig file (:func:`write_kubeconfig`) that points at it, exactly as it would get one for a
+real cluster.
 
 Endpoints (``Authorization: Bearer <token>`` required, else 401 with a ``Status``):
 

@@ -1,6 +1,6 @@
 """The mutating admission webhook that stamps trusted agent pods with a bootstrap token.
 
-Modules, from wire types to process (DESIGN.md, "Webhook behaviour"; docs/webhook.md)::
+Modules, from wire types to process (docs/design.md, "Webhook behaviour"; docs/webhook.md)::
 
     review          AdmissionReview wire types and hand-written readers (no logic)
     patch           JSON Patch builders for the pod's annotations (pure)

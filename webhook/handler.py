@@ -1,13 +1,13 @@
 """One review in, one answer out: decide, audit, count. No HTTP here (see :mod:`webhook.server`).
 
 Every review answered gets exactly one audit event (``component=webhook``,
-``event=admission.review``, DESIGN "Audit"; fields given in the schema's order, which lets
+``event=admission.review``, docs/design.md "Audit"; fields given in the schema's order, which lets
 :func:`webhook.audit.audit_line` skip reordering) and one count in ``reviews_total``. Reviews
 the HTTP layer refuses (400/413/415) get one too, through :meth:`Reviewer.refused`. Events
 carry the ``jti`` and ``kid``, never the token: the token exists only inside the patch.
 
 Nothing that goes wrong in here may block a pod: :meth:`Reviewer.answer` never raises, and every
-failure answers ``allowed: true`` without a patch (DESIGN, "Failure semantics").
+failure answers ``allowed: true`` without a patch (docs/design.md, "Failure semantics").
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import os
 
-#: 16 bytes (128 bits) per jti, as DESIGN specifies.
+#: 16 bytes (128 bits) per jti (docs/design.md, "The bootstrap token").
 JTI_BYTES = 16
 #: Jtis per ``os.urandom`` call.
 BATCH = 256

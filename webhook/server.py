@@ -118,7 +118,7 @@ def review_body(reviewer: Reviewer, job: ReviewJob) -> web.Response:
     Returns:
         400 with ``{"error": ...}`` when the body is not an AdmissionReview (see
         :func:`webhook.review.parse_review`), else 200 with the AdmissionReview answer, which
-        is ``allowed: true`` whatever happens inside (DESIGN, "Failure semantics").
+        is ``allowed: true`` whatever happens inside (docs/design.md, "Failure semantics").
     """
     body, started = job
     try:

@@ -1,6 +1,6 @@
 """The stamping policy: whether a Pod CREATE gets a bootstrap token, as a pure function.
 
-Rules (DESIGN.md, "Webhook behaviour"), checked in this order:
+Rules (docs/design.md, "Webhook behaviour"), checked in this order:
 
 ===============================================  ================  ==============================
 case                                             decision          reason
@@ -78,7 +78,7 @@ class StampConfig:
         issuer: ``iss`` claim.
         audience: ``aud`` claim.
         cluster: ``cluster`` claim.
-        ttl_seconds: ``exp - iat`` in seconds, 300..86400 (DESIGN, "The bootstrap token").
+        ttl_seconds: ``exp - iat`` in seconds, 300..86400 (docs/design.md, "The bootstrap token").
         inject_env: env injection into named containers, or None (off).
 
     Raises:
@@ -161,8 +161,8 @@ def claims_payload(
 ) -> dict[str, Any]:
     """The claims set of a stamped pod, exactly as :meth:`BootstrapClaims.to_payload` orders it.
 
-    Shape: DESIGN.md, "The bootstrap token" (``iss, aud, iat, nbf, exp, jti, cluster, namespace,
-    serviceAccount, pod, owner?, admissionUid``; times in seconds since the epoch).
+    Shape: docs/design.md, "The bootstrap token" (``iss, aud, iat, nbf, exp, jti, cluster,
+    namespace, serviceAccount, pod, owner?, admissionUid``; times in seconds since the epoch).
 
     Raises:
         MalformedReview: reason ``malformed_pod`` when the namespace (1..63), service account or

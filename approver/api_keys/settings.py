@@ -10,7 +10,7 @@ YAML (camelCase; environment ``AGENT_BOOTSTRAP_APPROVER_API_KEYS__ENABLED=true``
 
 The seed's Helm value ``agents.autoApprove.requireApiKey: true`` ("also allow API key auth")
 renders ``apiKeys.enabled: true``. Despite its name it *requires* nothing: it adds the API-key
-path (DESIGN, "Decision, in order", step 3) next to the bootstrap-token and service-account
+path (docs/design.md, "Decision, in order", step 3) next to the bootstrap-token and service-account
 paths, and like them it approves only while ``autoApprove.enabled`` is true. See
 ``docs/api-keys-and-service-accounts.md``.
 """

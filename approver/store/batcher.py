@@ -6,7 +6,7 @@ load many registrations wait for the database at the same moment, so :class:`Wri
 them together: while one transaction is in flight, newly submitted work queues; when it
 commits, everything queued (up to ``max_batch``) runs, in order, in the next transaction, and
 each caller gets its result only after that transaction committed. An answer is therefore
-still given only for committed work (DESIGN, "Failure semantics"), and a lone request is not
+still given only for committed work (docs/design.md, "Failure semantics"), and a lone request is not
 delayed: with nothing in flight its transaction starts at once.
 
 Items of one batch run one after the other on one connection, so each sees the writes of the

@@ -5,7 +5,7 @@ Exception tree::
     StoreError
     ├── StoreUnavailable    database unreachable, locked past busy_timeout, timed out, refused
     │                       the connection: nothing was written; the HTTP layer answers
-    │                       503 with Retry-After (DESIGN, "Failure semantics")
+    │                       503 with Retry-After (docs/design.md, "Failure semantics")
     └── StoreConflict       a unique constraint refused a write (a jti burnt by another
                             transaction, an agent id inserted concurrently): the transaction
                             was rolled back; the caller reads again and decides again

@@ -2,7 +2,7 @@
 
 * Every registration decision runs in one :meth:`Store.transaction`: read the view, decide,
   write, commit. The answer is given only after the commit, so an acknowledged approval is
-  durable (DESIGN, "Failure semantics").
+  durable (docs/design.md, "Failure semantics").
 * SQLite: WAL (readers do not block the writer), ``busy_timeout`` (a writer waits for the lock
   instead of failing at once), ``synchronous=FULL`` (a committed approval survives power loss)
   and ``BEGIN IMMEDIATE`` (a transaction takes the write lock up front, so two of them can never

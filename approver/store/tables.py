@@ -5,7 +5,7 @@ migrated database with this metadata. Portable between SQLite and PostgreSQL: st
 lengths, CHECK constraints instead of native enums, JSON (JSONB on PostgreSQL), UTC timestamps.
 
 ``token_uses.jti`` is the primary key: burning a ``jti`` is one INSERT that the database refuses
-when the ``jti`` is already there (DESIGN, "Store": "enforced by the database ... not by a
+when the ``jti`` is already there (docs/design.md, "Store": "enforced by the database ... not by a
 read-then-write in Python"). There is deliberately no foreign key from ``token_uses`` to
 ``agents``: a burnt ``jti`` stays burnt even if its agent's record is deleted later.
 

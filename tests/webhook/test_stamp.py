@@ -132,7 +132,8 @@ def config_for(stamp_config: StampConfig, case: Case) -> StampConfig:
 class TestDecisionTable:
     @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
     def test_decision(self, case: Case, stamp_config: StampConfig, signer: TokenSigner) -> None:
-        """Each row of the DESIGN table gets its decision, reason, patch and warning."""
+        """Each row of the table of docs/design.md, "Webhook behaviour", gets its decision,
+        reason, patch and warning."""
         review = case.review()
         request = request_of(review)
         decision = decide(request, config=config_for(stamp_config, case), signer=signer, now=NOW)
