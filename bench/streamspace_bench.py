@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     if args.pg_dsn:
-        from tests.integration.test_streamspace import _fresh_pg_url
+        from tests.integration.test_streamspace import _drop_pg, _fresh_pg_url
 
         url = asyncio.run(_fresh_pg_url(args.pg_dsn))
         asyncio.run(
@@ -192,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
                 streamspace_tls=args.streamspace_tls,
             )
         )
+        asyncio.run(_drop_pg(args.pg_dsn, url))
     return 0
 
 

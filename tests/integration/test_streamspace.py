@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -33,20 +34,25 @@ def _databases() -> list[Any]:
     ]
 
 
-async def _fresh_pg_url(dsn: str) -> str:
-    """A new, empty database on the test PostgreSQL (the approver migrates it)."""
-    import secrets
-
+async def _pg_admin(dsn: str, sql: str) -> None:
     import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type hints
 
-    name = f"agent_bootstrap_{secrets.token_hex(4)}"
-    plain = dsn.replace("postgresql+asyncpg://", "postgresql://")
-    conn = await asyncpg.connect(plain)
+    conn = await asyncpg.connect(dsn.replace("postgresql+asyncpg://", "postgresql://"))
     try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.execute(sql)
     finally:
         await conn.close()
+
+
+async def _fresh_pg_url(dsn: str) -> str:
+    """A new, empty database on the test PostgreSQL (the approver migrates it)."""
+    name = f"agent_bootstrap_{secrets.token_hex(4)}"
+    await _pg_admin(dsn, f'CREATE DATABASE "{name}"')
     return dsn.rsplit("/", 1)[0] + f"/{name}"
+
+
+async def _drop_pg(dsn: str, url: str) -> None:
+    await _pg_admin(dsn, f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
 @pytest.fixture(params=_databases())
@@ -63,6 +69,8 @@ async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         yield w
     finally:
         codes = await w.stop()
+        if database_url is not None:
+            await _drop_pg(str(os.environ.get(PG_DSN_ENV)), database_url)
         assert codes == {"webhook": 0, "approver": 0}, w.stack.log("approver")
 
 
