@@ -20,7 +20,14 @@ The live pod (``kubernetes.enabled``), read by name in the token's namespace, mu
    token that is not its pod's, a copy from a sibling pod);
 4. have a controller owner reference equal to the token's ``owner`` (kind, name, uid), or none
    when the token has none (else ``pod_owner_mismatch``, pending: an honest pod adopted by a
-   controller after admission also lands here, so it waits for an administrator).
+   controller after admission also lands here, so it waits for an administrator);
+5. with ``kubernetes.bindSourceAddress`` (the default): be the pod the request comes from: its
+   ``status.podIP`` (or one of ``status.podIPs``) is the request's source address (else
+   ``pod_address_mismatch``, 403 and a security event). An annotation is readable by anyone who
+   may ``get pods``, so a token presented from elsewhere, even for the right agent id, is not
+   that pod's agent: the network's word, not the pod's. It needs the approver to see pod
+   addresses, as it does for traffic inside the cluster; behind a proxy that rewrites the source
+   address, turn it off.
 
 A failed read (API unreachable, forbidden, timeout) is ``pod_lookup_failed``, pending: the retry
 30 s later looks again.
@@ -82,6 +89,8 @@ class LivePod:
         controller: the ``ownerReferences`` entry with ``controller: true``, if any.
         labels: ``metadata.labels``.
         resource_version: ``metadata.resourceVersion``.
+        addresses: ``status.podIP`` and ``status.podIPs`` (empty before the pod has a
+            network).
     """
 
     namespace: str
@@ -92,6 +101,7 @@ class LivePod:
     controller: OwnerRef | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     resource_version: str | None = None
+    addresses: frozenset[str] = frozenset()
 
 
 class PodLookupError(Exception):
@@ -115,11 +125,13 @@ class PodCheck(StrEnum):
     TOKEN_MISMATCH = "pod_token_mismatch"  # noqa: S105 - a reason code
     OWNER_MISMATCH = "pod_owner_mismatch"
     LOOKUP_FAILED = "pod_lookup_failed"
+    ADDRESS_MISMATCH = "pod_address_mismatch"
 
     @property
     def security_relevant(self) -> bool:
-        """Only a token that is not the pod's own is evidence of a copy (403)."""
-        return self is PodCheck.TOKEN_MISMATCH
+        """A token that is not the pod's own, or presented from another address than the
+        pod's, is evidence of a copy (403)."""
+        return self in (PodCheck.TOKEN_MISMATCH, PodCheck.ADDRESS_MISMATCH)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,15 +143,23 @@ class PodEvidence:
 
 
 def check_live_pod(
-    pod: LivePod | None, *, token: str, annotation: str, owner: OwnerRef | None
+    pod: LivePod | None,
+    *,
+    token: str,
+    annotation: str,
+    owner: OwnerRef | None,
+    source_address: str | None = None,
+    bind_source_address: bool = False,
 ) -> PodEvidence:
-    """Apply the four rules of the module docstring, in order.
+    """Apply the rules of the module docstring, in order.
 
     Args:
         pod: the pod read by name in the token's namespace, or None when the API said 404.
         token: the presented bootstrap token.
         annotation: the annotation key the webhook stamps (``kubernetes.tokenAnnotation``).
         owner: the token's ``owner`` claim.
+        source_address: the request's source address (None: unknown, which fails rule 5).
+        bind_source_address: apply rule 5.
     """
     if pod is None:
         return PodEvidence(PodCheck.NOT_FOUND)
@@ -150,4 +170,6 @@ def check_live_pod(
         return PodEvidence(PodCheck.TOKEN_MISMATCH, pod.uid)
     if pod.controller != owner:
         return PodEvidence(PodCheck.OWNER_MISMATCH, pod.uid)
+    if bind_source_address and (source_address is None or source_address not in pod.addresses):
+        return PodEvidence(PodCheck.ADDRESS_MISMATCH, pod.uid)
     return PodEvidence(PodCheck.OK, pod.uid)

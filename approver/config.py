@@ -179,6 +179,14 @@ class KubernetesSettings(_Section):
         default=True,
         description="Watch agent pods of trusted namespaces (needs enabled). Default true.",
     )
+    bind_source_address: bool = Field(
+        default=True,
+        alias="bindSourceAddress",
+        description="Default true (with enabled): a bootstrap token approves only when the "
+        "request comes from its pod's address (status.podIP), so a token read from the "
+        "annotation by anyone who may get pods is useless elsewhere. Needs the approver to see "
+        "pod addresses (traffic inside the cluster); false behind a proxy that rewrites them.",
+    )
     resync_seconds: float = Field(
         default=600.0,
         alias="resyncSeconds",

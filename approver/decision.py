@@ -78,6 +78,8 @@ pod_not_found                  202     (Kubernetes) no pod of that name in the t
 pod_terminating                202     (Kubernetes) the pod has a ``deletionTimestamp``
 pod_owner_mismatch             202     (Kubernetes) the pod's controller is not the token's owner
 pod_lookup_failed              202     (Kubernetes) the pod could not be read now
+pod_address_mismatch           403*    (Kubernetes) the request does not come from the pod's
+                                       address (``kubernetes.bindSourceAddress``)
 quota_exceeded                 202     the namespace or owner has its maximum of active
                                        auto-approved agents
 pending_expired                202     the pending registration outlived ``pendingTtlSeconds``;
@@ -209,6 +211,8 @@ class DecisionPolicy:
             (:attr:`Facts.pod` must be given whenever a verified token names the agent's pod).
         quota: the auto-approval quota.
         bootstrap_checks: extra pure step-2 checks (:class:`~approver.verifiers.BootstrapCheck`).
+        bind_source_address: ``kubernetes.bindSourceAddress``: the live pod must be the
+            request's source (:func:`approver.binding.check_live_pod`, rule 5).
     """
 
     auto_approve: bool
@@ -216,6 +220,7 @@ class DecisionPolicy:
     kubernetes: bool = False
     quota: QuotaPolicy = field(default_factory=QuotaPolicy)
     bootstrap_checks: tuple[BootstrapCheck, ...] = ()
+    bind_source_address: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -475,7 +480,7 @@ def _reissue_refusal(
     if evidence.check is PodCheck.OK and existing.pod_uid not in (None, evidence.uid):
         return Decision(Outcome.REJECTED, Reason.POD_UID_MISMATCH, Step.KNOWN_AGENT, security=True)
     if evidence.check is not PodCheck.OK:
-        security = evidence.check in (PodCheck.TOKEN_MISMATCH, PodCheck.OWNER_MISMATCH)
+        security = evidence.check.security_relevant or evidence.check is PodCheck.OWNER_MISMATCH
         return Decision(Outcome.REJECTED, evidence.check.value, Step.KNOWN_AGENT, security=security)
     return None
 

@@ -220,7 +220,7 @@ class Registrar:
                 validation); nothing was written.
         """
         now = self._clock()
-        facts, kid = await self._facts(request, headers, now=now)
+        facts, kid = await self._facts(request, headers, now=now, client_ip=client_ip)
         try:
             if self._control_plane is None:
                 registration, event = await self._decide_and_write(facts, kid=kid, now=now)
@@ -254,7 +254,12 @@ class Registrar:
         return registration
 
     async def _facts(
-        self, request: RegistrationRequest, headers: Mapping[str, str], *, now: float
+        self,
+        request: RegistrationRequest,
+        headers: Mapping[str, str],
+        *,
+        now: float,
+        client_ip: str | None,
     ) -> tuple[Facts, str | None]:
         """Everything checked before the transaction: credentials, the token's verification,
         the live pod, the step-3/4 verdicts. Returns the facts and the token's ``kid``."""
@@ -262,7 +267,9 @@ class Registrar:
         kid = presented.bootstrap.kid if presented.bootstrap is not None else None
         verification = self._verify(presented.bootstrap, now=int(now))
         pod_name = bound_pod_name(request, agent_id_prefix=self._policy.agent_id_prefix)
-        pod = await self._look_at_pod(request, presented.bootstrap, verification, pod_name)
+        pod = await self._look_at_pod(
+            request, presented.bootstrap, verification, pod_name, source_address=client_ip
+        )
         outcomes = (
             tuple(
                 [await v.verify(request=request, headers=headers, now=now) for v in self._verifiers]
@@ -399,6 +406,8 @@ class Registrar:
         credential: BootstrapCredential | None,
         verification: Verification,
         pod_name: str | None,
+        *,
+        source_address: str | None,
     ) -> PodEvidence | None:
         """The live pod's verdict, when Kubernetes access is on and the verified token names
         the agent's pod (the only case the decision looks at it). An expired token's authentic
@@ -418,7 +427,12 @@ class Registrar:
             log.warning("pod %s/%s: %s", claims.namespace, pod_name, exc)
             return PodEvidence(PodCheck.LOOKUP_FAILED)
         return check_live_pod(
-            live, token=credential.token, annotation=self._annotation, owner=claims.owner
+            live,
+            token=credential.token,
+            annotation=self._annotation,
+            owner=claims.owner,
+            source_address=source_address,
+            bind_source_address=self._policy.bind_source_address,
         )
 
     async def _decide_and_write(

@@ -7,8 +7,9 @@ per-agent time (pod creation -> WebSocket open) p50/p99, and the work StreamSpac
 requests by route). StreamSpace's bcrypt cost is a parameter: 4 (about 1 ms a hash here, "made
 cheap") by default; ``--bcrypt-cost 12`` is StreamSpace's own (about 220 ms a hash here).
 
-Agents bind distinct loopback source addresses (127.0.x.y), so StreamSpace's per-client rate
-limit (60/min, ``agentRateLimit``) sees one client per pod, as in a cluster.
+Each pod has its own loopback address (127.0.x.y) that its agent connects from, as in a cluster:
+the approver binds tokens to it, and StreamSpace's per-client rate limit (60/min,
+``agentRateLimit``) sees one client per pod.
 
 Run: ``.venv/bin/python -m bench.streamspace_bench [--agents 1000] [--pg-dsn DSN]``. With a DSN,
 the PostgreSQL run uses two approver processes (agents spread over them, as a Service would).
@@ -36,11 +37,6 @@ DEFAULT_AGENTS = 1000
 ADMISSION_CONCURRENCY = 64
 
 
-def source_address(n: int) -> str:
-    """A distinct loopback address per agent: 127.0.x.y with y in 2..251."""
-    return f"127.0.{n // 250}.{n % 250 + 2}"
-
-
 async def burst(world: World, agents: int, *, limit_seconds: float) -> dict[str, float]:
     """Create ``agents`` pods at once and run their agents until all are connected."""
     started: dict[int, float] = {}
@@ -55,9 +51,7 @@ async def burst(world: World, agents: int, *, limit_seconds: float) -> dict[str,
         async with gate:
             started[n] = time.monotonic()
             pod = await world.create_pod(session, deployment=deployments[n % len(urls)])
-        agent = world.agent(
-            pod, local_addr=source_address(n), pending_retry_seconds=1.0, heartbeat_interval=30.0
-        )
+        agent = world.agent(pod, pending_retry_seconds=1.0, heartbeat_interval=30.0)
         running.append(agent)
         task = asyncio.create_task(agent.run())
         tasks.append(task)

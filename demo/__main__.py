@@ -9,8 +9,9 @@ rendered with the values of docs/streamspace.md, admitted through the webhook.
 
 1. The HPA adds an agent pod in the trusted namespace ``streamspace``: stamped, its agent is
    approved **in StreamSpace's own list** and its WebSocket opens there.
-2. The same token copied onto another agent registers nobody; neither StreamSpace's shared key
-   nor the token opens a WebSocket as the first agent.
+2. The same token copied onto another agent registers nobody, nor does it from another address
+   than its pod's; neither StreamSpace's shared key nor the token opens a WebSocket as the
+   first agent.
 3. An agent pod in the untrusted namespace ``team-sandbox`` (a planted token stripped by the
    webhook) waits **pending in StreamSpace's list** until StreamSpace's administrator approves it
    there; then it connects.
@@ -126,6 +127,23 @@ class Demo:
             self.expect(
                 f"copied token on {world.agent_id(pod_b)} -> {answer.status} ({body['reason']})",
                 answer.status == 403 and body["reason"] == "token_reused",
+            )
+        async with (
+            aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(local_addr=("127.0.200.1", 0))
+            ) as elsewhere,
+            elsewhere.post(
+                f"{world.stack.approver_url}/api/v1/agents/register",
+                data=K8sAgentStandIn.request_body(world.env(pod_a)),
+                headers={"Content-Type": "application/json", "X-Agent-API-Key": token},
+                ssl=world.client_ssl,
+            ) as answer,
+        ):
+            body = await answer.json()
+            self.expect(
+                f"its token read from the annotation, for {a_id[-11:]} from another address "
+                f"-> {answer.status} ({body['reason']})",
+                answer.status == 403 and body["reason"] == "pod_address_mismatch",
             )
         for what, key in (("shared key", world.shared_key), ("bootstrap token", token)):
             status = await self.gate_connect(a_id, key)

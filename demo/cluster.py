@@ -11,8 +11,9 @@ What each step follows:
   the chart's own variables, as its template renders them);
 * the API server sends the webhook an AdmissionReview (the captured ReplicaSet envelope), applies
   the returned JSON Patch (``jsonpatch``), names the pod (``generateName`` + 5 characters) and
-  gives it a UID; a pod created while the webhook is down is stored as sent (``failurePolicy:
-  Ignore``);
+  gives it a UID and an address of its own (``status.podIP``, on loopback 127.0.x.y, which its
+  agent connects from); a pod created while the webhook is down is stored as sent
+  (``failurePolicy: Ignore``);
 * the kubelet resolves ``env`` in order, later definitions of a name winning, ``$(VAR)``
   references expanded from earlier ones, ``fieldRef`` through the downward API
   (``metadata.name``, ``metadata.namespace``, ``metadata.uid``, ``metadata.annotations['k']``)
@@ -129,6 +130,11 @@ class Pod:
     def annotations(self) -> dict[str, str]:
         return dict(self.manifest["metadata"].get("annotations") or {})
 
+    @property
+    def address(self) -> str:
+        """``status.podIP``: where the pod's containers connect from."""
+        return str(self.manifest["status"]["podIP"])
+
 
 class KubeletError(RuntimeError):
     """The kubelet cannot build the container's environment (a missing Secret key)."""
@@ -192,6 +198,14 @@ class Cluster:
         self.kube = kube
         self.webhook_url = webhook_url
         self._ssl = client_ssl
+        self._addresses = 0
+
+    def _next_address(self) -> str:
+        """A pod address of its own on loopback: 127.0.x.y (y in 2..251), as a CNI would give
+        each pod one; its agent connects from it."""
+        n = self._addresses
+        self._addresses += 1
+        return f"127.0.{n // 250 % 256}.{n % 250 + 2}"
 
     async def create_pod(
         self,
@@ -221,6 +235,8 @@ class Cluster:
                 session, self.webhook_url, review, client_ssl=self._ssl
             )
         manifest["metadata"]["uid"] = str(uuid.uuid4())
+        address = self._next_address()
+        manifest["status"] = {"phase": "Running", "podIP": address, "podIPs": [{"ip": address}]}
         manifest.setdefault("apiVersion", "v1")
         manifest.setdefault("kind", "Pod")
         stored = self.kube.add_pod(manifest)

@@ -204,7 +204,9 @@ class World:
         )
 
     def agent(self, pod: Pod, **options: Any) -> K8sAgentStandIn:
-        """StreamSpace's k8s-agent running in ``pod`` (short intervals unless given)."""
+        """StreamSpace's k8s-agent running in ``pod``: connecting from the pod's address, with
+        short intervals unless given."""
+        options.setdefault("local_addr", pod.address)
         options.setdefault("pending_retry_seconds", 0.3)
         options.setdefault("reconnect_backoff", (0.2, 0.4, 0.8))
         options.setdefault("request_timeout", 10.0)

@@ -112,12 +112,15 @@ def make_pod(
     generate_name: str | None = None,
     service_account: str = "default",
     phase: str = "Running",
+    pod_ip: str | None = "127.0.0.1",
 ) -> Json:
     """A Pod as the API server returns it (``metadata.resourceVersion`` is set by the stand-in).
 
     Args:
         owner: ``{"kind", "name", "uid"}`` of the controller (an ``ownerReferences`` entry with
             ``controller: true``), or None for a bare pod.
+        pod_ip: ``status.podIP`` (and ``podIPs``): by default loopback, where the tests' agents
+            connect from; None for a pod without a network yet.
     """
     metadata: Json = {
         "name": name,
@@ -148,7 +151,8 @@ def make_pod(
             "serviceAccountName": service_account,
             "containers": [{"name": "k8s-agent", "image": "streamspace/k8s-agent:latest"}],
         },
-        "status": {"phase": phase},
+        "status": {"phase": phase}
+        | ({"podIP": pod_ip, "podIPs": [{"ip": pod_ip}]} if pod_ip is not None else {}),
     }
 
 

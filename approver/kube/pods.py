@@ -53,6 +53,10 @@ def pod_from_json(obj: Mapping[str, Any]) -> LivePod:
                 controller = None
             break
     rv = meta.get("resourceVersion")
+    status = obj.get("status") or {}
+    addresses = {status.get("podIP")} | {
+        item.get("ip") for item in status.get("podIPs") or [] if isinstance(item, Mapping)
+    }
     return LivePod(
         namespace=namespace,
         name=name,
@@ -62,6 +66,7 @@ def pod_from_json(obj: Mapping[str, Any]) -> LivePod:
         controller=controller,
         labels=_str_map(meta.get("labels")),
         resource_version=str(rv) if rv is not None else None,
+        addresses=frozenset(a for a in addresses if isinstance(a, str) and a),
     )
 
 

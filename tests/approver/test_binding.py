@@ -1,4 +1,4 @@
-"""Binding a token to the live pod: the four rules, in order, as a table."""
+"""Binding a token to the live pod: the rules, in order, as a table."""
 
 from __future__ import annotations
 
@@ -77,8 +77,40 @@ def test_live_pod(
 
 
 def test_only_a_foreign_token_is_security_relevant() -> None:
-    """Only a token that is not the pod's own is evidence of a copy (403)."""
-    assert [c for c in PodCheck if c.security_relevant] == [PodCheck.TOKEN_MISMATCH]
+    """Only a token that is not the pod's own, or not presented from its address, is evidence
+    of a copy (403)."""
+    assert [c for c in PodCheck if c.security_relevant] == [
+        PodCheck.TOKEN_MISMATCH,
+        PodCheck.ADDRESS_MISMATCH,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("addresses", "source", "bind", "check"),
+    [
+        (frozenset({"10.1.2.3"}), "10.1.2.3", True, PodCheck.OK),
+        (frozenset({"10.1.2.3", "fd00::3"}), "fd00::3", True, PodCheck.OK),
+        (frozenset({"10.1.2.3"}), "10.9.9.9", True, PodCheck.ADDRESS_MISMATCH),
+        (frozenset({"10.1.2.3"}), None, True, PodCheck.ADDRESS_MISMATCH),
+        (frozenset(), "10.1.2.3", True, PodCheck.ADDRESS_MISMATCH),
+        (frozenset({"10.1.2.3"}), "10.9.9.9", False, PodCheck.OK),
+    ],
+    ids=["its address", "its IPv6 address", "another address", "address unknown",
+         "pod without address", "binding off"],
+)  # fmt: skip
+def test_source_address(
+    addresses: frozenset[str], source: str | None, bind: bool, check: PodCheck
+) -> None:
+    """Rule 5: the request comes from one of the pod's addresses (status.podIP/podIPs)."""
+    evidence = check_live_pod(
+        pod(addresses=addresses),
+        token=TOKEN,
+        annotation=ANNOTATION,
+        owner=OWNER_REF,
+        source_address=source,
+        bind_source_address=bind,
+    )
+    assert evidence.check is check
 
 
 @pytest.mark.parametrize(

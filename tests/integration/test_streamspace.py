@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from demo.cluster import Pod
 from demo.stack import ANNOTATION
 from demo.world import APPROVER_USER, HUMAN_ADMIN, World
 from tests.streamspace.agent import AgentExit, K8sAgentStandIn
@@ -103,6 +104,11 @@ async def running(agent: K8sAgentStandIn) -> AsyncIterator[asyncio.Task[None]]:
             await task
 
 
+def from_pod(pod: Pod) -> aiohttp.ClientSession:
+    """A client session whose connections come from ``pod``'s address (a container's)."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(pod.address, 0)))
+
+
 async def gate_connect(world: World, agent_id: str, key: str) -> int:
     """A WebSocket dial at the approver's gate as ``agent_id`` with ``key``: the status."""
     url = f"{world.stack.approver_url}/api/v1/agents/connect?agent_id={agent_id}"
@@ -167,12 +173,18 @@ class TestStampedAgent:
         pod = await world.create_pod(session)
         agent_id = world.agent_id(pod)
         env = world.env(pod)
-        async with session.post(
-            f"{world.stack.approver_url}/api/v1/agents/register",
-            data=K8sAgentStandIn.request_body(env),
-            headers={"Content-Type": "application/json", "X-Agent-API-Key": env["AGENT_API_KEY"]},
-            ssl=world.client_ssl,
-        ) as lost:
+        async with (
+            from_pod(pod) as container,
+            container.post(
+                f"{world.stack.approver_url}/api/v1/agents/register",
+                data=K8sAgentStandIn.request_body(env),
+                headers={
+                    "Content-Type": "application/json",
+                    "X-Agent-API-Key": env["AGENT_API_KEY"],
+                },
+                ssl=world.client_ssl,
+            ) as lost,
+        ):
             assert lost.status == 200
             first_key = (await lost.json())["apiKey"]
         agent = world.agent(pod)
@@ -236,6 +248,40 @@ class TestNoMasterKey:
         assert await gate_connect(world, agent_id, token) == 403
         for p in (pod, other):
             assert world.shared_key not in world.env(p).values()
+
+    async def test_token_read_from_the_annotation_is_useless_elsewhere(
+        self, world: World, session: aiohttp.ClientSession
+    ) -> None:
+        """Anyone who may get pods can read a pod's token; presented for that very agent id
+        from another address it gets nothing (403 pod_address_mismatch), and the agent keeps
+        its key and its WebSocket."""
+        pod = await world.create_pod(session)
+        agent = world.agent(pod)
+        agent_id = world.agent_id(pod)
+        async with running(agent):
+            await world.streamspace.wait_connected(agent_id, timeout=10)
+            key = agent.api_key
+            env = world.env(pod)
+            async with (
+                aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(local_addr=("127.0.9.9", 0))
+                ) as elsewhere,
+                elsewhere.post(
+                    f"{world.stack.approver_url}/api/v1/agents/register",
+                    data=K8sAgentStandIn.request_body(env),
+                    headers={
+                        "Content-Type": "application/json",
+                        "X-Agent-API-Key": env["AGENT_API_KEY"],
+                    },
+                    ssl=world.client_ssl,
+                ) as answer,
+            ):
+                body = await answer.json()
+            assert (answer.status, body["reason"]) == (403, "pod_address_mismatch")
+            assert "apiKey" not in body
+            await asyncio.sleep(3 * world.sync_seconds)
+            assert agent_id in world.streamspace.connected_agents()
+            assert await gate_connect(world, agent_id, key) == 101
 
 
 class TestManualApproval:
@@ -308,13 +354,19 @@ class TestOutage:
         pod = await world.create_pod(session)
         agent_id = world.agent_id(pod)
         env = world.env(pod)
-        async with session.post(
-            f"{world.stack.approver_url}/api/v1/agents/register",
-            data=K8sAgentStandIn.request_body(env),
-            headers={"Content-Type": "application/json", "X-Agent-API-Key": env["AGENT_API_KEY"]},
-            ssl=world.client_ssl,
-            timeout=aiohttp.ClientTimeout(total=10),
-        ) as answer:
+        async with (
+            from_pod(pod) as container,
+            container.post(
+                f"{world.stack.approver_url}/api/v1/agents/register",
+                data=K8sAgentStandIn.request_body(env),
+                headers={
+                    "Content-Type": "application/json",
+                    "X-Agent-API-Key": env["AGENT_API_KEY"],
+                },
+                ssl=world.client_ssl,
+                timeout=aiohttp.ClientTimeout(total=10),
+            ) as answer,
+        ):
             assert answer.status == 202
             assert int(answer.headers["Retry-After"]) >= 1
             body = await answer.json()
@@ -335,10 +387,7 @@ class TestBurst:
         its own address as pods are): every one approved in StreamSpace and connected."""
         count = 120
         pods = await asyncio.gather(*(world.create_pod(session) for _ in range(count)))
-        agents = [
-            world.agent(pod, local_addr=f"127.0.1.{n + 2}", heartbeat_interval=30.0)
-            for n, pod in enumerate(pods)
-        ]
+        agents = [world.agent(pod, heartbeat_interval=30.0) for pod in pods]
         async with contextlib.AsyncExitStack() as stack:
             for agent in agents:
                 await stack.enter_async_context(running(agent))

@@ -83,6 +83,7 @@ reviewTokensFile: {{ printf "/etc/agent-bootstrap/review/%s" $.Values.approver.r
 kubernetes:
   enabled: {{ eq (include "agent-bootstrap.approverWatchesPods" .) "true" }}
   tokenAnnotation: {{ .Values.agents.annotationKey | toJson }}
+  bindSourceAddress: {{ .Values.approver.kubernetes.bindSourceAddress | toJson }}
 pendingTtlSeconds: {{ .Values.approver.pendingTtlSeconds | toJson }}
 {{- if .Values.approver.tls.enabled }}
 tlsCertFile: /etc/agent-bootstrap/tls/tls.crt
