@@ -82,18 +82,6 @@ class Demo:
     async def in_streamspace(self, agent_id: str) -> dict[str, Any] | None:
         return (await self.world.streamspace_agents()).get(agent_id)
 
-    async def gate_connect(self, agent_id: str, key: str) -> int:
-        url = f"{self.world.stack.approver_url}/api/v1/agents/connect?agent_id={agent_id}"
-        async with aiohttp.ClientSession() as session:
-            try:
-                ws = await session.ws_connect(
-                    url, headers={"X-Agent-API-Key": key}, ssl=self.world.client_ssl
-                )
-            except aiohttp.WSServerHandshakeError as exc:
-                return exc.status
-            await ws.close()
-            return 101
-
     async def scenarios(self, session: aiohttp.ClientSession) -> None:
         world = self.world
         print("\n1. HPA scales StreamSpace's k8s-agent up in trusted namespace 'streamspace'")
@@ -116,37 +104,21 @@ class Demo:
         print("\n2. The same token copied onto a second agent, and StreamSpace's shared key")
         token = world.env(pod_a)["AGENT_API_KEY"]
         pod_b = await world.create_pod(session)
-        thief = dict(world.env(pod_b), AGENT_API_KEY=token)
-        async with session.post(
-            f"{world.stack.approver_url}/api/v1/agents/register",
-            data=K8sAgentStandIn.request_body(thief),
-            headers={"Content-Type": "application/json", "X-Agent-API-Key": token},
-            ssl=world.client_ssl,
-        ) as answer:
-            body = await answer.json()
-            self.expect(
-                f"copied token on {world.agent_id(pod_b)} -> {answer.status} ({body['reason']})",
-                answer.status == 403 and body["reason"] == "token_reused",
-            )
-        async with (
-            aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(local_addr=("127.0.200.1", 0))
-            ) as elsewhere,
-            elsewhere.post(
-                f"{world.stack.approver_url}/api/v1/agents/register",
-                data=K8sAgentStandIn.request_body(world.env(pod_a)),
-                headers={"Content-Type": "application/json", "X-Agent-API-Key": token},
-                ssl=world.client_ssl,
-            ) as answer,
-        ):
-            body = await answer.json()
-            self.expect(
-                f"its token read from the annotation, for {a_id[-11:]} from another address "
-                f"-> {answer.status} ({body['reason']})",
-                answer.status == 403 and body["reason"] == "pod_address_mismatch",
-            )
+        status, body, _ = await world.register_once(
+            world.env(pod_b), key=token, source=pod_b.address
+        )
+        self.expect(
+            f"copied token on {world.agent_id(pod_b)} -> {status} ({body['reason']})",
+            status == 403 and body["reason"] == "token_reused",
+        )
+        status, body, _ = await world.register_once(world.env(pod_a), source="127.0.200.1")
+        self.expect(
+            f"its token read from the annotation, for {a_id[-11:]} from another address "
+            f"-> {status} ({body['reason']})",
+            status == 403 and body["reason"] == "pod_address_mismatch",
+        )
         for what, key in (("shared key", world.shared_key), ("bootstrap token", token)):
-            status = await self.gate_connect(a_id, key)
+            status = await world.gate_connect(a_id, key)
             self.expect(f"WebSocket as {a_id[-11:]} with the {what} -> {status}", status == 403)
         self.expect(
             "no agent pod's environment holds the shared key",
@@ -193,7 +165,7 @@ class Demo:
             await until(lambda: a_id in world.streamspace.connected_agents())
             and restarted.api_key != old_key,
         )
-        status = await self.gate_connect(a_id, old_key)
+        status = await world.gate_connect(a_id, old_key)
         self.expect(f"the old key at the gate -> {status}", status == 403)
 
         print("\n5. HPA scales down: the first pod is deleted")

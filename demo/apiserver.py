@@ -48,34 +48,15 @@ def streamspace_review(
     annotations: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The AdmissionReview the API server sends when the ReplicaSet controller creates one of
-    StreamSpace's k8s-agent pods: the captured ReplicaSet envelope with the chart's pod
-    template in ``request.object`` (no name, no uid, ``generateName``, controller owner)."""
-    review = json.loads(REPLICASET_REVIEW.read_text())
+    StreamSpace's k8s-agent pods (the chart's Deployment with ``AGENT_API_KEY`` read from the
+    annotation): :func:`demo.cluster.pod_review` in ``api_version``."""
+    from demo.cluster import pod_review
+
+    review = pod_review(
+        load_deployment(), namespace=namespace, rs_hash=rs_hash, uid=uid, annotations=annotations
+    )
     review["apiVersion"] = api_version
-    deployment = load_deployment()
-    template = copy.deepcopy(deployment["spec"]["template"])
-    rs_name = f"{deployment['metadata']['name']}-{rs_hash}"
-    metadata: dict[str, Any] = {
-        "generateName": f"{rs_name}-",
-        "creationTimestamp": None,
-        "labels": {**template["metadata"]["labels"], "pod-template-hash": rs_hash},
-        "ownerReferences": [
-            {
-                "apiVersion": "apps/v1",
-                "kind": "ReplicaSet",
-                "name": rs_name,
-                "uid": f"rs-{rs_hash}-uid",
-                "controller": True,
-                "blockOwnerDeletion": True,
-            }
-        ],
-    }
-    if annotations is not None:
-        metadata["annotations"] = annotations
-    review["request"]["uid"] = uid
-    review["request"]["namespace"] = namespace
-    review["request"]["object"] = {"metadata": metadata, "spec": template["spec"], "status": {}}
-    return dict(review)
+    return review
 
 
 def generated_name(generate_name: str) -> str:

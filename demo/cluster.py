@@ -88,6 +88,7 @@ def pod_review(
     rs_name = f"{deployment['metadata']['name']}-{rs_hash}"
     metadata: Json = {
         "generateName": f"{rs_name}-",
+        "creationTimestamp": None,
         "labels": {**template["metadata"]["labels"], "pod-template-hash": rs_hash},
         "ownerReferences": [
             {

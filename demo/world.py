@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import secrets
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -215,6 +216,44 @@ class World:
     @staticmethod
     def agent_id(pod: Pod) -> str:
         return f"{AGENT_ID_PREFIX}-{pod.name}"
+
+    # --- one request, as an agent or an attacker would send it --------------------------------
+
+    async def register_once(
+        self, env: Mapping[str, str], *, key: str | None = None, source: str | None = None
+    ) -> tuple[int, dict[str, Any], Mapping[str, str]]:
+        """One registration at the approver with StreamSpace's agent's exact body for ``env``,
+        ``X-Agent-API-Key`` ``key`` (default: the env's ``AGENT_API_KEY``), from the address
+        ``source`` (default: 127.0.0.1). Returns the status, the JSON body and the headers."""
+        connector = aiohttp.TCPConnector(local_addr=(source, 0) if source else None)
+        async with (
+            aiohttp.ClientSession(connector=connector) as session,
+            session.post(
+                f"{self.stack.approver_url}/api/v1/agents/register",
+                data=K8sAgentStandIn.request_body(env),
+                headers={
+                    "Content-Type": "application/json",
+                    "X-Agent-API-Key": key if key is not None else env["AGENT_API_KEY"],
+                },
+                ssl=self.client_ssl,
+                timeout=aiohttp.ClientTimeout(total=10),
+            ) as answer,
+        ):
+            return answer.status, await answer.json(), answer.headers
+
+    async def gate_connect(self, agent_id: str, key: str) -> int:
+        """A WebSocket dial at the approver's gate as ``agent_id`` with ``key``: 101, or the
+        status of the refusal."""
+        url = f"{self.stack.approver_url}/api/v1/agents/connect?agent_id={agent_id}"
+        async with aiohttp.ClientSession() as session:
+            try:
+                ws = await session.ws_connect(
+                    url, headers={"X-Agent-API-Key": key}, ssl=self.client_ssl
+                )
+            except aiohttp.WSServerHandshakeError as exc:
+                return exc.status
+            await ws.close()
+            return 101
 
     # --- StreamSpace's administrator ---------------------------------------------------------
 

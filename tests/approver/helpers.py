@@ -11,11 +11,13 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from approver.config import ApproverSettings
+from approver.records import AgentRecord, AgentStatus
 from bootstrap_token import (
     AuditEvent,
     AuditSink,
@@ -176,3 +178,34 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def agent_record(
+    status: AgentStatus, *, at: datetime | None = None, **changes: object
+) -> AgentRecord:
+    """A record of :data:`AGENT_ID` with ``status``, created and updated ``at`` (default
+    :data:`NOW`), pending-manual defaults, then ``changes`` (any :class:`AgentRecord` field)."""
+    when = at or datetime.fromtimestamp(NOW, UTC)
+    base = AgentRecord(
+        id=uuid.uuid4(),
+        agent_id=AGENT_ID,
+        platform="kubernetes",
+        region=None,
+        capacity=None,
+        metadata={},
+        status=status,
+        approval_method=None,
+        approved_by=None,
+        approved_at=None,
+        reason="manual_approval_required",
+        jti=None,
+        kid=None,
+        cluster=None,
+        namespace=None,
+        pod_name=None,
+        pod_uid=None,
+        credential_hash="c" * 64,
+        created_at=when,
+        updated_at=when,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,7 +15,7 @@ from approver.lifecycle import (
     first_approval,
 )
 from approver.records import AgentRecord, AgentStatus, ApprovalMethod
-from tests.approver.helpers import AGENT_ID, NOW
+from tests.approver.helpers import NOW, agent_record
 
 T0 = datetime.fromtimestamp(NOW, UTC)
 T1 = T0 + timedelta(minutes=5)
@@ -26,29 +24,7 @@ E = LifecycleEvent
 
 
 def record(status: AgentStatus, **changes: object) -> AgentRecord:
-    base = AgentRecord(
-        id=uuid.uuid4(),
-        agent_id=AGENT_ID,
-        platform="kubernetes",
-        region=None,
-        capacity=None,
-        metadata={},
-        status=status,
-        approval_method=None,
-        approved_by=None,
-        approved_at=None,
-        reason="manual_approval_required",
-        jti=None,
-        kid=None,
-        cluster=None,
-        namespace=None,
-        pod_name=None,
-        pod_uid=None,
-        credential_hash="c" * 64,
-        created_at=T0,
-        updated_at=T0,
-    )
-    return replace(base, **changes)  # type: ignore[arg-type]
+    return agent_record(status, at=T0, **changes)
 
 
 #: (event, from, allowed?) for every event and status.

@@ -18,7 +18,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from demo.cluster import Pod
 from demo.stack import ANNOTATION
 from demo.world import APPROVER_USER, HUMAN_ADMIN, World
 from tests.streamspace.agent import AgentExit, K8sAgentStandIn
@@ -104,23 +103,6 @@ async def running(agent: K8sAgentStandIn) -> AsyncIterator[asyncio.Task[None]]:
             await task
 
 
-def from_pod(pod: Pod) -> aiohttp.ClientSession:
-    """A client session whose connections come from ``pod``'s address (a container's)."""
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(pod.address, 0)))
-
-
-async def gate_connect(world: World, agent_id: str, key: str) -> int:
-    """A WebSocket dial at the approver's gate as ``agent_id`` with ``key``: the status."""
-    url = f"{world.stack.approver_url}/api/v1/agents/connect?agent_id={agent_id}"
-    async with aiohttp.ClientSession() as s:
-        try:
-            ws = await s.ws_connect(url, headers={"X-Agent-API-Key": key}, ssl=world.client_ssl)
-        except aiohttp.WSServerHandshakeError as exc:
-            return exc.status
-        await ws.close()
-        return 101
-
-
 class TestStampedAgent:
     async def test_approved_in_streamspace_and_connected(
         self, world: World, session: aiohttp.ClientSession
@@ -172,26 +154,14 @@ class TestStampedAgent:
         is refused by StreamSpace and by the gate."""
         pod = await world.create_pod(session)
         agent_id = world.agent_id(pod)
-        env = world.env(pod)
-        async with (
-            from_pod(pod) as container,
-            container.post(
-                f"{world.stack.approver_url}/api/v1/agents/register",
-                data=K8sAgentStandIn.request_body(env),
-                headers={
-                    "Content-Type": "application/json",
-                    "X-Agent-API-Key": env["AGENT_API_KEY"],
-                },
-                ssl=world.client_ssl,
-            ) as lost,
-        ):
-            assert lost.status == 200
-            first_key = (await lost.json())["apiKey"]
+        status, lost, _ = await world.register_once(world.env(pod), source=pod.address)
+        assert status == 200
+        first_key = lost["apiKey"]
         agent = world.agent(pod)
         async with running(agent):
             await world.streamspace.wait_connected(agent_id, timeout=10)
             assert agent.api_key != first_key
-        assert await gate_connect(world, agent_id, first_key) == 403
+        assert await world.gate_connect(agent_id, first_key) == 403
         approvals = [
             r for r in world.streamspace.requests if r.path.endswith("/approve") and r.status == 200
         ]
@@ -236,16 +206,12 @@ class TestNoMasterKey:
             await world.streamspace.wait_connected(agent_id, timeout=10)
         token = world.env(pod)["AGENT_API_KEY"]
         other = await world.create_pod(session)
-        thief = dict(world.env(other), AGENT_API_KEY=token)
-        async with session.post(
-            f"{world.stack.approver_url}/api/v1/agents/register",
-            data=K8sAgentStandIn.request_body(thief),
-            headers={"Content-Type": "application/json", "X-Agent-API-Key": token},
-            ssl=world.client_ssl,
-        ) as answer:
-            assert (answer.status, (await answer.json())["reason"]) == (403, "token_reused")
-        assert await gate_connect(world, agent_id, world.shared_key) == 403
-        assert await gate_connect(world, agent_id, token) == 403
+        status, body, _ = await world.register_once(
+            world.env(other), key=token, source=other.address
+        )
+        assert (status, body["reason"]) == (403, "token_reused")
+        assert await world.gate_connect(agent_id, world.shared_key) == 403
+        assert await world.gate_connect(agent_id, token) == 403
         for p in (pod, other):
             assert world.shared_key not in world.env(p).values()
 
@@ -261,27 +227,12 @@ class TestNoMasterKey:
         async with running(agent):
             await world.streamspace.wait_connected(agent_id, timeout=10)
             key = agent.api_key
-            env = world.env(pod)
-            async with (
-                aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(local_addr=("127.0.9.9", 0))
-                ) as elsewhere,
-                elsewhere.post(
-                    f"{world.stack.approver_url}/api/v1/agents/register",
-                    data=K8sAgentStandIn.request_body(env),
-                    headers={
-                        "Content-Type": "application/json",
-                        "X-Agent-API-Key": env["AGENT_API_KEY"],
-                    },
-                    ssl=world.client_ssl,
-                ) as answer,
-            ):
-                body = await answer.json()
-            assert (answer.status, body["reason"]) == (403, "pod_address_mismatch")
+            status, body, _ = await world.register_once(world.env(pod), source="127.0.9.9")
+            assert (status, body["reason"]) == (403, "pod_address_mismatch")
             assert "apiKey" not in body
             await asyncio.sleep(3 * world.sync_seconds)
             assert agent_id in world.streamspace.connected_agents()
-            assert await gate_connect(world, agent_id, key) == 101
+            assert await world.gate_connect(agent_id, key) == 101
 
 
 class TestManualApproval:
@@ -353,23 +304,9 @@ class TestOutage:
         await world.streamspace.stop_listening()
         pod = await world.create_pod(session)
         agent_id = world.agent_id(pod)
-        env = world.env(pod)
-        async with (
-            from_pod(pod) as container,
-            container.post(
-                f"{world.stack.approver_url}/api/v1/agents/register",
-                data=K8sAgentStandIn.request_body(env),
-                headers={
-                    "Content-Type": "application/json",
-                    "X-Agent-API-Key": env["AGENT_API_KEY"],
-                },
-                ssl=world.client_ssl,
-                timeout=aiohttp.ClientTimeout(total=10),
-            ) as answer,
-        ):
-            assert answer.status == 202
-            assert int(answer.headers["Retry-After"]) >= 1
-            body = await answer.json()
+        status, body, headers = await world.register_once(world.env(pod), source=pod.address)
+        assert status == 202
+        assert int(headers["Retry-After"]) >= 1
         assert (body["approvalStatus"], body["reason"]) == ("pending", "control_plane_unavailable")
         status, _ = await world.approver_admin("GET", f"/agents/{agent_id}")
         assert status == 404

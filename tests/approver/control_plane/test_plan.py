@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,8 +9,9 @@ import pytest
 from approver.control_plane.plan import Step, SyncKind, registration_step, sync_actions
 from approver.control_plane.port import ControlPlaneAgent
 from approver.records import AgentRecord, AgentStatus, ControlPlaneState
+from tests.approver.helpers import AGENT_ID, agent_record
 
-AGENT = "k8s-prod-cluster-streamspace-k8s-agent-7d9f8b6c5-bb9n5"
+AGENT = AGENT_ID
 LISTED_AT = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 BEFORE = LISTED_AT - timedelta(seconds=30)
 _P, _A, _I, _R = AgentStatus.PENDING, AgentStatus.ACTIVE, AgentStatus.INACTIVE, AgentStatus.REJECTED
@@ -25,26 +25,9 @@ def record(
     updated: datetime = BEFORE,
     synced: datetime | None = BEFORE,
 ) -> AgentRecord:
-    return AgentRecord(
-        id=uuid.uuid4(),
-        agent_id=AGENT,
-        platform="kubernetes",
-        region="default",
-        capacity=None,
-        metadata={},
-        status=status,
-        approval_method=None,
-        approved_by=None,
-        approved_at=None,
-        reason="test",
-        jti=None,
-        kid=None,
-        cluster=None,
-        namespace=None,
-        pod_name=None,
-        pod_uid=None,
-        credential_hash=None,
-        created_at=BEFORE,
+    return agent_record(
+        status,
+        at=BEFORE,
         updated_at=updated,
         control_plane=known,
         control_plane_at=synced if known is not None else None,
