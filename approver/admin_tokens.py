@@ -20,6 +20,7 @@ recommends against leaking token validity; the hash makes lengths uniform).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bootstrap_token import fingerprint
+from bootstrap_token.file_mode import mode_warning
 
 log = logging.getLogger(__name__)
 
@@ -129,12 +131,20 @@ class TokenFile:
 
     :meth:`current` checks the file's identity (inode, size, modification time, following
     symlinks) at most once per ``check_interval_seconds``; when it changed, the file is parsed
-    again. A change that does not parse (or a file that vanished) keeps the tokens in use and
-    logs a warning naming the line, never its content, so a bad edit cannot lock every
-    administrator out.
+    again and the reload is logged at INFO with the names and the count, never a token:
+    ``adminTokensFile (...) /path re-read: 2 token(s) (added bob; removed carol)`` (a bare
+    token's name is its fingerprint). A change that does not parse (or a file that vanished)
+    keeps the tokens in use and logs a warning naming the line, never its content, so a bad
+    edit cannot lock every administrator out. :meth:`follow` looks in the background, so a
+    change is seen (and logged) within a second, not at the next request.
+
+    Each time the file is loaded, a mode open to other users than its owner (beyond what this
+    process needs, :mod:`bootstrap_token.file_mode`) is a warning naming the setting, the path
+    and the mode.
 
     Args:
         path: the file, or None (no tokens: every call refused).
+        setting: how log lines name the setting, e.g. ``adminTokensFile (config file x.yaml)``.
         check_interval_seconds: how often to look at the file, in seconds (default 1).
         monotonic: the clock for that interval.
 
@@ -146,15 +156,18 @@ class TokenFile:
         self,
         path: Path | None,
         *,
+        setting: str = "adminTokensFile",
         check_interval_seconds: float = 1.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._path = path
+        self._setting = setting
         self._interval = check_interval_seconds
         self._monotonic = monotonic
         self._checked = monotonic()
         self._signature = _signature(path) if path is not None else None
         self._tokens = AdminTokens.from_file(path) if path is not None else AdminTokens()
+        self._warn_mode()
 
     @property
     def path(self) -> Path | None:
@@ -173,16 +186,61 @@ class TokenFile:
             return self._tokens
         self._signature = signature
         try:
-            self._tokens = AdminTokens.from_file(self._path)
+            tokens = AdminTokens.from_file(self._path)
         except AdminTokensError as exc:
             log.warning(
-                "tokens file %s changed but cannot be used (%s); keeping the old tokens",
+                "%s %s changed but cannot be used (%s); keeping the %d token(s) in use",
+                self._setting,
                 self._path,
                 exc,
+                len(self._tokens),
             )
-        else:
-            log.info("tokens file %s re-read: %d token(s)", self._path, len(self._tokens))
+            return self._tokens
+        log.info(
+            "%s %s re-read: %d token(s)%s",
+            self._setting,
+            self._path,
+            len(tokens),
+            _changes(self._tokens, tokens),
+        )
+        self._tokens = tokens
+        self._warn_mode()
         return self._tokens
+
+    async def follow(self) -> None:
+        """Look at the file every ``check_interval_seconds`` until cancelled, so a change is
+        applied and logged when it happens (:meth:`current`). Returns at once without a file."""
+        if self._path is None:
+            return
+        while True:
+            await asyncio.sleep(self._interval)
+            self.current()
+
+    def _warn_mode(self) -> None:
+        if self._path is None:
+            return
+        warning = mode_warning(self._setting, self._path)
+        if warning is not None:
+            log.warning("%s", warning)
+
+
+def _changes(before: AdminTokens, after: AdminTokens) -> str:
+    """`` (added a, b; removed c)``, `` (same names, tokens changed)`` or `` (unchanged)``:
+    names only, in file order (a bare token is named by its fingerprint), never a token."""
+    old = [e.actor for e in before.entries]
+    new = [e.actor for e in after.entries]
+    added = [name for name in new if name not in old]
+    removed = [name for name in old if name not in new]
+    parts = []
+    if added:
+        parts.append("added " + ", ".join(added))
+    if removed:
+        parts.append("removed " + ", ".join(removed))
+    if parts:
+        return f" ({'; '.join(parts)})"
+    if before.entries != after.entries:
+        return " (same names, tokens changed)"
+    return " (unchanged)"
 
 
 def _signature(path: Path) -> tuple[int, int, int] | None:

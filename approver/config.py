@@ -91,7 +91,13 @@ from approver.control_plane.settings import ControlPlaneSettings
 from approver.service_accounts.settings import ServiceAccountSettings
 from bootstrap_token import TrustPolicy
 from bootstrap_token import config_file as _cf
-from bootstrap_token.config_file import ConfigFileError, Origins, YamlFileSource, read_yaml
+from bootstrap_token.config_file import (
+    ConfigFileError,
+    ListenPort,
+    Origins,
+    YamlFileSource,
+    read_yaml,
+)
 
 ENV_PREFIX = "AGENT_BOOTSTRAP_APPROVER_"
 #: Environment variable naming the YAML config file (``--config`` wins over it).
@@ -374,7 +380,7 @@ class ApproverSettings(BaseSettings):
         description="PEM private key of the serving certificate. Set together with tlsCertFile.",
     )
     host: str = Field(default="0.0.0.0", min_length=1, description="Listen address.")  # noqa: S104 - agents reach the pod through a Service.
-    port: int = Field(default=8444, ge=1, le=65535, description="Listen port. Default 8444.")
+    port: ListenPort = Field(default=8444, description="Listen port, 1..65535. Default 8444.")
     retry_after_seconds: int = Field(
         default=5,
         alias="retryAfterSeconds",
@@ -494,8 +500,8 @@ def load_settings(
         raise ConfigError(origins.describe_errors(exc)) from None
     except SettingsError as exc:
         # A variable that should hold JSON (a list, an object) does not; the message names the
-        # field and the source, not the value.
-        raise ConfigError(f"invalid configuration:\n  {exc}") from None
+        # variable and its file key, not the value.
+        raise ConfigError(origins.describe_settings_error(exc, os.environ)) from None
     finally:
         _config_file.reset(token)
     settings._origins = origins

@@ -74,6 +74,8 @@ BAD_REQUEST_EVENT = "admin.request"
 INVALID_FILTER = "invalid_filter"
 #: Longest controller owner UID the store holds (``agents.owner_uid``).
 OWNER_UID_MAX_LENGTH = 64
+#: The message of a 404 ``agent_not_found``.
+AGENT_NOT_FOUND = "no agent has this agentId"
 #: Where :func:`_admin` leaves the authenticated caller's name on the request.
 _ACTOR = web.RequestKey("actor", str)
 
@@ -167,7 +169,7 @@ async def get_agent(request: web.Request) -> web.StreamResponse:
     actor = _admin(request)
     agent = await request.app[ADMIN_KEY].get_agent(agent_id=_agent_id(request), actor=actor)
     if agent is None:
-        return json_error(404, "agent_not_found")
+        return json_error(404, "agent_not_found", AGENT_NOT_FOUND)
     return json_response({"agent": agent_json(agent)})
 
 
@@ -183,7 +185,7 @@ def _action(name: str) -> Handler:
         except TransitionNotAllowed as exc:
             return json_error(409, "transition_not_allowed", str(exc))
         if agent is None:
-            return json_error(404, "agent_not_found")
+            return json_error(404, "agent_not_found", AGENT_NOT_FOUND)
         sync = request.app.get(SYNC_KEY)
         if sync is not None:
             sync.wake()  # carry the decision to the control plane now
@@ -200,7 +202,7 @@ async def delete_agent(request: web.Request) -> web.StreamResponse:
     agent_id = _agent_id(request)
     deleted = await request.app[ADMIN_KEY].delete(agent_id=agent_id, actor=actor)
     if deleted is None:
-        return json_error(404, "agent_not_found")
+        return json_error(404, "agent_not_found", AGENT_NOT_FOUND)
     control_plane = request.app.get(CONTROL_PLANE_KEY)
     if control_plane is not None and deleted.control_plane not in (None, ControlPlaneState.ABSENT):
         # The row is gone here, so the sync loop cannot see it: deregister it there now.

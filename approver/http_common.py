@@ -100,7 +100,8 @@ async def read_json(request: web.Request, *, optional: bool = False) -> Any:
 
 def authenticate(request: web.Request, *token_files: TokenFile) -> str:
     """The caller's actor name from ``Authorization: Bearer`` checked against ``token_files``
-    (constant time), or raise 401 (and audit the refusal, without the token).
+    (constant time), or raise 401 (and audit the refusal, without the token). The 401 body has
+    the shape of every other error, ``{"error": "unauthorized", "message": ...}``.
 
     The ``admin.auth`` event names the method and the route pattern (:func:`request_route`),
     never the path the unauthenticated caller sent."""
@@ -122,8 +123,13 @@ def authenticate(request: web.Request, *token_files: TokenFile) -> str:
         )
     )
     challenge = _REALM if token is None else _REALM + ', error="invalid_token"'
+    message = (
+        "send Authorization: Bearer <token>"
+        if token is None
+        else "the bearer token is not one of the configured tokens"
+    )
     raise web.HTTPUnauthorized(
-        text='{"error": "unauthorized"}',
+        text=jsonio.dumps(error_body("unauthorized", message)).decode("utf-8"),
         content_type="application/json",
         headers={"WWW-Authenticate": challenge},
     )

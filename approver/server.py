@@ -139,8 +139,9 @@ def create_app(
             (the API-key path reads ``store``'s database and ``apiKeys.secretDir``; the
             service-account path in mode tokenreview uses ``kube``). The application closes
             them on cleanup.
-        background: start the sweeper, the pod watch, the control-plane sync loop and the
-            gate's recheck (tests of single requests turn them off).
+        background: start the sweeper, the pod watch, the control-plane sync loop, the
+            gate's recheck and the tokens files' follow-up (tests of single requests turn them
+            off).
         control_plane: the control plane's adapter; default: built from ``controlPlane``
             (None when its type is ``none``). The application closes it on cleanup.
 
@@ -339,8 +340,8 @@ def _resources(
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
-    """The sweeper, the pod watch, the control-plane sync loop and the gate's recheck, for the
-    life of the app."""
+    """The sweeper, the pod watch, the control-plane sync loop, the gate's recheck and the tokens
+    files' follow-up, for the life of the app."""
     settings = app[SETTINGS_KEY]
     sweeper = app[SWEEPER_KEY]
     tasks = [
@@ -357,6 +358,9 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     connections = app.get(CONNECTIONS_KEY)
     if connections is not None:
         tasks.append(asyncio.create_task(connections.run(), name="gate-recheck"))
+    for name, key in (("admin", ADMIN_TOKENS_KEY), ("review", REVIEW_TOKENS_KEY)):
+        # A changed tokens file is applied and logged when it changes, not at the next request.
+        tasks.append(asyncio.create_task(app[key].follow(), name=f"{name}-tokens-file"))
     yield
     if connections is not None:
         await connections.close_all()
@@ -459,7 +463,7 @@ def load_key_set(settings: ApproverSettings) -> KeySet:
 def _token_file(settings: ApproverSettings, key: str) -> TokenFile:
     path = settings.admin_tokens_file if key == "adminTokensFile" else settings.review_tokens_file
     try:
-        return TokenFile(path)
+        return TokenFile(path, setting=_field(settings, key))
     except AdminTokensError as exc:
         raise ConfigError(f"{_field(settings, key)}: {exc}") from None
 

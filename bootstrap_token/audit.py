@@ -4,18 +4,45 @@ One event per decision, emitted as one JSON line on the ``agent_bootstrap.audit`
 approver also stores it. Events carry a ``jti``, a ``kid`` or a :func:`fingerprint` of a
 credential, never a token, an API key or key material: the model has no field that could hold
 one, and ``extra="forbid"`` keeps it that way.
+
+Lines are read in terminals and log viewers, and some fields come from a pod (its name or
+``generateName``, its service account): JSON escapes the C0 control characters, and
+:func:`terminal_safe` escapes the rest of what a terminal acts on or reorders, in the same
+``\\uXXXX`` form (the line decodes to the same values).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 AUDIT_LOGGER = "agent_bootstrap.audit"
+
+#: What a terminal or a log viewer acts on or reorders beyond the C0 controls JSON escapes
+#: anyway: DEL and the C1 controls (U+007F..U+009F; U+009B is a CSI), the bidirectional
+#: formatting characters (U+061C, U+200E, U+200F, U+202A..U+202E, U+2066..U+2069: a U+202E
+#: override shows ``exe.txt`` for ``txt.exe``) and the line and paragraph separators (U+2028,
+#: U+2029).
+TERMINAL_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def terminal_safe(line: str) -> str:
+    """``line`` (a JSON document) with every :data:`TERMINAL_UNSAFE` character written as a
+    JSON ``\\uXXXX`` escape. Such characters can only stand inside JSON strings, so the result
+    is valid JSON that decodes to the same values; ``line`` itself when it holds none."""
+    if TERMINAL_UNSAFE.search(line) is None:
+        return line
+    return TERMINAL_UNSAFE.sub(_escape, line)
+
 
 Component = Literal["webhook", "approver", "certs-tooling"]
 
@@ -52,7 +79,8 @@ class AuditEvent(BaseModel):
     message: str | None = None
 
     def to_json(self) -> str:
-        return self.model_dump_json(exclude_none=True)
+        """The JSON line: unset fields omitted, :func:`terminal_safe`."""
+        return terminal_safe(self.model_dump_json(exclude_none=True))
 
 
 class AuditSink:

@@ -21,11 +21,17 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource
+
+from bootstrap_token.env_json import SETTINGS_ERROR_FIELD, is_json, json_location
+
+#: A port a service listens on, the same rule for both services: 1..65535. Port 0 ("any free
+#: port") is refused: a Service, a probe or an agent cannot point at a port chosen at random.
+ListenPort = Annotated[int, Field(ge=1, le=65535)]
 
 
 class ConfigFileError(ValueError):
@@ -231,6 +237,37 @@ class Origins:
                     lines.append(f"{file_key(self.model, loc)}: unknown key")
                 continue
             lines.append(f"{self.describe(loc)}: {err['msg']}")
+        return "invalid configuration:\n  " + "\n  ".join(lines)
+
+    def describe_settings_error(self, exc: Exception, environ: Mapping[str, str]) -> str:
+        """A pydantic-settings ``SettingsError`` (a variable for a list or an object that does
+        not hold JSON; its own text names only the top-level field and the source class) as
+        lines naming each variable at fault and its file key, never the value:
+        ``trust.namespaces (env AGENT_..._TRUST__NAMESPACES): not valid JSON (a list or an
+        object is written as JSON in the environment, e.g. ["a"] or {"key": "value"})``.
+
+        Args:
+            exc: the ``SettingsError``.
+            environ: the environment the settings were read from (``os.environ``).
+        """
+        match = SETTINGS_ERROR_FIELD.search(str(exc))
+        top = match.group(1).upper() if match else ""
+        hint = (
+            "not valid JSON (a list or an object is written as JSON in the environment, "
+            'e.g. ["a"] or {"key": "value"})'
+        )
+        lines = []
+        for name in sorted(self.environ):
+            rest = name.upper()[len(self.env_prefix) :]
+            if top and rest != top and not rest.startswith(top + "__"):
+                continue
+            loc = json_location(self.model, name[len(self.env_prefix) :])
+            if loc and not is_json(environ.get(name, "")):
+                lines.append(f"{file_key(self.model, loc)} (env {name}): {hint}")
+        if not lines:
+            key = file_key(self.model, [match.group(1)]) if match else "settings"
+            where = env_name(self.env_prefix, self.model, [match.group(1)]) if match else ""
+            lines.append(f"{key} (env {where or self.env_prefix + '...'}): {hint}")
         return "invalid configuration:\n  " + "\n  ".join(lines)
 
 

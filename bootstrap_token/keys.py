@@ -149,8 +149,12 @@ class KeySet(Mapping[str, Ed25519PublicKey]):
         if isinstance(document, bytes | str):
             try:
                 document = json.loads(document)
-            except ValueError:
-                raise KeyLoadError("JWKS is not valid JSON") from None
+            except json.JSONDecodeError as exc:
+                raise KeyLoadError(
+                    f"JWKS is not valid JSON (line {exc.lineno}, column {exc.colno})"
+                ) from None
+            except ValueError:  # bytes that are not UTF-8
+                raise KeyLoadError("JWKS is not valid JSON (not UTF-8 text)") from None
         if not isinstance(document, Mapping) or not isinstance(document.get("keys"), list):
             raise KeyLoadError("JWKS must be an object with a 'keys' list")
         keys: list[Ed25519PublicKey] = []
@@ -196,15 +200,27 @@ class KeySet(Mapping[str, Ed25519PublicKey]):
 
     @classmethod
     def from_file(cls, path: Path) -> KeySet:
-        """Load a JWKS (``.json``) or PEM public keys (anything else) from ``path``.
+        """Load a JWKS or PEM public keys from ``path``.
+
+        A file named ``*.json``, or whose content starts with ``{`` or ``[``, is read as a JWKS
+        (so a broken ``jwks.json`` is reported as JSON, with its line and column); a file
+        holding a ``-----BEGIN`` line as PEM; anything else is neither.
 
         Raises:
-            KeyLoadError, OSError.
+            KeyLoadError: the content is not a usable JWKS / PEM, or is neither (the message
+                says which, never the content).
+            OSError: the file cannot be read.
         """
         data = path.read_bytes()
-        if data.lstrip().startswith(b"{"):
+        head = data.lstrip()[:1]
+        if path.suffix.lower() == ".json" or head in (b"{", b"["):
             return cls.from_jwks(data)
-        return cls.from_public_pem(data)
+        if b"-----BEGIN" in data:
+            return cls.from_public_pem(data)
+        raise KeyLoadError(
+            "neither a JWKS (a JSON object with a 'keys' list) nor PEM public keys "
+            "(-----BEGIN PUBLIC KEY-----)"
+        )
 
     def to_jwks(self) -> dict[str, list[dict[str, str]]]:
         """The public JWKS document, keys sorted by ``kid`` for stable output."""

@@ -11,7 +11,9 @@ Each finding is one line, ``OK``/``WARN``/``FAIL``:
 * each serving certificate: a serverAuth leaf (RFC 5280 4.2.1.12) with subjectAltNames
   (RFC 5280 4.2.1.6; Go's TLS stack, hence the API server, ignores the CN), its key matches,
   issued by ``ca.crt``, chains to a CA in ``ca-bundle.crt`` (what the API server trusts), and
-  the combined ``.pem`` file holds the same pair;
+  the combined ``.pem`` file holds the same pair; with a namespace given, its Service names are
+  in that namespace (FAIL otherwise: the API server dials ``svc.NS.svc``,
+  :mod:`certs_tooling.namespaces`); serving certificates for different namespaces are a WARN;
 * ``jwks.json`` holds public keys only (RFC 7517 section 5: no ``d``), loads as Ed25519 keys,
   and contains the kid of ``signing.key`` (else every token fails with ``unknown_kid``);
 * ``keys/state.json`` agrees: its active key is ``signing.key``, and every pending/active/
@@ -52,6 +54,7 @@ from certs_tooling.findings import (
     parse_cert,
 )
 from certs_tooling.keystore import KeyStatus, KeyStoreState
+from certs_tooling.namespaces import namespace_problem, service_namespaces
 
 DEFAULT_WARN_DAYS = 30
 _PRIVATE_JWK_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "k")
@@ -82,6 +85,8 @@ class Inputs:
     apiserver_client: ClientInputs | None = None
     #: (display name, permission bits) of files that must be private.
     private_modes: Sequence[tuple[str, int]] = ()
+    #: The namespace the Services are installed in (``check --namespace``), or None.
+    namespace: str | None = None
 
 
 _Anchor = tuple[str, x509.Certificate]
@@ -130,11 +135,14 @@ def _serving_checks(
     now: datetime,
     warn_days: int,
     out: list[Finding],
-) -> None:
+    namespace: str | None = None,
+) -> list[str]:
+    """Append the findings of one serving certificate; returns the namespaces its Service names
+    are in (empty when it has none, or does not parse)."""
     name = serving.cert.name
     cert = parse_cert(serving.cert, out)
     if cert is None:
-        return
+        return []
     out.append(expiry(name, cert, now=now, warn_days=warn_days))
     if is_serving_leaf(cert):
         out.append(Finding(Level.OK, name, "is a serverAuth leaf"))
@@ -145,6 +153,19 @@ def _serving_checks(
         out.append(Finding(Level.OK, name, f"SAN {', '.join(sans.dns + sans.ips)}"))
     else:
         out.append(Finding(Level.FAIL, name, "no DNS/IP subjectAltName (clients ignore the CN)"))
+    if namespace is not None and service_namespaces(sans):
+        problem = namespace_problem(sans, namespace)
+        if problem is None:
+            out.append(Finding(Level.OK, name, f"issued for namespace {namespace}"))
+        else:
+            out.append(
+                Finding(
+                    Level.FAIL,
+                    name,
+                    f"{problem}: the API server's TLS check fails and pods go unstamped; "
+                    f"re-issue with `k8s-manifests --namespace {namespace} --force`",
+                )
+            )
     if serving.key:
         out.append(key_match(name, cert, serving.key))
     if ca is not None:
@@ -159,6 +180,19 @@ def _serving_checks(
             out.append(Finding(Level.FAIL, name, f"chains to no CA in {bundle[0]} (caBundle)"))
     if serving.pair:
         out.append(_pair_check(serving.pair, cert))
+    return service_namespaces(sans)
+
+
+def _same_namespace(found: Sequence[tuple[str, list[str]]]) -> Finding | None:
+    """WARN when the serving certificates name Services in different namespaces (the webhook
+    and the approver are installed in one)."""
+    spaces = {tuple(names) for _, names in found if names}
+    if len(spaces) <= 1:
+        return None
+    listed = ", ".join(f"{name} in {'/'.join(names)}" for name, names in found if names)
+    return Finding(
+        Level.WARN, "namespaces", f"serving certificates for different namespaces: {listed}"
+    )
 
 
 def _pair_check(pair: Named, cert: x509.Certificate) -> Finding:
@@ -281,8 +315,16 @@ def run(inputs: Inputs, *, now: datetime, warn_days: int = DEFAULT_WARN_DAYS) ->
     """
     out: list[Finding] = []
     ca, bundle = _ca_checks(inputs, now, warn_days, out)
-    for serving in inputs.serving:
-        _serving_checks(serving, ca, bundle, now, warn_days, out)
+    found = [
+        (
+            serving.cert.name,
+            _serving_checks(serving, ca, bundle, now, warn_days, out, inputs.namespace),
+        )
+        for serving in inputs.serving
+    ]
+    spread = _same_namespace(found)
+    if spread is not None:
+        out.append(spread)
     jwks_kids, signing_kid = _jwks_checks(inputs, out)
     if inputs.key_state:
         _store_checks(inputs.key_state, jwks_kids, signing_kid, out)

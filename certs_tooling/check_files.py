@@ -85,8 +85,9 @@ def _client(r: _Reader, layout: Layout) -> ClientInputs | None:
     )
 
 
-def from_folder(layout: Layout) -> tuple[Inputs, list[Finding]]:
-    """Inputs for a certs-tooling folder, and FAIL findings for missing required files.
+def from_folder(layout: Layout, *, namespace: str | None = None) -> tuple[Inputs, list[Finding]]:
+    """Inputs for a certs-tooling folder (``namespace``: the Services' namespace to check the
+    serving certificates against, or None), and FAIL findings for missing required files.
 
     Required: ``ca.crt``, both serving certificates and keys, ``signing.key``, ``jwks.json``.
     Optional (checked when present): ``ca.key``, ``ca-bundle.crt``, ``ca-previous.crt``, the
@@ -120,12 +121,14 @@ def from_folder(layout: Layout) -> tuple[Inputs, list[Finding]]:
         key_state=r.read(layout.key_state, required=False),
         apiserver_client=client,
         private_modes=tuple(r.private),
+        namespace=namespace,
     )
     return inputs, r.problems
 
 
-def from_paths(paths: Paths) -> tuple[Inputs, list[Finding]]:
-    """Inputs for explicitly named files; every named file is required."""
+def from_paths(paths: Paths, *, namespace: str | None = None) -> tuple[Inputs, list[Finding]]:
+    """Inputs for explicitly named files; every named file is required. ``namespace`` as for
+    :func:`from_folder`."""
     r = _Reader(None)
     serving = []
     for cert_path, key_path in (
@@ -146,5 +149,6 @@ def from_paths(paths: Paths) -> tuple[Inputs, list[Finding]]:
         signing_key=signing_key,
         jwks=r.read(paths.jwks, required=True),
         private_modes=tuple(r.private),
+        namespace=namespace,
     )
     return inputs, r.problems

@@ -293,7 +293,9 @@ def _add_k8s(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Print multi-document YAML for kubectl apply -f -: the webhook's "
         "kubernetes.io/tls Secret (tls.crt, tls.key, signing.key), the approver's TLS Secret "
         "and a ConfigMap with jwks.json; the base64 caBundle comes first as a comment. The "
-        "output contains private keys: pipe it, do not paste it.",
+        "output contains private keys: pipe it, do not paste it. Serving certificates issued "
+        "for another namespace than NS are refused (exit 1): the API server would fail their "
+        "TLS check; --force re-issues them for NS.",
     )
     _out(p)
     p.add_argument("--namespace", required=True, metavar="NS")
@@ -305,6 +307,13 @@ def _add_k8s(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="print only the base64 caBundle (for clientConfig.caBundle)",
     )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="when the serving certificates were issued for another namespace than NS (refused "
+        "without it), re-issue them for NS from ca.key first; the caBundle does not change",
+    )
+    _hidden_now(p)
     p.set_defaults(handler=commands.cmd_k8s)
 
 
@@ -387,7 +396,8 @@ def _add_check(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "check",
         help="report expiry and mismatches, one OK/WARN/FAIL line each",
         description="Check certificate expiry, certificate/key pairs, serving chains against "
-        "ca.crt and the caBundle, SANs, the JWKS against the active signing key, the key store, "
+        "ca.crt and the caBundle, SANs (and their namespace, with --namespace), the JWKS "
+        "against the active signing key, the key store, "
         "the apiserver-client files when present, and file permissions. Give --out DIR, or the "
         "files one by one. Exit 1 on any FAIL (and on WARN with --fail-on-warn).",
     )
@@ -404,6 +414,12 @@ def _add_check(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "jwks",
     ):
         p.add_argument(f"--{flag}", type=Path, metavar="FILE")
+    p.add_argument(
+        "--namespace",
+        metavar="NS",
+        help="the namespace the Services are installed in: FAIL when a serving certificate "
+        "names Services in another one (the API server dials <service>.NS.svc)",
+    )
     p.add_argument(
         "--warn-days",
         type=_non_negative,

@@ -19,11 +19,13 @@ from certs_tooling import (
     check_files,
     k8s,
     keyfolder,
+    namespaces,
     rotation,
     serving,
     token_inspect,
 )
 from certs_tooling.certinfo import common_name, short_fingerprint
+from certs_tooling.errors import MaterialError
 from certs_tooling.init import InitOptions, run_init
 from certs_tooling.keystore import KeyRecord, KeyStatus, tokens_valid_until
 from certs_tooling.layout import Component, Layout
@@ -198,14 +200,51 @@ def cmd_token_inspect(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _serving_for_namespace(layout: Layout, args: argparse.Namespace) -> None:
+    """Refuse serving certificates issued for another namespace than ``--namespace`` (the API
+    server's TLS check would fail and pods go unstamped), or re-issue them with ``--force``.
+
+    Raises:
+        MaterialError: a mismatch without ``--force`` (the message names each file, the
+            namespace it is for and what to do).
+    """
+    wrong = namespaces.mismatches(layout, args.namespace)
+    if not wrong:
+        return
+    ns = args.namespace
+    if not args.force:
+        found = "; ".join(m.describe() for m in wrong)
+        raise MaterialError(
+            f"{found}: the API server dials <service>.{ns}.svc and would fail the TLS check, "
+            "leaving pods unstamped. Give the namespace the folder was issued for, or --force "
+            f"to re-issue the serving certificates for {ns} from ca.key"
+        )
+    renewed = namespaces.retarget(
+        layout,
+        [m.component for m in wrong],
+        ns,
+        leaf_days=serving.DEFAULT_LEAF_DAYS,
+        now=_now(args),
+    )
+    for item, before in zip(renewed, wrong, strict=True):
+        print(
+            f"{PROG} k8s-manifests: --force: {before.describe()}; re-issued it for {ns} "
+            f"(serial {item.certificate.serial_number:x}, valid until "
+            f"{_fmt(item.certificate.not_valid_after_utc)}); the caBundle is unchanged",
+            file=sys.stderr,
+        )
+
+
 def cmd_k8s(args: argparse.Namespace) -> int:
     """`k8s-manifests`: print the Secrets and ConfigMap as YAML, or only the base64 caBundle.
-    Exit 0."""
+    Serving certificates issued for another namespace are refused (exit 1), or re-issued for
+    ``--namespace`` with ``--force`` first. Exit 0."""
     layout = Layout(args.out)
     bundle_path = layout.ca_bundle if layout.ca_bundle.exists() else layout.ca_cert
     if args.ca_bundle_only:
         print(k8s.ca_bundle_b64(read_bytes(bundle_path)))
         return 0
+    _serving_for_namespace(layout, args)
     material = k8s.Material(
         ca_bundle=read_bytes(bundle_path),
         webhook_cert=read_bytes(layout.webhook_cert),
@@ -293,9 +332,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.out is None and not paths.given():
         return _usage("check", "give --out DIR or at least one file flag")
     if args.out is not None:
-        inputs, problems = check_files.from_folder(Layout(args.out))
+        inputs, problems = check_files.from_folder(Layout(args.out), namespace=args.namespace)
     else:
-        inputs, problems = check_files.from_paths(paths)
+        inputs, problems = check_files.from_paths(paths, namespace=args.namespace)
     findings = problems + check.run(inputs, now=_now(args), warn_days=args.warn_days)
     for finding in findings:
         print(finding.line())

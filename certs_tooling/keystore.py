@@ -50,6 +50,12 @@ DEFAULT_LEEWAY_SECONDS = 300
 MIN_KID_PREFIX = 6
 
 
+def _starting(count: int) -> str:
+    return (
+        "no key starts" if count == 0 else "1 key starts" if count == 1 else f"{count} keys start"
+    )
+
+
 class KeyStoreError(CertsToolingError):
     """Base class: a key-store operation was refused."""
 
@@ -138,12 +144,18 @@ class KeyStoreState(_Model):
         for record in self.keys:
             if record.kid == kid:
                 return record
-        if len(kid) < MIN_KID_PREFIX:
-            raise UnknownKey(f"no key {kid!r}")
         matches = [k for k in self.keys if k.kid.startswith(kid)]
-        if len(matches) != 1:
+        if len(kid) < MIN_KID_PREFIX:
             raise UnknownKey(
-                f"no key {kid!r}" if not matches else f"kid prefix {kid!r} is ambiguous"
+                f"kid prefix {kid!r} is too short: give the kid or its first {MIN_KID_PREFIX} "
+                f"characters or more ({_starting(len(matches))} with it; `keys list` shows them)"
+            )
+        if not matches:
+            raise UnknownKey(f"no key {kid!r} (`keys list` shows the kids)")
+        if len(matches) > 1:
+            raise UnknownKey(
+                f"kid prefix {kid!r} is ambiguous: {len(matches)} keys start with it; give "
+                "more characters"
             )
         return matches[0]
 

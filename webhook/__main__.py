@@ -98,13 +98,13 @@ def main(argv: list[str] | None = None) -> int:
         the address cannot be bound or workers keep crashing, 130 on Ctrl-C during start-up.
     """
     args = _parser().parse_args(argv)
+    configure_logging()  # before the key is loaded: a warning about its file mode is logged
     try:
         settings = load_settings(config_file=args.config)
         credentials = load_initial(settings)
     except ConfigError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
-    configure_logging()
     if settings.workers > 1:
         from webhook.workers import supervise
 

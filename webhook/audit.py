@@ -29,6 +29,7 @@ from typing import Any, TextIO
 from pydantic_core import PydanticUndefined
 
 from bootstrap_token import AuditEvent, AuditSink
+from bootstrap_token.audit import terminal_safe
 
 try:
     import orjson
@@ -83,7 +84,8 @@ def audit_line(fields: Mapping[str, Any], *, now: datetime | None = None) -> str
         now: the event time (default: now, UTC).
 
     Returns:
-        The line, without a newline.
+        The line, without a newline; what a terminal would act on or reorder (a U+202E from a
+        pod's name, C1 controls) is escaped (:func:`bootstrap_token.audit.terminal_safe`).
 
     Raises:
         KeyError: an unknown field, or a required one missing.
@@ -108,8 +110,8 @@ def audit_line(fields: Mapping[str, Any], *, now: datetime | None = None) -> str
                     raise KeyError(f"AuditEvent field {name!r} is required")
                 document[name] = value
     if orjson is not None:
-        return orjson.dumps(document, option=orjson.OPT_UTC_Z).decode("utf-8")
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+        return terminal_safe(orjson.dumps(document, option=orjson.OPT_UTC_Z).decode("utf-8"))
+    return terminal_safe(json.dumps(document, separators=(",", ":"), ensure_ascii=False))
 
 
 def emitter(sink: AuditSink) -> Emit:

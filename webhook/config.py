@@ -59,7 +59,13 @@ from pydantic_settings import (
 
 from bootstrap_token import DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS, MIN_TTL_SECONDS, TrustPolicy
 from bootstrap_token import config_file as _cf
-from bootstrap_token.config_file import ConfigFileError, Origins, YamlFileSource, read_yaml
+from bootstrap_token.config_file import (
+    ConfigFileError,
+    ListenPort,
+    Origins,
+    YamlFileSource,
+    read_yaml,
+)
 from bootstrap_token.names import is_dns1123_label, is_dns1123_subdomain
 
 ENV_PREFIX = "AGENT_BOOTSTRAP_WEBHOOK_"
@@ -196,7 +202,7 @@ class WebhookSettings(BaseSettings):
                                                                      certificate required)
     reloadIntervalSeconds   RELOAD_INTERVAL_SECONDS         seconds  5 (0 = never re-read)
     host                    HOST                            -        0.0.0.0
-    port                    PORT                            -        8443
+    port                    PORT                            -        8443 (1..65535)
     maxRequestBytes         MAX_REQUEST_BYTES               bytes    3 MiB (3145728)
     bodyTimeoutSeconds      BODY_TIMEOUT_SECONDS            seconds  10 (1..60)
     maxInFlightBodyBytes    MAX_IN_FLIGHT_BODY_BYTES        bytes    32 MiB (33554432)
@@ -311,12 +317,7 @@ class WebhookSettings(BaseSettings):
         min_length=1,
         description="Listen address. Default 0.0.0.0 (all interfaces).",
     )
-    port: int = Field(
-        default=8443,
-        ge=0,
-        le=65535,
-        description="HTTPS listen port. Default 8443; 0 picks a free port (tests).",
-    )
+    port: ListenPort = Field(default=8443, description="HTTPS listen port, 1..65535. Default 8443.")
     max_request_bytes: int = Field(
         default=DEFAULT_MAX_REQUEST_BYTES,
         alias="maxRequestBytes",
@@ -470,8 +471,8 @@ def load_settings(*, config_file: Path | None = None) -> WebhookSettings:
         raise ConfigError(origins.describe_errors(exc)) from None
     except SettingsError as exc:
         # A variable that should hold JSON (a list, an object) does not; the message names the
-        # field and the source, not the value.
-        raise ConfigError(f"invalid configuration:\n  {exc}") from None
+        # variable and its file key, not the value.
+        raise ConfigError(origins.describe_settings_error(exc, os.environ)) from None
     finally:
         _config_file.reset(token)
     settings._origins = origins

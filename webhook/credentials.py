@@ -10,13 +10,17 @@ in flight during a swap finishes on the key it started with.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from bootstrap_token import KeyLoadError, SigningKey
+from bootstrap_token.file_mode import mode_warning
 from webhook.signer import TokenSigner
 from webhook.tls import MaterialError, TlsMaterial
+
+logger = logging.getLogger(__name__)
 
 
 class MaterialMissing(MaterialError):
@@ -59,6 +63,10 @@ def load_signing(path: Path, *, field_name: str = "signingKeyFile") -> SigningMa
         field_name: the field in error messages, e.g. ``settings.describe_field(
             "signingKeyFile")``: ``signingKeyFile (config file /etc/webhook.yaml)``.
 
+    A key file open to other users than its owner (beyond what this process needs to read
+    it, :mod:`bootstrap_token.file_mode`) is loaded, with a warning naming ``field_name``, the
+    path and the mode.
+
     Raises:
         MaterialMissing: the file does not exist (yet: a Secret volume may be filled later).
         MaterialError: unreadable, or not an Ed25519 PEM private key; the message names
@@ -76,6 +84,9 @@ def load_signing(path: Path, *, field_name: str = "signingKeyFile") -> SigningMa
         key = SigningKey.from_pem(data)
     except KeyLoadError as exc:
         raise MaterialError(f"{field_name} {path}: {exc}") from None
+    warning = mode_warning(field_name, path)
+    if warning is not None:
+        logger.warning("%s", warning)
     return SigningMaterial(
         signer=TokenSigner.for_key(key), mtime=mtime, digest=hashlib.sha256(data).digest()
     )

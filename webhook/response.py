@@ -20,9 +20,12 @@ from webhook.patch import PatchOp
 from webhook.review import ApiVersion
 from webhook.stamp import MAX_WARNING_CHARS, Decision, Outcome
 
-#: The ``auditAnnotations`` keys this webhook sets (the API server prefixes each with the
-#: webhook's name, e.g. ``agent-bootstrap.streamspace.io/decision``). Documented in
-#: docs/webhook.md, "Answers".
+#: The webhook's name in the MutatingWebhookConfiguration the chart installs (its value
+#: ``webhook.name``; the kustomize base has the same). The API server prefixes each
+#: ``auditAnnotations`` key with it: ``bootstrap-token.agents.streamspace.io/decision``.
+WEBHOOK_NAME = "bootstrap-token.agents.streamspace.io"
+#: The ``auditAnnotations`` keys this webhook sets, prefixed ``<WEBHOOK_NAME>/`` in the API
+#: server's audit log. Documented in docs/webhook.md, "Answers" (tests/docs checks it).
 AUDIT_KEYS = ("decision", "reason", "jti", "kid")
 
 

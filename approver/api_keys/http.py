@@ -24,14 +24,15 @@ the application's middleware (503 + ``Retry-After``). Errors are ``{"error": cod
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
 
+from approver.answers import error_body
 from approver.api_keys.admin import ApiKeyAdmin, ApiKeyAdminError, ApiKeyNotFound
 from approver.api_keys.format import ID_PATTERN
 from approver.api_keys.wire import CreateKeyRequest, RotateKeyRequest, key_json
+from bootstrap_token import jsonio
 
 ADMIN_API_KEYS_PATH = "/api/v1/admin/api-keys"
 
@@ -41,11 +42,18 @@ Authorize = Callable[[web.Request], str]
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-def _error(status: int, code: str, message: str | None = None, **headers: str) -> web.Response:
-    body: dict[str, Any] = {"error": code}
-    if message:
-        body["message"] = message
-    return web.json_response(body, status=status, headers=headers or None)
+def _error(status: int, code: str, message: str) -> web.Response:
+    """``{"error": code, "message": message}``: the shape of every error of the approver."""
+    return web.Response(
+        body=jsonio.dumps(error_body(code, message)),
+        status=status,
+        content_type="application/json",
+    )
+
+
+def _refusal(kind: type[web.HTTPException], code: str, message: str) -> web.HTTPException:
+    text = jsonio.dumps(error_body(code, message)).decode("utf-8")
+    return kind(text=text, content_type="application/json")
 
 
 def _describe(exc: ValidationError) -> str:
@@ -61,15 +69,15 @@ async def _body(request: web.Request, *, optional: bool) -> object:
     if optional and not request.can_read_body:
         return {}
     if request.content_type != "application/json":
-        raise web.HTTPUnsupportedMediaType(
-            text='{"error": "unsupported_media_type"}', content_type="application/json"
+        raise _refusal(
+            web.HTTPUnsupportedMediaType,
+            "unsupported_media_type",
+            "send Content-Type: application/json",
         )
     try:
         return await request.json()
     except ValueError:
-        raise web.HTTPBadRequest(
-            text='{"error": "invalid_json"}', content_type="application/json"
-        ) from None
+        raise _refusal(web.HTTPBadRequest, "invalid_json", "the body is not JSON") from None
 
 
 def add_routes(
@@ -123,7 +131,7 @@ def add_routes(
         actor = authorize(request)
         key_id = _key_id(request)
         if key_id is None:
-            return _error(404, ApiKeyNotFound.code)
+            return _error(404, ApiKeyNotFound.code, "no API key has this id")
         try:
             result = await admin.revoke(key_id=key_id, actor=actor)
         except ApiKeyAdminError as exc:
@@ -136,7 +144,7 @@ def add_routes(
         actor = authorize(request)
         key_id = _key_id(request)
         if key_id is None:
-            return _error(404, ApiKeyNotFound.code)
+            return _error(404, ApiKeyNotFound.code, "no API key has this id")
         data = await _body(request, optional=True)
         try:
             body = RotateKeyRequest.model_validate(data)

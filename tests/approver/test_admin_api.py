@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -306,6 +308,103 @@ class TestTokenFile:
         os.utime(path, ns=(1, 10**9 * 23456))
         now[0] = 4.0
         assert tokens.current().authenticate("bob-admin-token-0123456789") == "bob"
+
+    def test_reload_is_logged_with_names_never_tokens(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A re-read logs the setting, the path, the count and which names came and went
+        (issue 17: it took effect silently); no token appears, nor a broken line's content."""
+        caplog.set_level(logging.INFO, logger="approver.admin_tokens")
+        path = tmp_path / "tokens"
+        path.write_text(f"alice:{ALICE}\ncarol:carol-admin-token-0123456789\n")
+        path.chmod(0o600)
+        now = [0.0]
+        tokens = TokenFile(
+            path,
+            setting="adminTokensFile (config file approver.yaml)",
+            check_interval_seconds=1.0,
+            monotonic=lambda: now[0],
+        )
+        path.write_text(f"alice:{ALICE}\nbob:bob-admin-token-0123456789\n")
+        os.utime(path, ns=(1, 10**9 * 12345))
+        now[0] = 2.0
+        tokens.current()
+        path.write_text("alice:alice-rotated-token-000000000\nbob:bob-admin-token-0123456789\n")
+        os.utime(path, ns=(1, 10**9 * 23456))
+        now[0] = 4.0
+        tokens.current()
+        path.write_text("broken:short-secret\n")
+        os.utime(path, ns=(1, 10**9 * 34567))
+        now[0] = 6.0
+        tokens.current()
+        setting = f"adminTokensFile (config file approver.yaml) {path}"
+        assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+            ("INFO", f"{setting} re-read: 2 token(s) (added bob; removed carol)"),
+            ("INFO", f"{setting} re-read: 2 token(s) (same names, tokens changed)"),
+            (
+                "WARNING",
+                f"{setting} changed but cannot be used (line 1: token shorter than 16 "
+                "characters); keeping the 2 token(s) in use",
+            ),
+        ]
+        for secret in (ALICE, "bob-admin-token", "alice-rotated", "short-secret"):
+            assert secret not in caplog.text
+
+    async def test_a_change_is_seen_without_a_request(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """follow() looks at the file in the background: the reload is logged although no
+        request asked for the tokens."""
+        caplog.set_level(logging.INFO, logger="approver.admin_tokens")
+        path = tmp_path / "tokens"
+        path.write_text(f"alice:{ALICE}\n")
+        path.chmod(0o600)
+        tokens = TokenFile(path, check_interval_seconds=0.01)
+        task = asyncio.create_task(tokens.follow())
+        try:
+            path.write_text(f"alice:{ALICE}\nbob:bob-admin-token-0123456789\n")
+            os.utime(path, ns=(1, 10**9 * 12345))
+            for _ in range(200):
+                if "re-read" in caplog.text:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            task.cancel()
+        assert f"adminTokensFile {path} re-read: 2 token(s) (added bob)" in caplog.text
+
+    @pytest.mark.parametrize("mode", [0o644, 0o604, 0o660])
+    def test_a_file_open_to_others_is_a_warning(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture, mode: int
+    ) -> None:
+        """A tokens file others (or its group, which this process does not need) may read is
+        a warning naming the setting, the path and the mode, at start and at each re-read."""
+        caplog.set_level(logging.WARNING, logger="approver.admin_tokens")
+        path = tmp_path / "tokens"
+        path.write_text(f"alice:{ALICE}\n")
+        path.chmod(mode)
+        now = [0.0]
+        tokens = TokenFile(path, setting="adminTokensFile", monotonic=lambda: now[0])
+        expected = (
+            f"adminTokensFile {path} has mode {mode:04o}: open to users other than its owner; "
+            "make it owner-only (chmod 600), or in Kubernetes mount its Secret with "
+            "defaultMode 0440 and the pod's fsGroup"
+        )
+        assert caplog.messages == [expected]
+        path.write_text(f"alice:{ALICE}\nbob:bob-admin-token-0123456789\n")
+        os.utime(path, ns=(1, 10**9 * 12345))
+        now[0] = 2.0
+        tokens.current()
+        assert caplog.messages == [expected, expected]
+
+    def test_an_owner_only_file_is_quiet(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.WARNING, logger="approver.admin_tokens")
+        path = tmp_path / "tokens"
+        path.write_text(f"alice:{ALICE}\n")
+        path.chmod(0o600)
+        TokenFile(path)
+        assert caplog.messages == []
 
     async def test_server_sees_a_rotated_admin_token(
         self, client: Client, files: tuple[Path, Path]

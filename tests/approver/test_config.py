@@ -207,7 +207,9 @@ class TestErrors:
         monkeypatch.setenv(PREFIX + "TRUST__NAMESPACES", "[s3cr3t")
         with pytest.raises(ConfigError) as info:
             load_settings(environ={})
-        assert "trust" in str(info.value)
+        assert f"trust.namespaces (env {PREFIX}TRUST__NAMESPACES): not valid JSON" in str(
+            info.value
+        )
         assert "s3cr3t" not in str(info.value)
 
     def test_auto_approve_needs_a_trusted_namespace(
@@ -349,6 +351,19 @@ class TestLaterErrors:
             load_key_set(settings)
         assert str(info.value).startswith(f"token.jwksFile (config file {path}): ")
         assert PREFIX not in str(info.value)
+
+    def test_jwks_file_that_is_not_json(self, tmp_path: Path) -> None:
+        """A jwks.json that is not JSON is reported as such, with the line and column, not as
+        "not a PEM public key" (issue 17)."""
+        jwks = tmp_path / "jwks.json"
+        jwks.write_text("kind: ConfigMap\n", encoding="utf-8")
+        path = _write(tmp_path, f"token: {{jwksFile: {jwks}}}\n")
+        settings = load_settings(config_file=path, environ={})
+        with pytest.raises(ConfigError) as info:
+            load_key_set(settings)
+        assert str(info.value) == (
+            f"token.jwksFile (config file {path}): JWKS is not valid JSON (line 1, column 1)"
+        )
 
     def test_jwks_file_from_the_environment(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

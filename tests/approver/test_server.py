@@ -403,7 +403,10 @@ class TestAdmin:
         response = await client.get(ADMIN)
         assert response.status == 401
         assert response.headers["WWW-Authenticate"] == 'Bearer realm="agent-bootstrap-approver"'
-        assert await response.json() == {"error": "unauthorized"}
+        assert await response.json() == {
+            "error": "unauthorized",
+            "message": "send Authorization: Bearer <token>",
+        }
         assert (audit.events[-1].reason, audit.events[-1].security) == ("missing_bearer", False)
 
     async def test_wrong_bearer(self, client: Client, audit: RecordingSink) -> None:
@@ -413,6 +416,10 @@ class TestAdmin:
         )
         assert response.status == 401
         assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+        assert await response.json() == {
+            "error": "unauthorized",
+            "message": "the bearer token is not one of the configured tokens",
+        }
         event = audit.events[-1]
         assert (event.event, event.reason, event.security) == ("admin.auth", "bad_bearer", True)
         assert "guessed-token" not in event.to_json()
@@ -628,7 +635,10 @@ class TestAdmin:
         for action in ("approve", "reject"):
             response = await client.post(f"{ADMIN}/nobody/{action}", headers=alice())
             assert response.status == 404
-            assert await response.json() == {"error": "agent_not_found"}
+            assert await response.json() == {
+                "error": "agent_not_found",
+                "message": "no agent has this agentId",
+            }
 
     async def test_no_tokens_file_closes_the_admin_api(
         self, aiohttp_client: ClientFactory, jwks_file: Path, key_set: KeySet, sqlite_store: Store
@@ -650,6 +660,89 @@ class TestHealth:
         """/readyz answers 200 when the database answers."""
         response = await client.get("/readyz")
         assert (response.status, await response.json()) == (200, {"status": "ready"})
+
+
+#: Every route of the admin API (and the review a control plane calls with a review token):
+#: method, path, JSON body.
+ADMIN_ROUTES: list[tuple[str, str, Any]] = [
+    ("GET", ADMIN, None),
+    ("GET", f"{ADMIN}/{AGENT_ID}", None),
+    ("POST", f"{ADMIN}/{AGENT_ID}/approve", None),
+    ("POST", f"{ADMIN}/{AGENT_ID}/reject", None),
+    ("POST", f"{ADMIN}/{AGENT_ID}/revoke", None),
+    ("DELETE", f"{ADMIN}/{AGENT_ID}", None),
+    ("POST", f"{ADMIN}/bulk-approve", {"ownerUid": "0f6b1c8e-uid"}),
+    ("GET", "/api/v1/audit", None),
+    ("GET", "/api/v1/admin/audit", None),
+    ("GET", "/api/v1/admin/api-keys", None),
+    ("POST", "/api/v1/admin/api-keys", {"name": "ci-runners"}),
+    ("POST", "/api/v1/admin/api-keys/k5v2q3l7m4n6p7r2/revoke", None),
+    ("POST", "/api/v1/admin/api-keys/k5v2q3l7m4n6p7r2/rotate", None),
+    ("POST", "/api/v1/agents/review", {"apiKey": "aga_" + "a" * 40}),
+]
+
+
+class TestErrorShape:
+    """Every error of the admin API is ``{"error", "message"}`` as JSON (issue 17: the 401 was
+    ``{"error": "unauthorized"}`` only, serialised differently), and every 503 says when to
+    come back."""
+
+    @staticmethod
+    async def assert_error(response: Any, status: int, code: str) -> None:
+        assert response.status == status, response.url.path
+        assert response.content_type == "application/json"
+        body = await response.json()
+        assert set(body) == {"error", "message"}, (response.url.path, body)
+        assert body["error"] == code
+        assert body["message"]
+
+    @pytest.mark.parametrize(("method", "path", "body"), ADMIN_ROUTES)
+    async def test_401_on_every_route(
+        self, client: Client, method: str, path: str, body: Any
+    ) -> None:
+        for headers in ({}, {"Authorization": "Bearer guessed-token-123456"}):
+            response = await client.request(method, path, json=body, headers=headers)
+            await self.assert_error(response, 401, "unauthorized")
+            assert response.headers["WWW-Authenticate"].startswith("Bearer realm=")
+
+    async def test_other_errors(self, client: Client) -> None:
+        """404, 409, 400 and 415 of the agents' and the API keys' admin routes."""
+        cases = [
+            ("GET", f"{ADMIN}/nobody", None, 404, "agent_not_found"),
+            ("POST", "/api/v1/admin/api-keys/k5v2q3l7m4n6p7r2/revoke", None, 404,
+             "api_key_not_found"),
+            ("POST", "/api/v1/admin/api-keys/not-an-id/rotate", None, 404, "api_key_not_found"),
+            ("GET", f"{ADMIN}?status=gone", None, 400, "invalid_status"),
+            ("POST", "/api/v1/admin/api-keys", {"name": ""}, 400, "invalid_request"),
+        ]  # fmt: skip
+        for method, path, body, status, code in cases:
+            response = await client.request(method, path, json=body, headers=alice())
+            await self.assert_error(response, status, code)
+        for path in ("/api/v1/admin/api-keys", f"{ADMIN}/bulk-approve"):
+            response = await client.post(path, data=b"x", headers=alice())
+            await self.assert_error(response, 415, "unsupported_media_type")
+            response = await client.post(
+                path, data=b"{", headers={**alice(), "Content-Type": "application/json"}
+            )
+            await self.assert_error(response, 400, "invalid_json")
+
+    @pytest.mark.parametrize(("method", "path", "body"), ADMIN_ROUTES)
+    async def test_503_with_retry_after_on_every_route(
+        self,
+        aiohttp_client: ClientFactory,
+        approver_settings: ApproverSettings,
+        key_set: KeySet,
+        method: str,
+        path: str,
+        body: Any,
+    ) -> None:
+        # A closed PostgreSQL port refuses at once (SQLite's file, unreachable, can hold a
+        # request for the whole lock timeout on some routes).
+        store = Store.open(f"postgresql+asyncpg://approver@127.0.0.1:{closed_port()}/approver")
+        client = await aiohttp_client(create_app(approver_settings, key_set=key_set, store=store))
+        response = await client.request(method, path, json=body, headers=alice())
+        await self.assert_error(response, 503, "store_unavailable")
+        assert response.headers["Retry-After"] == "7"
 
 
 class TestDatabaseDown:

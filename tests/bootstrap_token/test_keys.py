@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -90,3 +91,51 @@ class TestKeySet:
         """Concatenated PEM public keys load as one key set."""
         a, b = SigningKey.generate(), SigningKey.generate()
         assert set(KeySet.from_public_pem(a.public_pem() + b.public_pem())) == {a.kid, b.kid}
+
+
+class TestKeySetFromFile:
+    """from_file tells a broken JWKS from a PEM file (issue 17: a jwks.json that is not JSON
+    was reported as "not a PEM public key")."""
+
+    @pytest.mark.parametrize(
+        ("name", "content", "message"),
+        [
+            ("jwks.json", b"not json at all", "JWKS is not valid JSON (line 1, column 1)"),
+            (
+                "jwks.json",
+                b'{"keys": [\n  {"kty": "OKP",}\n]}',
+                "JWKS is not valid JSON (line 2, column 17)",
+            ),
+            ("keys", b'{"keys": [', "JWKS is not valid JSON (line 1, column 11)"),
+            ("jwks.json", b'{"keys": "\xc3\x28"}', "JWKS is not valid JSON (not UTF-8 text)"),
+            (
+                "keys.pem",
+                b"hello",
+                "neither a JWKS (a JSON object with a 'keys' list) nor PEM public keys "
+                "(-----BEGIN PUBLIC KEY-----)",
+            ),
+            (
+                "keys.pem",
+                b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+                "not a PEM public key",
+            ),
+        ],
+    )
+    def test_says_what_the_file_is_not(
+        self, tmp_path: Path, name: str, content: bytes, message: str
+    ) -> None:
+        """The message names the format the file was read as, and where JSON broke; never the
+        content."""
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(KeyLoadError) as caught:
+            KeySet.from_file(path)
+        assert str(caught.value) == message
+
+    def test_jwks_and_pem_files_load(self, tmp_path: Path) -> None:
+        """A JWKS under any name, and PEM public keys, load."""
+        key = SigningKey.generate()
+        (tmp_path / "keys").write_text(json.dumps(KeySet([key.public_key]).to_jwks()))
+        (tmp_path / "keys.pem").write_bytes(key.public_pem())
+        assert list(KeySet.from_file(tmp_path / "keys")) == [key.kid]
+        assert list(KeySet.from_file(tmp_path / "keys.pem")) == [key.kid]

@@ -14,9 +14,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certs_tooling import keyfolder
+from certs_tooling.certinfo import SubjectNames
 from certs_tooling.cli import main
 from certs_tooling.keystore import KeyStatus
-from certs_tooling.layout import Layout
+from certs_tooling.layout import Component, Layout
+from certs_tooling.namespaces import namespace_problem, retarget, service_namespaces
 from tests.certs_tooling.certs import DAY, run_cli
 
 NOW = int(datetime.now(UTC).timestamp())
@@ -220,6 +222,64 @@ class TestMismatches:
         code, lines = check(capsys, "--out", str(folder.root))
         assert code == 1
         assert "FAIL  signing.key: missing" in problems(lines)
+
+
+class TestNamespace:
+    """Serving certificates are issued for the Services' namespace (issue 17): the API server
+    dials <service>.<namespace>.svc, so a folder for another namespace fails its TLS check."""
+
+    def test_other_namespace_is_a_failure(
+        self, folder: Layout, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--namespace other-ns on a folder issued for agent-bootstrap: one FAIL per serving
+        certificate naming the namespace it is for and the way out; exit 1."""
+        code, lines = check(capsys, "--out", str(folder.root), "--namespace", "other-ns")
+        assert code == 1
+        advice = (
+            ": the API server's TLS check fails and pods go unstamped; re-issue with "
+            "`k8s-manifests --namespace other-ns --force`"
+        )
+        assert problems(lines) == [
+            "FAIL  webhook-tls.crt: issued for namespace agent-bootstrap "
+            "(agent-bootstrap-webhook.agent-bootstrap.svc), not other-ns" + advice,
+            "FAIL  approver-tls.crt: issued for namespace agent-bootstrap "
+            "(agent-bootstrap-approver.agent-bootstrap.svc), not other-ns" + advice,
+        ]
+
+    def test_right_namespace_is_ok(
+        self, folder: Layout, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """The namespace the folder was issued for: an OK line per serving certificate."""
+        code, lines = check(capsys, "--out", str(folder.root), "--namespace", "agent-bootstrap")
+        assert code == 0
+        assert "OK    webhook-tls.crt: issued for namespace agent-bootstrap" in lines
+        assert "OK    approver-tls.crt: issued for namespace agent-bootstrap" in lines
+
+    def test_serving_certificates_for_two_namespaces_warn(
+        self, folder: Layout, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Without --namespace, a webhook and an approver certificate for different namespaces
+        are a WARN (they are installed in one)."""
+        retarget(folder, [Component.WEBHOOK], "other-ns", leaf_days=300, now=datetime.now(UTC))
+        code, lines = check(capsys, "--out", str(folder.root))
+        assert code == 0
+        assert problems(lines) == [
+            "WARN  namespaces: serving certificates for different namespaces: webhook-tls.crt "
+            "in other-ns, approver-tls.crt in agent-bootstrap"
+        ]
+
+    def test_certificate_without_service_names_is_for_no_namespace(self) -> None:
+        """Only svc.ns.svc(.cluster.local) names tell a namespace: a certificate for a URL
+        (no Service name) is never a mismatch."""
+        url_only = SubjectNames(dns=["webhook.example.com", "localhost"], ips=["10.0.0.1"])
+        assert service_namespaces(url_only) == []
+        assert namespace_problem(url_only, "any") is None
+        svc = SubjectNames(dns=["a.b.svc.cluster.local", "c.d.svc", "e.f"], ips=[])
+        assert service_namespaces(svc) == ["b", "d"]
+        assert (
+            namespace_problem(svc, "x")
+            == "issued for namespaces b, d (a.b.svc.cluster.local), not x"
+        )
 
 
 class TestExplicitFiles:

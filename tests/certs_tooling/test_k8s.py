@@ -11,16 +11,18 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography import x509
 
 from bootstrap_token import KeySet
 from certs_tooling.cli import main
 from certs_tooling.layout import Layout
-from tests.certs_tooling.certs import run_cli
+from tests.certs_tooling.certs import load, run_cli
 
 
 @pytest.fixture
 def folder(tmp_path: Path) -> Layout:
-    assert main(["init", "--out", str(tmp_path), "--local"]) == 0
+    """A folder issued for namespace ``ops``, the namespace the tests print manifests for."""
+    assert main(["init", "--out", str(tmp_path), "--local", "--namespace", "ops"]) == 0
     return Layout(tmp_path)
 
 
@@ -138,6 +140,79 @@ class TestManifests:
         result = run_cli("k8s-manifests", "--out", str(folder.root), "--namespace", "ops")
         assert result.returncode == 0, result.stderr
         assert [d["kind"] for d in documents(result.stdout)] == ["Secret", "Secret", "ConfigMap"]
+
+
+class TestNamespaceMismatch:
+    """A folder issued for another namespace: the API server dials <svc>.<ns>.svc and the
+    certificate does not name it, so the TLS check fails and pods go unstamped (issue 17)."""
+
+    @pytest.fixture
+    def other(self, tmp_path: Path) -> Layout:
+        """A folder issued for the default namespace, agent-bootstrap."""
+        assert main(["init", "--out", str(tmp_path / "pki"), "--local"]) == 0
+        return Layout(tmp_path / "pki")
+
+    def test_refused_naming_the_mismatch(
+        self, other: Layout, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Exit 1, no YAML, and the message names each certificate, the namespace it is for,
+        one of its names, the namespace asked for and the way out."""
+        webhook_before = other.webhook_cert.read_bytes()
+        assert main(["k8s-manifests", "--out", str(other.root), "--namespace", "other-ns"]) == 1
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert (
+            "webhook-tls.crt is issued for namespace agent-bootstrap "
+            "(agent-bootstrap-webhook.agent-bootstrap.svc), not other-ns; "
+            "approver-tls.crt is issued for namespace agent-bootstrap "
+            "(agent-bootstrap-approver.agent-bootstrap.svc), not other-ns: the API server dials "
+            "<service>.other-ns.svc and would fail the TLS check"
+        ) in captured.err
+        assert "or --force to re-issue the serving certificates for other-ns" in captured.err
+        assert other.webhook_cert.read_bytes() == webhook_before
+
+    def test_matching_namespace_and_ca_bundle_are_not_refused(
+        self, other: Layout, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """The namespace the folder was issued for passes; the caBundle alone does not depend
+        on the namespace."""
+        base = ["k8s-manifests", "--out", str(other.root)]
+        assert main([*base, "--namespace", "agent-bootstrap"]) == 0
+        assert main([*base, "--namespace", "other-ns", "--ca-bundle-only"]) == 0
+        assert capsys.readouterr().err == ""
+
+    def test_force_reissues_for_the_namespace(
+        self, other: Layout, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--force re-issues both serving certificates from the same CA for the namespace asked
+        for (Service names moved, localhost and IPs kept), prints the new ones, and says so on
+        stderr; check --namespace then passes."""
+        bundle = other.ca_bundle.read_bytes()
+        args = ["k8s-manifests", "--out", str(other.root), "--namespace", "other-ns", "--force"]
+        assert main(args) == 0
+        captured = capsys.readouterr()
+        webhook, approver, _ = documents(captured.out)
+        assert webhook["data"]["tls.crt"] == b64(other.webhook_cert)
+        assert approver["data"]["tls.crt"] == b64(other.approver_cert)
+        names = load(other.webhook_cert).extensions.get_extension_for_class(
+            x509.SubjectAlternativeName
+        )
+        assert names.value.get_values_for_type(x509.DNSName) == [
+            "agent-bootstrap-webhook",
+            "agent-bootstrap-webhook.other-ns",
+            "agent-bootstrap-webhook.other-ns.svc",
+            "agent-bootstrap-webhook.other-ns.svc.cluster.local",
+            "localhost",
+        ]
+        assert [str(ip) for ip in names.value.get_values_for_type(x509.IPAddress)] == [
+            "127.0.0.1",
+            "::1",
+        ]
+        assert other.ca_bundle.read_bytes() == bundle
+        assert "--force: webhook-tls.crt is issued for namespace agent-bootstrap" in captured.err
+        assert "re-issued it for other-ns" in captured.err
+        assert main(["check", "--out", str(other.root), "--namespace", "other-ns"]) == 0
+        assert main(["k8s-manifests", "--out", str(other.root), "--namespace", "other-ns"]) == 0
 
 
 class TestJwks:

@@ -161,8 +161,18 @@ class TestTransitions:
             add_key(state, KID_A, now=at(T0))
         with pytest.raises(UnknownKey, match="no key"):
             state.get(KID_C)
-        with pytest.raises(UnknownKey, match="no key 'AAA'"):
+        with pytest.raises(UnknownKey) as short:
             state.get("AAA")  # prefixes shorter than 6 characters are not resolved
+        assert str(short.value) == (
+            "kid prefix 'AAA' is too short: give the kid or its first 6 characters or more "
+            "(1 key starts with it; `keys list` shows them)"
+        )
+        with pytest.raises(UnknownKey) as none:
+            state.get("abc")
+        assert str(none.value) == (
+            "kid prefix 'abc' is too short: give the kid or its first 6 characters or more "
+            "(no key starts with it; `keys list` shows them)"
+        )
 
     def test_prefix_resolves_and_ambiguity_is_refused(self) -> None:
         """A unique prefix of 6+ characters names a key; a shared prefix is ambiguous."""
@@ -170,8 +180,11 @@ class TestTransitions:
         state = add_key(add_key(KeyStoreState(), KID_A, now=at(T0)), KID_B, now=at(T0))
         assert state.get("BBBBBB").kid == KID_B
         state = add_key(state, kid_a2, now=at(T0))
-        with pytest.raises(UnknownKey, match="ambiguous"):
+        with pytest.raises(UnknownKey) as caught:
             state.get("AAAAAA")
+        assert str(caught.value) == (
+            "kid prefix 'AAAAAA' is ambiguous: 2 keys start with it; give more characters"
+        )
 
     def test_state_rejects_two_active_keys(self) -> None:
         """A state.json with two active keys does not load."""
@@ -341,7 +354,17 @@ class TestRotationFlow:
     ) -> None:
         """Activating a kid the store does not know exits 1 with the kid in the message."""
         assert keys_cmd(folder, "activate", "Z" * 43, now=T0) == 1
-        assert f"no key '{'Z' * 43}'" in capsys.readouterr().err
+        assert f"no key '{'Z' * 43}' (`keys list` shows the kids)" in capsys.readouterr().err
+
+    def test_short_prefix_says_it_is_too_short(
+        self, folder: Layout, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`keys activate abc` (issue 17) says the prefix is too short, not that there is no
+        such key."""
+        assert keys_cmd(folder, "activate", "abc", now=T0) == 1
+        err = capsys.readouterr().err
+        assert "keys activate: kid prefix 'abc' is too short: give the kid or its first 6" in err
+        assert "no key" not in err.replace("no key starts", "")
 
     def test_keys_without_action_is_usage_error(self, folder: Layout) -> None:
         """`keys` with no action is a usage error (exit 2)."""

@@ -126,7 +126,6 @@ async def live(tmp_path: Path, pki: Pki) -> AsyncIterator[Live]:
             "tlsKeyFile": volume.path("tls.key"),
             "reloadIntervalSeconds": 0.02,
             "host": "127.0.0.1",
-            "port": 0,
             "metricsPort": 0,
             "shutdownDelaySeconds": 0,
             "maxRequestBytes": 65536,
@@ -141,13 +140,19 @@ async def live(tmp_path: Path, pki: Pki) -> AsyncIterator[Live]:
 async def serving(
     settings: WebhookSettings, *, audit: AuditSink | None = None
 ) -> AsyncIterator[int]:
-    """Run :func:`webhook.run.serve` with ``settings`` for the block; yields its HTTPS port."""
+    """Run :func:`webhook.run.serve` with ``settings`` for the block, on a port the OS picks;
+    yields that HTTPS port.
+
+    The port is set to 0 here, past validation (``model_copy``): ``port`` must be 1..65535 in a
+    configuration (a Service cannot point at a random port), but a test wants a free one
+    without racing for it."""
     started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
     def on_started(listening: Listening) -> None:
         started.set_result(listening.https[0][1])
 
-    task = asyncio.create_task(serve(settings, audit=audit, on_started=on_started))
+    ephemeral = settings.model_copy(update={"port": 0})
+    task = asyncio.create_task(serve(ephemeral, audit=audit, on_started=on_started))
     try:
         yield await asyncio.wait_for(started, timeout=10)
     finally:

@@ -12,16 +12,24 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
-from bootstrap_token import AuditEvent
-from tests.webhook.conftest import RecordingSink
+from bootstrap_token import AuditEvent, SigningKey
+from tests.payloads import streamspace_agent_review
+from tests.webhook.conftest import NOW, RecordingSink
 from webhook import audit as audit_module
 from webhook.audit import FIELDS, BatchingAuditSink, audit_line, emitter
+from webhook.credentials import Credentials
+from webhook.handler import Reviewer
+from webhook.metrics import WebhookMetrics
+from webhook.review import parse_review
+from webhook.stamp import StampConfig
 
 TEXT = st.text(
     alphabet=st.one_of(
         st.characters(min_codepoint=0x20, max_codepoint=0x7E),
-        st.sampled_from(['"', "\\", "\n", "\r", "\t", "\x00", "\x1f", "\x7f", "é", "\u2028", "😀"]),
+        st.sampled_from(['"', "\\", "\n", "\r", "\t", "\x00", "\x1f", "é", "😀"]),
+        st.sampled_from(["\x7f", "\x9b", "\u2028", "\u202e", "\u2066", "\u200f", "\u061c"]),
     ),
     max_size=30,
 )
@@ -106,6 +114,59 @@ class TestAuditLine:
             "security": True, "dry_run": True,
         }  # fmt: skip
         assert list(json.loads(audit_line(every))) == list(FIELDS)
+
+
+class TestTerminalSafety:
+    """What a terminal would reorder or act on is escaped like the control characters JSON
+    escapes (issue 17: a pod's U+202E went into the line raw)."""
+
+    @pytest.mark.parametrize(
+        "char",
+        [*"\u202e\u202a\u2066\u2069\u200e\u200f\u061c", *"\x7f\x85\x9b\u2028\u2029"],
+    )
+    def test_escaped_in_both_writers(self, char: str) -> None:
+        """The fast line and the model's line write the character as a \\uXXXX escape, and
+        the line still decodes to the value the pod sent."""
+        now = datetime(2026, 1, 1, tzinfo=UTC)
+        fields = {
+            "component": "webhook", "event": "admission.review", "decision": "stamped",
+            "reason": "trusted_agent_pod", "pod": f"agent-{char}exe.txt",
+            "service_account": f"sa{char}", "message": f"\\{char}",
+        }  # fmt: skip
+        line = audit_line(fields, now=now)
+        assert line == AuditEvent(time=now, **fields).to_json()
+        assert char not in line
+        assert line.count(f"\\u{ord(char):04x}") == 3
+        decoded = json.loads(line)
+        assert (decoded["pod"], decoded["service_account"], decoded["message"]) == (
+            f"agent-{char}exe.txt",
+            f"sa{char}",
+            f"\\{char}",
+        )
+
+    def test_other_text_is_untouched(self) -> None:
+        """Printable non-ASCII text stays as it is (only what acts or reorders is escaped)."""
+        now = datetime(2026, 1, 1, tzinfo=UTC)
+        fields = {"component": "webhook", "event": "e", "decision": "d", "reason": "r"}
+        line = audit_line({**fields, "pod": "agent-é-😀-א"}, now=now)
+        assert '"pod":"agent-é-😀-א"' in line
+
+    def test_a_reviewed_pod_name(self, stamp_config: StampConfig, signing_key: SigningKey) -> None:
+        """A review whose pod's generateName carries U+202E writes an audit line without it."""
+        stream = io.StringIO()
+        reviewer = Reviewer(
+            config=stamp_config,
+            credentials=Credentials.with_key(signing_key),
+            clock=lambda: float(NOW),
+            audit=BatchingAuditSink(stream),
+            metrics=WebhookMetrics(registry=CollectorRegistry()),
+        )
+        raw = streamspace_agent_review(uid="uid-bidi")
+        raw["request"]["object"]["metadata"]["generateName"] = "agent-\u202etxt.exe-"
+        reviewer.answer(parse_review(json.dumps(raw).encode()))
+        line = stream.getvalue()
+        assert "\u202e" not in line
+        assert '"pod":"agent-\\u202etxt.exe-"' in line
 
 
 class TestBatchingAuditSink:

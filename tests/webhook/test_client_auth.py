@@ -75,7 +75,6 @@ async def webhook(
             "tlsClientCaFile": ca_file,
             "reloadIntervalSeconds": 0.1,
             "host": "127.0.0.1",
-            "port": 0,
             "metricsPort": 0,
             "shutdownDelaySeconds": 0,
         }

@@ -10,6 +10,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from approver.config import ConfigError as ApproverConfigError
+from approver.config import load_settings as load_approver_settings
 from bootstrap_token import MAX_TTL_SECONDS, MIN_TTL_SECONDS
 from webhook.config import (
     CONFIG_ENV,
@@ -388,7 +390,7 @@ class TestErrors:
             load_settings()
         message = str(info.value)
         assert message.startswith("invalid configuration:\n  ")
-        assert '"trust"' in message
+        assert f"trust.namespaces (env {ENV_PREFIX}TRUST__NAMESPACES): not valid JSON" in message
         assert "s3cr3t" not in message
 
     def test_values_are_not_echoed(self, tmp_path: Path) -> None:
@@ -463,3 +465,99 @@ def test_environment_overrides_a_key_set_in_the_file(
     settings = load_settings(config_file=config)
     assert settings.token_ttl_seconds == 1200
     assert settings.trust.namespaces == frozenset({"b"})
+
+
+class TestListenPort:
+    """One rule for both services' listening port: 1..65535 (issue 17: the approver refused
+    port 0 while the webhook took it)."""
+
+    @pytest.mark.parametrize(
+        ("port", "rule"),
+        [(0, "greater than or equal to 1"), (65536, "less than or equal to 65535")],
+    )
+    def test_both_services_refuse_the_same_ports(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, port: int, rule: str
+    ) -> None:
+        """The webhook and the approver refuse 0 and 65536 with the same words."""
+        path = write(tmp_path, {**REQUIRED, "port": port})
+        with pytest.raises(ConfigError) as webhook_error:
+            load_settings(config_file=path)
+        approver_path = write(tmp_path, {"port": port}, "approver.yaml")
+        with pytest.raises(ApproverConfigError) as approver_error:
+            load_approver_settings(config_file=approver_path, environ={})
+        assert str(webhook_error.value) == (
+            f"invalid configuration:\n  port (config file {path}): Input should be {rule}"
+        )
+        assert str(approver_error.value) == (
+            f"invalid configuration:\n  port (config file {approver_path}): Input should be {rule}"
+        )
+
+    @pytest.mark.parametrize("port", [1, 65535])
+    def test_both_services_take_the_bounds(self, tmp_path: Path, port: int) -> None:
+        assert load_settings(config_file=write(tmp_path, {**REQUIRED, "port": port})).port == port
+        approver = load_approver_settings(
+            config_file=write(tmp_path, {"port": port}, "approver.yaml"), environ={}
+        )
+        assert approver.port == port
+
+
+class TestInvalidJsonInTheEnvironment:
+    """A variable for a list or an object that is not JSON names the variable and its file key
+    (issue 17: it read `error parsing value for field "trust" from source
+    "EnvSettingsSource"`), never the value."""
+
+    HINT = (
+        "not valid JSON (a list or an object is written as JSON in the environment, "
+        'e.g. ["a"] or {"key": "value"})'
+    )
+
+    @pytest.mark.parametrize(
+        ("variable", "key"),
+        [
+            ("TRUST", "trust"),
+            ("TRUST__NAMESPACES", "trust.namespaces"),
+            ("trust__pod_selector", "trust.podSelector"),
+            ("INJECT_ENV__CONTAINERS", "injectEnv.containers"),
+        ],
+    )
+    def test_names_the_variable(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, key: str
+    ) -> None:
+        name = ENV_PREFIX + variable if variable.isupper() else ENV_PREFIX.lower() + variable
+        monkeypatch.setenv(name, "[streamspace, sekrit-value")
+        with pytest.raises(ConfigError) as caught:
+            load_settings(config_file=write(tmp_path, REQUIRED))
+        assert str(caught.value) == f"invalid configuration:\n  {key} (env {name}): {self.HINT}"
+
+    def test_only_the_broken_variable_is_named(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Valid JSON and plain strings next to it are not blamed."""
+        monkeypatch.setenv(ENV_PREFIX + "TRUST__NAMESPACES", '["streamspace"]')
+        monkeypatch.setenv(ENV_PREFIX + "TRUST__SERVICE_ACCOUNTS", "streamspace:agent")
+        monkeypatch.setenv(ENV_PREFIX + "CLUSTER", "prod")
+        with pytest.raises(ConfigError) as caught:
+            load_settings(config_file=write(tmp_path, REQUIRED))
+        assert str(caught.value) == (
+            "invalid configuration:\n  trust.serviceAccounts "
+            f"(env {ENV_PREFIX}TRUST__SERVICE_ACCOUNTS): {self.HINT}"
+        )
+
+    @pytest.mark.parametrize(
+        ("variable", "key"),
+        [
+            ("SERVICE_ACCOUNT_TOKENS__ALLOW", "serviceAccountTokens.allow"),
+            ("CONTROL_PLANE__STREAMSPACE", "controlPlane.streamspace"),
+        ],
+    )
+    def test_the_approver_names_its_variable_too(
+        self, monkeypatch: pytest.MonkeyPatch, variable: str, key: str
+    ) -> None:
+        """The approver's nested settings (an optional section too, which pydantic reads as
+        text then refuses) name the variable the same way."""
+        name = "AGENT_BOOTSTRAP_APPROVER_" + variable
+        monkeypatch.setenv(name, "streamspace:streamspace-agent")
+        with pytest.raises(ApproverConfigError) as caught:
+            load_approver_settings(environ={})
+        assert str(caught.value).startswith(f"invalid configuration:\n  {key} (env {name}): ")
+        assert "streamspace-agent" not in str(caught.value)

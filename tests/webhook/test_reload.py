@@ -285,3 +285,33 @@ class TestRun:
             await task
         assert reloader.credentials.signing is not None
         assert reloader.credentials.signing.kid == new_key.kid
+
+
+class TestSigningKeyMode:
+    """A signing key other users may read is a warning each time it is loaded (issue 17)."""
+
+    def test_world_readable_key_warns(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.WARNING, logger="webhook.credentials")
+        path = tmp_path / "signing.key"
+        path.write_bytes(SigningKey.generate().private_pem())
+        path.chmod(0o644)
+        material = load_signing(path, field_name="signingKeyFile (config file webhook.yaml)")
+        assert material.kid
+        assert caplog.messages == [
+            f"signingKeyFile (config file webhook.yaml) {path} has mode 0644: open to users "
+            "other than its owner; make it owner-only (chmod 600), or in Kubernetes mount its "
+            "Secret with defaultMode 0440 and the pod's fsGroup"
+        ]
+        assert "PRIVATE KEY" not in caplog.text
+
+    def test_owner_only_key_is_quiet(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.WARNING, logger="webhook.credentials")
+        path = tmp_path / "signing.key"
+        path.write_bytes(SigningKey.generate().private_pem())
+        path.chmod(0o600)
+        load_signing(path)
+        assert caplog.messages == []

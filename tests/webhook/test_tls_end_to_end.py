@@ -32,7 +32,6 @@ async def webhook_port(pki: Pki) -> AsyncIterator[int]:
             "tlsCertFile": pki.webhook_cert,
             "tlsKeyFile": pki.webhook_key,
             "host": "127.0.0.1",
-            "port": 0,
             "metricsPort": 0,
             "shutdownDelaySeconds": 0,
         }
