@@ -57,6 +57,7 @@ from approver.control_plane.port import (
     Upstream,
 )
 from approver.control_plane.settings import StreamSpaceSettings
+from bootstrap_token.file_mode import mode_warning
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,8 @@ _STATES = {
 
 class SecretFile:
     """A secret read from a mounted file: surrounding whitespace stripped, re-read on demand.
-    ``repr`` and errors name the file, never its content."""
+    ``repr`` and errors name the file, never its content; a mode wider than owner-only is
+    warned about (:mod:`bootstrap_token.file_mode`) at each read."""
 
     def __init__(self, path: Path, *, what: str) -> None:
         self.path = path
@@ -100,6 +102,9 @@ class SecretFile:
             ) from None
         if not value:
             raise ControlPlaneUnavailable(f"{self._what} {self.path}: empty")
+        warning = mode_warning(f"controlPlane.streamspace.{self._what}", self.path)
+        if warning is not None:
+            log.warning("%s", warning)
         self.value = value
         return value
 

@@ -245,3 +245,20 @@ class TestAdminSide:
         assert "agentId" in str(world.adapter.refusal({**body, "agentId": "ab"}))
         assert "platform" in str(world.adapter.refusal({**body, "platform": "mainframe"}))
         assert "region" in str(world.adapter.refusal({**body, "region": "x"}))
+
+
+def test_secret_file_mode_is_warned(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A world-readable secret file is warned about (setting and path named), never shown."""
+    path = tmp_path / "password"
+    path.write_text("s3cret-value\n")
+    path.chmod(0o644)
+    with caplog.at_level("WARNING"):
+        assert SecretFile(path, what="adminPasswordFile").value == "s3cret-value"
+    assert "controlPlane.streamspace.adminPasswordFile" in caplog.text
+    assert str(path) in caplog.text
+    assert "s3cret-value" not in caplog.text
+    caplog.clear()
+    path.chmod(0o600)
+    with caplog.at_level("WARNING"):
+        SecretFile(path, what="adminPasswordFile")
+    assert caplog.text == ""
