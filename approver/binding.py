@@ -3,8 +3,9 @@ agrees. Pure: the Kubernetes read is :mod:`approver.kube.pods`.
 
 Which pod (docs/design.md, "Approver: registration"):
 
-* the pod name is ``metadata.podName`` when the agent sends it, else StreamSpace's agent id
-  ``<agentIdPrefix>-<pod name>`` minus the prefix (or the agent id itself with no prefix set);
+* the pod name is StreamSpace's agent id ``<agentIdPrefix>-<pod name>`` minus the prefix (or
+  the agent id itself with no prefix set); a ``metadata.podName`` the agent sends must be the
+  same name (else the binding is not provable);
 * the pod's namespace is the *cluster's* word: the token's ``namespace`` claim (taken by the
   webhook from the AdmissionReview's ``request.namespace``). StreamSpace's agent sends a
   ``metadata.namespace`` too, but that is its NAMESPACE environment variable, the namespace it
@@ -52,21 +53,26 @@ POD_NAMESPACE_KEY = "podNamespace"
 def bound_pod_name(request: RegistrationRequest, *, agent_id_prefix: str | None) -> str | None:
     """The pod name a registration speaks for, or None when it cannot be told.
 
-    ``metadata.podName`` when sent (it must be a string that can be a pod name, a DNS-1123
-    subdomain: :func:`approver.identifiers.is_pod_name`; a podName with control characters
-    must not pass a ``generateName`` prefix match into a record); else the agent id without
-    ``agent_id_prefix + "-"`` (StreamSpace: ``AGENT_ID=$(AGENT_ID_PREFIX)-$(POD_NAME)``); with no
-    prefix configured, the agent id itself.
+    The agent id names the pod: the agent id without ``agent_id_prefix + "-"`` (StreamSpace:
+    ``AGENT_ID=$(AGENT_ID_PREFIX)-$(POD_NAME)``), or, with no prefix configured, the agent id
+    itself; it must be a possible pod name (a DNS-1123 subdomain,
+    :func:`approver.identifiers.is_pod_name`). ``metadata.podName``, when an agent sends it,
+    must say the same: a pod may speak only for the agent id derived from its own name, so a
+    stamped pod cannot claim another agent's id by naming itself in ``metadata`` (None: not
+    provable).
     """
-    raw = request.metadata.get(POD_NAME_KEY)
-    if raw is not None:
-        return raw if isinstance(raw, str) and is_pod_name(raw) else None
     if agent_id_prefix is None:
-        return request.agent_id
-    head = agent_id_prefix + "-"
-    if request.agent_id.startswith(head) and len(request.agent_id) > len(head):
-        return request.agent_id[len(head) :]
-    return None
+        derived: str | None = request.agent_id
+    else:
+        head = agent_id_prefix + "-"
+        ok = request.agent_id.startswith(head) and len(request.agent_id) > len(head)
+        derived = request.agent_id[len(head) :] if ok else None
+    if derived is None or not is_pod_name(derived):
+        return None
+    sent = request.metadata.get(POD_NAME_KEY)
+    if sent is not None and sent != derived:
+        return None
+    return derived
 
 
 def pod_namespace_mismatch(request: RegistrationRequest, *, namespace: str) -> bool:

@@ -214,8 +214,13 @@ CASES = [
          agent_id=POD_NAME),
     Case("generateName with no suffix", _valid, P, "binding_not_provable", Effect.CREATE,
          agent_id=f"{AGENT_ID_PREFIX}-{GENERATE_NAME}"),
-    Case("metadata.podName admitted", _valid, A, "bootstrap_token_accepted", Effect.CREATE,
-         agent_id="custom-agent-name", metadata={"podName": POD_NAME}, approval_method=NS),
+    Case("metadata.podName naming the agent id's pod", _valid, A, "bootstrap_token_accepted",
+         Effect.CREATE, metadata={"podName": POD_NAME}, approval_method=NS),
+    Case("metadata.podName cannot claim another agent id", _valid, P, "binding_not_provable",
+         Effect.CREATE, agent_id="custom-agent-name", metadata={"podName": POD_NAME}),
+    Case("another pod's agent id, own pod in metadata.podName", _valid, P,
+         "binding_not_provable", Effect.CREATE, agent_id=f"{AGENT_ID_PREFIX}-other-pod-x2x7q",
+         metadata={"podName": POD_NAME}),
     Case("metadata.podName not admitted", _valid, P, "binding_not_provable", Effect.CREATE,
          metadata={"podName": "other-pod-x2x7q"}),
     Case("metadata.podName not a string", _valid, P, "binding_not_provable", Effect.CREATE,
@@ -410,28 +415,32 @@ class TestBoundPodName:
             (POD_NAME, {}, None, POD_NAME),
             (POD_NAME, {}, AGENT_ID_PREFIX, None),
             (f"{AGENT_ID_PREFIX}-", {}, AGENT_ID_PREFIX, None),
-            ("anything", {"podName": POD_NAME}, AGENT_ID_PREFIX, POD_NAME),
-            ("anything", {"podName": ""}, AGENT_ID_PREFIX, None),
-            ("anything", {"podName": ["x"]}, None, None),
-            ("anything", {"podName": POD_NAME + "\x1b[2J"}, None, None),
-            ("anything", {"podName": POD_NAME.upper()}, None, None),
+            (AGENT_ID, {"podName": POD_NAME}, AGENT_ID_PREFIX, POD_NAME),
+            ("anything", {"podName": POD_NAME}, AGENT_ID_PREFIX, None),
+            (AGENT_ID, {"podName": "other-pod"}, AGENT_ID_PREFIX, None),
+            (AGENT_ID, {"podName": ""}, AGENT_ID_PREFIX, None),
+            (POD_NAME, {"podName": ["x"]}, None, None),
+            (POD_NAME + "_x", {}, None, None),
+            (POD_NAME.upper(), {}, None, None),
         ],
         ids=[
             "prefix stripped",
             "no prefix: the agent id",
             "prefix missing",
             "nothing after the prefix",
-            "metadata.podName wins",
+            "podName agreeing",
+            "podName cannot name another agent id's pod",
+            "podName naming another pod",
             "empty podName",
             "podName not a string",
-            "podName with an escape sequence",
-            "podName not a DNS name",
+            "agent id with an underscore",
+            "agent id not a DNS name",
         ],
     )
     def test_pod_name(
         self, agent_id: str, metadata: dict[str, Any], prefix: str | None, expected: str | None
     ) -> None:
-        """The pod name comes from metadata.podName, else from the agent id minus the prefix."""
+        """The pod name is the agent id minus the prefix; metadata.podName must agree."""
         request = RegistrationRequest.model_validate(registration_body(agent_id, metadata=metadata))
         assert bound_pod_name(request, agent_id_prefix=prefix) == expected
 
