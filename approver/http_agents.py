@@ -41,7 +41,13 @@ from approver.http_common import (
 )
 from approver.registration import REGISTER_EVENT
 from approver.store import StoreUnavailable
-from approver.wire import BadRequest, ReviewRequest, parse_model, parse_registration
+from approver.wire import (
+    BadRequest,
+    ReviewRequest,
+    forwarded_body,
+    parse_model,
+    parse_registration,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +61,8 @@ async def register(request: web.Request) -> web.Response:
     try:
         if request.content_type != "application/json":
             raise BadRequest("unsupported_media_type", "send Content-Type: application/json")
-        body = parse_registration(await read_json(request))
+        data = await read_json(request)
+        body = parse_registration(data)
     except BadRequest as exc:
         status = 415 if exc.code == "unsupported_media_type" else 400
         return refused_request(request, status, exc, event=REGISTER_EVENT)
@@ -63,7 +70,7 @@ async def register(request: web.Request) -> web.Response:
         result = await request.app[REGISTRAR_KEY].register(
             request=body,
             headers=request.headers,
-            body=await request.read(),
+            body=forwarded_body(data),
             client_ip=request.remote,
         )
     except StoreUnavailable as exc:

@@ -202,8 +202,9 @@ class Registrar:
             request: the validated body.
             headers: the request headers (case-insensitive mapping); only the credential
                 headers are read.
-            body: the body as the agent sent it (forwarded to the control plane unchanged);
-                default: rebuilt from ``request``.
+            body: the body the control plane receives (:func:`approver.wire.forwarded_body`:
+                the members it reads, as the agent sent them); default: rebuilt from
+                ``request``.
             client_ip: the agent's address as this approver saw it (for the control plane's
                 per-client limits), if known.
 

@@ -49,6 +49,7 @@ from approver.identifiers import (
     is_namespace_name,
     label_problem,
 )
+from bootstrap_token import jsonio
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -111,14 +112,45 @@ class RegistrationRequest(_Wire):
     ] = Field(default_factory=dict)
 
 
+#: The members of StreamSpace's ``AgentRegistrationRequest`` (``api/internal/models/agent.go``),
+#: the only ones its handler reads.
+REGISTRATION_MEMBERS = ("agentId", "platform", "region", "capacity", "metadata")
+_FOLDED = {m.casefold(): m for m in REGISTRATION_MEMBERS}
+
+
+def forwarded_body(data: dict[str, Any]) -> bytes:
+    """The registration body a control plane receives: the members StreamSpace reads, exactly
+    as the agent sent them (any JSON type), in their order; everything else left out.
+
+    Forwarding the agent's bytes would let a body say one thing to the approver and another to
+    the control plane (Go matches JSON keys case-insensitively, the last match winning), so the
+    body is rebuilt from the members the approver read; :func:`parse_registration` refuses a
+    body whose keys differ from those members only in case."""
+    return jsonio.dumps({m: data[m] for m in REGISTRATION_MEMBERS if m in data})
+
+
 def parse_registration(data: object) -> RegistrationRequest:
     """Validate a decoded JSON body.
+
+    A member whose name equals one of :data:`REGISTRATION_MEMBERS` but for case (``AgentID``,
+    ``agentid``) is refused: Go's ``encoding/json``, which StreamSpace decodes with, would take
+    it for that member.
 
     Raises:
         BadRequest: ``invalid_agent_id`` when ``agentId`` breaking its rule is the only
             problem, else ``invalid_request``; the message names the members and the rules
             they break, never their values.
     """
+    if isinstance(data, dict):
+        for key in data:
+            member = _FOLDED.get(key.casefold())
+            if member is not None and key != member:
+                raise BadRequest(
+                    "invalid_request",
+                    f"a member named like {member!r} but for case: Go's JSON decoder, which "
+                    "StreamSpace uses, would read it as that member; send it once, spelt "
+                    f"{member!r}",
+                )
     try:
         return RegistrationRequest.model_validate(data)
     except ValidationError as exc:

@@ -103,9 +103,9 @@ class AgentIntent:
 
     Attributes:
         agent_id: the agent's id (already checked by :mod:`approver.identifiers`).
-        body: the registration body, as the agent sent it (forwarded unchanged, so the control
-            plane stores every member the agent sent); a body rebuilt from the record when the
-            sync loop acts without a request.
+        body: the registration body the control plane receives: the members it reads, as the
+            agent sent them (:func:`approver.wire.forwarded_body`); a body rebuilt from the
+            record when the sync loop acts without a request.
         client_ip: the agent's address as the approver saw it (forwarded as
             ``X-Forwarded-For``, so the control plane's per-client limits apply per agent as
             before), None when unknown.

@@ -312,6 +312,19 @@ class TestRegister:
         [record] = await client.app[STORE_KEY].list_agents()
         assert getattr(record, member) == stored
 
+    @pytest.mark.parametrize("key", ["AgentID", "agentid", "AGENTID", "Platform", "Metadata"])
+    async def test_member_spelt_in_another_case(self, client: Client, key: str) -> None:
+        """A member named like one StreamSpace reads but for case is refused (400): Go's JSON
+        decoder would take it for that member, so the approver and StreamSpace would read two
+        different bodies; nothing is written."""
+        body = {**registration_body(), key: "k8s-prod-cluster-someone-else-x2x7q"}
+        response = await client.post(REGISTER, json=body)
+        assert response.status == 400
+        answer = await response.json()
+        assert answer["error"] == "invalid_request"
+        assert "case" in answer["message"]
+        assert await client.app[STORE_KEY].list_agents() == []
+
     async def test_streamspace_agent_request_byte_for_byte(self, client: Client) -> None:
         """StreamSpace's own agent's request (the fixture: body bytes and headers as sent by
         agents/k8s-agent/main.go registerAgent) is accepted, and its capacity stored as sent."""
