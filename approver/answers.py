@@ -63,6 +63,8 @@ def agent_json(record: AgentRecord) -> JsonBody:
         "createdAt": rfc3339(record.created_at),
         "updatedAt": rfc3339(record.updated_at),
         "updatedBy": record.updated_by,
+        "sourceAddress": record.source_address,
+        "controlPlane": record.control_plane.value if record.control_plane else None,
     }
 
 

@@ -188,10 +188,12 @@ class KubernetesSettings(_Section):
     bind_source_address: bool = Field(
         default=True,
         alias="bindSourceAddress",
-        description="Default true (with enabled): a bootstrap token approves only when the "
-        "request comes from its pod's address (status.podIP), so a token read from the "
-        "annotation by anyone who may get pods is useless elsewhere. Needs the approver to see "
-        "pod addresses (traffic inside the cluster); false behind a proxy that rewrites them.",
+        description="Default true: a bootstrap token approves only when the request comes "
+        "from its pod's address (status.podIP; with enabled), so a token read from the "
+        "annotation by anyone who may get pods is useless elsewhere; and a manually approved "
+        "agent's key goes only to the address its approved registration came from. Needs the "
+        "approver to see agent addresses (traffic inside the cluster); false behind a proxy "
+        "that rewrites them.",
     )
     resync_seconds: float = Field(
         default=600.0,

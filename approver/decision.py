@@ -23,7 +23,9 @@ Order:
      Kubernetes access a re-presented bootstrap token needs its live pod: same UID as bound,
      not terminating, still carrying this token (``pod_uid_mismatch`` 403*, the pod checks'
      reasons otherwise). A placeholder credential of a manually approved agent gets the key
-     once only (anyone who may read the pod could present it).
+     once only (anyone who may read the pod could present it), and, with
+     ``bind_source_address``, only from the address the approved registration came from
+     (``pod_address_mismatch`` 403*).
    * ``pending``: re-evaluated by steps 2-5, so a retry picks up what changed (trust, quota,
      the pod, an expired token); approves if they do (``auto_approve``). A pending record
      marked expired (``pending_expired``) is frozen: only an administrator acts on it.
@@ -256,6 +258,7 @@ class Facts:
             verified token naming the agent's pod).
         outcomes: the step-3/4 outcomes, in decision order (``not_applicable`` ones are
             skipped).
+        source_address: the request's client address, when known.
     """
 
     request: RegistrationRequest
@@ -264,6 +267,7 @@ class Facts:
     pod_name: str | None = None
     pod: PodEvidence | None = None
     outcomes: tuple[CredentialOutcome, ...] = ()
+    source_address: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -456,9 +460,19 @@ def _active_agent(existing: AgentRecord, facts: Facts, policy: DecisionPolicy) -
     holds_key = existing.api_key_hash is not None and existing.api_key_hash in digests
     if holds_key or existing.credential_hash is None or existing.credential_hash not in digests:
         return again
-    if existing.api_key_hash is not None:
-        if existing.approval_method is ApprovalMethod.MANUAL:
+    if existing.approval_method is ApprovalMethod.MANUAL:
+        if existing.api_key_hash is not None:
             return again  # a public placeholder made it: the key is handed over once only
+        if policy.bind_source_address and existing.source_address not in (
+            None,
+            facts.source_address,
+        ):
+            # The placeholder (the pod's UID) can be read by anyone who may get pods: the key
+            # goes only where the registration an administrator approved came from.
+            return Decision(
+                Outcome.REJECTED, PodCheck.ADDRESS_MISMATCH.value, Step.KNOWN_AGENT, security=True
+            )
+    elif existing.api_key_hash is not None:
         refusal = _reissue_refusal(existing, facts, policy)
         if refusal is not None:
             return refusal

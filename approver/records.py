@@ -78,6 +78,8 @@ class AgentRecord:
         control_plane: the agent's state in the control plane (:class:`ControlPlaneState`);
             None when no control-plane connector has touched it.
         control_plane_at: when ``control_plane`` was last written.
+        source_address: the client address of the registration that created (or re-bound)
+            the record; a manually approved agent's key goes only to that address.
     """
 
     id: uuid.UUID
@@ -110,6 +112,7 @@ class AgentRecord:
     updated_by: str | None = None
     control_plane: ControlPlaneState | None = None
     control_plane_at: datetime | None = None
+    source_address: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

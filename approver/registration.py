@@ -285,6 +285,7 @@ class Registrar:
             pod_name=pod_name,
             pod=pod,
             outcomes=outcomes,
+            source_address=client_ip,
         )
         return facts, kid
 
@@ -708,6 +709,7 @@ def _bound(
         owner_name=owner.name if owner else None,
         owner_uid=owner.uid if owner else None,
         credential_hash=decision.credential_digest or facts.presented.primary,
+        source_address=facts.source_address,
     )
 
 

@@ -201,7 +201,7 @@ def create_app(
                 per_owner=settings.auto_approve.max_active_per_owner,
             ),
             bootstrap_checks=configured_bootstrap_checks(settings),
-            bind_source_address=pods is not None and settings.kubernetes.bind_source_address,
+            bind_source_address=settings.kubernetes.bind_source_address,
         ),
         audit=sink,
         clock=clock,

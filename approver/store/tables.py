@@ -106,6 +106,8 @@ agents = sa.Table(
     # 0004
     sa.Column("control_plane", sa.String(16), nullable=True),
     sa.Column("control_plane_at", UTCDateTime(), nullable=True),
+    # 0005
+    sa.Column("source_address", sa.String(45), nullable=True),
     sa.UniqueConstraint("agent_id"),
     sa.CheckConstraint(_one_of("status", [s.value for s in AgentStatus]), name="status"),
     sa.CheckConstraint(

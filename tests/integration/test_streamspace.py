@@ -268,6 +268,37 @@ class TestManualApproval:
         assert record["agent"]["approvedBy"] == f"streamspace:{human}"
         assert {s for s, _ in agent.registrations} == {202, 200}
 
+    async def test_the_key_goes_only_where_the_approved_registration_came_from(
+        self, world: World, session: aiohttp.ClientSession
+    ) -> None:
+        """The placeholder (the pod's UID) can be read by anyone who may get pods: after the
+        administrator approves, presenting it from another address gets 403
+        pod_address_mismatch and no key, and the pod's own agent still gets its key."""
+        pod = await world.create_pod(session, namespace="team-sandbox")
+        agent_id = world.agent_id(pod)
+        status, _, _ = await world.register_once(world.env(pod), source=pod.address)
+        assert status == 202
+
+        async def listed() -> bool:
+            return agent_id in await world.streamspace_agents()
+
+        await eventually(listed)
+        await world.streamspace_admin("POST", f"/agents/{agent_id}/approve")
+
+        async def adopted() -> bool:
+            _, record = await world.approver_admin("GET", f"/agents/{agent_id}")
+            return bool(record["agent"]["status"] == "active")
+
+        await eventually(adopted)
+        status, body, _ = await world.register_once(world.env(pod), source="127.0.9.10")
+        assert (status, body["reason"]) == (403, "pod_address_mismatch")
+        assert "apiKey" not in body
+        agent = world.agent(pod)
+        async with running(agent):
+            await world.streamspace.wait_connected(agent_id, timeout=10)
+        _, record = await world.approver_admin("GET", f"/agents/{agent_id}")
+        assert record["agent"]["sourceAddress"] == pod.address
+
     async def test_rejected_there_stops_the_agent(
         self, world: World, session: aiohttp.ClientSession
     ) -> None:
