@@ -30,6 +30,7 @@ from approver.audit_chain import ChainReport, ChainVerifier
 from approver.config import ApproverSettings, ConfigError, EventLoop, load_settings
 from approver.server import open_store, serve
 from approver.store import StoreUnavailable
+from bootstrap_token import http_log
 
 PROG = "agent-bootstrap-approver"
 EXIT_BROKEN_CHAIN = 3
@@ -145,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     audit chain)."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    http_log.install()
     try:
         settings = load_settings(config_file=getattr(args, "config", None))
         if args.command == "migrate":

@@ -173,6 +173,11 @@ async def connect(request: web.Request) -> web.StreamResponse:
     if isinstance(allowed, web.Response):
         return allowed
     key, digest = allowed
+    agent = web.WebSocketResponse(autoping=False, max_msg_size=MAX_MESSAGE_BYTES)
+    if not agent.can_prepare(request).ok:
+        # Not a WebSocket handshake: never dial the control plane for it (a dial would open,
+        # and StreamSpace's hub would replace, the agent's live connection there).
+        return json_error(400, "not_a_websocket", "a WebSocket upgrade is required")
     upstream = request.app[UPSTREAM_KEY]
     url = f"{upstream.base_url}{CONNECT_PATH}?agent_id={quote(agent_id, safe='')}"
     try:
@@ -194,10 +199,10 @@ async def connect(request: web.Request) -> web.StreamResponse:
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         log.warning("gate: control plane unreachable for a connect: %s", type(exc).__name__)
         return json_error(502, "control_plane_unavailable", "the control plane is unreachable")
-    agent = web.WebSocketResponse(autoping=False, max_msg_size=MAX_MESSAGE_BYTES)
     try:
         await agent.prepare(request)
-    except ConnectionResetError:  # the agent gave up (its handshake timeout) meanwhile
+    except (ConnectionResetError, RuntimeError, aiohttp.ClientError, OSError):
+        # The agent went away during the handshake: never leave the upstream dial open.
         await remote.close()
         return agent
     relay = Relay(agent_id=agent_id, key_digest=digest, agent=agent, upstream=remote)

@@ -43,6 +43,7 @@ hands out a key nobody asked for is planned again.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -221,6 +222,7 @@ class Registrar:
                 validation); nothing was written.
         """
         now = self._clock()
+        started = time.monotonic()
         facts, kid = await self._facts(request, headers, now=now, client_ip=client_ip)
         try:
             if self._control_plane is None:
@@ -231,8 +233,11 @@ class Registrar:
                     body=body if body is not None else request_body(request),
                     client_ip=client_ip,
                 )
+                # One deadline for the whole answer: time spent reading the pod counts against
+                # the control plane's budget (StreamSpace's agent gives up after 10 s).
+                deadline = started + self._control_plane.budget_seconds
                 registration, event = await self._through_control_plane(
-                    self._control_plane, facts, intent, kid=kid, now=now
+                    self._control_plane, facts, intent, kid=kid, now=now, deadline=deadline
                 )
         except (StoreUnavailable, ControlPlaneUnavailable) as exc:
             reason = (
@@ -297,9 +302,10 @@ class Registrar:
         *,
         kid: str | None,
         now: float,
+        deadline: float,
     ) -> tuple[Registration, AuditEvent]:
         """A registration whose approval must take effect in the control plane (module
-        docstring, "With a control plane")."""
+        docstring, "With a control plane"); its calls end by ``deadline`` (monotonic)."""
         refusal = control_plane.refusal(request_fields(facts.request))
         if refusal is not None:
             raise ControlPlaneRefused(refusal)
@@ -317,10 +323,10 @@ class Registrar:
             state: ControlPlaneState | None = None
             try:
                 if step is CpStep.ADMIT:
-                    state = await control_plane.admit(intent)
+                    state = await control_plane.admit(intent, deadline=deadline)
                 elif step is CpStep.GRANT:
                     known = existing.control_plane if existing is not None else None
-                    grant = await control_plane.grant(intent, known=known)
+                    grant = await control_plane.grant(intent, known=known, deadline=deadline)
                     state = ControlPlaneState.APPROVED
             except ControlPlaneRejected as exc:
                 return await self._rejected_there(control_plane, facts, exc, kid=kid, now=now)

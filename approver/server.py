@@ -281,6 +281,13 @@ def _add_gate(
     app[UPSTREAM_KEY] = control_plane.upstream
     http_gate.add_routes(app)
 
+    async def close_relays(app: web.Application) -> None:
+        # on_shutdown runs before aiohttp waits for open requests (60 s): a relayed WebSocket
+        # is an open request for its whole life, so close them first (1001 to both sides).
+        await app[CONNECTIONS_KEY].close_all()
+
+    app.on_shutdown.append(close_relays)
+
     async def session(app: web.Application) -> AsyncIterator[None]:
         upstream = app[UPSTREAM_KEY]
         # No pool limit: every relayed WebSocket holds one upstream connection for its life
@@ -362,8 +369,6 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         # A changed tokens file is applied and logged when it changes, not at the next request.
         tasks.append(asyncio.create_task(app[key].follow(), name=f"{name}-tokens-file"))
     yield
-    if connections is not None:
-        await connections.close_all()
     for task in tasks:
         task.cancel()
     for task in tasks:

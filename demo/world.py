@@ -18,6 +18,7 @@ the approver (real processes, real TLS), and the cluster's part played in code.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import ssl
 from collections.abc import Mapping
@@ -156,7 +157,9 @@ class World:
 
     async def stop(self) -> dict[str, int]:
         """Stop the services (exit codes), then the stand-ins."""
-        codes = self.stack.stop()
+        # Off the event loop: the stand-ins on this loop must keep answering while the services
+        # close their connections to them.
+        codes = await asyncio.to_thread(self.stack.stop)
         await self._close_stand_ins()
         return codes
 

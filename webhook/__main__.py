@@ -17,6 +17,7 @@ import logging
 import sys
 from pathlib import Path
 
+from bootstrap_token import http_log
 from bootstrap_token.audit import AUDIT_LOGGER
 from webhook.config import CONFIG_ENV, ConfigError, WebhookSettings, load_settings
 from webhook.credentials import Credentials
@@ -53,6 +54,7 @@ def configure_logging() -> None:
     audit.setLevel(logging.INFO)
     audit.propagate = False
 
+    http_log.install()
     root = logging.getLogger()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

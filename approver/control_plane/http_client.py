@@ -47,7 +47,7 @@ class Answer:
 
 def _retry_after(response: aiohttp.ClientResponse, data: Mapping[str, Any] | None) -> float:
     header = response.headers.get("Retry-After", "")
-    if header.isdigit():
+    if header.isascii() and header.isdigit():  # str.isdigit alone takes "²" (RFC 9110 10.2.3)
         return float(header)
     member = data.get("retryAfter") if data is not None else None
     if isinstance(member, int | float) and not isinstance(member, bool) and member >= 0:

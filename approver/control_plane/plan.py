@@ -20,6 +20,9 @@ Two questions, answered from records and decisions only (no I/O):
   pending                rejected                              ``adopt_rejection``: rejected
   pending, made visible  absent (its administrator deleted it)  ``mark`` absent: the agent's next
                                                                registration makes it visible again
+  pending, expired       pending                               ``remove`` there: nobody registered
+                                                               it for ``pendingTtlSeconds`` (a pod
+                                                               the approver cannot watch is gone)
   active                 pending (approved in the approver)    ``approve`` there
   active, approved       absent (deleted there)                ``adopt_removal``: inactive
                                                                (``removed_in_control_plane``)
@@ -145,6 +148,8 @@ def _action(record: AgentRecord, row: ControlPlaneAgent | None) -> SyncAction | 
         return None if known is there else SyncAction(SyncKind.MARK, record, row, there)
 
     if status is _P:
+        if record.expired_at is not None and there is _CP_P:
+            return SyncAction(SyncKind.REMOVE, record, row)
         if there is _CP_A:
             return SyncAction(SyncKind.ADOPT_APPROVAL, record, row)
         if there is _CP_R:

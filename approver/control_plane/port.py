@@ -170,6 +170,8 @@ class ControlPlane(Protocol):
 
     name: str
     upstream: Upstream
+    #: Most seconds one operation may take, retries included.
+    budget_seconds: float
 
     def refusal(self, body: Mapping[str, object]) -> str | None:
         """Why the control plane would refuse this registration body (its validation), or
@@ -177,12 +179,23 @@ class ControlPlane(Protocol):
         leaves a record behind."""
         ...
 
-    async def admit(self, agent: AgentIntent) -> ControlPlaneState:
+    async def admit(
+        self, agent: AgentIntent, *, deadline: float | None = None
+    ) -> ControlPlaneState:
         """Make the agent known there as pending, unless it is known already. Returns its
-        state there afterwards (``pending``, or the decision its administrators made)."""
+        state there afterwards (``pending``, or the decision its administrators made).
+
+        ``deadline`` (``time.monotonic`` seconds, for this and :meth:`grant`): finish by then
+        at the latest, whatever the budget left (a registration's own deadline)."""
         ...
 
-    async def grant(self, agent: AgentIntent, *, known: ControlPlaneState | None) -> Grant:
+    async def grant(
+        self,
+        agent: AgentIntent,
+        *,
+        known: ControlPlaneState | None,
+        deadline: float | None = None,
+    ) -> Grant:
         """Approve the agent there if it is not approved yet, and return a fresh key.
 
         Args:

@@ -36,6 +36,7 @@ docker, vm, cloud; :meth:`StreamSpace.refusal` applies it before anything is wri
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 import time
 from collections.abc import Mapping
@@ -74,6 +75,7 @@ AGENT_ID_LENGTH = (3, 100)
 #: Log in again this long before a login token's 24 h are over (``jwt.go``), in seconds.
 _TOKEN_REFRESH_AFTER = 12 * 3600
 _MAX_ROUNDS = 4
+_SHARED_KEY = re.compile(r"[0-9a-fA-F]{64}")
 
 _STATES = {
     "pending": ControlPlaneState.PENDING,
@@ -151,6 +153,7 @@ class StreamSpace:
         self._username = admin_username
         self._password = admin_password
         self._budget = budget_seconds
+        self.budget_seconds = budget_seconds
         self._forward = forward_client_address
         self._token: str | None = None
         self._token_at = 0.0
@@ -173,17 +176,28 @@ class StreamSpace:
             return "region: StreamSpace requires 2..50 characters"
         return None
 
-    async def admit(self, agent: AgentIntent) -> ControlPlaneState:
+    async def admit(
+        self, agent: AgentIntent, *, deadline: float | None = None
+    ) -> ControlPlaneState:
         """``RegisterAgent`` with the shared key: 202 pending (row made or kept), 200 approved,
         403 rejected."""
-        deadline = self._http.deadline(self._budget)
-        return await self._admit(agent, deadline)
+        return await self._admit(agent, self._deadline(deadline))
 
-    async def grant(self, agent: AgentIntent, *, known: ControlPlaneState | None) -> Grant:
+    def _deadline(self, given: float | None) -> float:
+        own = self._http.deadline(self._budget)
+        return own if given is None else min(own, given)
+
+    async def grant(
+        self,
+        agent: AgentIntent,
+        *,
+        known: ControlPlaneState | None,
+        deadline: float | None = None,
+    ) -> Grant:
         """Approve (pending row) or rotate the key (approved row); register first when the row
         is absent. Stale hints are corrected from StreamSpace's answers (a 404 of approve means
         "not pending": the list tells whether it is approved, rejected or gone)."""
-        deadline = self._http.deadline(self._budget)
+        deadline = self._deadline(deadline)
         state = known
         for _ in range(_MAX_ROUNDS):
             if state is None or state is ControlPlaneState.ABSENT:
@@ -417,9 +431,17 @@ def from_settings(
         context = ssl.create_default_context(
             cafile=str(settings.ca_file) if settings.ca_file else None
         )
+    bootstrap_key = SecretFile(settings.bootstrap_key_file, what="bootstrapKeyFile")
+    if not _SHARED_KEY.fullmatch(bootstrap_key.value):
+        # StreamSpace checks the key's format before it compares it with AGENT_BOOTSTRAP_KEY
+        # (api/internal/middleware/agent_auth.go RequireAuth, ValidateAPIKeyFormat).
+        raise ControlPlaneUnavailable(
+            f"bootstrapKeyFile {settings.bootstrap_key_file}: StreamSpace accepts only 64 "
+            "hexadecimal characters as its shared key"
+        )
     return StreamSpace(
         base_url=settings.url,
-        bootstrap_key=SecretFile(settings.bootstrap_key_file, what="bootstrapKeyFile"),
+        bootstrap_key=bootstrap_key,
         admin_username=SecretFile(settings.admin_username_file, what="adminUsernameFile"),
         admin_password=SecretFile(settings.admin_password_file, what="adminPasswordFile"),
         ssl_context=context,

@@ -193,6 +193,43 @@ class TestStampedAgent:
         )
 
 
+class TestGateEdges:
+    async def test_plain_get_with_the_key_dials_nothing(
+        self, world: World, session: aiohttp.ClientSession
+    ) -> None:
+        """A GET of the connect path that is not a WebSocket handshake gets 400 and opens
+        nothing at StreamSpace (whose hub would replace the agent's live connection)."""
+        pod = await world.create_pod(session)
+        agent = world.agent(pod)
+        agent_id = world.agent_id(pod)
+        async with running(agent):
+            await world.streamspace.wait_connected(agent_id, timeout=10)
+            dials = sum(1 for r in world.streamspace.requests if r.path.endswith("/connect"))
+            async with session.get(
+                f"{world.stack.approver_url}/api/v1/agents/connect?agent_id={agent_id}",
+                headers={"X-Agent-API-Key": agent.api_key},
+                ssl=world.client_ssl,
+            ) as answer:
+                assert (answer.status, (await answer.json())["error"]) == (400, "not_a_websocket")
+            after = sum(1 for r in world.streamspace.requests if r.path.endswith("/connect"))
+            assert after == dials
+            assert agent_id in world.streamspace.connected_agents()
+
+    async def test_shutdown_with_open_relays_is_prompt(
+        self, world: World, session: aiohttp.ClientSession
+    ) -> None:
+        """SIGTERM with relayed WebSockets open: the approver closes them (1001) and exits 0
+        well within a pod's 30 s grace period."""
+        pod = await world.create_pod(session)
+        agent = world.agent(pod)
+        async with running(agent):
+            await world.streamspace.wait_connected(world.agent_id(pod), timeout=10)
+            started = asyncio.get_running_loop().time()
+            codes = await asyncio.to_thread(world.stack.stop)
+            assert codes["approver"] == 0
+            assert asyncio.get_running_loop().time() - started < 8
+
+
 class TestNoMasterKey:
     async def test_copied_token_and_shared_key_open_nothing(
         self, world: World, session: aiohttp.ClientSession

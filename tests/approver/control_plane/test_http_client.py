@@ -96,6 +96,18 @@ class TestCall:
         assert info.value.retry_after == 60
         assert script.count == 1
 
+    @pytest.mark.parametrize("header", ["²", "1.5", "Wed, 21 Oct 2026 07:28:00 GMT", "-1"])
+    async def test_odd_retry_after_is_no_crash(
+        self, served: tuple[Script, TestServer], session: aiohttp.ClientSession, header: str
+    ) -> None:
+        """A Retry-After that is not ASCII digits (a superscript two, a date) falls back to a
+        short wait instead of raising."""
+        script, server = served
+        script.answers = [web.Response(status=429, headers={"Retry-After": header})]
+        http = client(server, session)
+        answer = await http.call("GET", "/x", deadline=http.deadline(5), what="GET /x")
+        assert (answer.status, script.count) == (200, 2)
+
     async def test_deadline(
         self, served: tuple[Script, TestServer], session: aiohttp.ClientSession
     ) -> None:

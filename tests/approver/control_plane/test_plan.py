@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -127,6 +128,15 @@ class TestSyncActions:
         """A record written at or after the list was read is left for the next round."""
         stale = record(_P, CP.PENDING, updated=updated, synced=synced)
         assert sync_actions([stale], listed(CP.APPROVED), listed_at=LISTED_AT) == []
+
+    def test_expired_pending_is_removed_there(self) -> None:
+        """A pending record past pendingTtlSeconds (its pod perhaps gone, unwatched) leaves
+        StreamSpace's list: no ghost row."""
+        stale = replace(record(_P, CP.PENDING), expired_at=BEFORE)
+        [action] = sync_actions([stale], listed(CP.PENDING), listed_at=LISTED_AT)
+        assert action.kind is SyncKind.REMOVE
+        [gone] = sync_actions([stale], listed(None), listed_at=LISTED_AT)
+        assert (gone.kind, gone.state) == (SyncKind.MARK, CP.ABSENT)
 
     def test_rows_unknown_to_the_approver_are_not_touched(self) -> None:
         """An agent listed there but without a record here causes no action."""

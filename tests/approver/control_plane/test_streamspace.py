@@ -18,7 +18,8 @@ from approver.control_plane.port import (
     ControlPlaneState,
     ControlPlaneUnavailable,
 )
-from approver.control_plane.streamspace import SecretFile, StreamSpace
+from approver.control_plane.settings import StreamSpaceSettings
+from approver.control_plane.streamspace import SecretFile, StreamSpace, from_settings
 from tests.payloads import streamspace_registration_body
 from tests.streamspace.control_plane import ControlPlaneConfig, StreamSpaceControlPlane, User
 
@@ -262,3 +263,35 @@ def test_secret_file_mode_is_warned(tmp_path: Path, caplog: pytest.LogCaptureFix
     with caplog.at_level("WARNING"):
         SecretFile(path, what="adminPasswordFile")
     assert caplog.text == ""
+
+
+class TestFromSettings:
+    def _settings(self, tmp_path: Path, key: str) -> StreamSpaceSettings:
+        for name, value in (("key", key), ("user", "agent-bootstrap"), ("password", "pw")):
+            (tmp_path / name).write_text(value + "\n")
+            (tmp_path / name).chmod(0o600)
+        return StreamSpaceSettings.model_validate(
+            {
+                "url": "http://127.0.0.1:8000",
+                "bootstrapKeyFile": str(tmp_path / "key"),
+                "adminUsernameFile": str(tmp_path / "user"),
+                "adminPasswordFile": str(tmp_path / "password"),
+            }
+        )
+
+    @pytest.mark.parametrize("key", ["short", "g" * 64, SHARED_KEY + "0"])
+    def test_shared_key_not_64_hex_stops_the_start(self, tmp_path: Path, key: str) -> None:
+        """StreamSpace accepts only 64 hex characters as its shared key: anything else is a
+        configuration error at start, the file named, the value never shown."""
+        with pytest.raises(ControlPlaneUnavailable, match="64 hexadecimal") as info:
+            from_settings(
+                self._settings(tmp_path, key), budget_seconds=1, request_timeout_seconds=1
+            )
+        assert key not in str(info.value)
+
+    async def test_well_formed_key(self, tmp_path: Path) -> None:
+        """A 64-hex key (a trailing newline in the file is fine) makes the adapter."""
+        adapter = from_settings(
+            self._settings(tmp_path, SHARED_KEY), budget_seconds=1, request_timeout_seconds=1
+        )
+        await adapter.close()
