@@ -4,20 +4,21 @@ reference is docs/approver.md).
 
 Modules, from types to adapters:
 
-* :mod:`approver.records`: agent status, approval method, agent record (types, no I/O).
-* :mod:`approver.wire`: request bodies (pydantic); :mod:`approver.answers`: JSON answers.
-* :mod:`approver.credentials`: which credentials a request presents (headers, hashes).
-* :mod:`approver.binding`: pod name/namespace rules and live-pod checks (pure).
-* :mod:`approver.decision`: the pure decision engine, with the table of reason codes.
-* :mod:`approver.lifecycle`: the transition table (pure); :mod:`approver.quota`,
-  :mod:`approver.agent_keys`, :mod:`approver.audit_chain`: quota, per-agent keys, hash chain.
+* :mod:`approver.domain.records`: agent status, approval method, agent record (types, no I/O).
+* :mod:`approver.domain.requests`: request bodies (pydantic); :mod:`approver.http.answers`: JSON
+answers.
+* :mod:`approver.domain.credentials`: which credentials a request presents (headers, hashes).
+* :mod:`approver.domain.binding`: pod name/namespace rules and live-pod checks (pure).
+* :mod:`approver.domain.decision`: the pure decision engine, with the table of reason codes.
+* :mod:`approver.domain.lifecycle`: the transition table (pure); :mod:`approver.domain.quota`,
+  :mod:`approver.domain.agent_keys`, :mod:`approver.audit.chain`: quota, per-agent keys, hash chain.
 * :mod:`approver.verifiers`: the slots for decision steps 3 (API key) and 4 (service account).
-* :mod:`approver.admin_tokens`: bearer tokens, constant-time checks, the re-read tokens file.
+* :mod:`approver.files.tokens`: bearer tokens, constant-time checks, the re-read tokens file.
 * :mod:`approver.store`: SQLAlchemy async store, Alembic migrations, group commit.
 * :mod:`approver.kube`: kubernetes-asyncio adapters (client, pods, watch).
 * :mod:`approver.registration`, :mod:`approver.admin`, :mod:`approver.review`,
   :mod:`approver.reconcile`, :mod:`approver.sweeper`: the use cases (decide, write, audit).
-* :mod:`approver.config`: settings; :mod:`approver.http_agents`, :mod:`approver.http_admin`:
+* :mod:`approver.config`: settings; :mod:`approver.http.agents`, :mod:`approver.http.admin`:
   handlers; :mod:`approver.server`: app factory and ``serve``; :mod:`approver.__main__`: the
   ``agent-bootstrap-approver`` command.
 """

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from approver import api_keys_cli
-from approver.audit_chain import ChainReport, ChainVerifier
+from approver.audit.chain import ChainReport, ChainVerifier
 from approver.config import ApproverSettings, ConfigError, EventLoop, load_settings
 from approver.server import open_store, serve
 from approver.store import StoreUnavailable

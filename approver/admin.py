@@ -2,7 +2,7 @@
 agents, read the audit chain. Each call is one audit event stored with the change it made, in
 its transaction, with the administrator as ``actor``. No HTTP.
 
-Actions and the lifecycle events they are (:mod:`approver.lifecycle`):
+Actions and the lifecycle events they are (:mod:`approver.domain.lifecycle`):
 
 =============  ================  ==========================  ===================================
 action         event             from                        result
@@ -33,12 +33,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from approver.audit_chain import ChainedEvent
-from approver.audit_events import emit_all, record_event
-from approver.audit_text import audit_value
-from approver.decision import Reason
-from approver.lifecycle import LifecycleEvent, TransitionNotAllowed, allowed, apply
-from approver.records import AgentRecord, AgentStatus
+from approver.audit.chain import ChainedEvent
+from approver.audit.events import emit_all, record_event
+from approver.audit.text import audit_value
+from approver.domain.decision import Reason
+from approver.domain.lifecycle import LifecycleEvent, TransitionNotAllowed, allowed, apply
+from approver.domain.records import AgentRecord, AgentStatus
 from approver.store import AgentFilter, AuditFilter, Store, StoreUnavailable, Transaction
 from bootstrap_token import AuditEvent, AuditSink
 
@@ -401,7 +401,7 @@ class AdminService:
 
 def _describe(where: AgentFilter) -> str:
     """The filters of a listing for its ``admin.list`` message, each value rendered by
-    :func:`approver.audit_text.audit_value` (they come from the request)."""
+    :func:`approver.audit.text.audit_value` (they come from the request)."""
     parts: Sequence[tuple[str, object]] = (
         ("status", where.status.value if where.status else None),
         ("namespace", where.namespace),

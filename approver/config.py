@@ -45,7 +45,7 @@ Sources, highest precedence first:
        retryAfterSeconds: 5
        apiKeys:                   # step 3 (approver.api_keys.settings)
          enabled: false
-       controlPlane:              # where approvals take effect (approver.control_plane.settings)
+       controlPlane:              # where approvals take effect (approver.connectors.settings)
          type: none               # or streamspace, with controlPlane.streamspace
        serviceAccountTokens:      # step 4 (approver.service_accounts.settings)
          enabled: false
@@ -87,7 +87,7 @@ from pydantic_settings import (
 )
 
 from approver.api_keys.settings import ApiKeySettings
-from approver.control_plane.settings import ControlPlaneSettings
+from approver.connectors.settings import ControlPlaneSettings
 from approver.service_accounts.settings import ServiceAccountSettings
 from bootstrap_token import TrustPolicy
 from bootstrap_token import config_file as _cf
@@ -316,7 +316,7 @@ class ApproverSettings(BaseSettings):
         default_factory=ControlPlaneSettings,
         alias="controlPlane",
         description="Where approvals take effect: none, or StreamSpace through its own API "
-        "(approver.control_plane.settings).",
+        "(approver.connectors.settings).",
     )
     service_account_tokens: ServiceAccountSettings = Field(
         default_factory=ServiceAccountSettings,

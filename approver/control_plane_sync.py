@@ -6,7 +6,7 @@ an administrator acted in the approver, a pod was deleted), :meth:`ControlPlaneS
 1. notes the time, then reads the control plane's list (:meth:`ControlPlane.snapshot`:
    StreamSpace's ``GET /api/v1/admin/agents``: never a registration, which would mark an agent
    online);
-2. reads every record of the approver and plans (:func:`approver.control_plane.plan.
+2. reads every record of the approver and plans (:func:`approver.domain.sync_plan.
    sync_actions`, the table there): its administrators' approvals and rejections adopted
    (``approval_method`` ``manual``, ``approved_by`` ``streamspace:<their user id>``), an
    approved agent deleted there revoked, the approver's own administrators' decisions and
@@ -29,8 +29,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from approver.audit_events import emit_all, record_event
-from approver.control_plane.plan import (
+from approver.audit.events import emit_all, record_event
+from approver.domain.control_plane import AgentIntent, ControlPlane, ControlPlaneError
+from approver.domain.lifecycle import LifecycleEvent, allowed, apply
+from approver.domain.records import AgentRecord, ApprovalMethod, ControlPlaneState
+from approver.domain.sync_plan import (
     APPROVED_IN_CONTROL_PLANE,
     REJECTED_IN_CONTROL_PLANE,
     REMOVED_IN_CONTROL_PLANE,
@@ -38,9 +41,6 @@ from approver.control_plane.plan import (
     SyncKind,
     sync_actions,
 )
-from approver.control_plane.port import AgentIntent, ControlPlane, ControlPlaneError
-from approver.lifecycle import LifecycleEvent, allowed, apply
-from approver.records import AgentRecord, ApprovalMethod, ControlPlaneState
 from approver.store import Store, StoreUnavailable
 from bootstrap_token import AuditEvent, AuditSink, jsonio
 

@@ -1,5 +1,5 @@
 """The agent gate: an approved agent's later traffic reaches the control plane only with the
-key bound to its agent id, while it is active. No HTTP (that is :mod:`approver.http_gate`).
+key bound to its agent id, while it is active. No HTTP (that is :mod:`approver.http.gate`).
 
 Why a gate: StreamSpace's shared ``AGENT_BOOTSTRAP_KEY`` is a master key. Its middleware
 accepts it for *any* agent id on every agent route, the WebSocket ``/api/v1/agents/connect``
@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from approver.credentials import sha256_hex
-from approver.records import AgentRecord, AgentStatus, ControlPlaneState
+from approver.domain.credentials import sha256_hex
+from approver.domain.records import AgentRecord, AgentStatus, ControlPlaneState
 from approver.store import Store
 
 #: ``error`` codes of the gate's refusals.

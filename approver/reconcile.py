@@ -23,11 +23,11 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from approver.audit_events import emit_all, record_event
-from approver.binding import LivePod
-from approver.decision import Reason
-from approver.lifecycle import LifecycleEvent, allowed, apply
-from approver.records import AgentRecord, AgentStatus
+from approver.audit.events import emit_all, record_event
+from approver.domain.binding import LivePod
+from approver.domain.decision import Reason
+from approver.domain.lifecycle import LifecycleEvent, allowed, apply
+from approver.domain.records import AgentRecord, AgentStatus
 from approver.store import Store, Transaction
 from bootstrap_token import AuditEvent, AuditSink
 

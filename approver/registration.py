@@ -2,13 +2,14 @@
 
 :class:`Registrar` runs one registration:
 
-1. read the presented credentials (:mod:`approver.credentials`);
+1. read the presented credentials (:mod:`approver.domain.credentials`);
 2. before touching the database: verify the bootstrap token (CPU only, the current key set and
    trust policy), read the live pod when Kubernetes access is on and the token names the
-   agent's pod (:mod:`approver.binding`), and ask the step-3/4 verifiers
+   agent's pod (:mod:`approver.domain.binding`), and ask the step-3/4 verifiers
    (:mod:`approver.verifiers`);
 3. in one transaction (shared with concurrent registrations, :mod:`approver.store.batcher`):
-   read the agent's record (locked), decide (:func:`approver.decision.decide`); for a verified
+   read the agent's record (locked), decide (:func:`approver.domain.decision.decide`); for a
+   verified
    token that does not approve, read who burnt its ``jti`` and decide again (a copy is named
    ``token_reused`` before anything else); count and lock the quota when it applies; burn the
    ``jti`` (``INSERT ... ON CONFLICT DO NOTHING``: losing the race means deciding again with the
@@ -21,13 +22,13 @@
 A registration id inserted concurrently (the same new agent twice at once) makes the transaction
 roll back and run again: the second run sees the winner's row.
 
-**With a control plane** (:mod:`approver.control_plane`), an approval counts only where the agent
+**With a control plane** (:mod:`approver.connectors`), an approval counts only where the agent
 works, so the control plane is asked *before* anything is written:
 
 1. the body is checked against the control plane's own validation (a body it refuses is a 400,
    as the control plane itself would answer, and leaves no record);
 2. a read-only preview of the transaction's decision says which call it needs
-   (:func:`approver.control_plane.plan.registration_step`): make the agent visible as pending
+   (:func:`approver.domain.sync_plan.registration_step`): make the agent visible as pending
    (``admit``), or approve it there and get the key the agent will hold (``grant``: approve,
    or rotate-key when it is approved there already);
 3. the transaction decides again and writes; the key handed to the agent is the control
@@ -51,8 +52,8 @@ from datetime import UTC, datetime
 
 import jwt
 
-from approver.agent_keys import key_digest, new_agent_key
-from approver.binding import (
+from approver.domain.agent_keys import key_digest, new_agent_key
+from approver.domain.binding import (
     PodCheck,
     PodEvidence,
     PodLookupError,
@@ -61,13 +62,7 @@ from approver.binding import (
     check_live_pod,
     pod_namespace_mismatch,
 )
-from approver.control_plane.plan import (
-    CONTROL_PLANE_UNAVAILABLE,
-    REMOVED_IN_CONTROL_PLANE,
-    registration_step,
-)
-from approver.control_plane.plan import Step as CpStep
-from approver.control_plane.port import (
+from approver.domain.control_plane import (
     AgentIntent,
     ControlPlane,
     ControlPlaneError,
@@ -76,8 +71,8 @@ from approver.control_plane.port import (
     ControlPlaneUnavailable,
     Grant,
 )
-from approver.credentials import BootstrapCredential, Presented, presented_credentials
-from approver.decision import (
+from approver.domain.credentials import BootstrapCredential, Presented, presented_credentials
+from approver.domain.decision import (
     AUTOMATIC_ACTORS,
     REGISTRATION_ACTOR,
     Decision,
@@ -93,13 +88,19 @@ from approver.decision import (
     demote,
     needs_quota,
 )
-from approver.lifecycle import LifecycleEvent, allowed, apply, first_approval
-from approver.quota import QuotaUsage, lock_key
-from approver.records import AgentRecord, ControlPlaneState, TokenUse
+from approver.domain.lifecycle import LifecycleEvent, allowed, apply, first_approval
+from approver.domain.quota import QuotaUsage, lock_key
+from approver.domain.records import AgentRecord, ControlPlaneState, TokenUse
+from approver.domain.requests import RegistrationRequest
+from approver.domain.sync_plan import (
+    CONTROL_PLANE_UNAVAILABLE,
+    REMOVED_IN_CONTROL_PLANE,
+    registration_step,
+)
+from approver.domain.sync_plan import Step as CpStep
 from approver.store import Store, StoreConflict, StoreUnavailable, Transaction
 from approver.store.batcher import WriteBatcher
 from approver.verifiers import CredentialVerifier
-from approver.wire import RegistrationRequest
 from bootstrap_token import (
     AuditEvent,
     AuditSink,
@@ -156,7 +157,7 @@ class Registrar:
         verifiers: the step-3/4 verifiers, in decision order.
         writer: runs the decision transactions (group commit, :mod:`approver.store.batcher`);
             default: one transaction per registration.
-        control_plane: where approvals take effect (:mod:`approver.control_plane`); None: the
+        control_plane: where approvals take effect (:mod:`approver.connectors`); None: the
             approver's own records and ``aga_`` keys are the only ones.
     """
 
@@ -203,7 +204,8 @@ class Registrar:
             request: the validated body.
             headers: the request headers (case-insensitive mapping); only the credential
                 headers are read.
-            body: the body the control plane receives (:func:`approver.wire.forwarded_body`:
+            body: the body the control plane receives
+            (:func:`approver.domain.requests.forwarded_body`:
                 the members it reads, as the agent sent them); default: rebuilt from
                 ``request``.
             client_ip: the agent's address as this approver saw it (for the control plane's

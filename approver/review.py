@@ -21,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from approver.agent_keys import is_agent_key, key_digest
-from approver.audit_events import emit_all, record_event
-from approver.records import AgentRecord, AgentStatus
+from approver.audit.events import emit_all, record_event
+from approver.domain.agent_keys import is_agent_key, key_digest
+from approver.domain.records import AgentRecord, AgentStatus
 from approver.store import Store
 from bootstrap_token import AuditSink, fingerprint
 

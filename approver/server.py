@@ -1,12 +1,12 @@
 """The approver's aiohttp application and server: app factory, background tasks, serving.
 
-Routes (handlers in :mod:`approver.http_agents` and :mod:`approver.http_admin`):
+Routes (handlers in :mod:`approver.http.agents` and :mod:`approver.http.admin`):
 
 * ``POST /api/v1/agents/register``: StreamSpace's registration call.
 * ``POST /api/v1/agents/review``: credential review for a control plane.
 * ``/api/v1/admin/agents...``: list, get, approve, reject, revoke, delete, bulk-approve.
 * ``/api/v1/admin/api-keys...``: create, list, revoke, rotate API keys
-  (:mod:`approver.api_keys.http`; the same admin bearer tokens).
+  (:mod:`approver.http.api_keys`; the same admin bearer tokens).
 * ``GET /api/v1/audit``: the stored audit chain.
 * ``GET /healthz``: 200 while the process serves. ``GET /readyz``: 200 when the database answers,
   503 otherwise.
@@ -35,12 +35,22 @@ import aiohttp
 from aiohttp import web
 from kubernetes_asyncio.client import ApiClient
 
-from approver import http_admin, http_agents, http_gate
 from approver.admin import AdminService
-from approver.admin_tokens import AdminTokensError, TokenFile
 from approver.api_keys import ApiKeyAdmin
-from approver.api_keys import http as api_keys_http
-from approver.app_keys import (
+from approver.config import ApproverSettings, ConfigError
+from approver.connectors.streamspace import from_settings as streamspace_from_settings
+from approver.control_plane_sync import ControlPlaneSync
+from approver.domain.control_plane import ControlPlane, ControlPlaneUnavailable
+from approver.domain.decision import DecisionPolicy
+from approver.domain.quota import QuotaPolicy
+from approver.files.jwks import FileKeySet
+from approver.files.tokens import AdminTokensError, TokenFile
+from approver.gate import AgentGate
+from approver.http import admin as http_admin
+from approver.http import agents as http_agents
+from approver.http import api_keys as api_keys_http
+from approver.http import gate as http_gate
+from approver.http.app_keys import (
     ADMIN_KEY,
     ADMIN_TOKENS_KEY,
     AUDIT_KEY,
@@ -52,26 +62,18 @@ from approver.app_keys import (
     STORE_KEY,
     SYNC_KEY,
 )
-from approver.config import ApproverSettings, ConfigError
-from approver.control_plane.port import ControlPlane, ControlPlaneUnavailable
-from approver.control_plane.streamspace import from_settings as streamspace_from_settings
-from approver.control_plane_sync import ControlPlaneSync
-from approver.decision import DecisionPolicy
-from approver.gate import AgentGate
-from approver.http_common import authenticate, json_error, json_response, request_route
-from approver.http_gate import (
+from approver.http.common import authenticate, json_error, json_response, request_route
+from approver.http.gate import (
     CONNECTIONS_KEY,
     GATE_KEY,
     SESSION_KEY,
     UPSTREAM_KEY,
     GateConnections,
 )
-from approver.jwks_file import FileKeySet
 from approver.kube.client import KubernetesConfigError, open_api_client
 from approver.kube.pods import KubePods
 from approver.kube.selector import selector_string
 from approver.kube.watch import PodWatcher
-from approver.quota import QuotaPolicy
 from approver.reconcile import PodReconciler
 from approver.registration import Registrar
 from approver.review import CredentialReviewer
@@ -413,7 +415,7 @@ async def _http_errors(request: web.Request, handler: Handler) -> web.StreamResp
 @web.middleware
 async def _store_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Database unavailable -> 503 with Retry-After; nothing was written. The log line names
-    the route pattern, not the path (:func:`approver.http_common.request_route`)."""
+    the route pattern, not the path (:func:`approver.http.common.request_route`)."""
     try:
         return await handler(request)
     except StoreUnavailable as exc:
@@ -456,7 +458,7 @@ def load_key_set(settings: ApproverSettings) -> KeySet:
         return KeySet()
     try:
         # Followed without a restart: keys added, activated or retired by certs-tooling (or a
-        # ConfigMap update) are seen within a second (approver/jwks_file.py).
+        # ConfigMap update) are seen within a second (approver/files/jwks.py).
         key_set: KeySet = FileKeySet(path)
     except (KeyLoadError, OSError) as exc:
         raise ConfigError(f"{_field(settings, 'token', 'jwksFile')}: {exc}") from None

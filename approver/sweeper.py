@@ -16,10 +16,10 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from approver.audit_events import emit_all, record_event
-from approver.decision import Reason
-from approver.lifecycle import LifecycleEvent, allowed, apply
-from approver.records import AgentStatus
+from approver.audit.events import emit_all, record_event
+from approver.domain.decision import Reason
+from approver.domain.lifecycle import LifecycleEvent, allowed, apply
+from approver.domain.records import AgentStatus
 from approver.store import Store, StoreError
 from bootstrap_token import AuditSink
 

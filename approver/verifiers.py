@@ -5,7 +5,7 @@ The registrar (:class:`approver.registration.Registrar`) holds the configured
 
 1. before its database transaction (a TokenReview is a network call), calls
    :meth:`CredentialVerifier.verify` of each with the validated body and the request headers;
-   each answers one :class:`~approver.credential_outcome.CredentialOutcome`:
+   each answers one :class:`~approver.domain.credential_outcome.CredentialOutcome`:
 
    * ``not_applicable`` (no credential of its kind, or the path is disabled): the step is
      skipped;
@@ -20,9 +20,10 @@ The registrar (:class:`approver.registration.Registrar`) holds the configured
    limit (an API key's ``maxAgents``) claims it there, and a refusal reason turns the approval
    into ``pending`` with that reason, in the same transaction, before anything is written.
 
-The decision engine (:mod:`approver.decision`) turns outcomes into decisions and checks the
+The decision engine (:mod:`approver.domain.decision`) turns outcomes into decisions and checks the
 binding itself: an accepted outcome naming a pod (``pod_name``) must name the pod the agent
-speaks for (:func:`approver.binding.bound_pod_name`), else ``binding_not_provable``; one naming
+speaks for (:func:`approver.domain.binding.bound_pod_name`), else ``binding_not_provable``; one
+naming
 a namespace is compared with ``metadata.podNamespace`` when sent. The record keeps
 ``credential_hash`` = SHA-256 of the credential the outcome is about (the API key or the
 service-account token as presented), so the agent's retry with it is step 1.
@@ -48,8 +49,9 @@ from typing import TYPE_CHECKING, Protocol
 
 from approver.api_keys import ApiKeyAuthenticator, SecretFolderKeys, claim_approval
 from approver.api_keys.format import presented_api_key
-from approver.credential_outcome import CredentialOutcome
-from approver.records import ApprovalMethod
+from approver.domain.credential_outcome import CredentialOutcome
+from approver.domain.records import ApprovalMethod
+from approver.domain.requests import RegistrationRequest
 from approver.service_accounts import (
     SaReason,
     ServiceAccountReviewer,
@@ -57,7 +59,6 @@ from approver.service_accounts import (
     check_pod_binding,
     presented_service_account_token,
 )
-from approver.wire import RegistrationRequest
 from bootstrap_token import BootstrapClaims
 
 if TYPE_CHECKING:

@@ -518,7 +518,7 @@ def db_checks(
 
 
 async def _count_active(database_url: str) -> int:
-    from approver.records import AgentStatus
+    from approver.domain.records import AgentStatus
     from approver.store import Store
 
     store = Store.open(database_url)

@@ -11,7 +11,7 @@ Modules, types first:
 * :mod:`~approver.api_keys.secret_folder`: keys from a mounted Secret (GitOps).
 * :mod:`~approver.api_keys.authenticator`: the registrar's entry point, and ``claim_approval``.
 * :mod:`~approver.api_keys.admin`, :mod:`~approver.api_keys.wire`,
-  :mod:`~approver.api_keys.http`: the admin actions and their HTTP API.
+  :mod:`~approver.http.api_keys`: the admin actions and their HTTP API.
 """
 
 from approver.api_keys.admin import (

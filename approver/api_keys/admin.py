@@ -1,6 +1,6 @@
 """API key administration: create, list, revoke, rotate. Each action writes one audit event.
 
-No HTTP here (:mod:`approver.api_keys.http` is the aiohttp layer, :mod:`approver.api_keys_cli`
+No HTTP here (:mod:`approver.http.api_keys` is the aiohttp layer, :mod:`approver.api_keys_cli`
 the command line). The full key string exists only in the value :meth:`ApiKeyAdmin.create` and
 :meth:`ApiKeyAdmin.rotate` return, once; audit events and logs name a key by its id and name.
 

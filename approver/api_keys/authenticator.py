@@ -27,8 +27,8 @@ from approver.api_keys.format import MalformedApiKey, parse_api_key, secret_matc
 from approver.api_keys.reasons import ApiKeyReason
 from approver.api_keys.records import ApiKeyRecord, KeySource
 from approver.api_keys.secret_folder import SecretFolderKeys
-from approver.credential_outcome import CredentialOutcome, Verdict
-from approver.records import ApprovalMethod
+from approver.domain.credential_outcome import CredentialOutcome, Verdict
+from approver.domain.records import ApprovalMethod
 from bootstrap_token import fingerprint
 
 

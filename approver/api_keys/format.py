@@ -33,7 +33,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from approver.credentials import looks_like_jwt
+from approver.domain.credentials import looks_like_jwt
 
 PREFIX = "abk_"
 API_KEY_HEADER = "X-Agent-API-Key"
@@ -140,7 +140,7 @@ def presented_api_key(headers: Mapping[str, str]) -> str | None:
     """The API key a registration request presents, or None.
 
     StreamSpace's unmodified agent sends ``AGENT_API_KEY`` in ``X-Agent-API-Key``. A value there
-    shaped like a JWT is a bootstrap token (:func:`approver.credentials.bootstrap_credential`
+    shaped like a JWT is a bootstrap token (:func:`approver.domain.credentials.bootstrap_credential`
     reads it); anything else non-empty is an API key, well-formed or not (a malformed one is
     refused with ``api_key_malformed``, not ignored).
 

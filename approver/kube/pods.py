@@ -1,4 +1,5 @@
-"""Read and list pods through kubernetes-asyncio; Pod JSON to :class:`approver.binding.LivePod`.
+"""Read and list pods through kubernetes-asyncio; Pod JSON to
+:class:`approver.domain.binding.LivePod`.
 
 Errors: a 404 on a read is "no such pod" (None); every other API error, a connection error or a
 timeout is :class:`PodLookupError`; a 410 on a list is :class:`ResourceExpired` (re-list from
@@ -14,7 +15,7 @@ import aiohttp
 from kubernetes_asyncio.client import ApiClient, CoreV1Api
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from approver.binding import LivePod, PodLookupError
+from approver.domain.binding import LivePod, PodLookupError
 from bootstrap_token import OwnerRef
 
 #: Pods per page of a list (``limit``/``continue``).

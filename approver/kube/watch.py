@@ -38,7 +38,7 @@ import aiohttp
 from kubernetes_asyncio import watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from approver.binding import LivePod
+from approver.domain.binding import LivePod
 from approver.kube.pods import KubePods, PodLookupError, ResourceExpired, pod_from_json
 from approver.store import StoreError
 

@@ -28,8 +28,8 @@ token is a second factor for a bootstrap token the trust policy already vouched 
 
 from __future__ import annotations
 
-from approver.credential_outcome import CredentialOutcome, Verdict
-from approver.records import ApprovalMethod
+from approver.domain.credential_outcome import CredentialOutcome, Verdict
+from approver.domain.records import ApprovalMethod
 from approver.service_accounts.reasons import SaReason
 from bootstrap_token import BootstrapClaims
 

@@ -22,8 +22,8 @@ from typing import Protocol
 import aiohttp
 from kubernetes_asyncio.client import ApiClient
 
-from approver.credential_outcome import CredentialOutcome, Verdict
-from approver.records import ApprovalMethod
+from approver.domain.credential_outcome import CredentialOutcome, Verdict
+from approver.domain.records import ApprovalMethod
 from approver.service_accounts.allow import allows
 from approver.service_accounts.claims import PodIdentity
 from approver.service_accounts.jwks import JwksCache, UrlSource, file_source

@@ -12,9 +12,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from approver.audit_chain import FIELDS as CHAINED_FIELDS
-from approver.audit_chain import ChainedEvent
-from approver.records import AgentRecord, AgentStatus, ApprovalMethod, ControlPlaneState, TokenUse
+from approver.audit.chain import FIELDS as CHAINED_FIELDS
+from approver.audit.chain import ChainedEvent
+from approver.domain.records import (
+    AgentRecord,
+    AgentStatus,
+    ApprovalMethod,
+    ControlPlaneState,
+    TokenUse,
+)
 from approver.store.tables import audit_events
 from bootstrap_token import AuditEvent
 

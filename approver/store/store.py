@@ -42,8 +42,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from approver.audit_chain import ChainedEvent, link
-from approver.records import AgentRecord, AgentStatus, ApprovalMethod, TokenUse
+from approver.audit.chain import ChainedEvent, link
+from approver.domain.records import AgentRecord, AgentStatus, ApprovalMethod, TokenUse
 from approver.store import sqlite_inline
 from approver.store.errors import StoreConflict, StoreUnavailable
 from approver.store.fast import FastStatement, FastWrites, driver_connection
@@ -400,7 +400,7 @@ class Transaction:
         return [agent_from_row(row._mapping) for row in rows]
 
     async def append_audit(self, event: AuditEvent) -> AuditEvent:
-        """Store ``event`` as a link of the hash chain (:mod:`approver.audit_chain`), in this
+        """Store ``event`` as a link of the hash chain (:mod:`approver.audit.chain`), in this
         transaction.
 
         The event is chained when the transaction is about to commit, together with every

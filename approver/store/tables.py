@@ -9,7 +9,7 @@ when the ``jti`` is already there (docs/design.md, "Store": "enforced by the dat
 read-then-write in Python"). There is deliberately no foreign key from ``token_uses`` to
 ``agents``: a burnt ``jti`` stays burnt even if its agent's record is deleted later.
 
-``audit_events`` is the hash chain (:mod:`approver.audit_chain`): ``seq`` is the primary key and
+``audit_events`` is the hash chain (:mod:`approver.audit.chain`): ``seq`` is the primary key and
 the chain order. ``audit_chain_head`` holds exactly one row (``id = 1``): the last ``seq`` and
 ``hash``. Every append locks that row (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's
 ``BEGIN IMMEDIATE`` serialises writers already), so two replicas never chain two events to the
@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
-from approver.records import AgentStatus, ApprovalMethod, ControlPlaneState
+from approver.domain.records import AgentStatus, ApprovalMethod, ControlPlaneState
 
 #: Deterministic constraint names, so migrations and metadata agree on every dialect.
 NAMING_CONVENTION = {

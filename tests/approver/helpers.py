@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from approver.config import ApproverSettings
-from approver.records import AgentRecord, AgentStatus
+from approver.domain.records import AgentRecord, AgentStatus
 from bootstrap_token import (
     AuditEvent,
     AuditSink,

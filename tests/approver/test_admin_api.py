@@ -14,9 +14,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from approver.admin_tokens import TokenFile
-from approver.app_keys import ADMIN_TOKENS_KEY, STORE_KEY
 from approver.config import ApproverSettings
+from approver.files.tokens import TokenFile
+from approver.http.app_keys import ADMIN_TOKENS_KEY, STORE_KEY
 from approver.server import create_app
 from approver.store import Store
 from bootstrap_token import KeySet, SigningKey
@@ -314,7 +314,7 @@ class TestTokenFile:
     ) -> None:
         """A re-read logs the setting, the path, the count and which names came and went
         (issue 17: it took effect silently); no token appears, nor a broken line's content."""
-        caplog.set_level(logging.INFO, logger="approver.admin_tokens")
+        caplog.set_level(logging.INFO, logger="approver.files.tokens")
         path = tmp_path / "tokens"
         path.write_text(f"alice:{ALICE}\ncarol:carol-admin-token-0123456789\n")
         path.chmod(0o600)
@@ -355,7 +355,7 @@ class TestTokenFile:
     ) -> None:
         """follow() looks at the file in the background: the reload is logged although no
         request asked for the tokens."""
-        caplog.set_level(logging.INFO, logger="approver.admin_tokens")
+        caplog.set_level(logging.INFO, logger="approver.files.tokens")
         path = tmp_path / "tokens"
         path.write_text(f"alice:{ALICE}\n")
         path.chmod(0o600)
@@ -378,7 +378,7 @@ class TestTokenFile:
     ) -> None:
         """A tokens file others (or its group, which this process does not need) may read is
         a warning naming the setting, the path and the mode, at start and at each re-read."""
-        caplog.set_level(logging.WARNING, logger="approver.admin_tokens")
+        caplog.set_level(logging.WARNING, logger="approver.files.tokens")
         path = tmp_path / "tokens"
         path.write_text(f"alice:{ALICE}\n")
         path.chmod(mode)
@@ -399,7 +399,7 @@ class TestTokenFile:
     def test_an_owner_only_file_is_quiet(
         self, tmp_path: Path, caplog: pytest.LogCaptureFixture
     ) -> None:
-        caplog.set_level(logging.WARNING, logger="approver.admin_tokens")
+        caplog.set_level(logging.WARNING, logger="approver.files.tokens")
         path = tmp_path / "tokens"
         path.write_text(f"alice:{ALICE}\n")
         path.chmod(0o600)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from approver.admin_tokens import AdminTokens, AdminTokensError, bearer_token
+from approver.files.tokens import AdminTokens, AdminTokensError, bearer_token
 from bootstrap_token import fingerprint
 
 ALICE = "alice-0123456789abcdef"

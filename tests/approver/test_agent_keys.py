@@ -7,7 +7,7 @@ import hashlib
 from hypothesis import given
 from hypothesis import strategies as st
 
-from approver.agent_keys import KEY_LENGTH, PREFIX, is_agent_key, key_digest, new_agent_key
+from approver.domain.agent_keys import KEY_LENGTH, PREFIX, is_agent_key, key_digest, new_agent_key
 
 
 class TestAgentKeys:

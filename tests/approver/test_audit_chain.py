@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from approver.audit_chain import (
+from approver.audit.chain import (
     GENESIS_HASH,
     ChainedEvent,
     ChainVerifier,

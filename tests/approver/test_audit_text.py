@@ -1,4 +1,4 @@
-"""Untrusted text rendered for audit messages (approver.audit_text): table and properties."""
+"""Untrusted text rendered for audit messages (approver.audit.text): table and properties."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from approver.audit_text import MAX_AUDIT_VALUE, audit_value
+from approver.audit.text import MAX_AUDIT_VALUE, audit_value
 
 
 class TestAuditValue:

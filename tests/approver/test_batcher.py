@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from approver.records import AgentStatus
+from approver.domain.records import AgentStatus
 from approver.store import Store, StoreConflict, StoreUnavailable, Transaction
 from approver.store.batcher import WriteBatcher
 from tests.approver.test_store import agent

@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from approver.binding import (
+from approver.domain.binding import (
     LivePod,
     PodCheck,
     check_live_pod,
     pod_namespace_mismatch,
 )
-from approver.wire import RegistrationRequest
+from approver.domain.requests import RegistrationRequest
 from bootstrap_token import OwnerRef
 from tests.approver.helpers import NAMESPACE, OWNER, POD_NAME, registration_body
 

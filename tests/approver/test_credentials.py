@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from approver.credentials import (
+from approver.domain.credentials import (
     API_KEY_HEADER,
     BOOTSTRAP_TOKEN_HEADER,
     SERVICE_ACCOUNT_TOKEN_HEADER,

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from approver.credentials import presented_credentials
-from approver.decision import (
+from approver.domain.credentials import presented_credentials
+from approver.domain.decision import (
     Decision,
     DecisionPolicy,
     Effect,
@@ -26,8 +26,8 @@ from approver.decision import (
     bound_pod_name,
     decide,
 )
-from approver.records import AgentRecord, AgentStatus, ApprovalMethod
-from approver.wire import RegistrationRequest
+from approver.domain.records import AgentRecord, AgentStatus, ApprovalMethod
+from approver.domain.requests import RegistrationRequest
 from bootstrap_token import (
     BootstrapClaims,
     KeySet,

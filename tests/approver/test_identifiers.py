@@ -1,4 +1,4 @@
-"""The agent id rule and its neighbours (approver.identifiers): tables and properties."""
+"""The agent id rule and its neighbours (approver.domain.identifiers): tables and properties."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from approver.identifiers import (
+from approver.domain.identifiers import (
     AGENT_ID_RULE,
     agent_id_problem,
     is_namespace_name,

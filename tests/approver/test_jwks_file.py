@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from approver.jwks_file import FileKeySet
+from approver.files.jwks import FileKeySet
 from bootstrap_token import KeySet, SigningKey
 
 

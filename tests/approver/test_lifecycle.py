@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from approver.lifecycle import (
+from approver.domain.lifecycle import (
     TRANSITIONS,
     LifecycleEvent,
     TransitionNotAllowed,
@@ -14,7 +14,7 @@ from approver.lifecycle import (
     apply,
     first_approval,
 )
-from approver.records import AgentRecord, AgentStatus, ApprovalMethod
+from approver.domain.records import AgentRecord, AgentStatus, ApprovalMethod
 from tests.approver.helpers import NOW, agent_record
 
 T0 = datetime.fromtimestamp(NOW, UTC)

@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 import pytest
 from kubernetes_asyncio.client import ApiClient
 
-from approver.binding import LivePod
+from approver.domain.binding import LivePod
+from approver.domain.records import AgentRecord, AgentStatus, ApprovalMethod
 from approver.kube.pods import KubePods
 from approver.kube.watch import PodEvents, PodWatcher, cancel
 from approver.reconcile import PodReconciler
-from approver.records import AgentRecord, AgentStatus, ApprovalMethod
 from approver.store import Store, StoreUnavailable
 from tests.approver.helpers import NAMESPACE, NOW, OWNER, RecordingSink
 from tests.kube_api import KubeApi, api_client, make_pod

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from approver.decision import Decision, Effect, Outcome, Step, apply_quota
-from approver.quota import QuotaPolicy, QuotaUsage, exceeded, lock_key
-from approver.records import ApprovalMethod
+from approver.domain.decision import Decision, Effect, Outcome, Step, apply_quota
+from approver.domain.quota import QuotaPolicy, QuotaUsage, exceeded, lock_key
+from approver.domain.records import ApprovalMethod
 
 
 @pytest.mark.parametrize(

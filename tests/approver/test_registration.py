@@ -14,12 +14,12 @@ from multidict import CIMultiDict
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from approver.admin import AdminService
-from approver.agent_keys import key_digest
-from approver.decision import DecisionPolicy, Outcome
-from approver.records import AgentRecord, AgentStatus, ApprovalMethod
+from approver.domain.agent_keys import key_digest
+from approver.domain.decision import DecisionPolicy, Outcome
+from approver.domain.records import AgentRecord, AgentStatus, ApprovalMethod
+from approver.domain.requests import RegistrationRequest
 from approver.registration import Registrar, Registration
 from approver.store import Store, StoreUnavailable, Transaction
-from approver.wire import RegistrationRequest
 from bootstrap_token import (
     KeySet,
     SigningKey,

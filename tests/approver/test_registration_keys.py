@@ -7,15 +7,15 @@ import pytest
 from multidict import CIMultiDict
 
 from approver.admin import AdminService
-from approver.agent_keys import is_agent_key, key_digest
-from approver.decision import DecisionPolicy
-from approver.quota import QuotaPolicy
-from approver.records import AgentStatus
+from approver.domain.agent_keys import is_agent_key, key_digest
+from approver.domain.decision import DecisionPolicy
+from approver.domain.quota import QuotaPolicy
+from approver.domain.records import AgentStatus
+from approver.domain.requests import RegistrationRequest
 from approver.registration import Registrar, Registration
 from approver.review import CredentialReviewer
 from approver.store import Store
 from approver.store.batcher import WriteBatcher
-from approver.wire import RegistrationRequest
 from bootstrap_token import KeySet, SigningKey, TrustPolicy, VerificationPolicy
 from tests.approver.helpers import (
     AGENT_ID,
@@ -157,7 +157,7 @@ class TestApiKey:
         assert (revoked.authenticated, revoked.reason) == (False, "agent_not_active")
         assert revoked.agent is not None
         assert revoked.agent.status is AgentStatus.INACTIVE
-        from approver.agent_keys import new_agent_key
+        from approver.domain.agent_keys import new_agent_key
 
         unknown = await harness.reviewer.review(api_key=new_agent_key(), actor="control-plane")
         assert (unknown.authenticated, unknown.reason, unknown.agent) == (

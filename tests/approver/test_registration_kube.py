@@ -10,12 +10,12 @@ import pytest
 from kubernetes_asyncio.client import ApiClient
 from multidict import CIMultiDict
 
-from approver.decision import DecisionPolicy
+from approver.domain.decision import DecisionPolicy
+from approver.domain.records import AgentStatus
+from approver.domain.requests import RegistrationRequest
 from approver.kube.pods import KubePods
-from approver.records import AgentStatus
 from approver.registration import Registrar, Registration
 from approver.store import Store
-from approver.wire import RegistrationRequest
 from bootstrap_token import KeySet, PodRef, SigningKey, VerificationPolicy
 from tests.approver.helpers import (
     AGENT_ID,
@@ -242,7 +242,7 @@ class TestLivePod:
         async with harness.store.transaction() as tx:
             record = await tx.get_agent(AGENT_ID, lock=True)
             assert record is not None
-            from approver.lifecycle import LifecycleEvent, apply
+            from approver.domain.lifecycle import LifecycleEvent, apply
 
             await tx.update_agent(
                 apply(

@@ -13,9 +13,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from approver.app_keys import AUDIT_KEY
 from approver.config import ApproverSettings
-from approver.http_common import UNMATCHED_ROUTE, authenticate
+from approver.http.app_keys import AUDIT_KEY
+from approver.http.common import UNMATCHED_ROUTE, authenticate
 from approver.server import STORE_KEY, create_app
 from approver.store import Store
 from bootstrap_token import KeySet, SigningKey, fingerprint

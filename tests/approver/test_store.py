@@ -19,7 +19,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from approver.records import AgentRecord, AgentStatus, ApprovalMethod, TokenUse
+from approver.domain.records import AgentRecord, AgentStatus, ApprovalMethod, TokenUse
 from approver.store import Store, StoreConflict, StoreUnavailable
 from approver.store.store import ALEMBIC_INI, MIGRATIONS_DIR, _probe_sqlite
 from approver.store.tables import metadata

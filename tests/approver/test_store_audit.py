@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from approver.audit_chain import verify_chain
-from approver.records import AgentStatus
+from approver.audit.chain import verify_chain
+from approver.domain.records import AgentStatus
 from approver.store import AuditFilter, Store, StoreConflict
 from approver.store.rows import agent_from_row, agent_values
 from approver.store.tables import agents

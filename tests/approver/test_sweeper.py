@@ -6,7 +6,7 @@ import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from approver.records import AgentStatus
+from approver.domain.records import AgentStatus
 from approver.store import Store
 from approver.sweeper import PendingSweeper
 from tests.approver.helpers import NOW, Clock, RecordingSink

@@ -9,13 +9,13 @@ from dataclasses import dataclass
 import pytest
 from multidict import CIMultiDict
 
-from approver.credential_outcome import CredentialOutcome, Verdict
-from approver.credentials import sha256_hex
-from approver.decision import DecisionPolicy
-from approver.records import AgentStatus, ApprovalMethod
+from approver.domain.credential_outcome import CredentialOutcome, Verdict
+from approver.domain.credentials import sha256_hex
+from approver.domain.decision import DecisionPolicy
+from approver.domain.records import AgentStatus, ApprovalMethod
+from approver.domain.requests import RegistrationRequest
 from approver.registration import Registrar, Registration
 from approver.store import Store, Transaction
-from approver.wire import RegistrationRequest
 from bootstrap_token import KeySet, SigningKey, VerificationPolicy, fingerprint
 from tests.approver.helpers import (
     AGENT_ID,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from approver.wire import forwarded_body
+from approver.domain.requests import forwarded_body
 from tests.payloads import streamspace_registration_body
 
 

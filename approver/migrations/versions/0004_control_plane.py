@@ -6,7 +6,7 @@ Create Date: 2026-12-04
 
 * ``agents.control_plane``: the agent's state in the control plane as the approver last saw or
   made it (``pending``, ``approved``, ``rejected``, ``absent``), NULL when no connector ever
-  touched it (:mod:`approver.control_plane`).
+  touched it (:mod:`approver.connectors`).
 * ``agents.control_plane_at``: when that state was last written; the sync loop acts only on
   records synced before its snapshot of the control plane's list was taken.
 

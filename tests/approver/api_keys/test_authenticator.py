@@ -27,8 +27,8 @@ from approver.api_keys import (
     repository,
 )
 from approver.api_keys.tables import api_keys
-from approver.credential_outcome import CredentialOutcome, Verdict
-from approver.records import ApprovalMethod
+from approver.domain.credential_outcome import CredentialOutcome, Verdict
+from approver.domain.records import ApprovalMethod
 from tests.approver.helpers import NOW, Clock, RecordingSink
 
 AGENT = "docker-eu-host1"

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from approver.api_keys import ApiKeyAdmin, ApiKeyAuthenticator, SecretFolderKeys, generate_key
-from approver.api_keys.http import ADMIN_API_KEYS_PATH, add_routes
+from approver.http.api_keys import ADMIN_API_KEYS_PATH, add_routes
 from tests.approver.helpers import Clock, RecordingSink
 
 ADMIN_TOKEN = "admin-token-0123456789"

@@ -9,13 +9,13 @@ from collections.abc import Mapping
 
 from multidict import CIMultiDict
 
-from approver.binding import LivePod
-from approver.control_plane.port import AgentIntent, ControlPlaneAgent, Grant, Upstream
-from approver.decision import DecisionPolicy
-from approver.records import ControlPlaneState
+from approver.domain.binding import LivePod
+from approver.domain.control_plane import AgentIntent, ControlPlaneAgent, Grant, Upstream
+from approver.domain.decision import DecisionPolicy
+from approver.domain.records import ControlPlaneState
+from approver.domain.requests import RegistrationRequest
 from approver.registration import Registrar
 from approver.store import Store
-from approver.wire import RegistrationRequest
 from bootstrap_token import KeySet, OwnerRef, SigningKey, VerificationPolicy
 from tests.approver.helpers import (
     AGENT_ID,

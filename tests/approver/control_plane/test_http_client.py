@@ -9,8 +9,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from approver.control_plane.http_client import BudgetClient
-from approver.control_plane.port import ControlPlaneUnavailable
+from approver.connectors.http_client import BudgetClient
+from approver.domain.control_plane import ControlPlaneUnavailable
 
 
 class Script:

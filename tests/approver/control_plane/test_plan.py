@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from approver.control_plane.plan import Step, SyncKind, registration_step, sync_actions
-from approver.control_plane.port import ControlPlaneAgent
-from approver.records import AgentRecord, AgentStatus, ControlPlaneState
+from approver.domain.control_plane import ControlPlaneAgent
+from approver.domain.records import AgentRecord, AgentStatus, ControlPlaneState
+from approver.domain.sync_plan import Step, SyncKind, registration_step, sync_actions
 from tests.approver.helpers import AGENT_ID, agent_record
 
 AGENT = AGENT_ID
@@ -111,7 +111,7 @@ class TestSyncActions:
         kind: SyncKind | None,
         state: ControlPlaneState | None,
     ) -> None:
-        """Each row of the table in approver.control_plane.plan."""
+        """Each row of the table in approver.domain.sync_plan."""
         actions = sync_actions([record(status, known)], listed(there), listed_at=LISTED_AT)
         if kind is None:
             assert actions == []

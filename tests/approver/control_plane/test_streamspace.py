@@ -12,14 +12,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from approver.control_plane.port import (
+from approver.connectors.settings import StreamSpaceSettings
+from approver.connectors.streamspace import SecretFile, StreamSpace, from_settings
+from approver.domain.control_plane import (
     AgentIntent,
     ControlPlaneRejected,
     ControlPlaneState,
     ControlPlaneUnavailable,
 )
-from approver.control_plane.settings import StreamSpaceSettings
-from approver.control_plane.streamspace import SecretFile, StreamSpace, from_settings
 from tests.payloads import streamspace_registration_body
 from tests.streamspace.control_plane import ControlPlaneConfig, StreamSpaceControlPlane, User
 

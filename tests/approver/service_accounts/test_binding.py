@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from approver.credential_outcome import CredentialOutcome, Verdict
-from approver.records import ApprovalMethod
+from approver.domain.credential_outcome import CredentialOutcome, Verdict
+from approver.domain.records import ApprovalMethod
 from approver.service_accounts import SaReason, check_pod_binding
 from bootstrap_token import PodRef
 from tests.approver.helpers import (

@@ -10,7 +10,7 @@ import pytest
 from multidict import CIMultiDict
 from pydantic import ValidationError
 
-from approver.credential_outcome import Verdict
+from approver.domain.credential_outcome import Verdict
 from approver.service_accounts import (
     OfflineVerifier,
     SaReason,

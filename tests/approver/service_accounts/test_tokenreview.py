@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from kubernetes_asyncio.client import ApiClient, Configuration
 
-from approver.credential_outcome import CredentialOutcome, Verdict
+from approver.domain.credential_outcome import CredentialOutcome, Verdict
 from approver.service_accounts import (
     SaReason,
     SaTokenRefused,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from approver.records import AgentRecord
+from approver.domain.records import AgentRecord
 from bootstrap_token import AuditEvent, AuditSink
 
 COMPONENT = "approver"

@@ -11,8 +11,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from approver.decision import Decision, Outcome
-from approver.records import AgentRecord
+from approver.domain.decision import Decision, Outcome
+from approver.domain.records import AgentRecord
 
 JsonBody = dict[str, Any]
 

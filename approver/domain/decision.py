@@ -7,7 +7,7 @@ reason code, the approval method, and what the store must write. Token verificat
 read and the verdicts come first (CPU and network, outside the database transaction); the view
 is read inside the transaction the decision's writes go into, and :func:`decide` runs again when
 the database refuses a write (a ``jti`` burnt concurrently). :func:`apply_quota` then limits
-automatic approvals (:mod:`approver.quota`).
+automatic approvals (:mod:`approver.domain.quota`).
 
 Order:
 
@@ -33,9 +33,9 @@ Order:
 2. **Bootstrap token** (``autoApprove.enabled``): verified with the current key set and trust
    policy (security-relevant failures 403, honest ones pending); the agent's pod name must be
    admitted by the token's ``pod`` claim; ``metadata.podNamespace``, when sent, must be the
-   token's namespace (``metadata.namespace`` is never compared: see :mod:`approver.binding`);
+   token's namespace (``metadata.namespace`` is never compared: see :mod:`approver.domain.binding`);
    the ``jti`` must be unused or used by this same agent; with Kubernetes access the live pod
-   must pass :func:`approver.binding.check_live_pod`. Then ``active``, ``namespace``.
+   must pass :func:`approver.domain.binding.check_live_pod`. Then ``active``, ``namespace``.
 3. **API key** and 4. **service-account token** (``autoApprove.enabled``): the outcomes of the
    configured :class:`~approver.verifiers.CredentialVerifier` (none built in yet: skipped).
    An accepted outcome naming a pod must name the agent's pod.
@@ -115,21 +115,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from approver.binding import PodCheck, PodEvidence, pod_namespace_mismatch
-from approver.binding import bound_pod_name as bound_pod_name  # re-exported: it lived here
-from approver.credential_outcome import CredentialOutcome, Verdict
-from approver.credentials import Presented
-from approver.lifecycle import LifecycleEvent, allowed
-from approver.quota import QuotaPolicy, QuotaUsage, exceeded
-from approver.records import AgentRecord, AgentStatus, ApprovalMethod
+from approver.domain.binding import PodCheck, PodEvidence, pod_namespace_mismatch
+from approver.domain.binding import bound_pod_name as bound_pod_name  # re-exported: it lived here
+from approver.domain.credential_outcome import CredentialOutcome, Verdict
+from approver.domain.credentials import Presented
+from approver.domain.lifecycle import LifecycleEvent, allowed
+from approver.domain.quota import QuotaPolicy, QuotaUsage, exceeded
+from approver.domain.records import AgentRecord, AgentStatus, ApprovalMethod
+from approver.domain.requests import RegistrationRequest
 from approver.verifiers import BootstrapCheck
-from approver.wire import RegistrationRequest
 from bootstrap_token import BootstrapClaims, OwnerRef, TokenError
 
 
 class Reason(StrEnum):
     """The approver's own reason codes (token failures use :attr:`TokenError.reason`, pod
-    checks :class:`~approver.binding.PodCheck`)."""
+    checks :class:`~approver.domain.binding.PodCheck`)."""
 
     BOOTSTRAP_TOKEN_ACCEPTED = "bootstrap_token_accepted"  # noqa: S105 - a reason code
     APPROVED_BY_ADMIN = "approved_by_admin"
@@ -214,7 +214,7 @@ class DecisionPolicy:
         quota: the auto-approval quota.
         bootstrap_checks: extra pure step-2 checks (:class:`~approver.verifiers.BootstrapCheck`).
         bind_source_address: ``kubernetes.bindSourceAddress``: the live pod must be the
-            request's source (:func:`approver.binding.check_live_pod`, rule 5).
+            request's source (:func:`approver.domain.binding.check_live_pod`, rule 5).
     """
 
     auto_approve: bool
@@ -253,7 +253,7 @@ class Facts:
         presented: the request's credentials (hashes only are compared).
         verification: the bootstrap token's verification; must not be None when a token was
             presented and ``autoApprove`` is on.
-        pod_name: :func:`approver.binding.bound_pod_name` of the request.
+        pod_name: :func:`approver.domain.binding.bound_pod_name` of the request.
         pod: the live pod's verdict; None when it was not looked at (Kubernetes off, or no
             verified token naming the agent's pod).
         outcomes: the step-3/4 outcomes, in decision order (``not_applicable`` ones are
@@ -377,7 +377,7 @@ def decide(*, facts: Facts, view: StoreView, policy: DecisionPolicy) -> Decision
 
 def needs_quota(decision: Decision, existing: AgentRecord | None, policy: DecisionPolicy) -> bool:
     """True when ``decision`` makes an agent active automatically and a quota is configured:
-    the caller then counts (:class:`~approver.quota.QuotaUsage`) and calls
+    the caller then counts (:class:`~approver.domain.quota.QuotaUsage`) and calls
     :func:`apply_quota`."""
     if not policy.quota.enabled or decision.outcome is not Outcome.APPROVED:
         return False
@@ -392,7 +392,7 @@ def apply_quota(
     decision: Decision, usage: QuotaUsage, policy: QuotaPolicy, existing: AgentRecord | None
 ) -> Decision:
     """``decision``, or the same agent left pending with ``quota_exceeded`` when admitting it
-    would pass a limit (:mod:`approver.quota`)."""
+    would pass a limit (:mod:`approver.domain.quota`)."""
     if not exceeded(usage, policy):
         return decision
     return demote(decision, Reason.QUOTA_EXCEEDED, existing)

@@ -31,12 +31,12 @@ from urllib.parse import quote
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from approver.app_keys import AUDIT_KEY
-from approver.control_plane.port import Upstream
-from approver.control_plane.streamspace import CONNECT_PATH, KEY_HEADER
+from approver.connectors.streamspace import CONNECT_PATH, KEY_HEADER
+from approver.domain.control_plane import Upstream
+from approver.domain.requests import BadRequest, check_agent_id
 from approver.gate import AgentGate, GateRefusal
-from approver.http_common import json_error
-from approver.wire import BadRequest, check_agent_id
+from approver.http.app_keys import AUDIT_KEY
+from approver.http.common import json_error
 from bootstrap_token import AuditEvent, fingerprint
 
 log = logging.getLogger(__name__)

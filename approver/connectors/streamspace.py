@@ -46,8 +46,9 @@ from urllib.parse import quote
 
 import aiohttp
 
-from approver.control_plane.http_client import Answer, BudgetClient
-from approver.control_plane.port import (
+from approver.connectors.http_client import Answer, BudgetClient
+from approver.connectors.settings import StreamSpaceSettings
+from approver.domain.control_plane import (
     AgentIntent,
     ControlPlaneAgent,
     ControlPlaneRefused,
@@ -57,7 +58,6 @@ from approver.control_plane.port import (
     Grant,
     Upstream,
 )
-from approver.control_plane.settings import StreamSpaceSettings
 from bootstrap_token.file_mode import mode_warning
 
 log = logging.getLogger(__name__)

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from approver.records import ControlPlaneState
+from approver.domain.records import ControlPlaneState
 
 __all__ = [
     "AgentIntent",
@@ -102,9 +102,10 @@ class AgentIntent:
     """The agent as the control plane must see it.
 
     Attributes:
-        agent_id: the agent's id (already checked by :mod:`approver.identifiers`).
+        agent_id: the agent's id (already checked by :mod:`approver.domain.identifiers`).
         body: the registration body the control plane receives: the members it reads, as the
-            agent sent them (:func:`approver.wire.forwarded_body`); a body rebuilt from the
+            agent sent them (:func:`approver.domain.requests.forwarded_body`); a body rebuilt from
+            the
             record when the sync loop acts without a request.
         client_ip: the agent's address as the approver saw it (forwarded as
             ``X-Forwarded-For``, so the control plane's per-client limits apply per agent as

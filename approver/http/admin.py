@@ -20,11 +20,12 @@ Unknown query parameters are refused (400 ``unknown_parameter``): a misspelt fil
 silently list everything. A ``namespace`` filter that is not a DNS-1123 label, or an ``owner``
 filter that is empty or over 64 characters (the stored UID's width), can never match and is
 refused with 400 ``invalid_filter``, naming the parameter, never the value. An ``{agentId}``
-in the path, or an ``agentId`` filter, outside the agent id rule (:mod:`approver.identifiers`)
+in the path, or an ``agentId`` filter, outside the agent id rule
+(:mod:`approver.domain.identifiers`)
 is refused with 400 ``invalid_agent_id`` before any lookup. Every 400/415 is audited as
 ``admin.request`` ``invalid`` with the caller as actor (a JSON line; nothing is stored). Filter
 values in the stored ``admin.list`` message are rendered by
-:func:`approver.audit_text.audit_value` (printable ASCII, at most 128 characters each).
+:func:`approver.audit.text.audit_value` (printable ASCII, at most 128 characters each).
 """
 
 from __future__ import annotations
@@ -38,11 +39,15 @@ from typing import Any
 from aiohttp import web
 
 from approver.admin import MAX_PAGE
-from approver.answers import agent_json
-from approver.app_keys import ADMIN_KEY, ADMIN_TOKENS_KEY, CONTROL_PLANE_KEY, SYNC_KEY
-from approver.audit_chain import ChainedEvent
-from approver.control_plane.port import ControlPlaneError
-from approver.http_common import (
+from approver.audit.chain import ChainedEvent
+from approver.domain.control_plane import ControlPlaneError
+from approver.domain.identifiers import NAMESPACE_RULE, is_namespace_name
+from approver.domain.lifecycle import TransitionNotAllowed
+from approver.domain.records import AgentRecord, AgentStatus, ApprovalMethod, ControlPlaneState
+from approver.domain.requests import BadRequest, BulkApproveRequest, check_agent_id, parse_model
+from approver.http.answers import agent_json
+from approver.http.app_keys import ADMIN_KEY, ADMIN_TOKENS_KEY, CONTROL_PLANE_KEY, SYNC_KEY
+from approver.http.common import (
     authenticate,
     bool_param,
     check_known,
@@ -56,11 +61,7 @@ from approver.http_common import (
     refused_request,
     time_param,
 )
-from approver.identifiers import NAMESPACE_RULE, is_namespace_name
-from approver.lifecycle import TransitionNotAllowed
-from approver.records import AgentRecord, AgentStatus, ApprovalMethod, ControlPlaneState
 from approver.store import AgentFilter, AuditFilter
-from approver.wire import BadRequest, BulkApproveRequest, check_agent_id, parse_model
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ Headers (docs/design.md, "Approver: registration"):
   with the webhook's ``injectEnv`` that variable holds the bootstrap token. A value shaped like a
   JWT (three dot-separated base64url parts whose first part decodes to a JSON object) is taken as
   the bootstrap token; any other value is an API key: the agent's own per-agent key
-  (:mod:`approver.agent_keys`) or a key for decision step 3 (:mod:`approver.verifiers`).
+  (:mod:`approver.domain.agent_keys`) or a key for decision step 3 (:mod:`approver.verifiers`).
 * ``X-Agent-Service-Account-Token: <jwt>``: a service-account token for decision step 4.
 
 ``X-Agent-Bootstrap-Token`` wins when both carry a token. Empty values count as absent: an env var
@@ -28,7 +28,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from approver.records import ApprovalMethod
+from approver.domain.records import ApprovalMethod
 from bootstrap_token import fingerprint
 
 BOOTSTRAP_TOKEN_HEADER = "X-Agent-Bootstrap-Token"  # noqa: S105 - a header name, not a secret

@@ -1,9 +1,10 @@
 """Agent-facing and control-plane-facing handlers: registration and credential review.
 
-* ``POST /api/v1/agents/register``: StreamSpace's registration call (:mod:`approver.wire`);
-  200 approved (with ``apiKey`` once) / 202 pending / 403 rejected (:mod:`approver.answers`),
+* ``POST /api/v1/agents/register``: StreamSpace's registration call
+(:mod:`approver.domain.requests`);
+  200 approved (with ``apiKey`` once) / 202 pending / 403 rejected (:mod:`approver.http.answers`),
   400 malformed body (``invalid_json``, ``invalid_request``, or ``invalid_agent_id`` for an
-  ``agentId`` outside the rule of :mod:`approver.identifiers`; audited as ``agent.register``
+  ``agentId`` outside the rule of :mod:`approver.domain.identifiers`; audited as ``agent.register``
   ``invalid``, no record written), 415 not JSON, 413 body over 64 KiB, 503 + ``Retry-After``
   when the database is unavailable. Answers carry ``Cache-Control: no-store``: one of them
   holds a key.
@@ -20,18 +21,25 @@ import math
 
 from aiohttp import web
 
-from approver.answers import pending_retry_answer, registration_answer
-from approver.app_keys import (
+from approver.domain.control_plane import ControlPlaneRefused, ControlPlaneUnavailable
+from approver.domain.credentials import API_KEY_HEADER
+from approver.domain.requests import (
+    BadRequest,
+    ReviewRequest,
+    forwarded_body,
+    parse_model,
+    parse_registration,
+)
+from approver.domain.sync_plan import CONTROL_PLANE_UNAVAILABLE
+from approver.http.answers import pending_retry_answer, registration_answer
+from approver.http.app_keys import (
     ADMIN_TOKENS_KEY,
     REGISTRAR_KEY,
     REVIEW_TOKENS_KEY,
     REVIEWER_KEY,
     SETTINGS_KEY,
 )
-from approver.control_plane.plan import CONTROL_PLANE_UNAVAILABLE
-from approver.control_plane.port import ControlPlaneRefused, ControlPlaneUnavailable
-from approver.credentials import API_KEY_HEADER
-from approver.http_common import (
+from approver.http.common import (
     authenticate,
     json_error,
     json_response,
@@ -41,13 +49,6 @@ from approver.http_common import (
 )
 from approver.registration import REGISTER_EVENT
 from approver.store import StoreUnavailable
-from approver.wire import (
-    BadRequest,
-    ReviewRequest,
-    forwarded_body,
-    parse_model,
-    parse_registration,
-)
 
 log = logging.getLogger(__name__)
 

@@ -11,11 +11,11 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from approver.admin_tokens import TokenFile, bearer_token
-from approver.answers import error_body
-from approver.app_keys import AUDIT_KEY
-from approver.audit_text import audit_value
-from approver.wire import BadRequest
+from approver.audit.text import audit_value
+from approver.domain.requests import BadRequest
+from approver.files.tokens import TokenFile, bearer_token
+from approver.http.answers import error_body
+from approver.http.app_keys import AUDIT_KEY
 from bootstrap_token import AuditEvent, jsonio
 
 _REALM = 'Bearer realm="agent-bootstrap-approver"'
@@ -46,7 +46,7 @@ def request_route(request: web.Request) -> str:
     request's path: an unauthenticated caller chooses the path, percent-decoded by aiohttp, and
     could put a U+202E override, escape sequences or thousands of characters into the audit
     log with it. A request no route matched is named :data:`UNMATCHED_ROUTE`. The method is
-    rendered by :func:`approver.audit_text.audit_value` (aiohttp only parses token characters,
+    rendered by :func:`approver.audit.text.audit_value` (aiohttp only parses token characters,
     but this does not rely on it).
     """
     resource = request.match_info.route.resource

@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from approver.identifiers import is_pod_name
-from approver.wire import RegistrationRequest
+from approver.domain.identifiers import is_pod_name
+from approver.domain.requests import RegistrationRequest
 from bootstrap_token import OwnerRef
 
 POD_NAME_KEY = "podName"
@@ -56,7 +56,7 @@ def bound_pod_name(request: RegistrationRequest, *, agent_id_prefix: str | None)
     The agent id names the pod: the agent id without ``agent_id_prefix + "-"`` (StreamSpace:
     ``AGENT_ID=$(AGENT_ID_PREFIX)-$(POD_NAME)``), or, with no prefix configured, the agent id
     itself; it must be a possible pod name (a DNS-1123 subdomain,
-    :func:`approver.identifiers.is_pod_name`). ``metadata.podName``, when an agent sends it,
+    :func:`approver.domain.identifiers.is_pod_name`). ``metadata.podName``, when an agent sends it,
     must say the same: a pod may speak only for the agent id derived from its own name, so a
     stamped pod cannot claim another agent's id by naming itself in ``metadata`` (None: not
     provable).

@@ -1,13 +1,13 @@
 """A small JSON-over-HTTP client with a time budget: retries, backoff, a 429's ``retryAfter``.
 
-Used by the control-plane adapters (:mod:`approver.control_plane.streamspace`). One call runs
+Used by the control-plane adapters (:mod:`approver.connectors.streamspace`). One call runs
 until it gets an answer that is not a transient failure, or until its deadline passes:
 
 * connection errors, timeouts and 5xx answers are retried after an exponential backoff with
   jitter (50 ms doubling, at most 1 s);
 * a 429 is retried after the wait the server asked for (``Retry-After``, or a JSON
   ``retryAfter`` as StreamSpace sends it) when that fits the deadline, else it ends the call
-  with :class:`~approver.control_plane.port.ControlPlaneUnavailable` carrying that wait;
+  with :class:`~approver.domain.control_plane.ControlPlaneUnavailable` carrying that wait;
 * any other answer is returned, whatever its status: what it means is the adapter's business.
 
 Nothing here logs a header value or a body: credentials travel in both.
@@ -24,7 +24,7 @@ from typing import Any
 
 import aiohttp
 
-from approver.control_plane.port import ControlPlaneUnavailable
+from approver.domain.control_plane import ControlPlaneUnavailable
 from bootstrap_token import jsonio
 
 #: Statuses retried as transient (the server or something in front of it is in trouble).

@@ -47,8 +47,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from approver.control_plane.port import ControlPlaneAgent
-from approver.records import AgentRecord, AgentStatus, ControlPlaneState
+from approver.domain.control_plane import ControlPlaneAgent
+from approver.domain.records import AgentRecord, AgentStatus, ControlPlaneState
 
 _P, _A, _I, _R = AgentStatus.PENDING, AgentStatus.ACTIVE, AgentStatus.INACTIVE, AgentStatus.REJECTED
 _CP_P, _CP_A, _CP_R, _CP_X = (

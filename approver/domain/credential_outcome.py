@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from approver.records import ApprovalMethod
+from approver.domain.records import ApprovalMethod
 
 
 class Verdict(StrEnum):

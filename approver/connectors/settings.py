@@ -41,7 +41,7 @@ class ControlPlaneType(StrEnum):
     """``controlPlane.type``."""
 
     NONE = "none"  #: no connector: the approver's own records and keys are the only ones
-    STREAMSPACE = "streamspace"  #: StreamSpace's API (:mod:`approver.control_plane.streamspace`)
+    STREAMSPACE = "streamspace"  #: StreamSpace's API (:mod:`approver.connectors.streamspace`)
 
 
 class StreamSpaceSettings(_Section):
@@ -82,7 +82,7 @@ class StreamSpaceSettings(_Section):
 
 
 class ControlPlaneSettings(_Section):
-    """``controlPlane``: where an approval takes effect (:mod:`approver.control_plane`)."""
+    """``controlPlane``: where an approval takes effect (:mod:`approver.connectors`)."""
 
     type: ControlPlaneType = Field(
         default=ControlPlaneType.NONE,

@@ -34,7 +34,7 @@ class ApprovalMethod(StrEnum):
 
 class ControlPlaneState(StrEnum):
     """The agent's record in the control plane (StreamSpace's ``approval_status``), as the
-    approver last saw or made it (:mod:`approver.control_plane`)."""
+    approver last saw or made it (:mod:`approver.connectors`)."""
 
     PENDING = "pending"  #: a pending row exists there (visible to its administrators)
     APPROVED = "approved"  #: approved there; the agent holds (or is owed) a key it accepts
@@ -51,13 +51,13 @@ class AgentRecord:
         agent_id: the agent's own name, 1..253 characters, unique.
         platform, region, capacity, metadata: as the agent registered them.
         status: see :class:`AgentStatus`; changed only by the events of
-            :mod:`approver.lifecycle`.
+            :mod:`approver.domain.lifecycle`.
         approval_method, approved_by, approved_at: how, by whom and when the agent was first
             approved; written once, at its first transition into ``active``, never rewritten
             (later approvals are in the audit chain). ``approved_by`` is ``bootstrap-token``,
             ``api-key`` or ``service-account`` for an automatic approval, else the
             administrator's name or token fingerprint.
-        reason: the reason code of the last decision (see :mod:`approver.decision`).
+        reason: the reason code of the last decision (see :mod:`approver.domain.decision`).
         jti: the bootstrap token bound to this agent (set only once a token approved it).
         kid, cluster, namespace, service_account: from the verified credential, when one was
             presented. ``namespace`` is the cluster's word (the token's claim, a TokenReview's
@@ -69,7 +69,7 @@ class AgentRecord:
         credential_hash: SHA-256 hex of the credential that created (or last re-bound) the
             registration; None when the agent presented none. Never rendered.
         api_key_hash: SHA-256 hex of the per-agent API key, once issued
-            (:mod:`approver.agent_keys`). Never rendered.
+            (:mod:`approver.domain.agent_keys`). Never rendered.
         api_key_issued_at: when the key was shown to the agent (exactly once).
         expired_at: when a ``pending`` record passed ``pendingTtlSeconds`` and was marked
             ``pending_expired`` (it stays ``pending``, frozen until an administrator acts).

@@ -6,10 +6,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from approver.admin import AdminService
-from approver.admin_tokens import TokenFile
 from approver.config import ApproverSettings
-from approver.control_plane.port import ControlPlane
 from approver.control_plane_sync import ControlPlaneSync
+from approver.domain.control_plane import ControlPlane
+from approver.files.tokens import TokenFile
 from approver.registration import Registrar
 from approver.review import CredentialReviewer
 from approver.store import Store

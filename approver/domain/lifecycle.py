@@ -46,7 +46,7 @@ from dataclasses import replace
 from datetime import datetime
 from enum import StrEnum
 
-from approver.records import AgentRecord, AgentStatus, ApprovalMethod
+from approver.domain.records import AgentRecord, AgentStatus, ApprovalMethod
 
 
 class LifecycleEvent(StrEnum):

@@ -28,10 +28,10 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from pydantic import ValidationError
 
-from approver.answers import error_body
 from approver.api_keys.admin import ApiKeyAdmin, ApiKeyAdminError, ApiKeyNotFound
 from approver.api_keys.format import ID_PATTERN
 from approver.api_keys.wire import CreateKeyRequest, RotateKeyRequest, key_json
+from approver.http.answers import error_body
 from bootstrap_token import jsonio
 
 ADMIN_API_KEYS_PATH = "/api/v1/admin/api-keys"

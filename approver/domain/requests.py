@@ -19,7 +19,7 @@ Older agents sent ``capacity: {"maxCpu": 100, "maxMemory": 128, "maxSessions": 1
 shape would crash-loop every agent pod at once. The rule here: only the members the approver
 *decides on* are validated strictly:
 
-* ``agentId``: the agent id rule of :mod:`approver.identifiers` (400 ``invalid_agent_id``);
+* ``agentId``: the agent id rule of :mod:`approver.domain.identifiers` (400 ``invalid_agent_id``);
 * ``platform``: a string of the same character class, 1..64 (API-key scopes match on it;
   StreamSpace itself refuses anything but ``kubernetes``/``docker``/``vm``/``cloud``).
 
@@ -27,13 +27,13 @@ Every other member is only *stored*, whatever its JSON type: ``capacity`` is kep
 sent it when it is a JSON object (any members, any types), ``region`` when it is a string of the
 agent id's character class (at most 128), ``metadata`` when it is an object; anything else is
 stored as absent, and unknown top-level members are ignored. None of them ever becomes a 400.
-The raw body is also what a control-plane connector forwards (:mod:`approver.control_plane`), so
+The raw body is also what a control-plane connector forwards (:mod:`approver.connectors`), so
 the control plane receives every member as the agent sent it. ``metadata`` is free-form by
 design; the approver reads ``metadata.podName`` and ``metadata.podNamespace`` from it
-(:mod:`approver.binding`, strings only).
+(:mod:`approver.domain.binding`, strings only).
 
 Messages name the member and the rule, never the value. Answers are built in
-:mod:`approver.answers`.
+:mod:`approver.http.answers`.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from typing import Annotated, Any, TypeVar
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
-from approver.identifiers import (
+from approver.domain.identifiers import (
     NAMESPACE_RULE,
     agent_id_problem,
     is_namespace_name,
@@ -83,7 +83,7 @@ def _label(max_length: int, *, empty_ok: bool = False) -> AfterValidator:
     return AfterValidator(check)
 
 
-#: An agent id checked by :func:`approver.identifiers.agent_id_problem`.
+#: An agent id checked by :func:`approver.domain.identifiers.agent_id_problem`.
 AgentId = Annotated[str, AfterValidator(_agent_id)]
 
 
@@ -160,7 +160,8 @@ def parse_registration(data: object) -> RegistrationRequest:
 
 
 def check_agent_id(value: str, *, where: str = "agentId") -> str:
-    """``value`` when it is an acceptable agent id (:func:`approver.identifiers.agent_id_problem`).
+    """``value`` when it is an acceptable agent id
+    (:func:`approver.domain.identifiers.agent_id_problem`).
 
     Args:
         value: an agent id from a URL path or a query parameter.
