@@ -89,6 +89,7 @@ from approver.domain.decision import (
     needs_quota,
 )
 from approver.domain.lifecycle import LifecycleEvent, allowed, apply, first_approval
+from approver.domain.ports import CredentialVerifier
 from approver.domain.quota import QuotaUsage, lock_key
 from approver.domain.records import AgentRecord, ControlPlaneState, TokenUse
 from approver.domain.requests import RegistrationRequest
@@ -100,7 +101,6 @@ from approver.domain.sync_plan import (
 from approver.domain.sync_plan import Step as CpStep
 from approver.store import Store, StoreConflict, StoreUnavailable, Transaction
 from approver.store.batcher import WriteBatcher
-from approver.verifiers import CredentialVerifier
 from bootstrap_token import (
     AuditEvent,
     AuditSink,

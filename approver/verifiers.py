@@ -1,10 +1,12 @@
-"""The slots for decision steps 3 (API key) and 4 (service-account token).
+"""The verifiers of decision steps 3 (API key) and 4 (service-account token), and their wiring
+from settings: the concrete side of the ports in :mod:`approver.domain.ports`.
 
 The registrar (:class:`approver.registration.Registrar`) holds the configured
-:class:`CredentialVerifier` objects, in decision order, and per registration:
+:class:`~approver.domain.ports.CredentialVerifier` objects, in decision order, and per registration:
 
 1. before its database transaction (a TokenReview is a network call), calls
-   :meth:`CredentialVerifier.verify` of each with the validated body and the request headers;
+   :meth:`~approver.domain.ports.CredentialVerifier.verify` of each with the validated body and the
+   request headers;
    each answers one :class:`~approver.domain.credential_outcome.CredentialOutcome`:
 
    * ``not_applicable`` (no credential of its kind, or the path is disabled): the step is
@@ -15,7 +17,8 @@ The registrar (:class:`approver.registration.Registrar`) holds the configured
      the step gives a pending reason and the next step is tried;
 
 2. inside the transaction that writes an approval decided by that verifier's outcome, calls
-   :meth:`CredentialVerifier.claim` with the open :class:`~approver.store.Transaction`
+   :meth:`~approver.domain.ports.CredentialVerifier.claim` with the open
+   :class:`~approver.store.Transaction`
    (``tx.connection`` is its SQLAlchemy ``AsyncConnection``): a verifier with a race-sensitive
    limit (an API key's ``maxAgents``) claims it there, and a refusal reason turns the approval
    into ``pending`` with that reason, in the same transaction, before anything is written.
@@ -28,11 +31,12 @@ a namespace is compared with ``metadata.podNamespace`` when sent. The record kee
 ``credential_hash`` = SHA-256 of the credential the outcome is about (the API key or the
 service-account token as presented), so the agent's retry with it is step 1.
 
-Step 2 can take extra pure checks too (:class:`BootstrapCheck`, e.g. "the service-account token
+Step 2 can take extra pure checks too (:class:`~approver.domain.ports.BootstrapCheck`, e.g. "the
+service-account token
 names the same pod as the bootstrap token"): each runs after the bootstrap token's own binding
 checks, with the other outcomes at hand, and may refuse the token.
 
-Built in (issue 3): :class:`ApiKeyVerifier` (step 3, ``apiKeys``, :mod:`approver.api_keys`) and
+Built in: :class:`ApiKeyVerifier` (step 3, ``apiKeys``, :mod:`approver.api_keys`) and
 :class:`ServiceAccountVerifier` (step 4, ``serviceAccountTokens``,
 :mod:`approver.service_accounts`), returned by :func:`configured_verifiers` when enabled, and the
 step-2 check :class:`ServiceAccountBinding` (:func:`configured_bootstrap_checks`). A disabled
@@ -45,11 +49,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from approver.api_keys import ApiKeyAuthenticator, SecretFolderKeys, claim_approval
 from approver.api_keys.format import presented_api_key
 from approver.domain.credential_outcome import CredentialOutcome
+from approver.domain.ports import BootstrapCheck, CheckRefusal, CredentialVerifier
 from approver.domain.records import ApprovalMethod
 from approver.domain.requests import RegistrationRequest
 from approver.service_accounts import (
@@ -67,80 +72,6 @@ if TYPE_CHECKING:
 
     from approver.config import ApproverSettings
     from approver.store import Transaction
-
-
-class CredentialVerifier(Protocol):
-    """Decision step 3 or 4. Implementations hold their keys and clients, loaded once."""
-
-    @property
-    def method(self) -> ApprovalMethod:
-        """``API_KEY`` or ``SERVICE_ACCOUNT``: which step this verifier is."""
-        ...
-
-    async def verify(
-        self, *, request: RegistrationRequest, headers: Mapping[str, str], now: float
-    ) -> CredentialOutcome:
-        """Check the request's credential of this verifier's kind, before the transaction.
-
-        Args:
-            request: the validated registration body.
-            headers: the request headers (case-insensitive mapping).
-            now: seconds since the epoch (the registrar's clock).
-
-        Returns:
-            ``not_applicable`` when the request presents no such credential or the path is
-            disabled; else ``accepted`` or ``refused`` with a reason code. Never contains the
-            credential.
-
-        Raises:
-            StoreUnavailable: only if the verifier reads the database and cannot (503).
-        """
-        ...
-
-    async def claim(self, tx: Transaction, outcome: CredentialOutcome, *, now: float) -> str | None:
-        """Claim what an approval by ``outcome`` consumes, in the approval's transaction.
-
-        Called only for this verifier's ``accepted`` outcome, when the decision approves with
-        it and is about to be written.
-
-        Returns:
-            None: go ahead. A reason code: do not approve; the agent goes pending with it.
-
-        Raises:
-            StoreUnavailable, StoreConflict: as any statement in the transaction.
-        """
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class CheckRefusal:
-    """A :class:`BootstrapCheck`'s refusal: the reason code, and whether it is a 403 with a
-    security audit event (True) or a pending reason (False)."""
-
-    reason: str
-    security: bool = False
-
-
-class BootstrapCheck(Protocol):
-    """An extra, pure check of step 2, run after the bootstrap token verified and bound."""
-
-    def __call__(
-        self,
-        *,
-        claims: BootstrapClaims,
-        agent_pod_name: str | None,
-        bound_pod_uid: str | None,
-        outcomes: tuple[CredentialOutcome, ...],
-    ) -> CheckRefusal | None:
-        """None to let the token approve; else why not.
-
-        Args:
-            claims: the verified token's claims.
-            agent_pod_name: the pod name derived from the agent.
-            bound_pod_uid: the live pod's UID (Kubernetes access), when known.
-            outcomes: every step-3/4 outcome of the request (``not_applicable`` ones too).
-        """
-        ...
 
 
 class ApiKeyVerifier:
@@ -296,3 +227,17 @@ def configured_bootstrap_checks(settings: ApproverSettings) -> tuple[BootstrapCh
     if not sa.enabled:
         return ()
     return (ServiceAccountBinding(required=sa.bootstrap_binding == "required"),)
+
+
+__all__ = [
+    "ApiKeyVerifier",
+    "BootstrapCheck",
+    "CheckRefusal",
+    "CredentialVerifier",
+    "ServiceAccountBinding",
+    "ServiceAccountVerifier",
+    "api_key_folder",
+    "close_verifiers",
+    "configured_bootstrap_checks",
+    "configured_verifiers",
+]

@@ -37,7 +37,7 @@ Order:
    the ``jti`` must be unused or used by this same agent; with Kubernetes access the live pod
    must pass :func:`approver.domain.binding.check_live_pod`. Then ``active``, ``namespace``.
 3. **API key** and 4. **service-account token** (``autoApprove.enabled``): the outcomes of the
-   configured :class:`~approver.verifiers.CredentialVerifier` (none built in yet: skipped).
+   configured :class:`~approver.domain.ports.CredentialVerifier` (none built in yet: skipped).
    An accepted outcome naming a pod must name the agent's pod.
 5. Otherwise **pending**, for an administrator.
 
@@ -120,10 +120,10 @@ from approver.domain.binding import bound_pod_name as bound_pod_name  # re-expor
 from approver.domain.credential_outcome import CredentialOutcome, Verdict
 from approver.domain.credentials import Presented
 from approver.domain.lifecycle import LifecycleEvent, allowed
+from approver.domain.ports import BootstrapCheck
 from approver.domain.quota import QuotaPolicy, QuotaUsage, exceeded
 from approver.domain.records import AgentRecord, AgentStatus, ApprovalMethod
 from approver.domain.requests import RegistrationRequest
-from approver.verifiers import BootstrapCheck
 from bootstrap_token import BootstrapClaims, OwnerRef, TokenError
 
 
@@ -212,7 +212,7 @@ class DecisionPolicy:
         kubernetes: ``kubernetes.enabled``: the live pod must be checked
             (:attr:`Facts.pod` must be given whenever a verified token names the agent's pod).
         quota: the auto-approval quota.
-        bootstrap_checks: extra pure step-2 checks (:class:`~approver.verifiers.BootstrapCheck`).
+        bootstrap_checks: extra pure step-2 checks (:class:`~approver.domain.ports.BootstrapCheck`).
         bind_source_address: ``kubernetes.bindSourceAddress``: the live pod must be the
             request's source (:func:`approver.domain.binding.check_live_pod`, rule 5).
     """
