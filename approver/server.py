@@ -475,15 +475,6 @@ def _token_file(settings: ApproverSettings, key: str) -> TokenFile:
         raise ConfigError(f"{_field(settings, key)}: {exc}") from None
 
 
-def load_admin_tokens(settings: ApproverSettings) -> TokenFile:
-    """The admin tokens file (re-read when it changes), or none (admin API closed) when unset.
-
-    Raises:
-        ConfigError: the file cannot be read, or a line is invalid (line number, never content).
-    """
-    return _token_file(settings, "adminTokensFile")
-
-
 def server_ssl_context(settings: ApproverSettings) -> ssl.SSLContext | None:
     """A TLS 1.2+ server context from ``tlsCertFile``/``tlsKeyFile``, or None for plain HTTP.
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from certs_tooling.certinfo import load_cert, load_certs, load_issued
+from certs_tooling.certinfo import load_cert, load_issued
 from certs_tooling.errors import MaterialError
 from certs_tooling.pki import Issued
 
@@ -29,14 +29,6 @@ def read_cert(path: Path) -> x509.Certificate:
     """The first certificate in ``path``. Raises MaterialError."""
     try:
         return load_cert(read_bytes(path))
-    except ValueError as exc:
-        raise MaterialError(f"{path}: {exc}") from None
-
-
-def read_certs(path: Path) -> list[x509.Certificate]:
-    """Every certificate in the PEM bundle ``path``. Raises MaterialError."""
-    try:
-        return load_certs(read_bytes(path))
     except ValueError as exc:
         raise MaterialError(f"{path}: {exc}") from None
 

@@ -61,18 +61,6 @@ _DURATION_BUCKETS = (
 #: Values of the ``operation`` label; anything else a client sends is counted as ``other``.
 OPERATIONS = frozenset({"CREATE", "UPDATE", "DELETE", "CONNECT"})
 
-#: Error kinds counted in ``errors_total`` (documented in docs/webhook.md, "Metrics").
-ERROR_KINDS = (
-    "empty_body",
-    "invalid_json",
-    "not_admission_review",
-    "unsupported_media_type",
-    "too_large",
-    "malformed_pod",
-    "internal_error",
-    "signing_key_unavailable",
-)
-
 
 class WebhookMetrics:
     """The webhook's series, registered on ``registry``.

@@ -51,7 +51,7 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 def _worker_main(settings: WebhookSettings, index: int) -> None:
     """Entry point of one worker process (runs in a fresh interpreter)."""
-    from webhook.__main__ import configure_logging, run_server
+    from webhook.process import configure_logging, run_server
 
     configure_logging()
     logging.getLogger(__name__).debug("worker %d started (pid %d)", index, os.getpid())

@@ -75,10 +75,6 @@ class _Restart(Exception):
     """Internal: list again."""
 
 
-#: Failures worth a backoff and a retry from the resume point.
-_TRANSIENT = (PodLookupError, ApiException, aiohttp.ClientError, TimeoutError, OSError)
-
-
 class PodWatcher:
     """The list-then-watch loops of the trusted namespaces.
 

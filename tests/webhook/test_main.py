@@ -173,7 +173,7 @@ class TestStartupErrors:
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """``eventLoop: uvloop`` without uvloop exits 2 naming the file key and the file."""
-        import webhook.__main__ as cli
+        import webhook.process as cli
 
         def no_uvloop(choice: object) -> None:
             raise ImportError("uvloop")
