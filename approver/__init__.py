@@ -19,6 +19,6 @@ answers.
 * :mod:`approver.registration`, :mod:`approver.admin`, :mod:`approver.review`,
   :mod:`approver.reconcile`, :mod:`approver.sweeper`: the use cases (decide, write, audit).
 * :mod:`approver.config`: settings; :mod:`approver.http.agents`, :mod:`approver.http.admin`:
-  handlers; :mod:`approver.server`: app factory and ``serve``; :mod:`approver.__main__`: the
+  handlers; :mod:`approver.http.app`: app factory and ``serve``; :mod:`approver.__main__`: the
   ``agent-bootstrap-approver`` command.
 """

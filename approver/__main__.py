@@ -28,7 +28,8 @@ from typing import Any, TypeVar
 from approver import api_keys_cli
 from approver.audit.chain import ChainReport, ChainVerifier
 from approver.config import ApproverSettings, ConfigError, EventLoop, load_settings
-from approver.server import open_store, serve
+from approver.resources import open_store
+from approver.serve import serve
 from approver.store import StoreUnavailable
 from bootstrap_token import http_log
 

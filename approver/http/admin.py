@@ -42,12 +42,12 @@ from approver.admin import MAX_PAGE
 from approver.audit.chain import ChainedEvent
 from approver.domain.control_plane import ControlPlaneError
 from approver.domain.identifiers import NAMESPACE_RULE, is_namespace_name
-from approver.domain.lifecycle import TransitionNotAllowed
 from approver.domain.records import AgentRecord, AgentStatus, ApprovalMethod, ControlPlaneState
 from approver.domain.requests import BadRequest, BulkApproveRequest, check_agent_id, parse_model
 from approver.http.answers import agent_json
 from approver.http.app_keys import ADMIN_KEY, ADMIN_TOKENS_KEY, CONTROL_PLANE_KEY, SYNC_KEY
 from approver.http.common import (
+    ACTOR,
     authenticate,
     bool_param,
     check_known,
@@ -58,7 +58,6 @@ from approver.http.common import (
     json_error,
     json_response,
     read_json,
-    refused_request,
     time_param,
 )
 from approver.store import AgentFilter, AuditFilter
@@ -77,15 +76,13 @@ INVALID_FILTER = "invalid_filter"
 OWNER_UID_MAX_LENGTH = 64
 #: The message of a 404 ``agent_not_found``.
 AGENT_NOT_FOUND = "no agent has this agentId"
-#: Where :func:`_admin` leaves the authenticated caller's name on the request.
-_ACTOR = web.RequestKey("actor", str)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _admin(request: web.Request) -> str:
     actor = authenticate(request, request.app[ADMIN_TOKENS_KEY])
-    request[_ACTOR] = actor
+    request[ACTOR] = actor
     return actor
 
 
@@ -95,20 +92,6 @@ def _agent_id(request: web.Request) -> str:
     return check_agent_id(request.match_info["agent_id"], where="path agentId")
 
 
-def _bad_requests(handler: Handler) -> Handler:
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except BadRequest as exc:
-            status = 415 if exc.code == "unsupported_media_type" else 400
-            actor = request.get(_ACTOR)
-            return refused_request(request, status, exc, event=BAD_REQUEST_EVENT, actor=actor)
-
-    wrapped.__doc__ = handler.__doc__
-    return wrapped
-
-
-@_bad_requests
 async def list_agents(request: web.Request) -> web.StreamResponse:
     """``GET /api/v1/admin/agents``: filtered, paged listing."""
     actor = _admin(request)
@@ -164,7 +147,6 @@ def _next_agent_cursor(last: AgentRecord) -> str:
     return encode_cursor([last.created_at.isoformat(), str(last.id)])
 
 
-@_bad_requests
 async def get_agent(request: web.Request) -> web.StreamResponse:
     """``GET /api/v1/admin/agents/{agentId}``."""
     actor = _admin(request)
@@ -175,16 +157,12 @@ async def get_agent(request: web.Request) -> web.StreamResponse:
 
 
 def _action(name: str) -> Handler:
-    @_bad_requests
     async def handler(request: web.Request) -> web.StreamResponse:
         actor = _admin(request)
         agent_id = _agent_id(request)
         service = request.app[ADMIN_KEY]
         act = {"approve": service.approve, "reject": service.reject, "revoke": service.revoke}[name]
-        try:
-            agent = await act(agent_id=agent_id, actor=actor)
-        except TransitionNotAllowed as exc:
-            return json_error(409, "transition_not_allowed", str(exc))
+        agent = await act(agent_id=agent_id, actor=actor)
         if agent is None:
             return json_error(404, "agent_not_found", AGENT_NOT_FOUND)
         sync = request.app.get(SYNC_KEY)
@@ -196,7 +174,6 @@ def _action(name: str) -> Handler:
     return handler
 
 
-@_bad_requests
 async def delete_agent(request: web.Request) -> web.StreamResponse:
     """``DELETE /api/v1/admin/agents/{agentId}``."""
     actor = _admin(request)
@@ -215,7 +192,6 @@ async def delete_agent(request: web.Request) -> web.StreamResponse:
     return json_response({"deleted": agent_id})
 
 
-@_bad_requests
 async def bulk_approve(request: web.Request) -> web.StreamResponse:
     """``POST /api/v1/admin/agents/bulk-approve``."""
     actor = _admin(request)
@@ -229,7 +205,6 @@ async def bulk_approve(request: web.Request) -> web.StreamResponse:
     return json_response({"approved": [a.agent_id for a in approved], "count": len(approved)})
 
 
-@_bad_requests
 async def list_audit(request: web.Request) -> web.StreamResponse:
     """``GET /api/v1/audit``: stored audit events, filtered and paged by ``seq``."""
     actor = _admin(request)

@@ -17,8 +17,10 @@ route                                       answer
 ``meta`` is :func:`approver.api_keys.wire.key_json`. Answers carrying a key have
 ``Cache-Control: no-store`` (RFC 9111 section 5.2.2.5) so no proxy or browser keeps it. Every
 route first calls ``authorize(request)``, which returns the administrator's name or raises
-``web.HTTPUnauthorized`` (the approver's bearer-token check). ``StoreUnavailable`` propagates to
-the application's middleware (503 + ``Retry-After``). Errors are ``{"error": code, "message"}``.
+``web.HTTPUnauthorized`` (the approver's bearer-token check). Errors are the application's error
+middleware's (:mod:`approver.http.errors`): a body it cannot read is 400/415 and audited
+(``admin.request``), an unknown key 404, a key in the wrong state 409, the database down 503 +
+``Retry-After``; all ``{"error": code, "message"}``.
 """
 
 from __future__ import annotations
@@ -26,13 +28,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from pydantic import ValidationError
 
-from approver.api_keys.admin import ApiKeyAdmin, ApiKeyAdminError, ApiKeyNotFound
+from approver.api_keys.admin import ApiKeyAdmin, ApiKeyNotFound
 from approver.api_keys.format import ID_PATTERN
 from approver.api_keys.wire import CreateKeyRequest, RotateKeyRequest, key_json
-from approver.http.answers import error_body
-from bootstrap_token import jsonio
+from approver.domain.requests import BadRequest, parse_model
+from approver.http.common import ACTOR, read_json
 
 ADMIN_API_KEYS_PATH = "/api/v1/admin/api-keys"
 
@@ -40,44 +41,6 @@ ADMIN_API_KEYS_PATH = "/api/v1/admin/api-keys"
 Authorize = Callable[[web.Request], str]
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-
-
-def _error(status: int, code: str, message: str) -> web.Response:
-    """``{"error": code, "message": message}``: the shape of every error of the approver."""
-    return web.Response(
-        body=jsonio.dumps(error_body(code, message)),
-        status=status,
-        content_type="application/json",
-    )
-
-
-def _refusal(kind: type[web.HTTPException], code: str, message: str) -> web.HTTPException:
-    text = jsonio.dumps(error_body(code, message)).decode("utf-8")
-    return kind(text=text, content_type="application/json")
-
-
-def _describe(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors(include_url=False, include_input=False):
-        loc = ".".join(str(p) for p in err["loc"]) or "body"
-        parts.append(f"{loc}: {err['msg']}")
-    return "; ".join(parts)
-
-
-async def _body(request: web.Request, *, optional: bool) -> object:
-    """The JSON body; ``{}`` for an empty optional body. Raises web.HTTPException (400/415)."""
-    if optional and not request.can_read_body:
-        return {}
-    if request.content_type != "application/json":
-        raise _refusal(
-            web.HTTPUnsupportedMediaType,
-            "unsupported_media_type",
-            "send Content-Type: application/json",
-        )
-    try:
-        return await request.json()
-    except ValueError:
-        raise _refusal(web.HTTPBadRequest, "invalid_json", "the body is not JSON") from None
 
 
 def add_routes(
@@ -96,25 +59,30 @@ def add_routes(
         prefix: the collection path, default ``/api/v1/admin/api-keys``.
     """
 
-    def _key_id(request: web.Request) -> str | None:
+    def _admin(request: web.Request) -> str:
+        actor = authorize(request)
+        request[ACTOR] = actor
+        return actor
+
+    def _key_id(request: web.Request) -> str:
+        """The ``{key_id}`` path segment; an id that cannot exist is ApiKeyNotFound (404)."""
         key_id = request.match_info["key_id"]
-        return key_id if ID_PATTERN.fullmatch(key_id) else None
+        if not ID_PATTERN.fullmatch(key_id):
+            raise ApiKeyNotFound("no API key has this id")
+        return key_id
 
     async def create(request: web.Request) -> web.Response:
-        actor = authorize(request)
-        data = await _body(request, optional=False)
+        actor = _admin(request)
+        body = parse_model(CreateKeyRequest, await read_json(request))
         try:
-            body = CreateKeyRequest.model_validate(data)
             issued = await admin.create(
                 name=body.name,
                 actor=actor,
                 scope=body.scope,
                 expires_at=body.expiry(admin.now()),
             )
-        except ValidationError as exc:
-            return _error(400, "invalid_request", _describe(exc))
-        except ValueError as exc:
-            return _error(400, "invalid_request", str(exc))
+        except ValueError as exc:  # a scope or an expiry the service refuses
+            raise BadRequest("invalid_request", str(exc)) from None
         return web.json_response(
             {"apiKey": key_json(issued.record, at=admin.now()), "key": issued.key},
             status=201,
@@ -122,44 +90,31 @@ def add_routes(
         )
 
     async def list_keys(request: web.Request) -> web.Response:
-        actor = authorize(request)
+        actor = _admin(request)
         keys = await admin.list_keys(actor=actor)
         at = admin.now()
         return web.json_response({"apiKeys": [key_json(k, at=at) for k in keys]})
 
     async def revoke(request: web.Request) -> web.Response:
-        actor = authorize(request)
-        key_id = _key_id(request)
-        if key_id is None:
-            return _error(404, ApiKeyNotFound.code, "no API key has this id")
-        try:
-            result = await admin.revoke(key_id=key_id, actor=actor)
-        except ApiKeyAdminError as exc:
-            return _error(404 if isinstance(exc, ApiKeyNotFound) else 409, exc.code, exc.message)
+        actor = _admin(request)
+        result = await admin.revoke(key_id=_key_id(request), actor=actor)
         return web.json_response(
             {"apiKey": key_json(result.record, at=admin.now()), "changed": result.changed}
         )
 
     async def rotate(request: web.Request) -> web.Response:
-        actor = authorize(request)
+        actor = _admin(request)
         key_id = _key_id(request)
-        if key_id is None:
-            return _error(404, ApiKeyNotFound.code, "no API key has this id")
-        data = await _body(request, optional=True)
+        body = parse_model(RotateKeyRequest, await read_json(request, optional=True) or {})
         try:
-            body = RotateKeyRequest.model_validate(data)
             rotation = await admin.rotate(
                 key_id=key_id,
                 actor=actor,
                 grace_seconds=body.grace_seconds,
                 expires_at=body.expiry(admin.now()),
             )
-        except ValidationError as exc:
-            return _error(400, "invalid_request", _describe(exc))
-        except ApiKeyAdminError as exc:
-            return _error(404 if isinstance(exc, ApiKeyNotFound) else 409, exc.code, exc.message)
-        except ValueError as exc:
-            return _error(400, "invalid_request", str(exc))
+        except ValueError as exc:  # an expiry the service refuses
+            raise BadRequest("invalid_request", str(exc)) from None
         at = admin.now()
         return web.json_response(
             {

@@ -21,6 +21,9 @@ from bootstrap_token import AuditEvent, jsonio
 _REALM = 'Bearer realm="agent-bootstrap-approver"'
 #: What :func:`request_route` names when no route matched the request.
 UNMATCHED_ROUTE = "(no route)"
+#: Where an authenticated handler leaves the caller's name on the request (for the audit event
+#: of a refusal written by :mod:`approver.http.errors`).
+ACTOR = web.RequestKey("actor", str)
 _E = TypeVar("_E", bound=StrEnum)
 
 

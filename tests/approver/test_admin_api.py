@@ -16,8 +16,8 @@ from aiohttp.test_utils import TestClient
 
 from approver.config import ApproverSettings
 from approver.files.tokens import TokenFile
+from approver.http.app import create_app
 from approver.http.app_keys import ADMIN_TOKENS_KEY, STORE_KEY
-from approver.server import create_app
 from approver.store import Store
 from bootstrap_token import KeySet, SigningKey
 from tests.approver.helpers import (

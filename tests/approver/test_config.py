@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from approver.config import CONFIG_ENV, ConfigError, env_name, load_settings
-from approver.server import load_key_set
+from approver.resources import load_key_set
 
 PREFIX = "AGENT_BOOTSTRAP_APPROVER_"
 

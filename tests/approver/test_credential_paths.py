@@ -14,7 +14,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from approver.config import ApproverSettings, ConfigError
-from approver.server import STORE_KEY, create_app
+from approver.http.app import create_app
+from approver.http.app_keys import STORE_KEY
 from approver.store import Store
 from approver.verifiers import (
     ApiKeyVerifier,

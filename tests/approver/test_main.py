@@ -19,7 +19,7 @@ import pytest
 
 from approver.__main__ import main
 from approver.config import ApproverSettings
-from approver.server import serve
+from approver.serve import serve
 from bootstrap_token import SigningKey
 from tests.approver.helpers import AGENT_ID, AGENT_ID_PREFIX, TRUST, mint_token, registration_body
 from tests.conftest import Pki
@@ -300,7 +300,7 @@ class TestServeWithKubernetes:
         from tests.approver.helpers import ANNOTATION, NAMESPACE, OWNER, POD_NAME
         from tests.kube_api import KubeApi, make_pod, write_kubeconfig
 
-        caplog.set_level(logging.INFO, logger="approver.server")
+        caplog.set_level(logging.INFO, logger="approver.serve")
 
         admin = tmp_path / "admin-tokens"
         admin.write_text("alice:alice-admin-token-0123456789\n")

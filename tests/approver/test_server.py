@@ -14,9 +14,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from approver.config import ApproverSettings
-from approver.http.app_keys import AUDIT_KEY
+from approver.http.app import create_app
+from approver.http.app_keys import AUDIT_KEY, STORE_KEY
 from approver.http.common import UNMATCHED_ROUTE, authenticate
-from approver.server import STORE_KEY, create_app
 from approver.store import Store
 from bootstrap_token import KeySet, SigningKey, fingerprint
 from tests.approver.helpers import (

@@ -337,7 +337,7 @@ def _real_review_answer(root: Path) -> dict[str, Any]:
 
     from aiohttp.test_utils import TestClient, TestServer
 
-    from approver.server import create_app
+    from approver.http.app import create_app
     from approver.store import Store
     from bootstrap_token import KeySet
 

@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from approver.api_keys import ApiKeyAdmin, ApiKeyAuthenticator, SecretFolderKeys, generate_key
 from approver.http.api_keys import ADMIN_API_KEYS_PATH, add_routes
+from approver.http.app_keys import AUDIT_KEY
+from approver.http.errors import error_middleware
 from tests.approver.helpers import Clock, RecordingSink
 
 ADMIN_TOKEN = "admin-token-0123456789"
@@ -45,7 +47,9 @@ async def client(
     clock: Clock,
     folder: SecretFolderKeys,
 ) -> TestClient[Any, Any]:
-    app = web.Application()
+    # The approver's error boundary, as create_app mounts it (it audits refusals on AUDIT_KEY).
+    app = web.Application(middlewares=[error_middleware(64 * 1024)])
+    app[AUDIT_KEY] = audit
     admin = ApiKeyAdmin(engine=engine, audit=audit, clock=clock, folder=folder)
     add_routes(app, admin=admin, authorize=authorize)
     return await aiohttp_client(app)

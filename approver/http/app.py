@@ -1,4 +1,4 @@
-"""The approver's aiohttp application and server: app factory, background tasks, serving.
+"""The approver's aiohttp application: routes, the error boundary, background tasks.
 
 Routes (handlers in :mod:`approver.http.agents` and :mod:`approver.http.admin`):
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -38,13 +37,10 @@ from kubernetes_asyncio.client import ApiClient
 from approver.admin import AdminService
 from approver.api_keys import ApiKeyAdmin
 from approver.config import ApproverSettings, ConfigError
-from approver.connectors.streamspace import from_settings as streamspace_from_settings
 from approver.control_plane_sync import ControlPlaneSync
-from approver.domain.control_plane import ControlPlane, ControlPlaneUnavailable
+from approver.domain.control_plane import ControlPlane
 from approver.domain.decision import DecisionPolicy
 from approver.domain.quota import QuotaPolicy
-from approver.files.jwks import FileKeySet
-from approver.files.tokens import AdminTokensError, TokenFile
 from approver.gate import AgentGate
 from approver.http import admin as http_admin
 from approver.http import agents as http_agents
@@ -62,7 +58,8 @@ from approver.http.app_keys import (
     STORE_KEY,
     SYNC_KEY,
 )
-from approver.http.common import authenticate, json_error, json_response, request_route
+from approver.http.common import authenticate, json_response
+from approver.http.errors import error_middleware
 from approver.http.gate import (
     CONNECTIONS_KEY,
     GATE_KEY,
@@ -70,14 +67,14 @@ from approver.http.gate import (
     UPSTREAM_KEY,
     GateConnections,
 )
-from approver.kube.client import KubernetesConfigError, open_api_client
 from approver.kube.pods import KubePods
 from approver.kube.selector import selector_string
 from approver.kube.watch import PodWatcher
 from approver.reconcile import PodReconciler
 from approver.registration import Registrar
+from approver.resources import open_control_plane, token_file, where_set
 from approver.review import CredentialReviewer
-from approver.store import Store, StoreUnavailable
+from approver.store import Store
 from approver.store.batcher import WriteBatcher
 from approver.sweeper import PendingSweeper
 from approver.verifiers import (
@@ -87,7 +84,7 @@ from approver.verifiers import (
     configured_bootstrap_checks,
     configured_verifiers,
 )
-from bootstrap_token import AuditSink, KeyLoadError, KeySet, VerificationPolicy
+from bootstrap_token import AuditSink, KeySet, VerificationPolicy
 
 log = logging.getLogger(__name__)
 
@@ -95,18 +92,7 @@ log = logging.getLogger(__name__)
 #: leave room, but far below aiohttp's 1 MiB default: the endpoint is unauthenticated.
 MAX_REQUEST_BYTES = 64 * 1024
 
-# Re-exported for callers that knew them here.
-REGISTER_PATH = http_agents.REGISTER_PATH
-ADMIN_AGENTS_PATH = http_admin.ADMIN_AGENTS_PATH
-__all__ = [
-    "ADMIN_AGENTS_PATH",
-    "REGISTER_PATH",
-    "STORE_KEY",
-    "SWEEPER_KEY",
-    "WATCHER_KEY",
-    "create_app",
-    "serve",
-]
+__all__ = ["MAX_REQUEST_BYTES", "SWEEPER_KEY", "WATCHER_KEY", "create_app"]
 
 WATCHER_KEY = web.AppKey("pod_watcher", PodWatcher)
 SWEEPER_KEY = web.AppKey("pending_sweeper", PendingSweeper)
@@ -153,9 +139,9 @@ def create_app(
     """
     if settings.uses_kubernetes_api and kube is None:
         field = (
-            _field(settings, "kubernetes", "enabled")
+            where_set(settings, "kubernetes", "enabled")
             if settings.kubernetes.enabled
-            else _field(settings, "serviceAccountTokens", "mode")
+            else where_set(settings, "serviceAccountTokens", "mode")
         )
         raise ConfigError(
             f"{field}: no Kubernetes client (serve() builds one "
@@ -163,13 +149,13 @@ def create_app(
         )
     sink = audit or AuditSink()
     app = web.Application(
-        client_max_size=MAX_REQUEST_BYTES, middlewares=[_http_errors, _store_errors]
+        client_max_size=MAX_REQUEST_BYTES, middlewares=[error_middleware(MAX_REQUEST_BYTES)]
     )
     app[SETTINGS_KEY] = settings
     app[STORE_KEY] = store
     app[AUDIT_KEY] = sink
-    app[ADMIN_TOKENS_KEY] = _token_file(settings, "adminTokensFile")
-    app[REVIEW_TOKENS_KEY] = _token_file(settings, "reviewTokensFile")
+    app[ADMIN_TOKENS_KEY] = token_file(settings, "adminTokensFile")
+    app[REVIEW_TOKENS_KEY] = token_file(settings, "reviewTokensFile")
     pods = (
         KubePods(kube, timeout_seconds=settings.kubernetes.request_timeout_seconds)
         if kube is not None and settings.kubernetes.enabled
@@ -182,7 +168,7 @@ def create_app(
                 settings, kube=kube, engine=store.engine, folder=folder
             )
         except (ValueError, OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"{_field(settings, 'serviceAccountTokens')}: {exc}") from None
+            raise ConfigError(f"{where_set(settings, 'serviceAccountTokens')}: {exc}") from None
     if control_plane is None and settings.control_plane.enabled:
         control_plane = open_control_plane(settings)
     app[REGISTRAR_KEY] = Registrar(
@@ -307,24 +293,6 @@ def _add_gate(
     app.cleanup_ctx.append(session)
 
 
-def open_control_plane(settings: ApproverSettings) -> ControlPlane:
-    """The adapter of ``controlPlane`` (StreamSpace). Raises ConfigError naming the field."""
-    section = settings.control_plane
-    if section.streamspace is None:
-        raise ConfigError(f"{_field(settings, 'controlPlane', 'streamspace')}: required")
-    try:
-        return streamspace_from_settings(
-            section.streamspace,
-            budget_seconds=section.budget_seconds,
-            request_timeout_seconds=section.request_timeout_seconds,
-        )
-    except ControlPlaneUnavailable as exc:
-        raise ConfigError(f"{_field(settings, 'controlPlane', 'streamspace')}: {exc}") from None
-    except (ssl.SSLError, OSError) as exc:
-        field = _field(settings, "controlPlane", "streamspace", "caFile")
-        raise ConfigError(f"{field}: cannot load: {type(exc).__name__}") from None
-
-
 def _admin_actor(request: web.Request) -> str:
     """The admin bearer check of the admin API (401 otherwise)."""
     return authenticate(request, request.app[ADMIN_TOKENS_KEY])
@@ -378,56 +346,6 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
             await task
 
 
-#: ``error`` codes of the errors aiohttp raises itself (other statuses: ``http_<status>``).
-_HTTP_ERROR_CODES = {
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "request_too_large",
-}
-
-
-@web.middleware
-async def _http_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """aiohttp's own error answers (plain text) as JSON ``{"error", "message"}``.
-
-    413 comes from reading a body over ``client_max_size``; 404/405 from the router. An error a
-    handler raised with a JSON body already (the 401 of :func:`authenticate`) passes unchanged;
-    headers such as ``Allow`` are kept.
-    """
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400 or exc.content_type == "application/json":
-            raise
-        if exc.status == 413:
-            message = f"the request body is over {MAX_REQUEST_BYTES} bytes"
-        else:
-            message = exc.reason
-        response = json_error(
-            exc.status, _HTTP_ERROR_CODES.get(exc.status, f"http_{exc.status}"), message
-        )
-        for name, value in exc.headers.items():
-            if name.lower() not in ("content-type", "content-length"):
-                response.headers[name] = value
-        return response
-
-
-@web.middleware
-async def _store_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Database unavailable -> 503 with Retry-After; nothing was written. The log line names
-    the route pattern, not the path (:func:`approver.http.common.request_route`)."""
-    try:
-        return await handler(request)
-    except StoreUnavailable as exc:
-        log.warning("%s: %s", request_route(request), exc)
-        retry_after = request.app[SETTINGS_KEY].retry_after_seconds
-        response = json_error(
-            503, "store_unavailable", "the approver's database is unavailable; retry"
-        )
-        response.headers["Retry-After"] = str(retry_after)
-        return response
-
-
 async def healthz(request: web.Request) -> web.Response:
     """``GET /healthz``: 200 ``{"status": "ok"}`` while the process serves (liveness)."""
     return json_response({"status": "ok"})
@@ -440,154 +358,3 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 # --- resources from settings -----------------------------------------------------------------
-
-
-def _field(settings: ApproverSettings, *loc: str) -> str:
-    """A field named where the operator set it (:meth:`ApproverSettings.describe_field`)."""
-    return settings.describe_field(*loc)
-
-
-def load_key_set(settings: ApproverSettings) -> KeySet:
-    """The verification keys from ``token.jwksFile`` (JWKS or PEM), or an empty set when unset.
-
-    Raises:
-        ConfigError: the file cannot be read or holds no usable Ed25519 public key.
-    """
-    path = settings.token.jwks_file
-    if path is None:
-        return KeySet()
-    try:
-        # Followed without a restart: keys added, activated or retired by certs-tooling (or a
-        # ConfigMap update) are seen within a second (approver/files/jwks.py).
-        key_set: KeySet = FileKeySet(path)
-    except (KeyLoadError, OSError) as exc:
-        raise ConfigError(f"{_field(settings, 'token', 'jwksFile')}: {exc}") from None
-    if not key_set:
-        raise ConfigError(f"{_field(settings, 'token', 'jwksFile')}: holds no key")
-    return key_set
-
-
-def _token_file(settings: ApproverSettings, key: str) -> TokenFile:
-    path = settings.admin_tokens_file if key == "adminTokensFile" else settings.review_tokens_file
-    try:
-        return TokenFile(path, setting=_field(settings, key))
-    except AdminTokensError as exc:
-        raise ConfigError(f"{_field(settings, key)}: {exc}") from None
-
-
-def server_ssl_context(settings: ApproverSettings) -> ssl.SSLContext | None:
-    """A TLS 1.2+ server context from ``tlsCertFile``/``tlsKeyFile``, or None for plain HTTP.
-
-    Raises:
-        ConfigError: the certificate or key cannot be loaded, or they do not match.
-    """
-    if settings.tls_cert_file is None or settings.tls_key_file is None:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
-    except (ssl.SSLError, OSError) as exc:
-        reason = getattr(exc, "reason", None) or type(exc).__name__
-        cert, key = _field(settings, "tlsCertFile"), _field(settings, "tlsKeyFile")
-        raise ConfigError(f"{cert} / {key}: cannot load: {reason}") from None
-    return context
-
-
-def open_store(settings: ApproverSettings) -> Store:
-    """The store of ``databaseUrl``. Raises ConfigError for an unsupported URL."""
-    try:
-        return Store.open(settings.database_url, pool_size=settings.database_pool_size)
-    except ValueError as exc:
-        raise ConfigError(f"{_field(settings, 'databaseUrl')}: {exc}") from None
-
-
-async def open_kube(settings: ApproverSettings) -> ApiClient | None:
-    """The Kubernetes client when ``kubernetes.enabled`` or ``serviceAccountTokens`` uses
-    TokenReview, else None. Raises ConfigError."""
-    if not settings.uses_kubernetes_api:
-        return None
-    try:
-        return await open_api_client(kubeconfig=settings.kubernetes.kubeconfig)
-    except KubernetesConfigError as exc:
-        raise ConfigError(f"{_field(settings, 'kubernetes', 'kubeconfig')}: {exc}") from None
-
-
-async def serve(settings: ApproverSettings, *, stop: asyncio.Event | None = None) -> None:
-    """Run the approver until SIGTERM/SIGINT (or until ``stop`` is set).
-
-    Loads the key set, the TLS context and the tokens files, opens the store and migrates it,
-    opens the Kubernetes client when enabled, then serves on ``host:port`` (HTTPS when
-    ``tlsCertFile`` is set) until told to stop, and closes everything on the way out.
-
-    Raises:
-        ConfigError: a file named by the settings cannot be used.
-        StoreUnavailable: the database could not be migrated.
-    """
-    key_set = load_key_set(settings)
-    ssl_context = server_ssl_context(settings)
-    store = open_store(settings)
-    kube: ApiClient | None = None
-    try:
-        await store.migrate()
-        kube = await open_kube(settings)
-        app = create_app(settings, key_set=key_set, store=store, kube=kube)
-    except BaseException:
-        if kube is not None:
-            await kube.close()
-        await store.close()
-        raise
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(
-            runner, settings.host, settings.port, ssl_context=ssl_context, backlog=1024
-        )
-        await site.start()
-        scheme = "https" if ssl_context else "http"
-        if ssl_context is None:
-            log.warning("serving plain HTTP: terminate TLS in front of the approver")
-        if settings.auto_approve.enabled and not settings.kubernetes.enabled:
-            # docs/security-model.md, "Forged review" and "Stolen signing key".
-            log.warning(
-                "auto-approving without kubernetes.enabled: tokens are not checked against the "
-                "live pod, so a token minted for a made-up review (anyone who reaches the "
-                "webhook's port) approves; turn it on or keep the webhook's NetworkPolicy narrow"
-            )
-        log.info(
-            "approver listening on %s://%s:%d (database %s, auto-approve %s, %d key(s), "
-            "%d admin token(s), kubernetes %s, api keys %s, service-account tokens %s)",
-            scheme,
-            settings.host,
-            settings.port,
-            store.url,
-            "on" if settings.auto_approve.enabled else "off",
-            len(key_set),
-            len(app[ADMIN_TOKENS_KEY].current()),
-            "on" if settings.kubernetes.enabled else "off",
-            "on" if settings.api_keys.enabled else "off",
-            settings.service_account_tokens.mode
-            if settings.service_account_tokens.enabled
-            else "off",
-        )
-        await _wait(stop)
-    finally:
-        await runner.cleanup()
-
-
-async def _wait(stop: asyncio.Event | None) -> None:
-    if stop is not None:
-        await stop.wait()
-        return
-    event = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    signals = (signal.SIGTERM, signal.SIGINT)
-    for sig in signals:
-        loop.add_signal_handler(sig, event.set)
-    try:
-        await event.wait()
-        log.info("stopping")
-    finally:
-        for sig in signals:
-            with contextlib.suppress(ValueError, RuntimeError):
-                loop.remove_signal_handler(sig)

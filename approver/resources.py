@@ -1,0 +1,111 @@
+"""What the settings name, opened: the key set, the tokens files, the TLS context, the store,
+the Kubernetes client, the control plane's connector. Each failure is a :class:`ConfigError`
+naming the field where the operator set it (:meth:`ApproverSettings.describe_field`).
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+
+from kubernetes_asyncio.client import ApiClient
+
+from approver.config import ApproverSettings, ConfigError
+from approver.connectors.streamspace import from_settings as streamspace_from_settings
+from approver.domain.control_plane import ControlPlane, ControlPlaneUnavailable
+from approver.files.jwks import FileKeySet
+from approver.files.tokens import AdminTokensError, TokenFile
+from approver.kube.client import KubernetesConfigError, open_api_client
+from approver.store import Store
+from bootstrap_token import KeyLoadError, KeySet
+
+log = logging.getLogger(__name__)
+
+
+def where_set(settings: ApproverSettings, *loc: str) -> str:
+    """A field named where the operator set it (:meth:`ApproverSettings.describe_field`)."""
+    return settings.describe_field(*loc)
+
+
+def load_key_set(settings: ApproverSettings) -> KeySet:
+    """The verification keys from ``token.jwksFile`` (JWKS or PEM), or an empty set when unset.
+
+    Raises:
+        ConfigError: the file cannot be read or holds no usable Ed25519 public key.
+    """
+    path = settings.token.jwks_file
+    if path is None:
+        return KeySet()
+    try:
+        # Followed without a restart: keys added, activated or retired by certs-tooling (or a
+        # ConfigMap update) are seen within a second (approver/files/jwks.py).
+        key_set: KeySet = FileKeySet(path)
+    except (KeyLoadError, OSError) as exc:
+        raise ConfigError(f"{where_set(settings, 'token', 'jwksFile')}: {exc}") from None
+    if not key_set:
+        raise ConfigError(f"{where_set(settings, 'token', 'jwksFile')}: holds no key")
+    return key_set
+
+
+def token_file(settings: ApproverSettings, key: str) -> TokenFile:
+    path = settings.admin_tokens_file if key == "adminTokensFile" else settings.review_tokens_file
+    try:
+        return TokenFile(path, setting=where_set(settings, key))
+    except AdminTokensError as exc:
+        raise ConfigError(f"{where_set(settings, key)}: {exc}") from None
+
+
+def server_ssl_context(settings: ApproverSettings) -> ssl.SSLContext | None:
+    """A TLS 1.2+ server context from ``tlsCertFile``/``tlsKeyFile``, or None for plain HTTP.
+
+    Raises:
+        ConfigError: the certificate or key cannot be loaded, or they do not match.
+    """
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    except (ssl.SSLError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or type(exc).__name__
+        cert, key = where_set(settings, "tlsCertFile"), where_set(settings, "tlsKeyFile")
+        raise ConfigError(f"{cert} / {key}: cannot load: {reason}") from None
+    return context
+
+
+def open_store(settings: ApproverSettings) -> Store:
+    """The store of ``databaseUrl``. Raises ConfigError for an unsupported URL."""
+    try:
+        return Store.open(settings.database_url, pool_size=settings.database_pool_size)
+    except ValueError as exc:
+        raise ConfigError(f"{where_set(settings, 'databaseUrl')}: {exc}") from None
+
+
+async def open_kube(settings: ApproverSettings) -> ApiClient | None:
+    """The Kubernetes client when ``kubernetes.enabled`` or ``serviceAccountTokens`` uses
+    TokenReview, else None. Raises ConfigError."""
+    if not settings.uses_kubernetes_api:
+        return None
+    try:
+        return await open_api_client(kubeconfig=settings.kubernetes.kubeconfig)
+    except KubernetesConfigError as exc:
+        raise ConfigError(f"{where_set(settings, 'kubernetes', 'kubeconfig')}: {exc}") from None
+
+
+def open_control_plane(settings: ApproverSettings) -> ControlPlane:
+    """The adapter of ``controlPlane`` (StreamSpace). Raises ConfigError naming the field."""
+    section = settings.control_plane
+    if section.streamspace is None:
+        raise ConfigError(f"{where_set(settings, 'controlPlane', 'streamspace')}: required")
+    try:
+        return streamspace_from_settings(
+            section.streamspace,
+            budget_seconds=section.budget_seconds,
+            request_timeout_seconds=section.request_timeout_seconds,
+        )
+    except ControlPlaneUnavailable as exc:
+        raise ConfigError(f"{where_set(settings, 'controlPlane', 'streamspace')}: {exc}") from None
+    except (ssl.SSLError, OSError) as exc:
+        field = where_set(settings, "controlPlane", "streamspace", "caFile")
+        raise ConfigError(f"{field}: cannot load: {type(exc).__name__}") from None
