@@ -22,9 +22,10 @@ from typing import Any
 from bootstrap_token import AuditSink
 from webhook.audit import Emit, emitter
 from webhook.credentials import Credentials
+from webhook.errors import MalformedReview, Refusal
 from webhook.metrics import WebhookMetrics
 from webhook.response import complete, errored, from_decision
-from webhook.review import AdmissionReview, MalformedReview
+from webhook.review import AdmissionReview
 from webhook.stamp import Decision, Outcome, StampConfig, decide
 
 logger = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ class Reviewer:
         self.metrics.duration.observe(time.perf_counter() - started)
         return document
 
-    def refused(self, exc: MalformedReview) -> None:
+    def refused(self, exc: Refusal) -> None:
         """Record a request the HTTP layer refused (4xx): one audit event, counts."""
         self.metrics.count(decision="malformed", reason=exc.reason)
         self.metrics.error(kind=exc.reason)

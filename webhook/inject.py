@@ -23,8 +23,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from webhook.errors import MalformedReview
 from webhook.patch import PatchOp
-from webhook.review import MalformedReview
 
 #: Pod spec lists that hold containers, in the order their operations are emitted.
 CONTAINER_LISTS = ("initContainers", "containers")

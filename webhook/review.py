@@ -33,22 +33,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 from bootstrap_token.jsonio import InvalidJson, loads
+from webhook.errors import MalformedReview
 
 API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
 ApiVersion = Literal["admission.k8s.io/v1", "admission.k8s.io/v1beta1"]
-
-
-class MalformedReview(ValueError):
-    """The request body is not an AdmissionReview we can answer.
-
-    ``reason`` is a stable snake_case code for metrics and audit; ``str(exc)`` is a short human
-    message that names fields but never echoes input values.
-    """
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 @dataclass(slots=True)

@@ -48,11 +48,12 @@ from bootstrap_token.jsonio import dumps
 from webhook.batch import IterationBatcher
 from webhook.config import WebhookSettings
 from webhook.credentials import Credentials
+from webhook.errors import MalformedReview, TransportRefusal
 from webhook.handler import Reviewer
 from webhook.inject import EnvInjection
 from webhook.metrics import WebhookMetrics
 from webhook.response import complete, errored
-from webhook.review import MalformedReview, parse_review
+from webhook.review import parse_review
 from webhook.stamp import StampConfig
 
 logger = logging.getLogger(__name__)
@@ -104,8 +105,8 @@ def _error(status: int, message: str, **headers: str) -> web.Response:
     )
 
 
-def _too_large(limit: int) -> MalformedReview:
-    return MalformedReview("too_large", f"request body exceeds {limit} bytes")
+def _too_large(limit: int) -> TransportRefusal:
+    return TransportRefusal(413, "too_large", f"request body exceeds {limit} bytes")
 
 
 def review_body(reviewer: Reviewer, job: ReviewJob) -> web.Response:
@@ -217,21 +218,21 @@ class WebhookHttp:
     async def _mutate(self, request: web.BaseRequest) -> web.Response:
         if request.content_type != JSON:
             return self._refuse(
-                415, MalformedReview("unsupported_media_type", f"content type must be {JSON}")
+                TransportRefusal(415, "unsupported_media_type", f"content type must be {JSON}")
             )
         encoding = request.headers.get(hdrs.CONTENT_ENCODING)
         if encoding is not None and encoding.lower() != "identity":
             # The API server never compresses a review; a compressed body is a decompression
             # bomb's way in and a parser path nobody needs.
             return self._refuse(
-                415, MalformedReview("unsupported_encoding", "content encoding must be identity")
+                TransportRefusal(415, "unsupported_encoding", "content encoding must be identity")
             )
         limit = self.settings.max_request_bytes
         # Refuse on the declared length before reading anything; read() enforces the cap
         # (client_max_size, see request_factory) for chunked bodies too.
         length = request.content_length
         if length is not None and length > limit:
-            return self._refuse(413, _too_large(limit))
+            return self._refuse(_too_large(limit))
         if hdrs.EXPECT in request.headers:
             refused = await self._expect_continue(request)
             if refused is not None:
@@ -241,7 +242,7 @@ class WebhookHttp:
             try:
                 body = await request.read()
             except web.HTTPRequestEntityTooLarge:  # a chunked body, all there, over the cap
-                return self._refuse(413, _too_large(limit))
+                return self._refuse(_too_large(limit))
         else:
             answer = await self._read_streaming(request, limit if length is None else length)
             if isinstance(answer, web.Response):
@@ -262,7 +263,7 @@ class WebhookHttp:
         budget = self.settings.max_in_flight_body_bytes
         if self._body_bytes + size > budget:
             response = self._refuse(
-                503, MalformedReview("overloaded", "too many request bodies in flight")
+                TransportRefusal(503, "overloaded", "too many request bodies in flight")
             )
             response.headers[hdrs.RETRY_AFTER] = "1"
             return response
@@ -271,11 +272,11 @@ class WebhookHttp:
             async with asyncio.timeout(self.settings.body_timeout_seconds):
                 return await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return self._refuse(413, _too_large(self.settings.max_request_bytes))
+            return self._refuse(_too_large(self.settings.max_request_bytes))
         except TimeoutError:
             response = self._refuse(
-                408,
-                MalformedReview(
+                TransportRefusal(
+                    408,
                     "body_timeout",
                     f"request body not received within {self.settings.body_timeout_seconds:g} s",
                 ),
@@ -287,7 +288,7 @@ class WebhookHttp:
             # chunking): one audit event and a count, not aiohttp's traceback per connection.
             logger.info("request body unreadable: %s", type(exc).__name__)
             response = self._refuse(
-                400, MalformedReview("body_unreadable", "request body could not be read")
+                TransportRefusal(400, "body_unreadable", "request body could not be read")
             )
             response.force_close()
             return response
@@ -303,12 +304,13 @@ class WebhookHttp:
             request.writer.output_size = 0
             return None
         return self._refuse(
-            417, MalformedReview("expectation_failed", "only Expect: 100-continue is supported")
+            TransportRefusal(417, "expectation_failed", "only Expect: 100-continue is supported")
         )
 
-    def _refuse(self, status: int, exc: MalformedReview) -> web.Response:
+    def _refuse(self, exc: TransportRefusal) -> web.Response:
+        """Answer a transport refusal (:mod:`webhook.errors`): audited, counted, its status."""
         self.reviewer.refused(exc)
-        return _error(status, exc.message)
+        return _error(exc.status, exc.message)
 
     def readyz(self) -> web.Response:
         """``GET /readyz``: ``200 ready``, or 503 with the reason (:func:`not_ready_reason`)."""

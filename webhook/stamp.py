@@ -34,10 +34,11 @@ from enum import StrEnum
 from typing import Any
 
 from bootstrap_token import MAX_TTL_SECONDS, MIN_TTL_SECONDS, TrustPolicy
+from webhook.errors import MalformedReview
 from webhook.inject import EnvInjection, inject_env
 from webhook.jti import new_jti
 from webhook.patch import PatchOp, has_annotation, remove_annotation, set_annotation
-from webhook.review import AdmissionRequest, MalformedReview, PodView, parse_pod
+from webhook.review import AdmissionRequest, PodView, parse_pod
 from webhook.signer import TokenSigner
 
 #: Prefix of every warning, so users see which webhook spoke (kubectl prints them as is).

@@ -24,7 +24,8 @@ from bootstrap_token import SigningKey
 from tests.payloads import streamspace_agent_review
 from tests.webhook.conftest import Live, RecordingSink
 from tests.webhook.test_handler import make_reviewer
-from webhook.review import MalformedReview, parse_review
+from webhook.errors import MalformedReview
+from webhook.review import parse_review
 from webhook.stamp import StampConfig
 
 JSON = st.recursive(

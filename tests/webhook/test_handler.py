@@ -14,9 +14,10 @@ from bootstrap_token import SigningKey
 from tests.payloads import streamspace_agent_review
 from tests.webhook.conftest import ANNOTATION, NOW, RecordingSink
 from webhook.credentials import Credentials, SigningMaterial
+from webhook.errors import MalformedReview
 from webhook.handler import Reviewer
 from webhook.metrics import WebhookMetrics
-from webhook.review import MalformedReview, parse_review
+from webhook.review import parse_review
 from webhook.stamp import StampConfig
 
 

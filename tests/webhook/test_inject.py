@@ -15,8 +15,9 @@ import pytest
 from bootstrap_token import KeySet, VerificationPolicy, verify
 from tests.payloads import streamspace_agent_review
 from tests.webhook.conftest import ANNOTATION, NOW
+from webhook.errors import MalformedReview
 from webhook.inject import EnvInjection, env_var, inject_env
-from webhook.review import MalformedReview, parse_review
+from webhook.review import parse_review
 from webhook.signer import TokenSigner
 from webhook.stamp import Outcome, StampConfig, decide
 

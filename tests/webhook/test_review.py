@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from tests.payloads import KUBECTL_REVIEW, REPLICASET_REVIEW, load_json, streamspace_agent_review
-from webhook.review import MalformedReview, parse_pod, parse_review
+from webhook.errors import MalformedReview
+from webhook.review import parse_pod, parse_review
 
 
 def body(document: Any) -> bytes:

@@ -14,7 +14,8 @@ import pytest
 from bootstrap_token import KeySet, TrustPolicy, VerificationPolicy, read_header, verify
 from tests.payloads import KUBECTL_REVIEW, REPLICASET_REVIEW, load_json, streamspace_agent_review
 from tests.webhook.conftest import ANNOTATION, NOW
-from webhook.review import AdmissionRequest, MalformedReview, parse_review
+from webhook.errors import MalformedReview
+from webhook.review import AdmissionRequest, parse_review
 from webhook.signer import TokenSigner
 from webhook.stamp import Decision, Outcome, StampConfig, decide
 
