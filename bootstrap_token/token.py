@@ -89,13 +89,19 @@ def mint(claims: BootstrapClaims, signing_key: SigningKey, *, now: int) -> str:
     )
 
 
-def read_header(token: str) -> dict[str, object]:
+def read_header(token: str, *, max_bytes: int = MAX_TOKEN_BYTES) -> dict[str, object]:
     """The unverified JOSE header, for routing and display only (never for trust decisions).
+    Shared by every JWT the approver reads (bootstrap and service-account tokens).
+
+    Args:
+        token: a compact JWS.
+        max_bytes: the longest token accepted (default 8 KiB, a bootstrap token's bound).
 
     Raises:
-        MalformedToken: not three base64url parts with a JSON object header.
+        MalformedToken: too long, not three base64url parts with a JSON object header, or a
+            header member PyJWT refuses (a non-string ``kid``, a bad ``crit``).
     """
-    if not isinstance(token, str) or len(token) > MAX_TOKEN_BYTES or token.count(".") != 2:
+    if not isinstance(token, str) or len(token) > max_bytes or token.count(".") != 2:
         raise MalformedToken("not a compact JWS (three base64url parts)")
     try:
         header = jwt.get_unverified_header(token)

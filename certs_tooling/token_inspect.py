@@ -27,7 +27,6 @@ refused by :meth:`bootstrap_token.KeySet.from_jwks`.
 
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,6 +50,7 @@ from bootstrap_token import (
     read_header,
     verify,
 )
+from bootstrap_token.jws import segment_object
 
 CHECKS = (
     "structure",
@@ -116,15 +116,10 @@ class Report:
 
 def _unverified_claims(token: str) -> dict[str, Any] | None:
     """The payload as JSON, for display only; None when it does not decode to an object."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
     try:
-        raw = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
-        value = json.loads(raw)
-    except (ValueError, TypeError):
+        return segment_object(token, 1, max_bytes=64 * 1024)
+    except ValueError:
         return None
-    return value if isinstance(value, dict) else None
 
 
 def _failed_row(exc: TokenError, header: dict[str, Any] | None, claims_decode: bool) -> str:

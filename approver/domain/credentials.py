@@ -21,15 +21,14 @@ stands for it in audit events.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from approver.domain.records import ApprovalMethod
 from bootstrap_token import fingerprint
+from bootstrap_token.jws import segment_object
 
 BOOTSTRAP_TOKEN_HEADER = "X-Agent-Bootstrap-Token"  # noqa: S105 - a header name, not a secret
 API_KEY_HEADER = "X-Agent-API-Key"
@@ -82,14 +81,12 @@ def sha256_hex(value: str) -> str:
 
 def _jwt_header(value: str) -> dict[str, object] | None:
     """The decoded JOSE header of a compact-JWS-shaped value, or None when it is not one."""
-    if len(value) > MAX_CREDENTIAL_BYTES or _JWT_SHAPE.fullmatch(value) is None:
+    if _JWT_SHAPE.fullmatch(value) is None:
         return None
-    head = value.split(".", 1)[0]
     try:
-        decoded = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
-    except (ValueError, RecursionError):  # binascii.Error, UnicodeDecodeError, JSONDecodeError
+        return segment_object(value, 0, max_bytes=MAX_CREDENTIAL_BYTES)
+    except ValueError:
         return None
-    return decoded if isinstance(decoded, dict) else None
 
 
 def looks_like_jwt(value: str) -> bool:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from enum import StrEnum
@@ -17,6 +15,7 @@ from approver.files.tokens import TokenFile, bearer_token
 from approver.http.answers import error_body
 from approver.http.app_keys import AUDIT_KEY
 from bootstrap_token import AuditEvent, jsonio
+from bootstrap_token.jws import b64url_decode, b64url_encode
 
 _REALM = 'Bearer realm="agent-bootstrap-approver"'
 #: What :func:`request_route` names when no route matched the request.
@@ -200,14 +199,14 @@ def check_known(query: Mapping[str, str], known: Iterable[str]) -> None:
 
 def encode_cursor(parts: list[str]) -> str:
     """An opaque paging cursor."""
-    return base64.urlsafe_b64encode(jsonio.dumps(parts)).rstrip(b"=").decode("ascii")
+    return b64url_encode(jsonio.dumps(parts))
 
 
 def decode_cursor(raw: str) -> list[str]:
     """The parts of :func:`encode_cursor`; 400 ``invalid_cursor`` otherwise."""
     try:
-        data = jsonio.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-    except (binascii.Error, ValueError):
+        data = jsonio.loads(b64url_decode(raw))
+    except ValueError:
         raise BadRequest("invalid_cursor", "cursor is not one this API returned") from None
     if not isinstance(data, list) or not all(isinstance(p, str) for p in data):
         raise BadRequest("invalid_cursor", "cursor is not one this API returned")

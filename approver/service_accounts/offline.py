@@ -42,6 +42,8 @@ from pydantic import ValidationError
 from approver.service_accounts.claims import PodIdentity, ServiceAccountTokenClaims
 from approver.service_accounts.jwks import SUPPORTED_ALGORITHMS, JwksCache, JwksUnavailable
 from approver.service_accounts.reasons import SaReason, SaTokenRefused
+from bootstrap_token import MalformedToken
+from bootstrap_token import read_header as read_jose_header
 
 #: Largest token accepted, in bytes. A projected token is about 1 KiB.
 MAX_TOKEN_BYTES = 16 * 1024
@@ -55,12 +57,10 @@ def read_header(token: str) -> dict[str, object]:
     Raises:
         SaTokenRefused(sa_token_malformed): too long, not three parts, header not JSON.
     """
-    if len(token) > MAX_TOKEN_BYTES or token.count(".") != 2:
-        raise SaTokenRefused(SaReason.MALFORMED, "not a compact JWS (three base64url parts)")
     try:
-        return dict(jwt.get_unverified_header(token))
-    except jwt.InvalidTokenError:
-        raise SaTokenRefused(SaReason.MALFORMED, "JOSE header is not valid") from None
+        return read_jose_header(token, max_bytes=MAX_TOKEN_BYTES)
+    except MalformedToken as exc:
+        raise SaTokenRefused(SaReason.MALFORMED, exc.message) from None
 
 
 def parse_claims(payload: bytes) -> ServiceAccountTokenClaims:

@@ -37,7 +37,6 @@ After the API server authenticated the token, its (now known authentic) JWT payl
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -54,8 +53,9 @@ from kubernetes_asyncio.client import (
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from approver.service_accounts.claims import PodIdentity, parse_service_account_user
-from approver.service_accounts.offline import read_header
+from approver.service_accounts.offline import MAX_TOKEN_BYTES, read_header
 from approver.service_accounts.reasons import SaReason, SaTokenRefused
+from bootstrap_token.jws import segment_json
 
 log = logging.getLogger(__name__)
 
@@ -236,9 +236,8 @@ def authentic_expiry(token: str) -> int:
         SaTokenRefused(sa_token_malformed): not a JWT with an integer ``exp``.
     """
     read_header(token)
-    payload = token.split(".")[1]
     try:
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        claims = segment_json(token, 1, max_bytes=MAX_TOKEN_BYTES)
     except ValueError:
         raise SaTokenRefused(SaReason.MALFORMED, "payload is not base64url JSON") from None
     exp = claims.get("exp") if isinstance(claims, dict) else None

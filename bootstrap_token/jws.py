@@ -1,0 +1,61 @@
+"""Reading a compact JWS without verifying it: base64url segments and the JSON they hold.
+
+For routing and display only, never for a trust decision (verification is
+:func:`bootstrap_token.verify`, with PyJWT). One home for what several places needed: the
+bootstrap token's header (:func:`bootstrap_token.read_header`), a service-account token's header
+and payload, the approver's guess whether a credential is a token at all, ``certs-tooling token
+inspect``, and the admin API's paging cursors.
+
+References: RFC 7515 section 7.1 (compact serialisation), RFC 4648 section 5 (base64url; JWS
+omits the padding, which is restored here).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+
+def b64url_encode(data: bytes) -> str:
+    """base64url without padding (RFC 7515 section 2)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(segment: str) -> bytes:
+    """The bytes of an unpadded base64url segment.
+
+    Raises:
+        ValueError: not base64url (``binascii.Error`` is a ValueError).
+    """
+    try:
+        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except binascii.Error as exc:
+        raise ValueError(str(exc)) from None
+
+
+def segment_json(token: str, index: int, *, max_bytes: int) -> Any:
+    """The JSON value of segment ``index`` (0 header, 1 payload) of a compact JWS.
+
+    Raises:
+        ValueError: longer than ``max_bytes``, not three dot-separated parts, or the segment is
+            not base64url JSON.
+    """
+    if len(token) > max_bytes:
+        raise ValueError(f"longer than {max_bytes} bytes")
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise ValueError("not three dot-separated parts")
+    try:
+        return json.loads(b64url_decode(parts[index]))
+    except (ValueError, RecursionError, UnicodeDecodeError) as exc:
+        raise ValueError(f"segment {index} is not base64url JSON") from exc
+
+
+def segment_object(token: str, index: int, *, max_bytes: int) -> dict[str, Any]:
+    """:func:`segment_json` that must be a JSON object. Raises ValueError otherwise."""
+    value = segment_json(token, index, max_bytes=max_bytes)
+    if not isinstance(value, dict):
+        raise ValueError(f"segment {index} is not a JSON object")
+    return value
