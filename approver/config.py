@@ -63,27 +63,20 @@ settings name is opened, say the same through :meth:`ApproverSettings.describe_f
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from contextvars import ContextVar
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     FilePath,
-    PrivateAttr,
-    ValidationError,
     model_validator,
 )
 from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
     SettingsConfigDict,
-    SettingsError,
 )
 
 from approver.api_keys.settings import ApiKeySettings
@@ -92,23 +85,14 @@ from approver.service_accounts.settings import ServiceAccountSettings
 from bootstrap_token import TrustPolicy
 from bootstrap_token import config_file as _cf
 from bootstrap_token.config_file import (
-    ConfigFileError,
     ListenPort,
-    Origins,
-    YamlFileSource,
-    read_yaml,
+    ServiceSettings,
 )
 
 ENV_PREFIX = "AGENT_BOOTSTRAP_APPROVER_"
 #: Environment variable naming the YAML config file (``--config`` wins over it).
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./agent-bootstrap.db"
-
-# The file read by load_settings() (path, mapping) while it builds ApproverSettings; see
-# settings_customise_sources.
-_config_file: ContextVar[tuple[Path, dict[str, Any]] | None] = ContextVar(
-    "approver_config_file", default=None
-)
 
 
 class ConfigError(ValueError):
@@ -245,20 +229,10 @@ class TokenSettings(_Section):
     )
 
 
-class ApproverSettings(BaseSettings):
+class ApproverSettings(ServiceSettings):
     """Everything the approver needs at start. Immutable; validated once at start."""
 
-    model_config = SettingsConfigDict(
-        frozen=True,
-        extra="forbid",
-        env_prefix=ENV_PREFIX,
-        # Prefix both the field name and its camelCase alias, so no unprefixed variable (HOST,
-        # PORT) is ever read.
-        env_prefix_target="all",
-        env_nested_delimiter="__",
-        validate_by_name=True,
-        validate_by_alias=True,
-    )
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX)
 
     auto_approve: AutoApproveSettings = Field(
         default_factory=AutoApproveSettings,
@@ -391,18 +365,6 @@ class ApproverSettings(BaseSettings):
         description="Retry-After of a 503 answer (database unavailable), in seconds. Default 5.",
     )
 
-    #: Where each value came from (set by :func:`load_settings`), for error messages.
-    _origins: Origins | None = PrivateAttr(default=None)
-
-    def describe_field(self, *loc: str) -> str:
-        """A field named for an error message, where the operator set it: ``token.jwksFile
-        (config file /etc/approver.yaml)`` or ``token.jwksFile (env
-        AGENT_BOOTSTRAP_APPROVER_TOKEN__JWKS_FILE)``; for settings not built by
-        :func:`load_settings`, the file key and the variable."""
-        if self._origins is not None:
-            return self._origins.describe(loc)
-        return f"{file_key(loc)} (env {env_name(loc)})"
-
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if self.auto_approve.enabled:
@@ -434,29 +396,6 @@ class ApproverSettings(BaseSettings):
     def tls_enabled(self) -> bool:
         """True when the listener serves HTTPS."""
         return self.tls_cert_file is not None
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Keyword arguments, then the environment, then the YAML file (no dotenv, no
-        secrets dir)."""
-        read = _config_file.get()
-        if read is None:
-            return (init_settings, env_settings)
-        return (init_settings, env_settings, YamlFileSource(settings_cls, read[1]))
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        return read_yaml(path)
-    except ConfigFileError as exc:
-        raise ConfigError(str(exc)) from None
 
 
 def env_name(loc: tuple[int | str, ...]) -> str:
@@ -491,20 +430,10 @@ def load_settings(
             holding invalid JSON; the message names each field where it was set (the file key
             and the file, or the environment variable), never its value.
     """
-    env = os.environ if environ is None else environ
-    path = config_file or (Path(env[CONFIG_ENV]) if env.get(CONFIG_ENV) else None)
-    data = _read_yaml(path) if path is not None else {}
-    origins = _cf.origins(ApproverSettings, file=path, file_data=data)
-    token = _config_file.set((path, data) if path is not None else None)
-    try:
-        settings = ApproverSettings()
-    except ValidationError as exc:
-        raise ConfigError(origins.describe_errors(exc)) from None
-    except SettingsError as exc:
-        # A variable that should hold JSON (a list, an object) does not; the message names the
-        # variable and its file key, not the value.
-        raise ConfigError(origins.describe_settings_error(exc, os.environ)) from None
-    finally:
-        _config_file.reset(token)
-    settings._origins = origins
-    return settings
+    return _cf.load_service_settings(
+        ApproverSettings,
+        config_file=config_file,
+        config_env=CONFIG_ENV,
+        error=ConfigError,
+        environ=environ,
+    )

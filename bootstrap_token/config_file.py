@@ -18,14 +18,21 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
-from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from bootstrap_token.env_json import SETTINGS_ERROR_FIELD, is_json, json_location
 
@@ -295,3 +302,117 @@ def origins(
         env_data=env_data,
         environ=frozenset(n for n in env if n.upper().startswith(prefix.upper())),
     )
+
+
+# --- the settings base of both services ------------------------------------------------------
+
+# The file being read by load_service_settings() (path, mapping) while it builds a settings
+# object: its YAML source, see ServiceSettings.settings_customise_sources.
+_CONFIG_FILE: ContextVar[tuple[Path, dict[str, Any]] | None] = ContextVar(
+    "agent_bootstrap_config_file", default=None
+)
+
+
+class ServiceSettings(BaseSettings):
+    """The base of both services' settings: sources, the variable prefix, and naming a field
+    where the operator set it.
+
+    Sources, highest first: keyword arguments, the environment (``<prefix><FIELD>``, nested with
+    ``__``; both the field name and its camelCase alias are prefixed, so no unprefixed variable
+    such as ``PORT`` is ever read), then the YAML file of :func:`load_service_settings` (camelCase
+    keys). No dotenv, no secrets directory. Immutable; unknown keys are errors.
+
+    Subclasses set ``model_config = SettingsConfigDict(env_prefix=...)``; the rest is inherited.
+    """
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        env_prefix_target="all",
+        env_nested_delimiter="__",
+        validate_by_name=True,
+        validate_by_alias=True,
+    )
+
+    #: Where each value came from (set by :func:`load_service_settings`), for error messages.
+    _origins: Origins | None = PrivateAttr(default=None)
+
+    def describe_field(self, *loc: str) -> str:
+        """A field named for an error message, where the operator set it: ``token.jwksFile
+        (config file /etc/approver.yaml)`` or ``token.jwksFile (env
+        AGENT_BOOTSTRAP_APPROVER_TOKEN__JWKS_FILE)``; for settings not built by
+        :func:`load_service_settings`, the file key and the variable."""
+        if self._origins is not None:
+            return self._origins.describe(loc)
+        cls = type(self)
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        return f"{file_key(cls, loc)} (env {env_name(prefix, cls, loc)})"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments, then the environment, then the YAML file."""
+        read = _CONFIG_FILE.get()
+        if read is None:
+            return (init_settings, env_settings)
+        return (init_settings, env_settings, YamlFileSource(settings_cls, read[1]))
+
+
+_S = TypeVar("_S", bound=ServiceSettings)
+
+
+def load_service_settings(
+    settings_cls: type[_S],
+    *,
+    config_file: Path | None,
+    config_env: str,
+    error: Callable[[str], Exception],
+    environ: Mapping[str, str] | None = None,
+) -> _S:
+    """Build and validate a service's settings from the environment and the YAML file.
+
+    Args:
+        settings_cls: the service's :class:`ServiceSettings` subclass.
+        config_file: the YAML file (``--config``); when None, the variable ``config_env``
+            names it, if set.
+        config_env: e.g. ``AGENT_BOOTSTRAP_APPROVER_CONFIG``.
+        error: makes the service's configuration error from a message.
+        environ: where to look up ``config_env`` (default ``os.environ``); the fields
+            themselves are always read from ``os.environ``.
+
+    Returns:
+        The frozen settings, knowing where each value came from.
+
+    Raises:
+        The exception ``error`` makes: unreadable or invalid YAML, unknown keys, missing
+        required fields, values out of bounds or inconsistent, a variable holding invalid JSON;
+        the message names each field where it was set (the file key and the file, or the
+        environment variable), never its value.
+    """
+    env = os.environ if environ is None else environ
+    named = env.get(config_env)
+    path = config_file or (Path(named) if named else None)
+    try:
+        data = read_yaml(path) if path is not None else {}
+    except ConfigFileError as exc:
+        raise error(str(exc)) from None
+    where = origins(settings_cls, file=path, file_data=data)
+    token = _CONFIG_FILE.set((path, data) if path is not None else None)
+    try:
+        settings = settings_cls()
+    except ValidationError as exc:
+        raise error(where.describe_errors(exc)) from None
+    except SettingsError as exc:
+        # A variable that should hold JSON (a list, an object) does not; the message names the
+        # variable and its file key, not the value.
+        raise error(where.describe_settings_error(exc, os.environ)) from None
+    finally:
+        _CONFIG_FILE.reset(token)
+    settings._origins = where
+    return settings

@@ -34,37 +34,27 @@ name is opened, say the same through :meth:`WebhookSettings.describe_field`.
 
 from __future__ import annotations
 
-import os
 import re
-from contextvars import ContextVar
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
-    ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
     SettingsConfigDict,
-    SettingsError,
 )
 
 from bootstrap_token import DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS, MIN_TTL_SECONDS, TrustPolicy
 from bootstrap_token import config_file as _cf
 from bootstrap_token.config_file import (
-    ConfigFileError,
     ListenPort,
-    Origins,
-    YamlFileSource,
-    read_yaml,
+    ServiceSettings,
 )
 from bootstrap_token.names import is_dns1123_label, is_dns1123_subdomain
 
@@ -162,19 +152,12 @@ class InjectEnv(BaseModel):
         return value
 
 
-# The file read by load_settings() (path, mapping) while it builds a WebhookSettings; see
-# settings_customise_sources.
-_config_file: ContextVar[tuple[Path, dict[str, Any]] | None] = ContextVar(
-    "webhook_config_file", default=None
-)
-
-
 class ConfigError(ValueError):
     """The configuration cannot be used. The message names the field where it was set (file
     key and file, or environment variable)."""
 
 
-class WebhookSettings(BaseSettings):
+class WebhookSettings(ServiceSettings):
     """Everything the webhook needs at start. Immutable; validated once at start.
 
     ======================  ==============================  =======  ==========================
@@ -218,17 +201,7 @@ class WebhookSettings(BaseSettings):
     shutdownGraceSeconds`` (default 12), or the kubelet kills the process mid-drain.
     """
 
-    model_config = SettingsConfigDict(
-        frozen=True,
-        extra="forbid",
-        env_prefix=ENV_PREFIX,
-        # Prefix both the field name and its camelCase alias, so no unprefixed variable (HOST,
-        # PORT) is ever read.
-        env_prefix_target="all",
-        env_nested_delimiter="__",
-        validate_by_name=True,
-        validate_by_alias=True,
-    )
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX)
 
     trust: TrustPolicy = Field(
         default_factory=TrustPolicy,
@@ -385,19 +358,6 @@ class WebhookSettings(BaseSettings):
         description="'auto' (uvloop when installed), 'asyncio' or 'uvloop'. Default auto.",
     )
 
-    #: Where each value came from (set by :func:`load_settings`), for error messages.
-    _origins: Origins | None = PrivateAttr(default=None)
-
-    def describe_field(self, *loc: str) -> str:
-        """A field named for an error message, where the operator set it: ``signingKeyFile
-        (config file /etc/webhook.yaml)`` or ``signingKeyFile (env
-        AGENT_BOOTSTRAP_WEBHOOK_SIGNING_KEY_FILE)``; for settings not built by
-        :func:`load_settings`, the file key and the variable."""
-        if self._origins is not None:
-            return self._origins.describe(loc)
-        key = _cf.file_key(WebhookSettings, loc)
-        return f"{key} (env {_cf.env_name(ENV_PREFIX, WebhookSettings, loc)})"
-
     @field_validator("annotation_key")
     @classmethod
     def _annotation_key(cls, value: str) -> str:
@@ -421,28 +381,6 @@ class WebhookSettings(BaseSettings):
             raise ValueError("tlsCertFile and tlsKeyFile (or tlsPemFile) are required")
         return self
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Keyword arguments, then the environment, then the YAML file (no dotenv/secrets)."""
-        read = _config_file.get()
-        if read is None:
-            return (init_settings, env_settings)
-        return (init_settings, env_settings, YamlFileSource(settings_cls, read[1]))
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        return read_yaml(path)
-    except ConfigFileError as exc:
-        raise ConfigError(str(exc)) from None
-
 
 def load_settings(*, config_file: Path | None = None) -> WebhookSettings:
     """Build and validate the settings from the environment and the optional YAML file.
@@ -460,20 +398,6 @@ def load_settings(*, config_file: Path | None = None) -> WebhookSettings:
             the message names each field where it was set (the file key and the file, or the
             environment variable), never its value.
     """
-    named = os.environ.get(CONFIG_ENV)
-    path = config_file or (Path(named) if named else None)
-    data = _read_yaml(path) if path is not None else {}
-    origins = _cf.origins(WebhookSettings, file=path, file_data=data)
-    token = _config_file.set((path, data) if path is not None else None)
-    try:
-        settings = WebhookSettings()  # required fields come from the sources
-    except ValidationError as exc:
-        raise ConfigError(origins.describe_errors(exc)) from None
-    except SettingsError as exc:
-        # A variable that should hold JSON (a list, an object) does not; the message names the
-        # variable and its file key, not the value.
-        raise ConfigError(origins.describe_settings_error(exc, os.environ)) from None
-    finally:
-        _config_file.reset(token)
-    settings._origins = origins
-    return settings
+    return _cf.load_service_settings(
+        WebhookSettings, config_file=config_file, config_env=CONFIG_ENV, error=ConfigError
+    )
