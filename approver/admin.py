@@ -37,9 +37,10 @@ from approver.audit.chain import ChainedEvent
 from approver.audit.events import emit_all, record_event
 from approver.audit.text import audit_value
 from approver.domain.decision import Reason
-from approver.domain.lifecycle import LifecycleEvent, TransitionNotAllowed, allowed, apply
+from approver.domain.lifecycle import LifecycleEvent, TransitionNotAllowed, allowed
 from approver.domain.records import AgentRecord, AgentStatus
 from approver.store import AgentFilter, AuditFilter, Store, StoreUnavailable, Transaction
+from approver.transitions import write_transition
 from bootstrap_token import AuditEvent, AuditSink
 
 ALREADY_ACTIVE = "already_active"
@@ -242,20 +243,18 @@ class AdminService:
             approved = []
             events: list[AuditEvent] = []
             for record in pending:
-                changed = apply(
+                changed, stored = await write_transition(
+                    tx,
                     record,
-                    LifecycleEvent.ADMIN_APPROVE,
+                    _APPROVE.event,
+                    audit_event=_APPROVE.audit_event,
                     at=at,
                     actor=actor,
-                    reason=Reason.APPROVED_BY_ADMIN,
+                    reason=_APPROVE.reason,
+                    message=f"from={record.status.value}; bulk",
                 )
-                await tx.update_agent(changed)
                 approved.append(changed)
-                events.append(
-                    await tx.append_audit(
-                        self._changed_event(_APPROVE, record, changed, actor, at, bulk=True)
-                    )
-                )
+                events.append(stored)
             events.append(
                 await tx.append_audit(
                     record_event(
@@ -372,30 +371,14 @@ class AdminService:
                 message=str(refused),
             )
             return refused, await tx.append_audit(event)
-        changed = apply(current, action.event, at=at, actor=actor, reason=action.reason)
-        await tx.update_agent(changed)
-        return changed, await tx.append_audit(
-            self._changed_event(action, current, changed, actor, at)
-        )
-
-    @staticmethod
-    def _changed_event(
-        action: _Action,
-        before: AgentRecord,
-        after: AgentRecord,
-        actor: str,
-        at: datetime,
-        *,
-        bulk: bool = False,
-    ) -> AuditEvent:
-        return record_event(
-            event=action.audit_event,
-            decision=after.status.value,
-            reason=after.reason,
+        return await write_transition(
+            tx,
+            current,
+            action.event,
+            audit_event=action.audit_event,
             at=at,
             actor=actor,
-            record=after,
-            message=f"from={before.status.value}" + ("; bulk" if bulk else ""),
+            reason=action.reason,
         )
 
 

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 
 from approver.audit.events import emit_all, record_event
 from approver.domain.control_plane import AgentIntent, ControlPlane, ControlPlaneError
-from approver.domain.lifecycle import LifecycleEvent, allowed, apply
+from approver.domain.lifecycle import LifecycleEvent, allowed
 from approver.domain.records import AgentRecord, ApprovalMethod, ControlPlaneState
 from approver.domain.sync_plan import (
     APPROVED_IN_CONTROL_PLANE,
@@ -42,6 +42,7 @@ from approver.domain.sync_plan import (
     sync_actions,
 )
 from approver.store import Store, StoreUnavailable
+from approver.transitions import write_transition
 from bootstrap_token import AuditEvent, AuditSink, jsonio
 
 log = logging.getLogger(__name__)
@@ -212,29 +213,18 @@ class ControlPlaneSync:
                 return  # changed since the plan: the next round decides again
             if not allowed(event, current):
                 return
-            changed = apply(
+            _, stored = await write_transition(
+                tx,
                 current,
                 event,
+                audit_event=EVENT_PREFIX + action.kind.value,
                 at=at,
                 actor=actor,
                 reason=reason,
+                message=f"from={current.status.value}; decided in {self._cp.name}",
                 approval_method=ApprovalMethod.MANUAL,
+                control_plane=_ADOPTED_STATE[action.kind],
+                control_plane_at=at,
             )
-            changed = replace(
-                changed, control_plane=_ADOPTED_STATE[action.kind], control_plane_at=at
-            )
-            await tx.update_agent(changed)
-            events.append(
-                await tx.append_audit(
-                    record_event(
-                        event=EVENT_PREFIX + action.kind.value,
-                        decision=changed.status.value,
-                        reason=reason,
-                        at=at,
-                        actor=actor,
-                        record=changed,
-                        message=f"from={current.status.value}; decided in {self._cp.name}",
-                    )
-                )
-            )
+            events.append(stored)
         emit_all(self._audit, events)

@@ -23,12 +23,13 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from approver.audit.events import emit_all, record_event
+from approver.audit.events import emit_all
 from approver.domain.binding import LivePod
 from approver.domain.decision import Reason
-from approver.domain.lifecycle import LifecycleEvent, allowed, apply
+from approver.domain.lifecycle import LifecycleEvent, allowed
 from approver.domain.records import AgentRecord, AgentStatus
 from approver.store import Store, Transaction
+from approver.transitions import write_transition
 from bootstrap_token import AuditEvent, AuditSink
 
 log = logging.getLogger(__name__)
@@ -107,23 +108,17 @@ class PodReconciler:
         for record in records:
             if not allowed(LifecycleEvent.POD_DELETED, record):
                 continue
-            changed = apply(
-                record, LifecycleEvent.POD_DELETED, at=at, actor=ACTOR, reason=Reason.POD_DELETED
+            _, stored = await write_transition(
+                tx,
+                record,
+                LifecycleEvent.POD_DELETED,
+                audit_event=EVENT,
+                at=at,
+                actor=ACTOR,
+                reason=Reason.POD_DELETED,
+                message=f"from={record.status.value}; {why}",
             )
-            await tx.update_agent(changed)
-            events.append(
-                await tx.append_audit(
-                    record_event(
-                        event=EVENT,
-                        decision=changed.status.value,
-                        reason=Reason.POD_DELETED,
-                        at=at,
-                        actor=ACTOR,
-                        record=changed,
-                        message=f"from={record.status.value}; {why}",
-                    )
-                )
-            )
+            events.append(stored)
         return events
 
 

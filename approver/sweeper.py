@@ -16,11 +16,12 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from approver.audit.events import emit_all, record_event
+from approver.audit.events import emit_all
 from approver.domain.decision import Reason
-from approver.domain.lifecycle import LifecycleEvent, allowed, apply
+from approver.domain.lifecycle import LifecycleEvent, allowed
 from approver.domain.records import AgentStatus
 from approver.store import Store, StoreError
+from approver.transitions import write_transition
 from bootstrap_token import AuditSink
 
 log = logging.getLogger(__name__)
@@ -71,27 +72,17 @@ class PendingSweeper:
                 for record in batch:
                     if not allowed(LifecycleEvent.EXPIRE, record):
                         continue
-                    changed = apply(
+                    _, stored = await write_transition(
+                        tx,
                         record,
                         LifecycleEvent.EXPIRE,
+                        audit_event=EVENT,
                         at=at,
                         actor=ACTOR,
                         reason=Reason.PENDING_EXPIRED,
+                        message=f"pending since {record.created_at.isoformat()}",
                     )
-                    await tx.update_agent(changed)
-                    events.append(
-                        await tx.append_audit(
-                            record_event(
-                                event=EVENT,
-                                decision=changed.status.value,
-                                reason=Reason.PENDING_EXPIRED,
-                                at=at,
-                                actor=ACTOR,
-                                record=changed,
-                                message=f"pending since {record.created_at.isoformat()}",
-                            )
-                        )
-                    )
+                    events.append(stored)
             emit_all(self._audit, events)
             marked += len(events)
             if len(batch) < BATCH:
