@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from approver.store.errors import StoreUnavailable
-from approver.store.store import Store, Transaction
+from approver.store.store import Store
+from approver.store.transaction import Transaction
 
 T = TypeVar("T")
 Work = Callable[[Transaction], Awaitable[T]]
