@@ -225,10 +225,10 @@ class Registrar:
         """
         now = self._clock()
         started = time.monotonic()
-        facts, kid = await self._facts(request, headers, now=now, client_ip=client_ip)
+        facts = await self._facts(request, headers, now=now, client_ip=client_ip)
         try:
             if self._control_plane is None:
-                registration, event = await self._decide_and_write(facts, kid=kid, now=now)
+                registration, event = await self._decide_and_write(facts, now=now)
             else:
                 intent = AgentIntent(
                     agent_id=request.agent_id,
@@ -239,7 +239,7 @@ class Registrar:
                 # the control plane's budget (StreamSpace's agent gives up after 10 s).
                 deadline = started + self._control_plane.budget_seconds
                 registration, event = await self._through_control_plane(
-                    self._control_plane, facts, intent, kid=kid, now=now, deadline=deadline
+                    self._control_plane, facts, intent, now=now, deadline=deadline
                 )
         except (StoreUnavailable, ControlPlaneUnavailable) as exc:
             reason = (
@@ -250,7 +250,6 @@ class Registrar:
             self._audit.emit(
                 _event(
                     facts,
-                    kid=kid,
                     at=datetime.fromtimestamp(now, UTC),
                     decision="error",
                     reason=reason,
@@ -268,11 +267,10 @@ class Registrar:
         *,
         now: float,
         client_ip: str | None,
-    ) -> tuple[Facts, str | None]:
+    ) -> Facts:
         """Everything checked before the transaction: credentials, the token's verification,
-        the live pod, the step-3/4 verdicts. Returns the facts and the token's ``kid``."""
+        the live pod, the step-3/4 verdicts."""
         presented = presented_credentials(headers)
-        kid = presented.bootstrap.kid if presented.bootstrap is not None else None
         verification = self._verify(presented.bootstrap, now=int(now))
         pod_name = bound_pod_name(request, agent_id_prefix=self._policy.agent_id_prefix)
         pod = await self._look_at_pod(
@@ -294,7 +292,7 @@ class Registrar:
             outcomes=outcomes,
             source_address=client_ip,
         )
-        return facts, kid
+        return facts
 
     async def _through_control_plane(
         self,
@@ -302,7 +300,6 @@ class Registrar:
         facts: Facts,
         intent: AgentIntent,
         *,
-        kid: str | None,
         now: float,
         deadline: float,
     ) -> tuple[Registration, AuditEvent]:
@@ -331,10 +328,10 @@ class Registrar:
                     grant = await control_plane.grant(intent, known=known, deadline=deadline)
                     state = ControlPlaneState.APPROVED
             except ControlPlaneRejected as exc:
-                return await self._rejected_there(control_plane, facts, exc, kid=kid, now=now)
+                return await self._rejected_there(control_plane, facts, exc, now=now)
             try:
                 registration, event = await self._decide_and_write(
-                    facts, kid=kid, now=now, grant=grant, control_plane=state, step=step
+                    facts, now=now, grant=grant, control_plane=state, step=step
                 )
             except _KeyNeeded:
                 continue  # the decision changed since the preview: ask again
@@ -359,7 +356,6 @@ class Registrar:
         facts: Facts,
         refusal: ControlPlaneRejected,
         *,
-        kid: str | None,
         now: float,
     ) -> tuple[Registration, AuditEvent]:
         """The control plane's administrator said no: recorded as their decision, 403."""
@@ -387,7 +383,6 @@ class Registrar:
             stored = await tx.append_audit(
                 _event(
                     facts,
-                    kid=kid,
                     at=at,
                     decision=Outcome.REJECTED.value,
                     reason=refusal.reason,
@@ -449,7 +444,6 @@ class Registrar:
         self,
         facts: Facts,
         *,
-        kid: str | None,
         now: float,
         grant: Grant | None = None,
         control_plane: ControlPlaneState | None = None,
@@ -457,13 +451,13 @@ class Registrar:
     ) -> tuple[Registration, AuditEvent]:
         async def work(tx: Transaction) -> tuple[Registration, AuditEvent]:
             registration = await self._decide_in(
-                tx, facts, kid=kid, now=now, grant=grant, control_plane=control_plane
+                tx, facts, now=now, grant=grant, control_plane=control_plane
             )
             note = (
                 f"; control plane: {step.value} -> {control_plane.value}" if control_plane else ""
             )
             stored = await tx.append_audit(
-                _registration_event(facts, registration, kid=kid, now=now, note=note)
+                _registration_event(facts, registration, now=now, note=note)
             )
             return registration, stored
 
@@ -505,7 +499,6 @@ class Registrar:
         tx: Transaction,
         facts: Facts,
         *,
-        kid: str | None,
         now: float,
         grant: Grant | None = None,
         control_plane: ControlPlaneState | None = None,
@@ -518,12 +511,12 @@ class Registrar:
         claims = facts.verification if isinstance(facts.verification, BootstrapClaims) else None
         at = datetime.fromtimestamp(now, UTC)
         if decision.claim_jti and claims is not None:
-            if kid is None:
+            if facts.kid is None:
                 raise ValueError("a jti can only be burnt for a verified token")
             use = TokenUse(
                 jti=claims.jti,
                 agent_id=facts.request.agent_id,
-                kid=kid,
+                kid=facts.kid,
                 namespace=claims.namespace,
                 used_at=at,
                 expires_at=datetime.fromtimestamp(
@@ -549,7 +542,7 @@ class Registrar:
             api_key = new_agent_key() if decision.issue_key else None
             if grant is not None:
                 control_plane = None  # obtained, but this decision hands out no key
-        record = await self._write(tx, decision, existing, facts, kid=kid, at=at, key=api_key)
+        record = await self._write(tx, decision, existing, facts, at=at, key=api_key)
         if record is not None and control_plane not in (None, record.control_plane):
             record = replace(record, control_plane=control_plane, control_plane_at=at)
             await tx.update_agent(record)
@@ -588,7 +581,6 @@ class Registrar:
         existing: AgentRecord | None,
         facts: Facts,
         *,
-        kid: str | None,
         at: datetime,
         key: str | None,
     ) -> AgentRecord | None:
@@ -633,7 +625,7 @@ class Registrar:
                 updated_at=at,
                 updated_by=actor,
             )
-            record = _bound(_with_body(record, request), decision, facts, kid=kid)
+            record = _bound(_with_body(record, request), decision, facts)
             if approved and method is not None:
                 record = first_approval(record, at=at, actor=actor, method=method)
             if key is not None:
@@ -645,7 +637,7 @@ class Registrar:
         event = decision.lifecycle_event
         if event is None:
             raise ValueError(f"{effect.value} is not a lifecycle event")
-        base = _bound(_with_body(existing, request), decision, facts, kid=kid)
+        base = _bound(_with_body(existing, request), decision, facts)
         record = apply(
             base, event, at=at, actor=actor, reason=decision.reason, approval_method=method
         )
@@ -696,9 +688,7 @@ def _with_body(record: AgentRecord, request: RegistrationRequest) -> AgentRecord
     )
 
 
-def _bound(
-    record: AgentRecord, decision: Decision, facts: Facts, *, kid: str | None
-) -> AgentRecord:
+def _bound(record: AgentRecord, decision: Decision, facts: Facts) -> AgentRecord:
     """The record with the binding a decision writes: from the verified token or the step-3/4
     outcome (the ``jti`` only when approved)."""
     claims = decision.claims
@@ -707,7 +697,7 @@ def _bound(
     return replace(
         record,
         jti=claims.jti if approved and claims else None,
-        kid=kid if claims else None,
+        kid=facts.kid if claims else None,
         cluster=claims.cluster if claims else None,
         namespace=decision.namespace,
         service_account=decision.service_account,
@@ -724,7 +714,6 @@ def _bound(
 def _event(
     facts: Facts,
     *,
-    kid: str | None,
     at: datetime,
     decision: str,
     reason: str,
@@ -752,7 +741,7 @@ def _event(
         pod=pod,
         service_account=claims.service_account if claims else service_account,
         jti=claims.jti if claims else None,
-        kid=kid,
+        kid=facts.kid,
         admission_uid=claims.admission_uid if claims else None,
         agent_id=facts.request.agent_id,
         approval_method=approval_method,
@@ -762,7 +751,7 @@ def _event(
 
 
 def _registration_event(
-    facts: Facts, registration: Registration, *, kid: str | None, now: float, note: str = ""
+    facts: Facts, registration: Registration, *, now: float, note: str = ""
 ) -> AuditEvent:
     decision = registration.decision
     detail = f"step={decision.step.value} effect={decision.effect.value}"
@@ -779,7 +768,6 @@ def _registration_event(
     method = decision.approval_method
     return _event(
         facts,
-        kid=kid,
         at=datetime.fromtimestamp(now, UTC),
         decision=decision.outcome.value,
         reason=decision.reason,

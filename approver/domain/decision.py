@@ -269,6 +269,11 @@ class Facts:
     outcomes: tuple[CredentialOutcome, ...] = ()
     source_address: str | None = None
 
+    @property
+    def kid(self) -> str | None:
+        """The presented token's (unverified) ``kid``, for records and audit events."""
+        return self.presented.bootstrap.kid if self.presented.bootstrap is not None else None
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:
