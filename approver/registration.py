@@ -7,15 +7,15 @@
    trust policy), read the live pod when Kubernetes access is on and the token names the
    agent's pod (:mod:`approver.domain.binding`), and ask the step-3/4 verifiers
    (:mod:`approver.verifiers`);
-3. in one transaction (shared with concurrent registrations, :mod:`approver.store.batcher`):
-   read the agent's record (locked), decide (:func:`approver.domain.decision.decide`); for a
-   verified
-   token that does not approve, read who burnt its ``jti`` and decide again (a copy is named
-   ``token_reused`` before anything else); count and lock the quota when it applies; burn the
-   ``jti`` (``INSERT ... ON CONFLICT DO NOTHING``: losing the race means deciding again with the
-   winner known); let the deciding verifier claim its slot; make the per-agent API key when the
-   decision issues one (only its hash is written); write the record; append the audit event to
-   the hash chain; commit;
+3. in one transaction attempt (shared with concurrent registrations,
+   :mod:`approver.store.batcher`): read everything the decision needs up front (the agent's
+   record, locked; who burnt the token's ``jti``), decide once
+   (:func:`approver.domain.decision.decide`; a copy is named ``token_reused`` before anything
+   else), fold in the quota when it applies (counted and locked); let the deciding verifier
+   claim its slot; burn the ``jti`` (``INSERT ... ON CONFLICT DO NOTHING``: losing that race to
+   a concurrent transaction is a conflict, and the attempt runs again, reading the winner); make
+   the per-agent API key when the decision issues one (only its hash is written); write the
+   record; append the audit event to the hash chain; commit;
 4. emit the audit event as a JSON line, after the commit, so it never reports what was not
    stored; return the answer (200 means committed).
 
@@ -477,22 +477,25 @@ class Registrar:
     ) -> tuple[Decision, AgentRecord | None]:
         """The decision the transaction would make, without writing anything (the ``jti`` is
         assumed burnable when unburnt, the verifiers' claims are not taken)."""
-        existing = await tx.get_agent(facts.request.agent_id)
-        decision = await self._view_decision(tx, facts, existing)
+        existing, decision = await self._view_decision(tx, facts, lock=False)
         return decision, existing
 
     async def _view_decision(
-        self, tx: Transaction, facts: Facts, existing: AgentRecord | None
-    ) -> Decision:
-        policy = self._policy
-        view = StoreView(agent=existing)
-        decision = decide(facts=facts, view=view, policy=policy)
+        self, tx: Transaction, facts: Facts, *, lock: bool
+    ) -> tuple[AgentRecord | None, Decision]:
+        """The record and the decision of one transaction attempt: everything the decision
+        needs read up front in one statement (the record, locked when ``lock``; who burnt the
+        token's ``jti``), one :func:`decide`, then the quota (reads and locks only when it
+        applies; a pure fold, :func:`apply_quota`)."""
         claims = facts.verification if isinstance(facts.verification, BootstrapClaims) else None
-        if claims is not None and decision.outcome is not Outcome.APPROVED:
-            owner = await tx.jti_owner(claims.jti)
-            if owner is not None:
-                decision = decide(facts=facts, view=replace(view, jti_owner=owner), policy=policy)
-        return await self._quota(tx, decision, existing)
+        agent_id = facts.request.agent_id
+        if claims is not None:
+            existing, owner = await tx.get_agent_and_jti_owner(agent_id, claims.jti, lock=lock)
+        else:
+            existing, owner = await tx.get_agent(agent_id, lock=lock), None
+        view = StoreView(agent=existing, jti_owner=owner)
+        decision = decide(facts=facts, view=view, policy=self._policy)
+        return existing, await self._quota(tx, decision, existing)
 
     async def _decide_in(
         self,
@@ -503,13 +506,18 @@ class Registrar:
         grant: Grant | None = None,
         control_plane: ControlPlaneState | None = None,
     ) -> Registration:
-        """Decide and write inside ``tx`` (order in the module docstring)."""
-        policy = self._policy
-        existing = await tx.get_agent(facts.request.agent_id, lock=True)
-        view = StoreView(agent=existing)
-        decision = await self._view_decision(tx, facts, existing)
+        """Decide and write inside ``tx`` (order in the module docstring). A ``jti`` burnt by a
+        concurrent transaction since it was read is a :class:`StoreConflict`: the attempt is
+        rolled back and decided again, reading the winner."""
+        existing, decision = await self._view_decision(tx, facts, lock=True)
         claims = facts.verification if isinstance(facts.verification, BootstrapClaims) else None
         at = datetime.fromtimestamp(now, UTC)
+        used = decision.outcome_used
+        if decision.outcome is Outcome.APPROVED and used is not None:
+            verifier = next((v for v in self._verifiers if v.method is used.approval_method), None)
+            refusal = await verifier.claim(tx, used, now=now) if verifier else None
+            if refusal is not None:
+                decision = demote(decision, refusal, existing)
         if decision.claim_jti and claims is not None:
             if facts.kid is None:
                 raise ValueError("a jti can only be burnt for a verified token")
@@ -525,15 +533,7 @@ class Registrar:
                 pod_uid=decision.pod_uid,
             )
             if not await tx.claim_jti(use):
-                view = replace(view, jti_owner=await tx.jti_owner(claims.jti))
-                decision = decide(facts=facts, view=view, policy=policy)
-                decision = await self._quota(tx, decision, existing)
-        used = decision.outcome_used
-        if decision.outcome is Outcome.APPROVED and used is not None:
-            verifier = next((v for v in self._verifiers if v.method is used.approval_method), None)
-            refusal = await verifier.claim(tx, used, now=now) if verifier else None
-            if refusal is not None:
-                decision = demote(decision, refusal, existing)
+                raise StoreConflict("the token's jti was burnt by a concurrent registration")
         if decision.issue_key and self._control_plane is not None:
             if grant is None:
                 raise _KeyNeeded

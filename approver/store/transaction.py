@@ -49,6 +49,24 @@ _AGENT = sa.select(agents).where(agents.c.agent_id == sa.bindparam("p_agent_id")
 _AGENT_LOCKED = _AGENT.with_for_update()
 _AGENT_BY_KEY = sa.select(agents).where(agents.c.api_key_hash == sa.bindparam("p_digest"))
 _JTI_OWNER = sa.select(token_uses.c.agent_id).where(token_uses.c.jti == sa.bindparam("p_jti"))
+_OWNER = (
+    sa.select(token_uses.c.agent_id)
+    .where(token_uses.c.jti == sa.bindparam("p_jti"))
+    .scalar_subquery()
+    .label("jti_owner")
+)
+_ONE = sa.select(sa.literal_column("1").label("one")).subquery("one")
+
+
+def _agent_and_owner(agent: sa.Select[Any]) -> sa.Select[Any]:
+    """One row: who burnt ``p_jti`` (NULL when nobody) beside the agent ``agent`` selects (all
+    NULL when absent); an outer join from a one-row subquery keeps the row either way."""
+    found = agent.subquery("a")
+    return sa.select(_OWNER, found).select_from(_ONE.outerjoin(found, sa.true()))
+
+
+_AGENT_AND_OWNER = _agent_and_owner(_AGENT)
+_AGENT_AND_OWNER_LOCKED = _agent_and_owner(_AGENT_LOCKED)
 _INSERT_TOKEN_USE = sa.insert(token_uses)
 _CLAIM_JTI_PG = (
     pg_insert(token_uses).on_conflict_do_nothing(index_elements=["jti"]).returning(token_uses.c.jti)
@@ -145,6 +163,21 @@ class Transaction:
         :meth:`claim_jti`, which the database refuses for a taken ``jti``."""
         owner = (await self._conn.execute(_JTI_OWNER, {"p_jti": jti})).scalar_one_or_none()
         return str(owner) if owner is not None else None
+
+    async def get_agent_and_jti_owner(
+        self, agent_id: str, jti: str, *, lock: bool = False
+    ) -> tuple[AgentRecord | None, str | None]:
+        """:meth:`get_agent` and :meth:`jti_owner` in one statement (one round trip on the
+        registration path): ``(record or None, owner agent id or None)``. Both are read in the
+        statement's snapshot; on PostgreSQL a ``jti`` burnt by a transaction that committed
+        while this one waited for the row lock is not seen here, and :meth:`claim_jti` says so
+        (the caller runs the attempt again)."""
+        query = _AGENT_AND_OWNER_LOCKED if lock and self._lock_rows else _AGENT_AND_OWNER
+        row = (await self._conn.execute(query, {"p_agent_id": agent_id, "p_jti": jti})).one()
+        m = row._mapping
+        record = agent_from_row(m) if m["id"] is not None else None
+        owner = m["jti_owner"]
+        return record, str(owner) if owner is not None else None
 
     async def claim_jti(self, use: TokenUse) -> bool:
         """Burn ``use.jti`` unless it is burnt: one ``INSERT ... ON CONFLICT DO NOTHING``.

@@ -237,8 +237,8 @@ class TestAutoApproval:
 
 
 class RacingStore(Store):
-    """A store whose first two transactions, once each has read its agent's record, wait for
-    each other: both decide on an unused jti, so both try to burn it."""
+    """A store whose first two transactions, once each has read its agent's record and the
+    jti's owner, wait for each other: both decide on an unused jti, so both try to burn it."""
 
     def __init__(self, engine: AsyncEngine, *, reader: AsyncEngine | None = None) -> None:
         super().__init__(engine, reader=reader)
@@ -248,16 +248,18 @@ class RacingStore(Store):
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         async with super().transaction() as tx:
-            read = tx.get_agent
+            read = tx.get_agent_and_jti_owner
 
-            async def get_agent(agent_id: str, *, lock: bool = False) -> AgentRecord | None:
-                record = await read(agent_id, lock=lock)
+            async def get_agent_and_jti_owner(
+                agent_id: str, jti: str, *, lock: bool = False
+            ) -> tuple[AgentRecord | None, str | None]:
+                found = await read(agent_id, jti, lock=lock)
                 if self.waits < 2:
                     self.waits += 1
                     await asyncio.wait_for(self.barrier.wait(), timeout=5)
-                return record
+                return found
 
-            tx.get_agent = get_agent  # type: ignore[method-assign]
+            tx.get_agent_and_jti_owner = get_agent_and_jti_owner  # type: ignore[method-assign]
             yield tx
 
 

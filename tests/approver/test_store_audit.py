@@ -168,6 +168,32 @@ class TestFastPath:
             assert await tx.claim_jti(use("someone-else")) is False
         assert await store.jti_owner(use().jti) == use().agent_id
 
+    @pytest.mark.parametrize("lock", [False, True])
+    async def test_agent_and_jti_owner_in_one_read(self, store: Store, lock: bool) -> None:
+        """The registration path's one read gives the record and the jti's owner, each absent or
+        present independently of the other."""
+        record = agent()
+        other = "some-other-agent"
+        async with store.transaction() as tx:
+            assert await tx.get_agent_and_jti_owner(record.agent_id, "j-0", lock=lock) == (
+                None,
+                None,
+            )
+            assert await tx.claim_jti(use(other, "j-1")) is True
+            assert await tx.get_agent_and_jti_owner(record.agent_id, "j-1", lock=lock) == (
+                None,
+                other,
+            )
+            await tx.insert_agent(record)
+            assert await tx.get_agent_and_jti_owner(record.agent_id, "j-0", lock=lock) == (
+                record,
+                None,
+            )
+            assert await tx.get_agent_and_jti_owner(record.agent_id, "j-1", lock=lock) == (
+                record,
+                other,
+            )
+
 
 def test_rows_round_trip() -> None:
     """agent_from_row reads what agent_values writes."""

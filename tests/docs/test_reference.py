@@ -274,3 +274,29 @@ def test_every_pending_reason_is_in_the_troubleshooting_table(
     keys on, StreamSpace's shared secret got ``api_key_malformed``, which was not listed)."""
     table = section(OPERATIONS, "### Agent stuck pending")
     assert f"`{reason.value}`" in table
+
+
+# --- paths ----------------------------------------------------------------------------------------
+
+_PACKAGES = (
+    "approver",
+    "webhook",
+    "bootstrap_token",
+    "certs_tooling",
+    "manifests",
+    "demo",
+    "bench",
+)
+_CITED_PATH = re.compile(r"`((?:" + "|".join(_PACKAGES) + r")/[\w./-]*)`")
+
+
+def test_every_cited_path_exists() -> None:
+    """Every repository path a guide cites in backticks (``approver/domain/decision.py``,
+    ``approver/http/``) exists: a code map that outlived a move (issue 12) fails here."""
+    missing = [
+        f"{path.relative_to(REPO)}: {cited}"
+        for path in GUIDES
+        for cited in _CITED_PATH.findall(path.read_text(encoding="utf-8"))
+        if not (REPO / cited.rstrip("/")).exists()
+    ]
+    assert missing == []
