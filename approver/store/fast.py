@@ -3,12 +3,12 @@
 Under load a registration is CPU-bound, and SQLAlchemy's per-statement machinery (execution
 context, parameter processing, result setup: about 60-100 µs for a 28-column insert on these
 machines) costs several times what the driver spends sending the statement. The hot path's
-four writes (burn a ``jti``, insert an agent, append an audit event, move the chain head)
-therefore run as prepared SQL on the transaction's own driver connection: same transaction, the
-statements SQLAlchemy would send, values converted by the columns' own SQLAlchemy bind
-processors for the dialect (so a ``UTCDateTime``, a ``Uuid`` or a ``JSON`` column stores exactly
-what SQLAlchemy would store, and reads back the same through SQLAlchemy). Reads stay on
-SQLAlchemy.
+four writes (burn a ``jti``, insert an agent, append an audit event, move the chain head) and
+its one read (the agent's record and the ``jti``'s owner) therefore run as prepared SQL on the
+transaction's own driver connection: same transaction, the statements SQLAlchemy would send,
+values converted by the columns' own SQLAlchemy bind and result processors for the dialect (so
+a ``UTCDateTime``, a ``Uuid`` or a ``JSON`` column stores and reads exactly what SQLAlchemy
+would). Every other read stays on SQLAlchemy.
 
 Driver errors are re-raised as SQLAlchemy's (``IntegrityError``, ``OperationalError``, ...), so
 the store's error translation (:class:`StoreConflict`, :class:`StoreUnavailable`) is unchanged.
@@ -24,6 +24,9 @@ import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type hints
 import sqlalchemy as sa
 from sqlalchemy import exc
 from sqlalchemy.engine import Dialect
+
+from approver.store.reads import AGENT_AND_OWNER, AGENT_AND_OWNER_LOCKED
+from approver.store.tables import agents, audit_chain_head, audit_events, token_uses
 
 Processor = Callable[[Any], Any] | None
 
@@ -141,11 +144,81 @@ def update(
     return FastStatement(sql, params, dialect)
 
 
-class FastWrites:
-    """The hot path's SQLite statements, built once per engine (module docstring)."""
+class FastRead:
+    """A SELECT built once for a dialect, run on the driver connection, its values converted by
+    the result processors SQLAlchemy itself would apply (a ``Uuid``, a ``UTCDateTime`` or a
+    ``JSON`` column reads back exactly as through SQLAlchemy).
+
+    Args:
+        query: the SELECT; its bound parameters are named (``sa.bindparam``) and every one is
+            given to :meth:`pg` and :meth:`run` by that name.
+        dialect: the engine's dialect.
+    """
+
+    def __init__(self, query: sa.Select[Any], dialect: Dialect) -> None:
+        compiled = query.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+        self.sql = str(compiled)
+        self._names = list(compiled.positiontup or [])
+        self._binds = [
+            (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+            for name in self._names
+        ]
+        self._columns: list[tuple[str, Processor]] = [
+            (str(column.key), column.type.dialect_impl(dialect).result_processor(dialect, None))
+            for column in query.selected_columns
+        ]
+
+    def _parameters(self, values: Mapping[str, Any]) -> list[Any]:
+        return [
+            process(values[name]) if process is not None else values[name]
+            for name, process in self._binds
+        ]
+
+    def _row(self, row: Sequence[Any] | None) -> dict[str, Any] | None:
+        if row is None:
+            return None
+        return {
+            name: process(value) if process is not None else value
+            for (name, process), value in zip(self._columns, row, strict=True)
+        }
+
+    async def pg(self, connection: Any, values: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The first row on an asyncpg connection, by column name, or None.
+
+        Raises:
+            ``sqlalchemy.exc.DBAPIError`` subclasses, as SQLAlchemy would have raised them.
+        """
+        try:
+            row = await connection.fetchrow(self.sql, *self._parameters(values))
+        except asyncpg.PostgresError as error:
+            raise _pg_error(self.sql, error) from error
+        except asyncpg.InterfaceError as error:
+            raise exc.InterfaceError(self.sql, None, error) from error
+        return self._row(tuple(row) if row is not None else None)
+
+    def run(
+        self, connection: sqlite3.Connection, values: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """The first row on a sqlite3 connection, by column name, or None.
+
+        Raises:
+            sqlalchemy.exc.OperationalError, or another ``sqlalchemy.exc.DBAPIError``.
+        """
+        try:
+            row = connection.execute(self.sql, self._parameters(values)).fetchone()
+        except sqlite3.OperationalError as error:
+            raise exc.OperationalError(self.sql, None, error) from error
+        except sqlite3.DatabaseError as error:
+            raise exc.DatabaseError(self.sql, None, error) from error
+        return self._row(row)
+
+
+class FastStatements:
+    """The hot path's statements, built once per engine (module docstring)."""
 
     def __init__(self, dialect: Dialect) -> None:
-        from approver.store.tables import agents, audit_chain_head, audit_events, token_uses
+        self.agent_and_owner = FastRead(AGENT_AND_OWNER, dialect)
+        self.agent_and_owner_locked = FastRead(AGENT_AND_OWNER_LOCKED, dialect)
 
         self.insert_agent = insert(agents, dialect)
         self.claim_jti = insert(

@@ -42,7 +42,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from approver.audit.chain import ChainedEvent
 from approver.domain.records import AgentRecord, AgentStatus
 from approver.store import sqlite_inline
-from approver.store.fast import FastWrites
+from approver.store.fast import FastStatements
 from approver.store.filters import AgentFilter, AuditFilter
 from approver.store.rows import (
     agent_from_row,
@@ -81,7 +81,7 @@ class Store:
         self._reader = reader or engine
         self._closed = False
         self._head = HeadCache()
-        self._fast = FastWrites(engine.dialect)
+        self._fast = FastStatements(engine.dialect)
 
     @classmethod
     def open(

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from approver.audit.chain import ChainedEvent, link
 from approver.domain.records import AgentRecord, AgentStatus, ApprovalMethod, TokenUse
-from approver.store.fast import FastStatement, FastWrites, driver_connection
+from approver.store.fast import FastStatement, FastStatements, driver_connection
+from approver.store.reads import AGENT, AGENT_AND_OWNER, AGENT_AND_OWNER_LOCKED, AGENT_LOCKED
 from approver.store.rows import (
     agent_from_row,
     agent_values,
@@ -45,28 +46,8 @@ def chain_events(events: list[AuditEvent], head: tuple[int, str]) -> list[Chaine
 # The hot path's statements, built once: a statement built per call costs more in SQLAlchemy's
 # coercions and cache-key generation (about 100 µs for a 28-column insert) than the database
 # spends running it. Values go in as execution parameters.
-_AGENT = sa.select(agents).where(agents.c.agent_id == sa.bindparam("p_agent_id"))
-_AGENT_LOCKED = _AGENT.with_for_update()
 _AGENT_BY_KEY = sa.select(agents).where(agents.c.api_key_hash == sa.bindparam("p_digest"))
 _JTI_OWNER = sa.select(token_uses.c.agent_id).where(token_uses.c.jti == sa.bindparam("p_jti"))
-_OWNER = (
-    sa.select(token_uses.c.agent_id)
-    .where(token_uses.c.jti == sa.bindparam("p_jti"))
-    .scalar_subquery()
-    .label("jti_owner")
-)
-_ONE = sa.select(sa.literal_column("1").label("one")).subquery("one")
-
-
-def _agent_and_owner(agent: sa.Select[Any]) -> sa.Select[Any]:
-    """One row: who burnt ``p_jti`` (NULL when nobody) beside the agent ``agent`` selects (all
-    NULL when absent); an outer join from a one-row subquery keeps the row either way."""
-    found = agent.subquery("a")
-    return sa.select(_OWNER, found).select_from(_ONE.outerjoin(found, sa.true()))
-
-
-_AGENT_AND_OWNER = _agent_and_owner(_AGENT)
-_AGENT_AND_OWNER_LOCKED = _agent_and_owner(_AGENT_LOCKED)
 _INSERT_TOKEN_USE = sa.insert(token_uses)
 _CLAIM_JTI_PG = (
     pg_insert(token_uses).on_conflict_do_nothing(index_elements=["jti"]).returning(token_uses.c.jti)
@@ -104,7 +85,7 @@ class Transaction:
         *,
         lock_rows: bool,
         head: HeadCache | None = None,
-        fast: FastWrites | None = None,
+        fast: FastStatements | None = None,
     ) -> None:
         self._conn = connection
         self._lock_rows = lock_rows
@@ -149,7 +130,7 @@ class Transaction:
         """The record with ``agent_id``, or None. ``lock``: hold the row until the transaction
         ends (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already
         serialises writers)."""
-        query = _AGENT_LOCKED if lock and self._lock_rows else _AGENT
+        query = AGENT_LOCKED if lock and self._lock_rows else AGENT
         row = (await self._conn.execute(query, {"p_agent_id": agent_id})).first()
         return agent_from_row(row._mapping) if row is not None else None
 
@@ -172,9 +153,21 @@ class Transaction:
         statement's snapshot; on PostgreSQL a ``jti`` burnt by a transaction that committed
         while this one waited for the row lock is not seen here, and :meth:`claim_jti` says so
         (the caller runs the attempt again)."""
-        query = _AGENT_AND_OWNER_LOCKED if lock and self._lock_rows else _AGENT_AND_OWNER
-        row = (await self._conn.execute(query, {"p_agent_id": agent_id, "p_jti": jti})).one()
-        m = row._mapping
+        locked = lock and self._lock_rows
+        values = {"p_agent_id": agent_id, "p_jti": jti}
+        m: Mapping[str, Any] | None
+        # On the driver when that costs no round trip: always on SQLite (BEGIN IMMEDIATE is
+        # already sent), on PostgreSQL once the transaction has begun (else SQLAlchemy's own
+        # BEGIN comes with the statement, and :meth:`_raw` would add one).
+        if self._fast is not None and (not self._lock_rows or self._driver is not None):
+            read = self._fast.agent_and_owner_locked if locked else self._fast.agent_and_owner
+            raw = await self._raw()
+            m = await read.pg(raw, values) if self._lock_rows else read.run(raw, values)
+        else:
+            query = AGENT_AND_OWNER_LOCKED if locked else AGENT_AND_OWNER
+            m = (await self._conn.execute(query, values)).one()._mapping
+        if m is None:
+            raise RuntimeError("an outer join from a one-row subquery returned no row")
         record = agent_from_row(m) if m["id"] is not None else None
         owner = m["jti_owner"]
         return record, str(owner) if owner is not None else None
