@@ -25,7 +25,7 @@ import base64
 import secrets
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 #: Bounds on ``exp - iat`` in seconds (docs/design.md, "The bootstrap token": default 1 h,
 #: bounded 5 min .. 24 h).
@@ -39,8 +39,17 @@ def new_jti() -> str:
     return base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode("ascii")
 
 
+#: Bounds on a NumericDate claim (RFC 7519 section 2): from the epoch to the last second of
+#: year 9999, the range a ``datetime`` holds; anything later is not a time we could store.
+MIN_NUMERIC_DATE = 0
+MAX_NUMERIC_DATE = 253_402_300_799
+
+
 class _Wire(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    # strict: every claim has exactly its JSON type. A time is a JSON integer (not a boolean,
+    # a float or a numeric string), a name a JSON string, ``pod``/``owner`` JSON objects;
+    # nothing is converted (a lax model took "1764471600" or true for a time).
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, strict=True)
 
 
 class PodRef(_Wire):
@@ -78,13 +87,19 @@ class OwnerRef(_Wire):
 
 
 class BootstrapClaims(_Wire):
-    """The validated claims set of a bootstrap token. Times are integer seconds since the epoch."""
+    """The validated claims set of a bootstrap token. Times are integer seconds since the epoch.
+
+    Types are strict (RFC 7519 section 2 NumericDate, narrowed to what the webhook mints: a JSON
+    integer between :data:`MIN_NUMERIC_DATE` and :data:`MAX_NUMERIC_DATE`; no fractional
+    seconds, booleans, numeric strings or non-finite numbers); a mismatch is a
+    ``ValidationError``, which :func:`bootstrap_token.verify` reports as a malformed token.
+    """
 
     iss: str = Field(min_length=1)
     aud: str = Field(min_length=1)
-    iat: int
-    nbf: int
-    exp: int
+    iat: int = Field(ge=MIN_NUMERIC_DATE, le=MAX_NUMERIC_DATE)
+    nbf: int = Field(ge=MIN_NUMERIC_DATE, le=MAX_NUMERIC_DATE)
+    exp: int = Field(ge=MIN_NUMERIC_DATE, le=MAX_NUMERIC_DATE)
     jti: str = Field(min_length=16, max_length=64)
     cluster: str = Field(min_length=1)
     namespace: str = Field(min_length=1, max_length=63)
@@ -92,6 +107,14 @@ class BootstrapClaims(_Wire):
     pod: PodRef
     owner: OwnerRef | None = None
     admission_uid: str = Field(alias="admissionUid", min_length=1)
+
+    @field_validator("owner", mode="before")
+    @classmethod
+    def _owner_object_when_present(cls, value: object) -> object:
+        # Absent when the pod has no controller; never ``null`` (not the claim's JSON type).
+        if value is None:
+            raise ValueError("owner is an object when present, never null")
+        return value
 
     @model_validator(mode="after")
     def _times_ordered(self) -> Self:

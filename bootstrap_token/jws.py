@@ -15,7 +15,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from typing import Any
+
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
 def b64url_encode(data: bytes) -> str:
@@ -33,6 +36,43 @@ def b64url_decode(segment: str) -> bytes:
         return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
     except binascii.Error as exc:
         raise ValueError(str(exc)) from None
+
+
+def is_canonical_b64url(segment: str) -> bool:
+    """True when ``segment`` is the one base64url spelling of its bytes: only the URL-safe
+    alphabet, no padding, no length that leaves a lone character (``len % 4 == 1``), and zero
+    unused trailing bits (RFC 4648 sections 3.5 and 5; RFC 7515 section 2). Python's decoder
+    accepts much more (padding, ``+``/``/``, whitespace and other characters it skips, set
+    trailing bits), so several strings decode to the same token: only this one is a token."""
+    if _B64URL.fullmatch(segment) is None or len(segment) % 4 == 1:
+        return False
+    return b64url_encode(b64url_decode(segment)) == segment
+
+
+def canonical_compact(token: str) -> bool:
+    """True when ``token`` is three dot-separated parts, each :func:`is_canonical_b64url`
+    (RFC 7515 section 7.1, compact serialisation)."""
+    parts = token.split(".")
+    return len(parts) == 3 and all(is_canonical_b64url(part) for part in parts)
+
+
+def lenient_segment_object(token: str, *, max_bytes: int) -> dict[str, Any] | None:
+    """The JSON object the first segment of a JWS-like value holds when read the way lenient
+    decoders read it (padding, the standard alphabet, characters outside it skipped), or None.
+    For recognising a token in whatever spelling, never for trusting it."""
+    if len(token) > max_bytes:
+        return None
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        value = json.loads(base64.b64decode(parts[0].translate(_TO_STANDARD) + "=="))
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+_TO_STANDARD = str.maketrans("-_", "+/")
 
 
 def segment_json(token: str, index: int, *, max_bytes: int) -> Any:

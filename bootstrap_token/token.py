@@ -30,6 +30,7 @@ from bootstrap_token.errors import (
     WrongAudience,
     WrongIssuer,
 )
+from bootstrap_token.jws import canonical_compact
 from bootstrap_token.keys import KeySet, SigningKey
 from bootstrap_token.policy import TrustPolicy
 
@@ -98,11 +99,16 @@ def read_header(token: str, *, max_bytes: int = MAX_TOKEN_BYTES) -> dict[str, ob
         max_bytes: the longest token accepted (default 8 KiB, a bootstrap token's bound).
 
     Raises:
-        MalformedToken: too long, not three base64url parts with a JSON object header, or a
-            header member PyJWT refuses (a non-string ``kid``, a bad ``crit``).
+        MalformedToken: too long, not three canonical base64url parts with a JSON object
+            header, or a header member PyJWT refuses (a non-string ``kid``, a bad ``crit``).
     """
     if not isinstance(token, str) or len(token) > max_bytes or token.count(".") != 2:
         raise MalformedToken("not a compact JWS (three base64url parts)")
+    if not canonical_compact(token):
+        # Another spelling of a token (padding, the standard alphabet, skipped characters,
+        # set trailing bits) decodes to the same bytes under lenient decoders, PyJWT's too:
+        # only the canonical one is a token (RFC 7515 section 2, base64url without padding).
+        raise MalformedToken("not canonical base64url (RFC 7515 section 2)")
     try:
         header = jwt.get_unverified_header(token)
     except jwt.InvalidTokenError:
@@ -112,14 +118,30 @@ def read_header(token: str, *, max_bytes: int = MAX_TOKEN_BYTES) -> dict[str, ob
     return dict(header)
 
 
+def _unique_members(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """A JSON object whose member names are unique (RFC 7519 section 4: a parser must refuse
+    duplicate claim names or keep the last; we refuse, so no two readers can disagree)."""
+    members = dict(pairs)
+    if len(members) != len(pairs):
+        raise ValueError("duplicate member name")
+    return members
+
+
+def _no_constant(name: str) -> object:
+    """``NaN``, ``Infinity`` and ``-Infinity`` are not JSON (RFC 8259 section 6)."""
+    raise ValueError(f"{name} is not JSON")
+
+
 def verify(token: str, key_set: KeySet, policy: VerificationPolicy, *, now: int) -> BootstrapClaims:
     """Verify a bootstrap token and return its claims.
 
-    Checks, in this order (security-relevant failures first): structure and ``typ``
-    (RFC 8725 section 3.11); ``alg`` is exactly ``EdDSA`` (RFC 8725 section 3.1: never from the
-    header's choice); ``kid`` names a key of ``key_set``; the Ed25519 signature; the claims
-    set's shape; ``iss``; ``aud``; lifetime bound; ``nbf`` and ``exp`` with leeway
-    (RFC 7519 sections 4.1.4-4.1.5); the trust policy.
+    Checks, in this order (security-relevant failures first): structure (three canonical
+    base64url parts, RFC 7515 section 2) and ``typ`` (RFC 8725 section 3.11); ``alg`` is
+    exactly ``EdDSA`` (RFC 8725 section 3.1: never from the header's choice); ``kid`` names a
+    key of ``key_set``; the Ed25519 signature; the claims set's shape (unique member names,
+    every claim of exactly its JSON type: :class:`BootstrapClaims`); ``iss``; ``aud``;
+    lifetime bound; ``nbf`` and ``exp`` with leeway (RFC 7519 sections 4.1.4-4.1.5); the
+    trust policy.
 
     Raises:
         MalformedToken, AlgorithmNotAllowed, UnknownKeyId, BadSignature, WrongIssuer,
@@ -143,7 +165,7 @@ def verify(token: str, key_set: KeySet, policy: VerificationPolicy, *, now: int)
     except jwt.DecodeError:
         raise MalformedToken("payload or signature is not valid base64url") from None
     try:
-        raw = json.loads(payload)
+        raw = json.loads(payload, object_pairs_hook=_unique_members, parse_constant=_no_constant)
         claims = BootstrapClaims.model_validate(raw)
     except (ValueError, ValidationError) as exc:
         fields = (

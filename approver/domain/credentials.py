@@ -5,8 +5,9 @@ Headers (docs/design.md, "Approver: registration"):
 * ``X-Agent-Bootstrap-Token: <jwt>``: the bootstrap token, as an agent that knows about it sends it.
 * ``X-Agent-API-Key: <key or jwt>``: an unmodified StreamSpace agent sends ``AGENT_API_KEY`` here;
   with the webhook's ``injectEnv`` that variable holds the bootstrap token. A value shaped like a
-  JWT (three dot-separated base64url parts whose first part decodes to a JSON object) is taken as
-  the bootstrap token; any other value is an API key: the agent's own per-agent key
+  JWT (three dot-separated parts whose first part decodes to a JSON object, in any base64
+  spelling: :func:`looks_like_jwt`) is taken as the bootstrap token, and verification refuses
+  a spelling that is not canonical; any other value is an API key: the agent's own per-agent key
   (:mod:`approver.domain.agent_keys`) or a key for decision step 3 (:mod:`approver.verifiers`).
 * ``X-Agent-Service-Account-Token: <jwt>``: a service-account token for decision step 4.
 
@@ -22,23 +23,18 @@ stands for it in audit events.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from approver.domain.records import ApprovalMethod
 from bootstrap_token import fingerprint
-from bootstrap_token.jws import segment_object
+from bootstrap_token.jws import lenient_segment_object
 
 BOOTSTRAP_TOKEN_HEADER = "X-Agent-Bootstrap-Token"  # noqa: S105 - a header name, not a secret
 API_KEY_HEADER = "X-Agent-API-Key"
 SERVICE_ACCOUNT_TOKEN_HEADER = "X-Agent-Service-Account-Token"  # noqa: S105 - a header name
 #: Upper bound on a header value we hash or parse (a stamped token is about 800 bytes).
 MAX_CREDENTIAL_BYTES = 8192
-
-# header.payload.signature; the signature part may be empty (an "alg": "none" token), which must
-# still be recognised as a token so that it is refused (403 bad_alg) rather than ignored.
-_JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,20 +76,17 @@ def sha256_hex(value: str) -> str:
 
 
 def _jwt_header(value: str) -> dict[str, object] | None:
-    """The decoded JOSE header of a compact-JWS-shaped value, or None when it is not one."""
-    if _JWT_SHAPE.fullmatch(value) is None:
-        return None
-    try:
-        return segment_object(value, 0, max_bytes=MAX_CREDENTIAL_BYTES)
-    except ValueError:
-        return None
+    """The JOSE header of a JWS-like value in whatever spelling, or None when it is not one."""
+    return lenient_segment_object(value, max_bytes=MAX_CREDENTIAL_BYTES)
 
 
 def looks_like_jwt(value: str) -> bool:
-    """True when ``value`` is three dot-separated base64url parts and the first decodes to a
-    JSON object (RFC 7515 section 7.1, compact serialisation). Says nothing about validity:
-    whatever the header holds (a non-string ``kid``, a bad ``crit``), it is a token, and
-    verification refuses it as malformed."""
+    """True when ``value`` is three dot-separated parts and the first decodes to a JSON object
+    as lenient decoders read it (RFC 7515 section 7.1, compact serialisation; padding, the
+    standard alphabet, stray characters and an empty signature part allowed here). Says
+    nothing about validity: a token in another spelling than canonical base64url, or whose
+    header holds a non-string ``kid`` or a bad ``crit``, is still a token, and verification
+    refuses it as malformed; it is never taken for an API key."""
     return _jwt_header(value) is not None
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -44,6 +46,7 @@ from tests.approver.helpers import (
     header_with,
     mint_token,
     registration_body,
+    resign,
     tamper,
 )
 
@@ -287,6 +290,76 @@ class TestRaceOnPostgres:
             "token_reused",
         ]
         assert sorted(r.decision.http_status for r in results) == [200, 403]
+
+
+_B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _claims_of(token: str) -> dict[str, object]:
+    payload = token.split(".")[1]
+    claims: dict[str, object] = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    return claims
+
+
+class TestStrictTokens:
+    """Issue 13, items 1 and 2: a well-signed token whose claims have another JSON type, or a
+    token spelt otherwise than canonical base64url, is malformed; nothing is written."""
+
+    @pytest.mark.parametrize(
+        "changes",
+        [
+            {"exp": str(NOW + 3600)},
+            {"exp": True},
+            {"iat": float(NOW), "nbf": float(NOW)},
+            {"nbf": None},
+            {"namespace": [NAMESPACE]},
+            {"jti": 1234567890123456789012},
+            {"pod": "streamspace-k8s-agent-"},
+        ],
+        ids=[
+            "numeric-string-exp",
+            "boolean-exp",
+            "float-times",
+            "null-nbf",
+            "array-namespace",
+            "integer-jti",
+            "string-pod",
+        ],
+    )
+    async def test_claim_of_another_type(
+        self, harness: Harness, token: str, signing_key: SigningKey, changes: dict[str, object]
+    ) -> None:
+        """403 malformed before any policy check; no record, the jti not burnt, audited as a
+        security event."""
+        jti = str(_claims_of(token)["jti"])
+        result = await harness.register(token=resign(token, signing_key, **changes))
+        assert (result.decision.http_status, result.decision.reason) == (403, "malformed")
+        assert await harness.store.get_agent(AGENT_ID) is None
+        assert await harness.store.jti_owner(jti) is None
+        assert harness.audit.events[-1].security is True
+        # the same token with its claims as minted is still good
+        assert (await harness.register(token=token)).decision.outcome is Outcome.APPROVED
+
+    @pytest.mark.parametrize(
+        "respell",
+        [
+            lambda t: t + "==",
+            lambda t: t[:-1] + _B64URL[_B64URL.index(t[-1]) | 1],
+            lambda t: t[:40] + " " + t[40:],
+        ],
+        ids=["padded", "trailing-bits-set", "space-inside"],
+    )
+    async def test_respelt_token_in_the_api_key_header(
+        self, harness: Harness, token: str, respell: object
+    ) -> None:
+        """Another spelling of a valid token in ``X-Agent-API-Key`` is a malformed token, not
+        an unknown API key (which left a pending record behind)."""
+        assert callable(respell)
+        spelling = respell(token)
+        assert spelling != token
+        result = await harness.register(token=spelling)
+        assert (result.decision.http_status, result.decision.reason) == (403, "malformed")
+        assert await harness.store.get_agent(AGENT_ID) is None
 
 
 class TestNotApproved:
