@@ -88,6 +88,7 @@ from bootstrap_token.config_file import (
     ListenPort,
     ServiceSettings,
 )
+from bootstrap_token.policy import in_cluster_namespace
 
 ENV_PREFIX = "AGENT_BOOTSTRAP_APPROVER_"
 #: Environment variable naming the YAML config file (``--config`` wins over it).
@@ -221,6 +222,13 @@ class TokenSettings(_Section):
         le=300,
         description="Clock skew tolerated on 'exp' and 'nbf', in seconds. Default 30; 0..300.",
     )
+    clusters: frozenset[str] = Field(
+        default=frozenset({"default"}),
+        min_length=1,
+        description="Accepted 'cluster' claims: the webhook's 'cluster' setting, or each "
+        "cluster's when one approver serves several (docs/operations.md, 'Several clusters'). "
+        "Default ['default'], the webhook's default.",
+    )
     jwks_file: FilePath | None = Field(
         default=None,
         alias="jwksFile",
@@ -246,6 +254,14 @@ class ApproverSettings(ServiceSettings):
     )
     token: TokenSettings = Field(
         default_factory=TokenSettings, description="Token verification settings."
+    )
+    release_namespace: str | None = Field(
+        default_factory=in_cluster_namespace,
+        alias="releaseNamespace",
+        description="The namespace agent-bootstrap runs in, which trust.namespaces may not list "
+        "(bootstrap_token.policy); the chart and the kustomize base set it from the downward "
+        "API (metadata.namespace). Default: the pod's own namespace from its service account "
+        "volume when one is mounted; none outside a cluster.",
     )
     agent_id_prefix: str | None = Field(
         default=None,
@@ -357,6 +373,32 @@ class ApproverSettings(ServiceSettings):
     )
     host: str = Field(default="0.0.0.0", min_length=1, description="Listen address.")  # noqa: S104 - agents reach the pod through a Service.
     port: ListenPort = Field(default=8444, description="Listen port, 1..65535. Default 8444.")
+    head_timeout_seconds: float = Field(
+        default=10.0,
+        alias="headTimeoutSeconds",
+        ge=1,
+        le=60,
+        description="Seconds a request's head (request line and header fields) may take to "
+        "arrive; slower gets 408 and the connection closed (bootstrap_token.http_guard). "
+        "Default 10.",
+    )
+    body_timeout_seconds: float = Field(
+        default=10.0,
+        alias="bodyTimeoutSeconds",
+        ge=1,
+        le=60,
+        description="Seconds a request body may take to arrive once its head is in; slower gets "
+        "408 and the connection closed. Default 10 (an agent sends its registration in one go).",
+    )
+    max_incomplete_connections: int = Field(
+        default=256,
+        alias="maxIncompleteConnections",
+        ge=1,
+        le=65536,
+        description="Connections at once that have not sent a whole request; one more closes "
+        "the one whose head has waited longest with 503 + Retry-After. Open WebSockets and idle "
+        "kept-alive connections never count. Default 256.",
+    )
     retry_after_seconds: int = Field(
         default=5,
         alias="retryAfterSeconds",
@@ -367,6 +409,18 @@ class ApproverSettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        if (
+            self.database_url.startswith("postgresql")
+            and self.write_concurrency >= self.database_pool_size
+        ):
+            raise ValueError(
+                f"writeConcurrency ({self.write_concurrency}) must be less than databasePoolSize "
+                f"({self.database_pool_size}): each write transaction in flight holds a "
+                "connection of the pool, and reads (registrations, the admin API, the sweeper) "
+                "need at least one more"
+            )
+        if (reason := self.trust.release_namespace_error(self.release_namespace)) is not None:
+            raise ValueError(reason)
         if self.auto_approve.enabled:
             if self.token.jwks_file is None:
                 raise ValueError("token.jwksFile is required when autoApprove.enabled is true")

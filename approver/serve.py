@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Iterator
 
 from aiohttp import web
 from kubernetes_asyncio.client import ApiClient
@@ -24,6 +25,8 @@ from approver.resources import (
     open_store,
     server_ssl_context,
 )
+from approver.startup import migrate_when_reachable
+from bootstrap_token.http_guard import ConnectionGuard, GuardedAppRunner, GuardLimits
 
 log = logging.getLogger(__name__)
 
@@ -31,68 +34,96 @@ log = logging.getLogger(__name__)
 async def serve(settings: ApproverSettings, *, stop: asyncio.Event | None = None) -> None:
     """Run the approver until SIGTERM/SIGINT (or until ``stop`` is set).
 
-    Loads the key set, the TLS context and the tokens files, opens the store and migrates it,
-    opens the Kubernetes client when enabled, then serves on ``host:port`` (HTTPS when
-    ``tlsCertFile`` is set) until told to stop, and closes everything on the way out.
+    Loads the key set, the TLS context and the tokens files, opens the store and migrates it
+    (waiting with backoff, not ready, while the database is unavailable:
+    :mod:`approver.startup`), opens the Kubernetes client when enabled, then serves on
+    ``host:port`` (HTTPS when ``tlsCertFile`` is set) until told to stop, and closes everything
+    on the way out.
 
     Raises:
         ConfigError: a file named by the settings cannot be used.
-        StoreUnavailable: the database could not be migrated.
     """
     key_set = load_key_set(settings)
     ssl_context = server_ssl_context(settings)
     store = open_store(settings)
+    limits = GuardLimits(
+        head_timeout_seconds=settings.head_timeout_seconds,
+        max_incomplete=settings.max_incomplete_connections,
+    )
     kube: ApiClient | None = None
-    try:
-        await store.migrate()
-        kube = await open_kube(settings)
-        app = create_app(settings, key_set=key_set, store=store, kube=kube)
-    except BaseException:
-        if kube is not None:
-            await kube.close()
-        await store.close()
-        raise
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(
-            runner, settings.host, settings.port, ssl_context=ssl_context, backlog=1024
-        )
-        await site.start()
-        scheme = "https" if ssl_context else "http"
-        if ssl_context is None:
-            log.warning("serving plain HTTP: terminate TLS in front of the approver")
-        if settings.auto_approve.enabled and not settings.kubernetes.enabled:
-            # docs/security-model.md, "Forged review" and "Stolen signing key".
-            log.warning(
-                "auto-approving without kubernetes.enabled: tokens are not checked against the "
-                "live pod, so a token minted for a made-up review (anyone who reaches the "
-                "webhook's port) approves; turn it on or keep the webhook's NetworkPolicy narrow"
+    with _stop_signals(stop) as stopping:
+        try:
+            migrated = await migrate_when_reachable(
+                store,
+                stop=stopping,
+                host=settings.host,
+                port=settings.port,
+                ssl_context=ssl_context,
+                retry_after_seconds=settings.retry_after_seconds,
+                limits=limits,
             )
-        log.info(
-            "approver listening on %s://%s:%d (database %s, auto-approve %s, %d key(s), "
-            "%d admin token(s), kubernetes %s, api keys %s, service-account tokens %s)",
-            scheme,
-            settings.host,
-            settings.port,
-            store.url,
-            "on" if settings.auto_approve.enabled else "off",
-            len(key_set),
-            len(app[ADMIN_TOKENS_KEY].current()),
-            "on" if settings.kubernetes.enabled else "off",
-            "on" if settings.api_keys.enabled else "off",
-            settings.service_account_tokens.mode
-            if settings.service_account_tokens.enabled
-            else "off",
+            if not migrated:
+                log.info("stopping")
+                await store.close()
+                return
+            kube = await open_kube(settings)
+            app = create_app(settings, key_set=key_set, store=store, kube=kube)
+        except BaseException:
+            if kube is not None:
+                await kube.close()
+            await store.close()
+            raise
+        # lingering_time: after an early answer (408 for a stalled body, 413) the rest of an
+        # unread body is drained for at most 2 s (aiohttp's default 10), as the webhook does.
+        runner = GuardedAppRunner(
+            app, guard=ConnectionGuard(limits), access_log=None, lingering_time=2
         )
-        await _wait(stop)
-    finally:
-        await runner.cleanup()
+        await runner.setup()
+        try:
+            site = web.TCPSite(
+                runner, settings.host, settings.port, ssl_context=ssl_context, backlog=1024
+            )
+            await site.start()
+            _log_listening(settings, app, store.url, len(key_set), ssl_context is not None)
+            await stopping.wait()
+            log.info("stopping")
+        finally:
+            await runner.cleanup()
 
 
-async def _wait(stop: asyncio.Event | None) -> None:
+def _log_listening(
+    settings: ApproverSettings, app: web.Application, store_url: str, keys: int, tls: bool
+) -> None:
+    if not tls:
+        log.warning("serving plain HTTP: terminate TLS in front of the approver")
+    if settings.auto_approve.enabled and not settings.kubernetes.enabled:
+        # docs/security-model.md, "Forged review" and "Stolen signing key".
+        log.warning(
+            "auto-approving without kubernetes.enabled: tokens are not checked against the "
+            "live pod, so a token minted for a made-up review (anyone who reaches the "
+            "webhook's port) approves; turn it on or keep the webhook's NetworkPolicy narrow"
+        )
+    log.info(
+        "approver listening on %s://%s:%d (database %s, auto-approve %s, %d key(s), "
+        "%d admin token(s), kubernetes %s, api keys %s, service-account tokens %s)",
+        "https" if tls else "http",
+        settings.host,
+        settings.port,
+        store_url,
+        "on" if settings.auto_approve.enabled else "off",
+        keys,
+        len(app[ADMIN_TOKENS_KEY].current()),
+        "on" if settings.kubernetes.enabled else "off",
+        "on" if settings.api_keys.enabled else "off",
+        settings.service_account_tokens.mode if settings.service_account_tokens.enabled else "off",
+    )
+
+
+@contextlib.contextmanager
+def _stop_signals(stop: asyncio.Event | None) -> Iterator[asyncio.Event]:
+    """``stop`` itself when given; otherwise an event SIGTERM and SIGINT set, for the block."""
     if stop is not None:
-        await stop.wait()
+        yield stop
         return
     event = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -100,8 +131,7 @@ async def _wait(stop: asyncio.Event | None) -> None:
     for sig in signals:
         loop.add_signal_handler(sig, event.set)
     try:
-        await event.wait()
-        log.info("stopping")
+        yield event
     finally:
         for sig in signals:
             with contextlib.suppress(ValueError, RuntimeError):

@@ -25,6 +25,7 @@ from bootstrap_token.errors import (
     TokenError,
     UnknownKeyId,
     WrongAudience,
+    WrongCluster,
     WrongIssuer,
 )
 from bootstrap_token.keys import KeySet, SigningKey, jwk_thumbprint, public_jwk
@@ -66,6 +67,7 @@ __all__ = [
     "UnknownKeyId",
     "VerificationPolicy",
     "WrongAudience",
+    "WrongCluster",
     "WrongIssuer",
     "fingerprint",
     "jwk_thumbprint",

@@ -13,6 +13,7 @@ Exception tree::
     ├── BadSignature                bad_signature   yes  (Ed25519 signature does not verify)
     ├── WrongIssuer                 wrong_issuer    yes  (iss differs from the configured issuer)
     ├── WrongAudience               wrong_audience  yes  (aud does not contain the configured one)
+    ├── WrongCluster                wrong_cluster   yes  (cluster not accepted, or not its key's)
     ├── Expired                     expired         no   (now >= exp + leeway)
     ├── NotYetValid                 not_yet_valid   no   (now < nbf - leeway)
     ├── LifetimeTooLong             ttl_too_long    yes  (exp - iat beyond the allowed maximum)
@@ -71,6 +72,13 @@ class WrongAudience(TokenError):
     """``aud`` does not name the configured audience (RFC 7519 section 4.1.3)."""
 
     reason = "wrong_audience"
+
+
+class WrongCluster(TokenError):
+    """The ``cluster`` claim names a cluster the verifier does not accept, or not the one the
+    signing key is tied to (a token minted by another cluster's webhook)."""
+
+    reason = "wrong_cluster"
 
 
 class Expired(TokenError):

@@ -118,10 +118,41 @@ class SigningKey:
 class KeySet(Mapping[str, Ed25519PublicKey]):
     """Verification keys by ``kid``: what the approver trusts. Immutable once built."""
 
-    __slots__ = ("_keys",)
+    __slots__ = ("_clusters", "_keys")
 
-    def __init__(self, keys: Iterable[Ed25519PublicKey] = ()) -> None:
+    def __init__(
+        self,
+        keys: Iterable[Ed25519PublicKey] = (),
+        *,
+        clusters: Mapping[str, str] | None = None,
+    ) -> None:
         self._keys: dict[str, Ed25519PublicKey] = {jwk_thumbprint(k): k for k in keys}
+        #: kid -> the one cluster whose tokens the key may sign (JWK member ``cluster``).
+        self._clusters: dict[str, str] = {
+            kid: name for kid, name in (clusters or {}).items() if kid in self._keys
+        }
+
+    def cluster_of(self, kid: str) -> str | None:
+        """The cluster key ``kid`` is tied to (its JWK's ``cluster`` member), or None when the
+        key may sign for any cluster the verifier accepts."""
+        return self._clusters.get(kid)
+
+    def tied_to(self, cluster: str) -> KeySet:
+        """The same keys, each tied to ``cluster`` (``certs-tooling jwks --cluster``)."""
+        return KeySet(self._keys.values(), clusters=dict.fromkeys(self._keys, cluster))
+
+    def merged(self, other: KeySet) -> KeySet:
+        """The keys of both sets; a key in both keeps this set's cluster binding.
+
+        Raises:
+            KeyLoadError: one key is tied to two different clusters.
+        """
+        clusters = dict(other._clusters)
+        for kid, name in self._clusters.items():
+            if clusters.get(kid, name) != name:
+                raise KeyLoadError(f"key {kid} is tied to two clusters")
+            clusters[kid] = name
+        return KeySet([*self._keys.values(), *other._keys.values()], clusters=clusters)
 
     def __getitem__(self, kid: str) -> Ed25519PublicKey:
         return self._keys[kid]
@@ -140,7 +171,9 @@ class KeySet(Mapping[str, Ed25519PublicKey]):
         """Build from a JWKS document (RFC 7517 section 5), as a mapping or JSON text.
 
         Only ``kty: OKP`` / ``crv: Ed25519`` keys are accepted. A ``kid`` present in the document
-        must equal the key's RFC 7638 thumbprint.
+        must equal the key's RFC 7638 thumbprint. An optional ``cluster`` member (a non-empty
+        string; RFC 7517 section 4 allows members of one's own) ties the key to that cluster:
+        :func:`bootstrap_token.verify` then refuses its tokens for any other ``cluster`` claim.
 
         Raises:
             KeyLoadError: not JSON, no ``keys`` list, private members present, a key that is not
@@ -158,6 +191,7 @@ class KeySet(Mapping[str, Ed25519PublicKey]):
         if not isinstance(document, Mapping) or not isinstance(document.get("keys"), list):
             raise KeyLoadError("JWKS must be an object with a 'keys' list")
         keys: list[Ed25519PublicKey] = []
+        clusters: dict[str, str] = {}
         for index, jwk in enumerate(document["keys"]):
             if not isinstance(jwk, Mapping):
                 raise KeyLoadError(f"JWKS keys[{index}] is not an object")
@@ -173,8 +207,16 @@ class KeySet(Mapping[str, Ed25519PublicKey]):
                 raise KeyLoadError(f"JWKS keys[{index}] is not an Ed25519 public key")
             if "kid" in jwk and jwk["kid"] != jwk_thumbprint(key):
                 raise KeyLoadError(f"JWKS keys[{index}] kid is not its RFC 7638 thumbprint")
+            if "cluster" in jwk:
+                cluster = jwk["cluster"]
+                if not isinstance(cluster, str) or not cluster:
+                    raise KeyLoadError(f"JWKS keys[{index}] cluster is not a non-empty string")
+                kid = jwk_thumbprint(key)
+                if clusters.get(kid, cluster) != cluster:
+                    raise KeyLoadError(f"JWKS keys[{index}] is tied to two clusters")
+                clusters[kid] = cluster
             keys.append(key)
-        return cls(keys)
+        return cls(keys, clusters=clusters)
 
     @classmethod
     def from_public_pem(cls, data: bytes) -> KeySet:
@@ -223,5 +265,12 @@ class KeySet(Mapping[str, Ed25519PublicKey]):
         )
 
     def to_jwks(self) -> dict[str, list[dict[str, str]]]:
-        """The public JWKS document, keys sorted by ``kid`` for stable output."""
-        return {"keys": [public_jwk(self._keys[kid]) for kid in sorted(self._keys)]}
+        """The public JWKS document, keys sorted by ``kid`` for stable output; a key tied to a
+        cluster carries its ``cluster`` member."""
+        keys = []
+        for kid in sorted(self._keys):
+            jwk = public_jwk(self._keys[kid])
+            if kid in self._clusters:
+                jwk["cluster"] = self._clusters[kid]
+            keys.append(jwk)
+        return {"keys": keys}

@@ -12,17 +12,62 @@ Config shape (YAML/JSON, camelCase)::
     podSelector:                                # metav1.LabelSelector semantics
       matchLabels: {app.kubernetes.io/component: k8s-agent}
       matchExpressions: [{key: tier, operator: In, values: [agents]}]
+    allowSensitiveNamespaces: []                # see below
+
+Every namespace is a DNS-1123 label (what Kubernetes accepts as a namespace name: at most 63
+characters of ``a-z``, ``0-9`` and ``-``, starting and ending alphanumeric; Kubernetes "Object
+Names and IDs"); a ``serviceAccounts`` entry is such a label, ``:``, and a DNS-1123 subdomain.
+A name that is not one can never match a pod, so it is a typo the service refuses at start.
+
+The system namespaces (:data:`SYSTEM_NAMESPACES`) and the namespace the services run in (their
+``releaseNamespace``) are refused in ``namespaces`` unless ``allowSensitiveNamespaces`` lists
+them too: trusting them auto-approves any matching pod that anyone able to create pods there
+makes, and the webhook's own configuration never selects them (a broken webhook must never
+stand in the way of the pods that repair it), so a token could not even be minted there.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from enum import StrEnum
+from pathlib import Path
 from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DEFAULT_AGENT_LABELS: dict[str, str] = {"app.kubernetes.io/component": "k8s-agent"}
+
+#: Kubernetes' own namespaces, never trusted unless ``allowSensitiveNamespaces`` lists them.
+SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"})
+
+#: A DNS-1123 label (k8s.io/apimachinery validation.IsDNS1123Label): a namespace name.
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+#: A DNS-1123 subdomain (validation.IsDNS1123Subdomain): a service account name.
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+#: Where a pod reads its own namespace (the service account volume Kubernetes mounts).
+IN_CLUSTER_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def is_dns1123_label(name: str) -> bool:
+    """True when ``name`` is a valid namespace name (at most 63 characters, RFC 1123 label)."""
+    return len(name) <= 63 and _DNS1123_LABEL.fullmatch(name) is not None
+
+
+def is_dns1123_subdomain(name: str) -> bool:
+    """True when ``name`` is a valid service account name (at most 253 characters)."""
+    return len(name) <= 253 and _DNS1123_SUBDOMAIN.fullmatch(name) is not None
+
+
+def in_cluster_namespace() -> str | None:
+    """The namespace this process's pod runs in, from the service account volume; None outside
+    a cluster (or when the volume is not mounted)."""
+    try:
+        name = IN_CLUSTER_NAMESPACE_FILE.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return name or None
 
 
 class _Config(BaseModel):
@@ -103,14 +148,64 @@ class TrustPolicy(_Config):
         description="Which pods are agents. Default: app.kubernetes.io/component=k8s-agent.",
     )
 
+    allow_sensitive_namespaces: frozenset[str] = Field(
+        default=frozenset(),
+        alias="allowSensitiveNamespaces",
+        description="System namespaces (kube-system, kube-public, kube-node-lease) or the "
+        "services' own namespace that 'namespaces' may list after all. Default: none.",
+    )
+
+    @field_validator("namespaces", "allow_sensitive_namespaces")
+    @classmethod
+    def _labels(cls, value: frozenset[str]) -> frozenset[str]:
+        for name in sorted(value):
+            if not is_dns1123_label(name):
+                raise ValueError(
+                    f"{name!r} is not a namespace name (a DNS-1123 label: at most 63 of "
+                    "a-z, 0-9 and '-', starting and ending with a letter or digit)"
+                )
+        return value
+
     @field_validator("service_accounts")
     @classmethod
     def _pairs(cls, value: frozenset[str]) -> frozenset[str]:
-        for pair in value:
+        for pair in sorted(value):
             ns, sep, sa = pair.partition(":")
             if not sep or not ns or not sa or ":" in sa:
                 raise ValueError(f"{pair!r} is not of the form 'namespace:serviceaccount'")
+            if not is_dns1123_label(ns) or not is_dns1123_subdomain(sa):
+                raise ValueError(
+                    f"{pair!r}: the namespace must be a DNS-1123 label and the service account "
+                    "a DNS-1123 subdomain"
+                )
         return value
+
+    @model_validator(mode="after")
+    def _no_system_namespace(self) -> Self:
+        refused = sorted((self.namespaces & SYSTEM_NAMESPACES) - self.allow_sensitive_namespaces)
+        if refused:
+            raise ValueError(
+                f"namespaces lists the system namespace {refused[0]!r}: trusting it "
+                "auto-approves any agent-labelled pod created there; list it in "
+                "allowSensitiveNamespaces as well to trust it anyway"
+            )
+        return self
+
+    def release_namespace_error(self, release_namespace: str | None) -> str | None:
+        """Why ``namespaces`` may not list ``release_namespace`` (the namespace the services
+        run in), or None. Each service's settings call this with their ``releaseNamespace``."""
+        if (
+            release_namespace
+            and release_namespace in self.namespaces
+            and release_namespace not in self.allow_sensitive_namespaces
+        ):
+            return (
+                f"trust.namespaces lists {release_namespace!r}, the namespace agent-bootstrap "
+                "runs in (releaseNamespace): whoever may create pods there can mount its "
+                "Secrets, and the webhook never selects it; list it in "
+                "trust.allowSensitiveNamespaces as well to trust it anyway"
+            )
+        return None
 
     def untrusted_reason(self, namespace: str, service_account: str) -> str | None:
         """None when ``namespace``/``service_account`` are trusted, else a reason code:

@@ -28,6 +28,7 @@ from bootstrap_token.errors import (
     PolicyViolation,
     UnknownKeyId,
     WrongAudience,
+    WrongCluster,
     WrongIssuer,
 )
 from bootstrap_token.jws import canonical_compact
@@ -52,6 +53,8 @@ class VerificationPolicy:
         leeway_seconds: clock skew tolerated on ``exp`` and ``nbf`` (default 30 s).
         max_ttl_seconds: largest ``exp - iat`` accepted (default 24 h, the minting bound).
         trust: when set, the namespace and service account must be trusted by it *now*.
+        clusters: when set, the ``cluster`` claim must be one of these; whether set or not, a
+            key tied to a cluster (:meth:`KeySet.cluster_of`) signs for that cluster only.
     """
 
     issuer: str
@@ -59,6 +62,7 @@ class VerificationPolicy:
     leeway_seconds: int = 30
     max_ttl_seconds: int = MAX_TTL_SECONDS
     trust: TrustPolicy | None = None
+    clusters: frozenset[str] | None = None
 
 
 def mint(claims: BootstrapClaims, signing_key: SigningKey, *, now: int) -> str:
@@ -166,7 +170,7 @@ def verify(token: str, key_set: KeySet, policy: VerificationPolicy, *, now: int)
         raise MalformedToken("payload or signature is not valid base64url") from None
     try:
         raw = json.loads(payload, object_pairs_hook=_unique_members, parse_constant=_no_constant)
-        claims = BootstrapClaims.model_validate(raw)
+        claims = BootstrapClaims.model_validate(raw, context={"wire": True})
     except (ValueError, ValidationError) as exc:
         fields = (
             sorted({".".join(str(p) for p in e["loc"]) or "claims" for e in exc.errors()})
@@ -178,6 +182,11 @@ def verify(token: str, key_set: KeySet, policy: VerificationPolicy, *, now: int)
         raise WrongIssuer("issuer is not the configured one")
     if claims.aud != policy.audience:
         raise WrongAudience("audience is not this approver")
+    if policy.clusters is not None and claims.cluster not in policy.clusters:
+        raise WrongCluster("cluster is not one this verifier accepts")
+    tied = key_set.cluster_of(kid)
+    if tied is not None and claims.cluster != tied:
+        raise WrongCluster("cluster is not the one its signing key is tied to")
     if claims.ttl_seconds > policy.max_ttl_seconds:
         raise LifetimeTooLong(
             f"lifetime {claims.ttl_seconds}s exceeds the maximum {policy.max_ttl_seconds}s"

@@ -126,7 +126,7 @@ class Stack:
         return {
             "autoApprove": {"enabled": self.auto_approve},
             "trust": {"namespaces": self.trusted},
-            "token": {"jwksFile": str(self.pki / "jwks.json")},
+            "token": {"jwksFile": str(self.pki / "jwks.json"), "clusters": ["demo"]},
             "agentIdPrefix": AGENT_ID_PREFIX,
             "databaseUrl": self.database_url or f"sqlite+aiosqlite:///{self.work / 'agents.db'}",
             "adminTokensFile": str(tokens),

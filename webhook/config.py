@@ -57,6 +57,7 @@ from bootstrap_token.config_file import (
     ServiceSettings,
 )
 from bootstrap_token.names import is_dns1123_label, is_dns1123_subdomain
+from bootstrap_token.policy import in_cluster_namespace
 
 ENV_PREFIX = "AGENT_BOOTSTRAP_WEBHOOK_"
 #: Environment variable naming the YAML config file (``--config`` wins over it).
@@ -188,6 +189,8 @@ class WebhookSettings(ServiceSettings):
     port                    PORT                            -        8443 (1..65535)
     maxRequestBytes         MAX_REQUEST_BYTES               bytes    3 MiB (3145728)
     bodyTimeoutSeconds      BODY_TIMEOUT_SECONDS            seconds  10 (1..60)
+    headTimeoutSeconds      HEAD_TIMEOUT_SECONDS            seconds  10 (1..60)
+    maxIncompleteConnections  MAX_INCOMPLETE_CONNECTIONS    -        256 (1..65536)
     maxInFlightBodyBytes    MAX_IN_FLIGHT_BODY_BYTES        bytes    32 MiB (33554432)
     metricsHost             METRICS_HOST                    -        0.0.0.0
     metricsPort             METRICS_PORT                    -        9090 (0 = no metrics)
@@ -208,6 +211,14 @@ class WebhookSettings(ServiceSettings):
         description="Trusted namespaces, service accounts and agent pod selector. Default: "
         "no namespace trusted (nothing is stamped), selector "
         "app.kubernetes.io/component=k8s-agent.",
+    )
+    release_namespace: str | None = Field(
+        default_factory=in_cluster_namespace,
+        alias="releaseNamespace",
+        description="The namespace agent-bootstrap runs in, which trust.namespaces may not list "
+        "(bootstrap_token.policy); the chart and the kustomize base set it from the downward "
+        "API (metadata.namespace). Default: the pod's own namespace from its service account "
+        "volume when one is mounted; none outside a cluster.",
     )
     annotation_key: str = Field(
         default="agents.streamspace.io/bootstrap-token",
@@ -307,6 +318,23 @@ class WebhookSettings(ServiceSettings):
         "slower gets 408 and the connection closed. Default 10 (the API server sends a "
         "review in one go; its webhook timeout is at most 30 s).",
     )
+    head_timeout_seconds: float = Field(
+        default=10.0,
+        alias="headTimeoutSeconds",
+        ge=1,
+        le=60,
+        description="Seconds a request's head (request line and header fields) may take to "
+        "arrive; slower gets 408 and the connection closed (bootstrap_token.http_guard). "
+        "Default 10.",
+    )
+    max_incomplete_connections: int = Field(
+        default=256,
+        alias="maxIncompleteConnections",
+        ge=1,
+        le=65536,
+        description="Connections at once that have not sent a whole request; one more closes "
+        "the one whose head has waited longest with 503 + Retry-After. Default 256.",
+    )
     max_in_flight_body_bytes: int = Field(
         default=32 * 1024 * 1024,
         alias="maxInFlightBodyBytes",
@@ -364,6 +392,12 @@ class WebhookSettings(ServiceSettings):
         if not is_annotation_key(value):
             raise ValueError("must be a Kubernetes annotation key ([prefix/]name)")
         return value
+
+    @model_validator(mode="after")
+    def _release_namespace_not_trusted(self) -> Self:
+        if (reason := self.trust.release_namespace_error(self.release_namespace)) is not None:
+            raise ValueError(reason)
+        return self
 
     @model_validator(mode="after")
     def _body_budget(self) -> Self:

@@ -56,13 +56,22 @@ class Reviewer:
     def __post_init__(self) -> None:
         object.__setattr__(self, "_emit", emitter(self.audit))
 
-    def answer(self, review: AdmissionReview, *, started: float | None = None) -> dict[str, Any]:
+    def answer(
+        self,
+        review: AdmissionReview,
+        *,
+        started: float | None = None,
+        review_bytes: int | None = None,
+    ) -> dict[str, Any]:
         """The AdmissionReview response document for ``review``; never raises.
 
         Args:
             review: the parsed review.
             started: ``time.perf_counter()`` when the review's body was read (default: now);
                 ``review_duration_seconds`` observes the time from then to the answer.
+            review_bytes: the size of the review's body (see :func:`webhook.stamp.decide`);
+                None: the pod is measured when its stamp is checked against the API server's
+                limits.
 
         Returns:
             See :func:`webhook.response.complete`: always ``allowed: true`` with the uid echoed
@@ -81,6 +90,7 @@ class Reviewer:
                 config=self.config,
                 signer=signing.signer if signing is not None else None,
                 now=int(self.clock()),
+                review_bytes=review_bytes,
             )
         except MalformedReview as exc:
             logger.warning("admission uid=%r: %s", request.uid, exc.message)
@@ -135,7 +145,7 @@ class Reviewer:
             if outcome == Outcome.STAMPED:
                 metrics.tokens_issued.inc()
             elif outcome == Outcome.STRIPPED or (
-                outcome == Outcome.NO_SIGNING_KEY and decision.patch
+                outcome in (Outcome.NO_SIGNING_KEY, Outcome.OVER_LIMIT) and decision.patch
             ):
                 metrics.stripped(reason=reason)
             if outcome == Outcome.NO_SIGNING_KEY:

@@ -71,10 +71,12 @@ def inject_env(
         Per matching container at ``/spec/<list>/<i>``:
 
         * ``env`` absent or null: ``add .../env`` with a one-entry list;
-        * ``env`` defines ``variable`` (once or several times, e.g. from a ``secretKeyRef``):
-          ``replace .../env/<j>`` for each definition, keeping its position, so variables that
-          expand ``$(AGENT_API_KEY)`` after it still see it (Kubernetes "Define Dependent
-          Environment Variables");
+        * ``env`` defines ``variable`` (e.g. from a ``secretKeyRef``): ``replace .../env/<j>``
+          at its first definition, keeping that position, so variables that expand
+          ``$(AGENT_API_KEY)`` after it still see it (Kubernetes "Define Dependent Environment
+          Variables"), and ``remove .../env/<k>`` for every later definition, last first: the
+          container ends with exactly one definition (the API server warns that a duplicate
+          "hides previous definition", and the kubelet would use the last one);
         * otherwise ``add .../env/-`` (append).
 
         Empty when no container matches; containers without a string ``name`` never match.
@@ -117,9 +119,11 @@ def inject_env(
                 if isinstance(entry, dict) and entry.get("name") == variable
             ]
             if defined:
-                ops.extend(
-                    {"op": "replace", "path": f"{base}/{j}", "value": value} for j in defined
-                )
+                # The first definition becomes the token; the others go, last first so that
+                # each index still names the entry it named in the object as sent.
+                first, *others = defined
+                ops.append({"op": "replace", "path": f"{base}/{first}", "value": value})
+                ops.extend({"op": "remove", "path": f"{base}/{j}"} for j in reversed(others))
             else:
                 ops.append({"op": "add", "path": f"{base}/-", "value": value})
     return ops

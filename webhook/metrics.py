@@ -11,8 +11,8 @@ series                                 type       labels / unit
                                                   CONNECT, other; ``unknown`` when refused
                                                   before parsing),
                                                   ``decision`` (stamped, skipped, stripped,
-                                                  not_applicable, no_signing_key, error,
-                                                  malformed), ``reason``
+                                                  not_applicable, no_signing_key,
+                                                  over_limit, error, malformed), ``reason``
 ``tokens_issued_total``                counter    tokens minted (dry runs included)
 ``tokens_stripped_total``              counter    ``reason``: pre-set tokens removed
 ``errors_total``                       counter    ``kind``: empty_body, invalid_json,

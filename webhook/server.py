@@ -16,6 +16,11 @@ Routes:
   is not shutting down; otherwise ``503`` naming what is missing (readiness).
 * anything else: 404 (405 with ``Allow`` for a known path with another method), JSON.
 
+Before any route, the connection guard (:mod:`bootstrap_token.http_guard`): a request's head
+must arrive within ``headTimeoutSeconds`` (408), at most ``maxIncompleteConnections``
+connections may be without a whole request (503 + ``Retry-After``), and a request the parser
+refuses gets JSON without its bytes (431 for a header over 8 KiB, else 400).
+
 It runs on aiohttp's low-level server (:class:`aiohttp.web.Server`, "Low Level Server" in
 aiohttp's docs): three fixed routes need no router, no middleware chain and no
 :class:`~aiohttp.web.Application`, whose per-request dispatch cost about 4 µs of the webhook's
@@ -44,6 +49,7 @@ from aiohttp.web_protocol import RequestHandler
 from prometheus_client import CollectorRegistry
 
 from bootstrap_token import AuditSink
+from bootstrap_token.http_guard import ConnectionGuard, GuardedServer, GuardLimits
 from bootstrap_token.jsonio import dumps
 from webhook.batch import IterationBatcher
 from webhook.config import WebhookSettings
@@ -128,7 +134,7 @@ def review_body(reviewer: Reviewer, job: ReviewJob) -> web.Response:
         reviewer.refused(exc)
         return _error(400, exc.message)
     try:
-        document = reviewer.answer(review, started=started)
+        document = reviewer.answer(review, started=started, review_bytes=len(body))
     except Exception:
         # Last resort (answer() handles decision failures itself): still echo the uid.
         logger.exception("admission uid=%r: failed to record the answer", review.request.uid)
@@ -357,7 +363,13 @@ class WebhookHttp:
             "lingering_time": LINGERING_SECONDS,
         }
         options.update(kwargs)
-        return web.Server(self, request_factory=self.request_factory(), **options)
+        guard = ConnectionGuard(
+            GuardLimits(
+                head_timeout_seconds=self.settings.head_timeout_seconds,
+                max_incomplete=self.settings.max_incomplete_connections,
+            )
+        )
+        return GuardedServer(self, guard=guard, request_factory=self.request_factory(), **options)
 
 
 def not_ready_reason(credentials: Credentials, lifecycle: Lifecycle) -> str | None:

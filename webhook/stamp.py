@@ -10,8 +10,21 @@ pod does not match the trust policy's selector   skipped/stripped  ``not_agent_p
 ``request.namespace`` not trusted                skipped/stripped  ``namespace_not_trusted``
 service account not in the allow-list            skipped/stripped  ``service_account_not_allowed``
 trusted agent pod, no signing key                no_signing_key    ``signing_key_unavailable``
+the stamp would take the pod's annotations       over_limit        ``annotations_over_limit``
+over 256 KiB
+the stamp would take the pod over 1.5 MiB        over_limit        ``object_over_limit``
 trusted agent pod                                stamped           ``trusted_agent_pod``
 ===============================================  ================  ==============================
+
+``over_limit``: the webhook never makes an admissible pod inadmissible. The API server refuses
+a pod whose annotations total more than 256 KiB (keys plus values, in bytes;
+``TotalAnnotationSizeLimitB``, k8s.io/apimachinery ``ValidateAnnotationsSize``) and cannot store
+an object over etcd's request limit (1.5 MiB by default: "etcdserver: request is too large").
+When the token (and the injected env var) would cross either, the pod is admitted without them,
+a pre-set annotation still removed (which only shrinks it), with a warning, its decision and
+reason in the metric, the audit line and ``auditAnnotations``; its agent waits for manual
+approval. The object is measured as compact JSON without escapes, which is no smaller than what
+the API server stores (protobuf), so the check errs towards leaving a pod unstamped.
 
 ``stripped`` is ``skipped`` for a pod that came with our annotation: the patch removes it, so a
 pod cannot carry a token value the webhook did not mint for it (annotations are writable by
@@ -34,6 +47,7 @@ from enum import StrEnum
 from typing import Any
 
 from bootstrap_token import MAX_TTL_SECONDS, MIN_TTL_SECONDS, TrustPolicy
+from bootstrap_token.jsonio import dumps
 from webhook.errors import MalformedReview
 from webhook.inject import EnvInjection, inject_env
 from webhook.jti import new_jti
@@ -57,6 +71,15 @@ _WHY = {
 WARN_STRIPPED = WARNING_PREFIX + "removed the bootstrap token the pod came with: {why}"
 WARN_REPLACED = WARNING_PREFIX + "replaced the bootstrap token the pod came with"
 WARN_NO_KEY = WARNING_PREFIX + "no signing key loaded; pod not stamped, needs manual approval"
+WARN_OVER_LIMIT = (
+    WARNING_PREFIX + "not stamped: the token would take the pod over {limit}; needs manual approval"
+)
+
+#: The API server's limit on a pod's annotations, keys plus values in bytes
+#: (k8s.io/apimachinery/pkg/api/validation: ``TotalAnnotationSizeLimitB``).
+MAX_ANNOTATIONS_BYTES = 256 * 1024
+#: etcd's default ``--max-request-bytes``: the largest object the API server can store.
+MAX_OBJECT_BYTES = 1536 * 1024
 
 
 class Outcome(StrEnum):
@@ -67,6 +90,7 @@ class Outcome(StrEnum):
     STRIPPED = "stripped"
     NOT_APPLICABLE = "not_applicable"
     NO_SIGNING_KEY = "no_signing_key"
+    OVER_LIMIT = "over_limit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,12 +214,44 @@ def claims_payload(
     return payload
 
 
+def _annotations_bytes(obj: dict[str, Any], *, without: str) -> int:
+    """Bytes of the pod's annotations, keys plus values, as the API server counts them (UTF-8),
+    leaving out ``without`` (the annotation the stamp replaces)."""
+    annotations = obj.get("metadata", {}).get("annotations")
+    if not isinstance(annotations, dict):
+        return 0
+    return sum(
+        len(k.encode()) + (len(v.encode()) if isinstance(v, str) else len(dumps(v)))
+        for k, v in annotations.items()
+        if k != without
+    )
+
+
+def _limit_crossed(
+    obj: dict[str, Any], patch: list[PatchOp], *, key: str, token: str, review_bytes: int | None
+) -> str | None:
+    """The reason code of the API-server limit the stamped pod would cross, or None."""
+    if (
+        _annotations_bytes(obj, without=key) + len(key.encode()) + len(token)
+        > MAX_ANNOTATIONS_BYTES
+    ):
+        return "annotations_over_limit"
+    # What the patch adds, as JSON: each value plus its member name or array slot (generous).
+    growth = sum(len(dumps(op["value"])) + len(op["path"]) for op in patch if "value" in op)
+    if review_bytes is not None and review_bytes + growth <= MAX_OBJECT_BYTES:
+        return None  # the object is part of the review: no need to measure it
+    if len(dumps(obj)) + growth > MAX_OBJECT_BYTES:
+        return "object_over_limit"
+    return None
+
+
 def decide(
     request: AdmissionRequest,
     *,
     config: StampConfig,
     signer: TokenSigner | None,
     now: int,
+    review_bytes: int | None = None,
 ) -> Decision:
     """Decide whether to stamp the pod of ``request``, and build the patch.
 
@@ -204,6 +260,8 @@ def decide(
         config: stamping parameters and trust policy.
         signer: signs with the active Ed25519 key, or None when no key is loaded.
         now: seconds since the epoch; becomes ``iat`` and ``nbf``, ``exp = now + ttl``.
+        review_bytes: the size of the AdmissionReview's body, an upper bound on the object's;
+            when it leaves room for the patch, the object is not measured (None: measure it).
 
     Returns:
         The :class:`Decision`; see the module docstring for the table.
@@ -269,8 +327,19 @@ def decide(
     payload = claims_payload(
         config=config, request=request, pod=pod, subject=subject, jti=jti, now=now
     )
-    patch = set_annotation(obj, key=key, value=signer.sign(payload))
+    token = signer.sign(payload)
+    patch = set_annotation(obj, key=key, value=token)
     patch.extend(env_ops)
+    crossed = _limit_crossed(obj, patch, key=key, token=token, review_bytes=review_bytes)
+    if crossed is not None:
+        limit = "256 KiB of annotations" if crossed == "annotations_over_limit" else "1.5 MiB"
+        return Decision(
+            decision=Outcome.OVER_LIMIT,
+            reason=crossed,
+            patch=remove_annotation(obj, key=key),
+            warnings=[WARN_OVER_LIMIT.format(limit=limit)],
+            subject=subject,
+        )
     return Decision(
         decision=Outcome.STAMPED,
         reason="trusted_agent_pod",

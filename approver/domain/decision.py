@@ -92,6 +92,7 @@ unknown_kid                    403*    ``kid`` names no key of the current key s
 bad_signature                  403*    the Ed25519 signature does not verify
 wrong_issuer                   403*    ``iss`` is not ``token.issuer``
 wrong_audience                 403*    ``aud`` is not ``token.audience``
+wrong_cluster                  403*    ``cluster`` not in ``token.clusters``, or not its key's
 ttl_too_long                   403*    ``exp - iat`` beyond the 24 h maximum
 invalid_token                  403*    any other token failure
 token_reused                   403*    the ``jti`` is already bound to another agent (a copy)

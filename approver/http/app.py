@@ -59,7 +59,7 @@ from approver.http.app_keys import (
     SYNC_KEY,
 )
 from approver.http.common import authenticate, json_response
-from approver.http.errors import error_middleware
+from approver.http.errors import body_deadline_middleware, error_middleware
 from approver.http.gate import (
     CONNECTIONS_KEY,
     GATE_KEY,
@@ -149,7 +149,11 @@ def create_app(
         )
     sink = audit or AuditSink()
     app = web.Application(
-        client_max_size=MAX_REQUEST_BYTES, middlewares=[error_middleware(MAX_REQUEST_BYTES)]
+        client_max_size=MAX_REQUEST_BYTES,
+        middlewares=[
+            error_middleware(MAX_REQUEST_BYTES),
+            body_deadline_middleware(settings.body_timeout_seconds),
+        ],
     )
     app[SETTINGS_KEY] = settings
     app[STORE_KEY] = store
@@ -179,6 +183,7 @@ def create_app(
             audience=settings.token.audience,
             leeway_seconds=settings.token.leeway_seconds,
             trust=settings.trust,
+            clusters=settings.token.clusters,
         ),
         policy=DecisionPolicy(
             auto_approve=settings.auto_approve.enabled,

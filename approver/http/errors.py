@@ -30,6 +30,7 @@ members, rules and route patterns only.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -134,3 +135,29 @@ def error_middleware(max_request_bytes: int) -> Middleware:
             return _from_aiohttp(exc, max_request_bytes)
 
     return errors
+
+
+def body_deadline_middleware(seconds: float) -> Middleware:
+    """Read a request's body, when it has one, within ``seconds`` before any handler runs;
+    slower gets ``408 request_timeout`` and the connection closed (RFC 9110 section 15.5.9).
+    Handlers then read the body aiohttp keeps. A WebSocket upgrade has no body to wait for.
+    Runs inside :func:`error_middleware`, which turns a body over the limit into JSON 413."""
+
+    @web.middleware
+    async def body_deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.body_exists:
+            try:
+                async with asyncio.timeout(seconds):
+                    await request.read()
+            except TimeoutError:
+                log.info(
+                    "%s: request body not received within %g s", request_route(request), seconds
+                )
+                response = json_error(
+                    408, "request_timeout", f"the request body did not arrive within {seconds:g} s"
+                )
+                response.force_close()
+                return response
+        return await handler(request)
+
+    return body_deadline

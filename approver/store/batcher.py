@@ -62,6 +62,7 @@ class WriteBatcher:
         self._store = store
         self._max = max_batch
         self._parallel = max_parallel
+        self._alone = asyncio.Semaphore(max_parallel)
         self._queue: list[_Item[Any]] = []
         self._drainers: set[asyncio.Task[None]] = set()
 
@@ -77,7 +78,9 @@ class WriteBatcher:
             StoreConflict, or whatever ``work`` raised: from a transaction of its own.
         """
         if self._max == 1:
-            async with self._store.transaction() as tx:
+            # One transaction per decision, still at most max_parallel at once: the others wait
+            # here, in order, rather than for a pool connection (whose timeout is a 503).
+            async with self._alone, self._store.transaction() as tx:
                 return await work(tx)
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append(_Item(work, future))

@@ -64,5 +64,12 @@ async def translated() -> AsyncIterator[None]:
             raise
         # asyncpg's generic Error (database missing, role missing, server shutting down).
         raise StoreUnavailable(f"database unavailable ({short_reason(error)})") from error
+    except exc.TimeoutError as error:
+        # SQLAlchemy's pool timeout: every connection of this process is in use, the database
+        # itself may be fine (a pool too small for the work asked of it).
+        raise StoreUnavailable(
+            "connection pool exhausted: no connection of this process freed within the pool "
+            "timeout (databasePoolSize too small for the load, or transactions held too long)"
+        ) from error
     except UNAVAILABLE_ERRORS as error:
         raise StoreUnavailable(f"database unavailable ({short_reason(error)})") from error

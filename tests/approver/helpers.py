@@ -161,7 +161,7 @@ def settings(*, jwks_file: Path, **overrides: Any) -> ApproverSettings:
     values: dict[str, Any] = {
         "auto_approve": {"enabled": True},
         "trust": TRUST,
-        "token": {"jwks_file": jwks_file},
+        "token": {"jwks_file": jwks_file, "clusters": [CLUSTER]},
         "agent_id_prefix": AGENT_ID_PREFIX,
     }
     values.update(overrides)

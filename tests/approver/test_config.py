@@ -388,3 +388,50 @@ class TestLaterErrors:
         assert settings.describe_field("databaseUrl") == (
             f"databaseUrl (config file key, or env {PREFIX}DATABASE_URL)"
         )
+
+
+class TestTrustedNamespaces:
+    """Hardening issue item 14: trusted namespaces are Kubernetes names, never the system
+    namespaces or agent-bootstrap's own unless listed in trust.allowSensitiveNamespaces."""
+
+    def test_a_name_that_is_not_a_namespace_stops_the_approver_naming_the_key(
+        self, tmp_path: Path
+    ) -> None:
+        path = _write(tmp_path, "trust: {namespaces: [streamspace, Bad_NS]}\n")
+        with pytest.raises(ConfigError) as info:
+            load_settings(config_file=path, environ={})
+        assert f"trust.namespaces (config file {path})" in str(info.value)
+        assert "DNS-1123 label" in str(info.value)
+
+    def test_kube_system_stops_the_approver(self, tmp_path: Path) -> None:
+        path = _write(tmp_path, "trust: {namespaces: [kube-system]}\n")
+        with pytest.raises(ConfigError, match="allowSensitiveNamespaces") as info:
+            load_settings(config_file=path, environ={})
+        assert "trust (config file" in str(info.value)
+
+    def test_the_release_namespace_stops_the_approver(self, tmp_path: Path) -> None:
+        text = "releaseNamespace: agent-bootstrap\ntrust: {namespaces: [agent-bootstrap]}\n"
+        with pytest.raises(ConfigError, match=r"trust\.namespaces lists 'agent-bootstrap'"):
+            load_settings(config_file=_write(tmp_path, text), environ={})
+
+    def test_the_release_namespace_defaults_to_the_pods_own(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """In a cluster the pod's namespace comes from its service account volume."""
+        own = tmp_path / "namespace"
+        own.write_text("agents-infra\n", encoding="utf-8")
+        monkeypatch.setattr("bootstrap_token.policy.IN_CLUSTER_NAMESPACE_FILE", own)
+        path = _write(tmp_path, "trust: {namespaces: [agents-infra]}\n")
+        with pytest.raises(ConfigError, match="'agents-infra', the namespace agent-bootstrap"):
+            load_settings(config_file=path, environ={})
+        ok = _write(tmp_path, "trust: {namespaces: [streamspace]}\n")
+        assert load_settings(config_file=ok, environ={}).release_namespace == "agents-infra"
+
+    def test_listed_twice_is_trusted(self, tmp_path: Path) -> None:
+        text = (
+            "releaseNamespace: agent-bootstrap\n"
+            "trust: {namespaces: [agent-bootstrap, kube-system], "
+            "allowSensitiveNamespaces: [agent-bootstrap, kube-system]}\n"
+        )
+        settings = load_settings(config_file=_write(tmp_path, text), environ={})
+        assert settings.trust.namespaces == {"agent-bootstrap", "kube-system"}

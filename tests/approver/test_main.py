@@ -21,7 +21,14 @@ from approver.__main__ import main
 from approver.config import ApproverSettings
 from approver.serve import serve
 from bootstrap_token import SigningKey
-from tests.approver.helpers import AGENT_ID, AGENT_ID_PREFIX, TRUST, mint_token, registration_body
+from tests.approver.helpers import (
+    AGENT_ID,
+    AGENT_ID_PREFIX,
+    CLUSTER,
+    TRUST,
+    mint_token,
+    registration_body,
+)
 from tests.conftest import Pki
 
 PREFIX = "AGENT_BOOTSTRAP_APPROVER_"
@@ -130,7 +137,7 @@ class TestServe:
         return ApproverSettings(
             auto_approve={"enabled": True},
             trust=TRUST,
-            token={"jwks_file": pki.jwks},
+            token={"jwks_file": pki.jwks, "clusters": [CLUSTER]},
             agent_id_prefix=AGENT_ID_PREFIX,
             database_url=f"sqlite+aiosqlite:///{tmp_path / 'approver.db'}",
             tls_cert_file=pki.approver_cert,
@@ -308,7 +315,7 @@ class TestServeWithKubernetes:
             settings = ApproverSettings(
                 auto_approve={"enabled": True},
                 trust=TRUST,
-                token={"jwks_file": pki.jwks},
+                token={"jwks_file": pki.jwks, "clusters": [CLUSTER]},
                 agent_id_prefix=AGENT_ID_PREFIX,
                 database_url=f"sqlite+aiosqlite:///{tmp_path / 'approver.db'}",
                 admin_tokens_file=admin,

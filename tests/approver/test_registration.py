@@ -22,6 +22,7 @@ from approver.domain.records import AgentRecord, AgentStatus, ApprovalMethod
 from approver.domain.requests import RegistrationRequest
 from approver.registration import Registrar, Registration
 from approver.store import Store, StoreUnavailable, Transaction
+from approver.store.batcher import WriteBatcher
 from bootstrap_token import (
     KeySet,
     SigningKey,
@@ -68,7 +69,12 @@ class Harness:
 
 
 def _harness(
-    store: Store, key_set: KeySet, *, trust: TrustPolicy = TRUST, auto_approve: bool = True
+    store: Store,
+    key_set: KeySet,
+    *,
+    trust: TrustPolicy = TRUST,
+    auto_approve: bool = True,
+    parallel: int = 1,
 ) -> Harness:
     audit, clock = RecordingSink(), Clock()
     registrar = Registrar(
@@ -80,6 +86,7 @@ def _harness(
         policy=DecisionPolicy(auto_approve=auto_approve, agent_id_prefix=AGENT_ID_PREFIX),
         audit=audit,
         clock=clock,
+        writer=WriteBatcher(store, max_batch=1, max_parallel=parallel),
     )
     admin = AdminService(store=store, audit=audit, clock=clock)
     return Harness(registrar=registrar, admin=admin, audit=audit, clock=clock, store=store)
@@ -277,7 +284,8 @@ class TestRaceOnPostgres:
         assert isinstance(store, RacingStore)
         await store.migrate()
         try:
-            harness = _harness(store, key_set)
+            # Two transactions at once, as writeConcurrency 2 on PostgreSQL allows.
+            harness = _harness(store, key_set, parallel=2)
             results = await asyncio.gather(
                 harness.register(AGENT_ID, token=token),
                 harness.register(SECOND_AGENT_ID, token=token),

@@ -87,7 +87,7 @@ def replicas(pki: Pki, pg_url: str, tmp_path: Path) -> Iterator[list[int]]:
                     {
                         "autoApprove": {"enabled": True},
                         "trust": {"namespaces": [NAMESPACE]},
-                        "token": {"jwksFile": str(pki.jwks)},
+                        "token": {"jwksFile": str(pki.jwks), "clusters": ["replicas"]},
                         "agentIdPrefix": PREFIX,
                         "databaseUrl": pg_url,
                         "tlsCertFile": str(pki.approver_cert),

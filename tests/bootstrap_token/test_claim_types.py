@@ -199,6 +199,11 @@ class TestMintingTakesExactTypes:
         path, expected = claim
         if json_type(value) == expected:
             return
+        if path == ("owner",) and value is None:
+            # In Python ``owner=None`` spells "no owner": the token is minted without the claim.
+            minted = BootstrapClaims.model_validate(with_value(path, value))
+            assert "owner" not in minted.to_payload()
+            return
         with pytest.raises(ValidationError):
             BootstrapClaims.model_validate(with_value(path, value))
 

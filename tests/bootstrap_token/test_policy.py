@@ -77,3 +77,58 @@ class TestTrustPolicy:
         """A misspelt key is a configuration error, not silently ignored."""
         with pytest.raises(ValidationError, match="namespace"):
             TrustPolicy.model_validate({"namespace": ["x"]})
+
+
+class TestNamespaceNames:
+    @pytest.mark.parametrize(
+        "name",
+        ["Bad_NS", "Streamspace", "-agents", "agents-", "a.b", "", "x" * 64, "agents ", "ägents"],
+    )
+    def test_what_is_not_a_dns1123_label_is_refused(self, name: str) -> None:
+        """A name Kubernetes would never give a namespace can never match: a typo, refused at
+        start with the key named (RFC 1123 label, Kubernetes "Object Names and IDs")."""
+        with pytest.raises(ValidationError, match="not a namespace name") as raised:
+            TrustPolicy.model_validate({"namespaces": ["streamspace", name]})
+        assert raised.value.errors()[0]["loc"] == ("namespaces",)
+
+    @pytest.mark.parametrize("name", ["streamspace", "a", "agents-2", "x" * 63, "0team"])
+    def test_labels_are_accepted(self, name: str) -> None:
+        assert TrustPolicy.model_validate({"namespaces": [name]}).namespaces == {name}
+
+    @pytest.mark.parametrize(
+        "pair", ["Bad_NS:agent", "streamspace:Agent", "streamspace:agent_1", "streamspace:"]
+    )
+    def test_service_account_pairs_are_kubernetes_names(self, pair: str) -> None:
+        with pytest.raises(ValidationError) as raised:
+            TrustPolicy.model_validate({"serviceAccounts": [pair]})
+        assert raised.value.errors()[0]["loc"] == ("serviceAccounts",)
+
+    def test_a_dotted_service_account_name_is_a_subdomain(self) -> None:
+        policy = TrustPolicy.model_validate({"serviceAccounts": ["streamspace:agent.v2"]})
+        assert policy.service_accounts == {"streamspace:agent.v2"}
+
+
+class TestSensitiveNamespaces:
+    @pytest.mark.parametrize("name", ["kube-system", "kube-public", "kube-node-lease"])
+    def test_system_namespaces_are_refused_naming_the_key(self, name: str) -> None:
+        with pytest.raises(ValidationError, match="allowSensitiveNamespaces") as raised:
+            TrustPolicy.model_validate({"namespaces": ["streamspace", name]})
+        assert name in str(raised.value)
+
+    def test_a_system_namespace_listed_twice_is_trusted(self) -> None:
+        policy = TrustPolicy.model_validate(
+            {"namespaces": ["kube-system"], "allowSensitiveNamespaces": ["kube-system"]}
+        )
+        assert policy.untrusted_reason("kube-system", "agent") is None
+
+    def test_the_release_namespace_needs_the_same_allowance(self) -> None:
+        policy = TrustPolicy.model_validate({"namespaces": ["agent-bootstrap", "streamspace"]})
+        reason = policy.release_namespace_error("agent-bootstrap")
+        assert reason is not None
+        assert "trust.allowSensitiveNamespaces" in reason
+        assert policy.release_namespace_error("elsewhere") is None
+        assert policy.release_namespace_error(None) is None
+        allowed = TrustPolicy.model_validate(
+            {"namespaces": ["agent-bootstrap"], "allowSensitiveNamespaces": ["agent-bootstrap"]}
+        )
+        assert allowed.release_namespace_error("agent-bootstrap") is None

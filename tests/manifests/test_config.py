@@ -95,6 +95,10 @@ class PodFiles:
                 continue
             if "value" in var:
                 env[var["name"]] = var["value"]
+            elif "fieldRef" in var["valueFrom"]:
+                # The downward API: the pod's own namespace, the one the chart is rendered in.
+                assert var["valueFrom"]["fieldRef"] == {"fieldPath": "metadata.namespace"}
+                env[var["name"]] = chart.NAMESPACE
             else:
                 ref = var["valueFrom"]["secretKeyRef"]
                 assert ref["name"]
@@ -181,6 +185,8 @@ class TestWebhookConfig:
         assert settings.issuer == case.effective["token"]["issuer"]
         assert settings.audience == case.effective["token"]["audience"]
         assert settings.workers == case.effective["webhook"]["workers"]
+        # From the downward API, so that trust.namespaces can never list it (hardening item 14).
+        assert settings.release_namespace == chart.NAMESPACE
 
     def test_ports_and_drain_fit_the_pod(
         self, webhook: tuple[WebhookSettings, dict[str, Any], PodFiles]
@@ -247,6 +253,7 @@ class TestApproverConfig:
         webhook_settings, _, _ = webhook
         assert settings.auto_approve.enabled == case.effective["agents"]["autoApprove"]["enabled"]
         assert settings.trust == webhook_settings.trust
+        assert settings.release_namespace == webhook_settings.release_namespace == chart.NAMESPACE
         assert settings.token.issuer == webhook_settings.issuer
         assert settings.token.audience == webhook_settings.audience
         assert settings.token.leeway_seconds == case.effective["token"]["leewaySeconds"]

@@ -61,7 +61,7 @@ def _claim(payload: dict[str, Any], path: tuple[str, ...]) -> Any:
 
 
 @settings(
-    max_examples=600, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(source=st.sampled_from(SOURCES), value=JSON_VALUES)
 def test_refused_or_minted_with_exact_types(

@@ -561,3 +561,36 @@ class TestInvalidJsonInTheEnvironment:
             load_approver_settings(environ={})
         assert str(caught.value).startswith(f"invalid configuration:\n  {key} (env {name}): ")
         assert "streamspace-agent" not in str(caught.value)
+
+
+class TestTrustedNamespaces:
+    """Hardening issue item 14, the webhook's side (the same TrustPolicy as the approver's)."""
+
+    def test_a_name_that_is_not_a_namespace_stops_the_webhook(self, tmp_path: Path) -> None:
+        path = write(tmp_path, {**REQUIRED, "trust": {"namespaces": ["Bad_NS"]}})
+        with pytest.raises(ConfigError) as info:
+            load_settings(config_file=path)
+        assert f"trust.namespaces (config file {path})" in str(info.value)
+
+    def test_kube_system_and_the_release_namespace_stop_the_webhook(self, tmp_path: Path) -> None:
+        system = write(tmp_path, {**REQUIRED, "trust": {"namespaces": ["kube-system"]}})
+        with pytest.raises(ConfigError, match="allowSensitiveNamespaces"):
+            load_settings(config_file=system)
+        own = write(
+            tmp_path,
+            {**REQUIRED, "releaseNamespace": "ops", "trust": {"namespaces": ["ops"]}},
+            name="own.yaml",
+        )
+        with pytest.raises(ConfigError, match=r"trust\.namespaces lists 'ops'"):
+            load_settings(config_file=own)
+
+    def test_listed_twice_is_trusted(self, tmp_path: Path) -> None:
+        path = write(
+            tmp_path,
+            {
+                **REQUIRED,
+                "releaseNamespace": "ops",
+                "trust": {"namespaces": ["ops"], "allowSensitiveNamespaces": ["ops"]},
+            },
+        )
+        assert load_settings(config_file=path).trust.namespaces == {"ops"}

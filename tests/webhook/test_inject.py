@@ -70,6 +70,16 @@ def variable_twice() -> dict[str, Any]:
     return obj
 
 
+def variable_three_times() -> dict[str, Any]:
+    """StreamSpace's values for agent-bootstrap add one more (``k8sAgent.extraEnv``), after
+    the chart's ``secretKeyRef``; here a third before them both."""
+    obj = variable_twice()
+    containers(obj)[0]["env"].append(
+        {"name": VAR, "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}}
+    )
+    return obj
+
+
 def with_sidecar_and_init() -> dict[str, Any]:
     obj = agent_pod()
     containers(obj).insert(
@@ -100,7 +110,13 @@ class Case:
 
 
 def replaced(env: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [INJECTED if e.get("name") == VAR else e for e in env]
+    """The first definition of VAR becomes INJECTED where it stood; later ones are gone."""
+    first = next(i for i, e in enumerate(env) if e.get("name") == VAR)
+    return [
+        INJECTED if i == first else e
+        for i, e in enumerate(env)
+        if i == first or e.get("name") != VAR
+    ]
 
 
 CASES = [
@@ -111,7 +127,10 @@ CASES = [
     Case("env-without-variable", env_without_variable, frozenset({"k8s-agent"}),
          (("add", "/spec/containers/0/env/-"),)),
     Case("variable-twice", variable_twice, frozenset({"k8s-agent"}),
-         (("replace", "/spec/containers/0/env/0"), ("replace", "/spec/containers/0/env/17"))),
+         (("replace", "/spec/containers/0/env/0"), ("remove", "/spec/containers/0/env/17"))),
+    Case("variable-three-times", variable_three_times, frozenset({"k8s-agent"}),
+         (("replace", "/spec/containers/0/env/0"), ("remove", "/spec/containers/0/env/18"),
+          ("remove", "/spec/containers/0/env/17"))),
     Case("sidecar-and-init-untouched", with_sidecar_and_init, frozenset({"k8s-agent"}),
          (("replace", "/spec/containers/1/env/16"),)),
     Case("init-container-named", with_sidecar_and_init, frozenset({"k8s-agent", "k8s-agent-init"}),
@@ -241,3 +260,20 @@ class TestThroughDecide:
         decision = decide(request, config=inject_config, signer=None, now=NOW)
         assert decision.decision is Outcome.NO_SIGNING_KEY
         assert decision.patch == []
+
+
+class TestOneDefinition:
+    """Hardening issue item 10: a variable defined several times ends defined once."""
+
+    @pytest.mark.parametrize("pod", [variable_twice, variable_three_times])
+    def test_exactly_one_definition_the_token_at_the_first_place(
+        self, pod: Callable[[], dict[str, Any]]
+    ) -> None:
+        before = pod()
+        ops = inject_env(before, containers={"k8s-agent"}, variable=VAR, annotation_key=ANNOTATION)
+        env = containers(jsonpatch.apply_patch(before, ops))[0]["env"]
+        definitions = [i for i, e in enumerate(env) if e["name"] == VAR]
+        assert definitions == [0]
+        assert env[0] == INJECTED
+        others = [e for e in containers(before)[0]["env"] if e["name"] != VAR]
+        assert env[1:] == others  # every other variable kept, in its order

@@ -125,7 +125,13 @@ def expected_pod(
                 continue
             env = c.get("env") or []
             if any(e.get("name") == VAR for e in env):
-                c["env"] = [injected if e.get("name") == VAR else e for e in env]
+                # One definition left: the first, now the token (hardening item 10).
+                first = next(i for i, e in enumerate(env) if e.get("name") == VAR)
+                c["env"] = [
+                    injected if i == first else e
+                    for i, e in enumerate(env)
+                    if i == first or e.get("name") != VAR
+                ]
             else:
                 c["env"] = [*env, injected]
     return after

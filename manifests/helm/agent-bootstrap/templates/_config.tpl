@@ -63,6 +63,7 @@ trust:
 token:
   issuer: {{ .Values.token.issuer | toJson }}
   audience: {{ .Values.token.audience | toJson }}
+  clusters: {{ list .Values.clusterName | toJson }}
   leewaySeconds: {{ .Values.token.leewaySeconds | toJson }}
   {{- if .Values.agents.autoApprove.enabled }}
   jwksFile: /etc/agent-bootstrap/jwks/jwks.json

@@ -1,0 +1,380 @@
+"""The HTTP connection guard of both services' ports: no request byte in an error answer, a
+deadline on a request's head, and a cap on connections that have not sent a whole request.
+
+aiohttp's own protocol (:class:`aiohttp.web_protocol.RequestHandler`) answers a request it
+cannot parse with a plain-text 400 that quotes the offending bytes (a header over 8 KiB: the
+first 100 bytes of its value, a bootstrap token or an admin bearer), and it holds a connection
+that sent part of a head for its keep-alive timeout (75 s) whatever it sends. A few hundred
+such connections are cheap for a client and each costs the server a socket and a buffer.
+:class:`GuardedServer` is :class:`aiohttp.web.Server` with :class:`GuardedRequestHandler` as
+its protocol:
+
+* **Unparseable requests** get JSON with no byte of the request: a request line or header field
+  over ``max_field_size`` (8190 bytes) or too many header fields is ``431
+  request_header_fields_too_large`` (RFC 6585 section 5; a long request line gets it too rather
+  than 414, since the parser does not say which line it was), anything else ``400
+  malformed_http_request`` naming only the parser's exception class. One WARNING line is logged,
+  without the bytes (:mod:`bootstrap_token.http_log` also keeps them out of aiohttp's lines).
+* **A request's head has ``head_timeout_seconds``** from the connection (for the first request)
+  or from its first byte (for the next one on a kept-alive connection) to arrive whole;
+  otherwise the connection gets ``408 request_timeout`` (RFC 9110 section 15.5.9) and is closed.
+  Reading the body is bounded by each service where it reads it (the webhook's and the
+  approver's ``bodyTimeoutSeconds``).
+* **At most ``max_incomplete`` connections at once are incomplete**: opened (or, kept alive, sent
+  a first byte of a next request) and not yet through their request's body. When one more
+  arrives, the incomplete connection whose head has waited longest is closed with ``503
+  too_many_incomplete_requests`` and ``Retry-After: 1``; when every incomplete connection is
+  past its head (reading a body, bounded by the body timeout), the newcomer is refused the same
+  way. A connection whose request is whole, an agent's open WebSocket included, is never counted
+  or closed by the guard; an idle kept-alive connection is aiohttp's keep-alive timeout's.
+
+The TLS handshake comes before any of this (asyncio's ``ssl_handshake_timeout``, 60 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineTooLong
+from aiohttp.http_parser import RawRequestMessage
+from aiohttp.streams import StreamReader
+from aiohttp.web_protocol import RequestHandler
+
+from bootstrap_token import jsonio
+
+log = logging.getLogger(__name__)
+
+#: aiohttp's limits on a request line and on one header field, in bytes (its defaults).
+MAX_FIELD_BYTES = 8190
+
+
+@dataclass(frozen=True)
+class GuardLimits:
+    """Limits of :class:`ConnectionGuard`.
+
+    Attributes:
+        head_timeout_seconds: seconds a request's head may take to arrive whole (> 0).
+        max_incomplete: connections at once that have not sent a whole request (>= 1).
+    """
+
+    head_timeout_seconds: float = 10.0
+    max_incomplete: int = 256
+
+    def __post_init__(self) -> None:
+        if self.head_timeout_seconds <= 0:
+            raise ValueError("head_timeout_seconds must be > 0")
+        if self.max_incomplete < 1:
+            raise ValueError("max_incomplete must be >= 1")
+
+
+@dataclass
+class GuardCounts:
+    """What the guard has done since start (for tests, logs and metrics)."""
+
+    head_timeouts: int = 0
+    evicted: int = 0
+    refused: int = 0
+    malformed: int = 0
+
+
+def _raw_answer(status: int, reason: str, error: str, message: str, *, retry: bool) -> bytes:
+    body = jsonio.dumps({"error": error, "message": message})
+    head = [
+        f"HTTP/1.1 {status} {reason}",
+        "Content-Type: application/json; charset=utf-8",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+    ]
+    if retry:
+        head.append("Retry-After: 1")
+    return ("\r\n".join(head) + "\r\n\r\n").encode("ascii") + body
+
+
+class ConnectionGuard:
+    """The incomplete connections of one server, oldest head first (module docstring)."""
+
+    def __init__(self, limits: GuardLimits) -> None:
+        self.limits = limits
+        self.counts = GuardCounts()
+        # Connections waiting for a head, in the order their wait began; then those reading a
+        # body. Both count against max_incomplete.
+        self._heads: OrderedDict[GuardedRequestHandler, None] = OrderedDict()
+        self._bodies: set[GuardedRequestHandler] = set()
+
+    @property
+    def incomplete(self) -> int:
+        """Connections that have not sent a whole request."""
+        return len(self._heads) + len(self._bodies)
+
+    def waiting_for_head(self, handler: GuardedRequestHandler) -> bool:
+        """Count ``handler`` as waiting for a head; False when it must be refused (the cap is
+        reached and no older head can give way)."""
+        self._bodies.discard(handler)
+        if handler in self._heads:
+            return True
+        if self.incomplete >= self.limits.max_incomplete:
+            if not self._heads:
+                self.counts.refused += 1
+                return False
+            oldest = next(iter(self._heads))
+            self.counts.evicted += 1
+            oldest.refuse_busy()
+        self._heads[handler] = None
+        return True
+
+    def reading_body(self, handler: GuardedRequestHandler) -> None:
+        self._heads.pop(handler, None)
+        self._bodies.add(handler)
+
+    def complete(self, handler: GuardedRequestHandler) -> None:
+        self._heads.pop(handler, None)
+        self._bodies.discard(handler)
+
+
+class GuardedRequestHandler(RequestHandler):
+    """aiohttp's protocol with the guard's rules (module docstring). Built by
+    :class:`GuardedServer`."""
+
+    def __init__(self, manager: GuardedServer, *, guard: ConnectionGuard, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._guard = guard
+        self._head_deadline: asyncio.TimerHandle | None = None
+        # "head": waiting for a request's head; "body": its body; "idle": between requests;
+        # "upgraded": a WebSocket (never the guard's again).
+        self._stage = "idle"
+        #: Requests of this connection being handled (a pipelined head waits behind them).
+        self.handling = 0
+
+    # -- the connection's stages ---------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._wait_for_head()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._cancel_deadline()
+        self._guard.complete(self)
+        self._stage = "closed"
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if data and self._stage == "idle":
+            self._wait_for_head()
+        super().data_received(data)
+
+    def head_received(self, message: RawRequestMessage, payload: StreamReader) -> None:
+        """A request's head arrived whole: stop its deadline; the connection stays incomplete
+        until ``payload`` reaches its end."""
+        self._cancel_deadline()
+        if self._stage == "closed":
+            return
+        if message.upgrade:
+            self._stage = "upgraded"
+            self._guard.complete(self)
+            return
+        if payload.is_eof():
+            self._body_done()
+            return
+        self._stage = "body"
+        self._guard.reading_body(self)
+        payload.on_eof(self._body_done)
+
+    def _body_done(self) -> None:
+        if self._stage in ("head", "body"):
+            self._stage = "idle"
+            self._guard.complete(self)
+
+    def _wait_for_head(self) -> None:
+        if self._stage in ("upgraded", "closed"):
+            return
+        self._stage = "head"
+        if not self._guard.waiting_for_head(self):
+            self._stage = "closed"
+            self._answer_and_close(
+                _raw_answer(
+                    503,
+                    "Service Unavailable",
+                    "too_many_incomplete_requests",
+                    "too many connections have not sent a whole request; retry",
+                    retry=True,
+                )
+            )
+            return
+        self._arm_deadline()
+
+    def _arm_deadline(self) -> None:
+        self._cancel_deadline()
+        self._head_deadline = self._loop.call_later(
+            self._guard.limits.head_timeout_seconds, self._head_timed_out
+        )
+
+    def _cancel_deadline(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_timed_out(self) -> None:
+        self._head_deadline = None
+        if self._stage != "head":
+            return
+        if self.handling:
+            # A pipelined head waits behind a request still being handled: not the client's
+            # delay. Look again later.
+            self._arm_deadline()
+            return
+        self._guard.counts.head_timeouts += 1
+        seconds = self._guard.limits.head_timeout_seconds
+        self._answer_and_close(
+            _raw_answer(
+                408,
+                "Request Timeout",
+                "request_timeout",
+                f"the request's head did not arrive within {seconds:g} s",
+                retry=False,
+            )
+        )
+
+    def refuse_busy(self) -> None:
+        """Close this connection, still waiting for a head, with 503 (the cap was reached and it
+        has waited longest)."""
+        self._answer_and_close(
+            _raw_answer(
+                503,
+                "Service Unavailable",
+                "too_many_incomplete_requests",
+                "too many connections have not sent a whole request; retry",
+                retry=True,
+            )
+        )
+
+    def _answer_and_close(self, answer: bytes) -> None:
+        # Only while no request of this connection is being answered: nothing else writes.
+        self._cancel_deadline()
+        self._guard.complete(self)
+        self._stage = "closed"
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(answer)
+        self.force_close()
+
+    # -- answers to what cannot be parsed ------------------------------------------------
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """A request aiohttp's parser refused gets JSON without its bytes (module docstring);
+        every other error is aiohttp's."""
+        if not isinstance(exc, HttpProcessingError):
+            return super().handle_error(request, status, exc, message)
+        self._guard.counts.malformed += 1
+        if isinstance(exc, LineTooLong) or (
+            isinstance(exc, BadHttpMessage) and "too many headers" in str(exc.message).lower()
+        ):
+            status, error = 431, "request_header_fields_too_large"
+            text = (
+                f"the request line or a header field is over {MAX_FIELD_BYTES} bytes, or there "
+                "are too many header fields; nothing of it is echoed"
+            )
+        else:
+            status, error = 400, "malformed_http_request"
+            text = f"the request is not valid HTTP/1.1 ({type(exc).__name__})"
+        log.warning(
+            "refused an unparseable HTTP request from %s: %d %s (%s; content withheld)",
+            request.remote,
+            status,
+            error,
+            type(exc).__name__,
+        )
+        response = web.Response(
+            status=status,
+            body=jsonio.dumps({"error": error, "message": text}),
+            content_type="application/json",
+        )
+        response.force_close()
+        return response
+
+
+class GuardedServer(web.Server):
+    """:class:`aiohttp.web.Server` whose connections are :class:`GuardedRequestHandler`.
+
+    Args:
+        handler: the request handler (as :class:`aiohttp.web.Server`).
+        guard: the :class:`ConnectionGuard` of this server.
+        request_factory: as :class:`aiohttp.web.Server`; wrapped to tell the protocol when a
+            head has arrived.
+        **kwargs: as :class:`aiohttp.web.Server` (``access_log``, ``lingering_time``, ...).
+    """
+
+    def __init__(
+        self,
+        handler: Any,
+        *,
+        guard: ConnectionGuard,
+        request_factory: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(handler, **kwargs)
+        self.guard = guard
+        inner_factory = request_factory or self._make_request
+        inner_handler = self.request_handler
+
+        def make(
+            message: RawRequestMessage,
+            payload: StreamReader,
+            protocol: RequestHandler,
+            writer: Any,
+            task: Any,
+        ) -> web.BaseRequest:
+            if isinstance(protocol, GuardedRequestHandler) and isinstance(
+                message, RawRequestMessage
+            ):
+                protocol.head_received(message, payload)
+            return inner_factory(message, payload, protocol, writer, task)
+
+        async def handle(request: web.BaseRequest) -> web.StreamResponse:
+            protocol = request.protocol
+            if not isinstance(protocol, GuardedRequestHandler):
+                return await inner_handler(request)
+            protocol.handling += 1
+            try:
+                return await inner_handler(request)
+            finally:
+                protocol.handling -= 1
+
+        self.request_factory = make
+        self.request_handler = handle
+
+    def __call__(self) -> RequestHandler:
+        return GuardedRequestHandler(self, guard=self.guard, loop=self._loop, **self._kwargs)
+
+
+class GuardedAppRunner(web.AppRunner):
+    """:class:`aiohttp.web.AppRunner` serving its application through :class:`GuardedServer`.
+
+    ``kwargs`` go to :class:`aiohttp.web.Server` as with :class:`aiohttp.web.AppRunner`.
+    """
+
+    def __init__(self, app: web.Application, *, guard: ConnectionGuard, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.guard = guard
+
+    async def _make_server(self) -> web.Server:
+        # AppRunner's own steps (start the application, then build its server), with the
+        # server built as a GuardedServer from the same parts.
+        server = await super()._make_server()
+        return GuardedServer(
+            server.request_handler,
+            guard=self.guard,
+            request_factory=server.request_factory,
+            handler_cancellation=server.handler_cancellation,
+            **self._kwargs,
+        )
