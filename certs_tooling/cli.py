@@ -244,10 +244,34 @@ def _add_jwks(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "jwks",
         help="print the public JWKS (jwks.json)",
-        description="Print DIR/jwks.json, checked to hold public Ed25519 keys only.",
+        description="Print DIR/jwks.json, checked to hold public Ed25519 keys only. For an "
+        "approver that serves several clusters: --cluster ties this cluster's keys to its name "
+        "(the approver then refuses their tokens for any other 'cluster' claim) and --merge adds "
+        "the keys of other clusters' JWKS documents (docs/operations.md, 'Several clusters').",
     )
     _out(p)
+    p.add_argument(
+        "--cluster",
+        type=_cluster_name,
+        default=None,
+        metavar="NAME",
+        help="tie every key to cluster NAME (the webhook's 'cluster' setting)",
+    )
+    p.add_argument(
+        "--merge",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also print the keys of this JWKS (another cluster's --cluster output); repeatable",
+    )
     p.set_defaults(handler=commands.cmd_jwks)
+
+
+def _cluster_name(value: str) -> str:
+    if not value or value != value.strip() or len(value) > 253:
+        raise argparse.ArgumentTypeError("a cluster name is 1..253 characters, no outer spaces")
+    return value
 
 
 def _add_token(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -175,9 +175,22 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 
 def cmd_jwks(args: argparse.Namespace) -> int:
-    """`jwks`: print jwks.json after checking it holds public keys only. Exit 0."""
+    """`jwks`: print jwks.json after checking it holds public keys only; with ``--cluster``
+    each key tied to that cluster (its JWK's ``cluster`` member, which the approver enforces);
+    with ``--merge FILE`` (repeatable) the union with other clusters' JWKS documents, each key
+    keeping its tie. Exit 0.
+
+    Raises:
+        KeyLoadError: a document is not a public Ed25519 JWKS, or one key is tied to two
+            clusters.
+        MaterialError: a file cannot be read.
+    """
     path = Layout(args.out).jwks
     key_set = KeySet.from_jwks(read_bytes(path))
+    if args.cluster is not None:
+        key_set = key_set.tied_to(args.cluster)
+    for other in args.merge:
+        key_set = key_set.merged(KeySet.from_jwks(read_bytes(other)))
     print(json.dumps(key_set.to_jwks(), indent=2))
     return 0
 

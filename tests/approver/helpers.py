@@ -66,6 +66,7 @@ def streamspace_claims(
     issuer: str = ISSUER,
     audience: str = AUDIENCE,
     jti: str | None = None,
+    cluster: str = CLUSTER,
 ) -> BootstrapClaims:
     """The claims the webhook stamps on a StreamSpace k8s-agent pod at ``now``."""
     return BootstrapClaims.model_validate(
@@ -76,7 +77,7 @@ def streamspace_claims(
             "nbf": now,
             "exp": now + ttl_seconds,
             "jti": jti or new_jti(),
-            "cluster": CLUSTER,
+            "cluster": cluster,
             "namespace": namespace,
             "serviceAccount": SERVICE_ACCOUNT,
             "pod": (pod or PodRef(generate_name=GENERATE_NAME)).model_dump(

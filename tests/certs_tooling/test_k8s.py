@@ -13,7 +13,7 @@ import pytest
 import yaml
 from cryptography import x509
 
-from bootstrap_token import KeySet
+from bootstrap_token import KeySet, SigningKey
 from certs_tooling.cli import main
 from certs_tooling.layout import Layout
 from tests.certs_tooling.certs import load, run_cli
@@ -240,6 +240,43 @@ class TestJwks:
         captured = capsys.readouterr()
         assert captured.out == ""
         assert "private key material" in captured.err
+
+    def test_cluster_ties_every_key(
+        self, folder: Layout, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`jwks --cluster NAME`: every key carries ``cluster: NAME``, which the approver's
+        KeySet reads back as the key's tie (issue 13, item 12)."""
+        assert main(["jwks", "--out", str(folder.root), "--cluster", "prod-eu-1"]) == 0
+        document = json.loads(capsys.readouterr().out)
+        assert [jwk["cluster"] for jwk in document["keys"]] == ["prod-eu-1"]
+        key_set = KeySet.from_jwks(document)
+        assert [key_set.cluster_of(kid) for kid in key_set] == ["prod-eu-1"]
+
+    def test_merge_keeps_each_clusters_tie(
+        self, folder: Layout, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        other = SigningKey.generate()
+        us = tmp_path / "us.json"
+        us.write_text(json.dumps(KeySet([other.public_key]).tied_to("prod-us-1").to_jwks()))
+        argv = ["jwks", "--out", str(folder.root), "--cluster", "prod-eu-1", "--merge", str(us)]
+        assert main(argv) == 0
+        key_set = KeySet.from_jwks(capsys.readouterr().out)
+        own = next(iter(KeySet.from_file(folder.jwks)))
+        assert {kid: key_set.cluster_of(kid) for kid in key_set} == {
+            own: "prod-eu-1",
+            other.kid: "prod-us-1",
+        }
+
+    def test_merge_refuses_a_key_tied_to_two_clusters(
+        self, folder: Layout, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        same = tmp_path / "same.json"
+        same.write_text(json.dumps(KeySet.from_file(folder.jwks).tied_to("staging").to_jwks()))
+        argv = ["jwks", "--out", str(folder.root), "--cluster", "prod-eu-1", "--merge", str(same)]
+        assert main(argv) == 1
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert "tied to two clusters" in captured.err
 
     def test_real_subprocess_run(self, folder: Layout) -> None:
         """`python -m certs_tooling jwks` prints valid JSON."""

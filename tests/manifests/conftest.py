@@ -161,7 +161,7 @@ def build_value_sets(pki: Pki) -> dict[str, dict[str, Any]]:
                     "allow": [f"{TRUSTED}:streamspace-agent"],
                 },
             },
-            "token": {"leewaySeconds": 10},
+            "token": {"leewaySeconds": 10, "extraClusters": ["prod-us-1", "prod-eu-1"]},
             "webhook": {
                 "workers": 2,
                 "timeoutSeconds": 3,

@@ -257,6 +257,11 @@ class TestApproverConfig:
         assert settings.token.issuer == webhook_settings.issuer
         assert settings.token.audience == webhook_settings.audience
         assert settings.token.leeway_seconds == case.effective["token"]["leewaySeconds"]
+        # The webhook's own cluster, and the others' whose keys the JWKS may hold (item 12).
+        assert settings.token.clusters == {
+            webhook_settings.cluster,
+            *case.effective["token"].get("extraClusters", []),
+        }
         assert settings.agent_id_prefix == (case.effective["agents"]["agentIdPrefix"] or None)
         assert settings.retry_after_seconds == case.effective["approver"]["retryAfterSeconds"]
         assert settings.pending_ttl_seconds == case.effective["approver"]["pendingTtlSeconds"]

@@ -63,7 +63,7 @@ trust:
 token:
   issuer: {{ .Values.token.issuer | toJson }}
   audience: {{ .Values.token.audience | toJson }}
-  clusters: {{ list .Values.clusterName | toJson }}
+  clusters: {{ concat (list .Values.clusterName) (.Values.token.extraClusters | default list) | uniq | toJson }}
   leewaySeconds: {{ .Values.token.leewaySeconds | toJson }}
   {{- if .Values.agents.autoApprove.enabled }}
   jwksFile: /etc/agent-bootstrap/jwks/jwks.json
