@@ -47,12 +47,14 @@ JWKS HTTP session) are opened and closed with the application (:func:`open_verif
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from approver.api_keys import ApiKeyAuthenticator, SecretFolderKeys, claim_approval
 from approver.api_keys.format import presented_api_key
+from approver.domain.binding import PodLookupError, PodSource
 from approver.domain.credential_outcome import CredentialOutcome
 from approver.domain.ports import BootstrapCheck, CheckRefusal, CredentialVerifier
 from approver.domain.records import ApprovalMethod
@@ -64,6 +66,7 @@ from approver.service_accounts import (
     check_pod_binding,
     presented_service_account_token,
 )
+from approver.service_accounts.live_pod import check_token_pod, needs_pod, pod_lookup_failed
 from bootstrap_token import BootstrapClaims
 
 if TYPE_CHECKING:
@@ -72,6 +75,8 @@ if TYPE_CHECKING:
 
     from approver.config import ApproverSettings
     from approver.store import Transaction
+
+log = logging.getLogger(__name__)
 
 
 class ApiKeyVerifier:
@@ -109,10 +114,15 @@ class ServiceAccountVerifier:
     Args:
         reviewer: :func:`approver.service_accounts.build_reviewer`'s reviewer; closed by
             :meth:`close`.
+        pods: reads live pods (``kubernetes.enabled``), or None. With it, an accepted token
+            must name a live pod with its pod UID (:mod:`approver.service_accounts.live_pod`:
+            ``sa_pod_gone``, the gap offline verification leaves), and the pod's controller
+            joins the outcome.
     """
 
-    def __init__(self, reviewer: ServiceAccountReviewer) -> None:
+    def __init__(self, reviewer: ServiceAccountReviewer, *, pods: PodSource | None = None) -> None:
         self._reviewer = reviewer
+        self._pods = pods
 
     @property
     def method(self) -> ApprovalMethod:
@@ -121,7 +131,18 @@ class ServiceAccountVerifier:
     async def verify(
         self, *, request: RegistrationRequest, headers: Mapping[str, str], now: float
     ) -> CredentialOutcome:
-        return await self._reviewer.review(token=presented_service_account_token(headers), now=now)
+        outcome = await self._reviewer.review(
+            token=presented_service_account_token(headers), now=now
+        )
+        where = needs_pod(outcome) if self._pods is not None else None
+        if self._pods is None or where is None:
+            return outcome
+        try:
+            pod = await self._pods.read(*where)
+        except PodLookupError as exc:
+            log.warning("pod %s/%s: %s", where[0], where[1], exc)
+            return pod_lookup_failed(outcome, str(exc))
+        return check_token_pod(outcome, pod)
 
     async def claim(self, tx: Transaction, outcome: CredentialOutcome, *, now: float) -> str | None:
         """Nothing to claim: a service-account token approves its own pod only."""
@@ -184,6 +205,7 @@ def configured_verifiers(
     kube: ApiClient | None,
     engine: AsyncEngine | None = None,
     folder: SecretFolderKeys | None = None,
+    pods: PodSource | None = None,
 ) -> tuple[CredentialVerifier, ...]:
     """The step-3 and step-4 verifiers the settings enable, in decision order.
 
@@ -192,6 +214,8 @@ def configured_verifiers(
         kube: the Kubernetes client (for TokenReview), when ``kubernetes.enabled``.
         engine: the approver's database (the ``api_keys`` table), for the API-key path.
         folder: the ``apiKeys.secretDir`` keys (:func:`api_key_folder`), when set.
+        pods: reads live pods, when ``kubernetes.enabled``: a service-account token must then
+            name a live pod (:class:`ServiceAccountVerifier`).
 
     Returns:
         :class:`ApiKeyVerifier` when ``apiKeys.enabled``, then :class:`ServiceAccountVerifier`
@@ -207,7 +231,9 @@ def configured_verifiers(
         verifiers.append(ApiKeyVerifier(ApiKeyAuthenticator(engine=engine, folder=folder)))
     if settings.service_account_tokens.enabled:
         verifiers.append(
-            ServiceAccountVerifier(build_reviewer(settings.service_account_tokens, api_client=kube))
+            ServiceAccountVerifier(
+                build_reviewer(settings.service_account_tokens, api_client=kube), pods=pods
+            )
         )
     return tuple(verifiers)
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from approver.domain.records import ApprovalMethod
+from bootstrap_token import OwnerRef
 
 
 class Verdict(StrEnum):
@@ -69,6 +70,9 @@ class CredentialOutcome:
         pod_name: the pod the token is bound to.
         pod_uid: that pod's UID.
         node_name: the node the pod runs on, when the token says (Kubernetes 1.30+).
+        controller: the live pod's controller (``ownerReferences`` entry with
+            ``controller: true``), read from the Kubernetes API after the token was verified and
+            its pod UID matched the live pod's; None when the pod was not read or has none.
     """
 
     verdict: Verdict
@@ -87,6 +91,7 @@ class CredentialOutcome:
     pod_name: str | None = None
     pod_uid: str | None = None
     node_name: str | None = None
+    controller: OwnerRef | None = None
 
     @property
     def accepted(self) -> bool:

@@ -169,7 +169,7 @@ def create_app(
     if verifiers is None:
         try:
             verifiers = configured_verifiers(
-                settings, kube=kube, engine=store.engine, folder=folder
+                settings, kube=kube, engine=store.engine, folder=folder, pods=pods
             )
         except (ValueError, OSError, ssl.SSLError) as exc:
             raise ConfigError(f"{where_set(settings, 'serviceAccountTokens')}: {exc}") from None

@@ -26,9 +26,10 @@ security-relevant checks first:
 What offline mode cannot see: the API server invalidates a pod-bound token when its pod is
 deleted (TokenReview then refuses it), but a signature stays valid until ``exp``. A token copied
 out of a deleted pod therefore verifies offline until it expires (at most
-``maxRemainingLifetimeSeconds``). The pod watch closes that gap for approved agents: it marks an
-agent ``inactive`` when the pod UID recorded at approval is deleted, and an agent whose recorded
-pod is gone cannot be approved again with that pod's token.
+``maxRemainingLifetimeSeconds``). With Kubernetes access the registrar closes that gap: it
+reads the token's pod and refuses a token whose pod is gone (``sa_pod_gone``,
+:mod:`.live_pod`), and the pod watch marks an approved agent ``inactive`` when the pod UID
+recorded at approval is deleted.
 """
 
 from __future__ import annotations

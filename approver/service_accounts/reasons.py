@@ -44,6 +44,11 @@ sa_pod_name_mismatch               refused   yes       binding: the bootstrap to
                                                        SA token's pod
 sa_pod_uid_mismatch                refused   yes       binding: the SA token's pod UID differs from
                                                        the pod UID bound to the bootstrap token
+sa_pod_gone                        refused   yes       Kubernetes access: no live pod has the
+                                                       token's pod name and UID (deleted or
+                                                       replaced; :mod:`.live_pod`)
+sa_pod_lookup_failed               refused   no        Kubernetes access: the token's pod could
+                                                       not be read now: try again later
 =================================  ========  ========  =============================================
 """
 
@@ -78,6 +83,8 @@ class SaReason(StrEnum):
     SERVICE_ACCOUNT_MISMATCH = "sa_service_account_mismatch"
     POD_NAME_MISMATCH = "sa_pod_name_mismatch"
     POD_UID_MISMATCH = "sa_pod_uid_mismatch"
+    POD_GONE = "sa_pod_gone"
+    POD_LOOKUP_FAILED = "sa_pod_lookup_failed"
 
     @property
     def security(self) -> bool:
@@ -96,6 +103,7 @@ _HONEST = frozenset(
         SaReason.NOT_ALLOWED,
         SaReason.REVIEW_UNAVAILABLE,
         SaReason.JWKS_UNAVAILABLE,
+        SaReason.POD_LOOKUP_FAILED,
     }
 )
 
