@@ -336,6 +336,17 @@ class ApproverSettings(ServiceSettings):
         description="Database connections per process (PostgreSQL; SQLite readers; SQLite "
         "writes always use one). Default 10.",
     )
+    database_stall_seconds: float = Field(
+        default=0.5,
+        alias="databaseStallSeconds",
+        ge=0.05,
+        le=30,
+        description="Seconds a registration's transaction (or /readyz) may wait while no "
+        "database operation finishes before the database counts as hung: those waiting are "
+        "answered 202 pending (registrations) or 503, new ones at once, /readyz is 503, and a "
+        "probe every second restores service when it answers (approver.store.health). "
+        "Default 0.5.",
+    )
     write_batch_size: int = Field(
         default=64,
         alias="writeBatchSize",

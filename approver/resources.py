@@ -77,7 +77,11 @@ def server_ssl_context(settings: ApproverSettings) -> ssl.SSLContext | None:
 def open_store(settings: ApproverSettings) -> Store:
     """The store of ``databaseUrl``. Raises ConfigError for an unsupported URL."""
     try:
-        return Store.open(settings.database_url, pool_size=settings.database_pool_size)
+        return Store.open(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            stall_seconds=settings.database_stall_seconds,
+        )
     except ValueError as exc:
         raise ConfigError(f"{where_set(settings, 'databaseUrl')}: {exc}") from None
 

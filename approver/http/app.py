@@ -358,7 +358,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """``GET /readyz``: 200 when the database answers, else 503 via the middleware."""
-    await request.app[STORE_KEY].ping()
+    await request.app[STORE_KEY].check_ready()
     return json_response({"status": "ready"})
 
 

@@ -48,6 +48,7 @@ from approver.http.app_keys import SETTINGS_KEY
 from approver.http.common import ACTOR, json_error, json_response, refused_request, request_route
 from approver.registration import REGISTER_EVENT
 from approver.store import StoreUnavailable
+from approver.store.health import DatabaseStalled
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,10 @@ def error_middleware(max_request_bytes: int) -> Middleware:
                 404 if isinstance(exc, ApiKeyNotFound) else 409, exc.code, exc.message
             )
         except StoreUnavailable as exc:
-            log.warning("%s: %s", request_route(request), exc)
+            # While the database hangs the watchdog logged it once (approver.store.health);
+            # each refused request would be one more line per request.
+            level = logging.DEBUG if isinstance(exc, DatabaseStalled) else logging.WARNING
+            log.log(level, "%s: %s", request_route(request), exc)
             return _unavailable(request, "store_unavailable", "the approver's database", None)
         except ControlPlaneUnavailable as exc:
             log.warning("%s: control plane: %s", request_route(request), exc)

@@ -19,6 +19,10 @@ Failure is all or nothing per batch: if any item raises, or the commit fails, th
 transaction is rolled back. A commit failure (:class:`StoreUnavailable`) is every item's answer;
 an item's own exception sends every item of the batch through a transaction of its own, so one
 item's conflict or bug never decides another's fate, and nothing half-done is ever committed.
+
+Every transaction runs under the store's hung-database watchdog (:mod:`approver.store.health`):
+while the database hangs, batches in flight are answered :class:`StoreUnavailable` within about
+``stall_seconds`` and nothing new is queued until it answers again.
 """
 
 from __future__ import annotations
@@ -29,10 +33,13 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from approver.store.errors import StoreUnavailable
+from approver.store.health import DatabaseStalled
 from approver.store.store import Store
 from approver.store.transaction import Transaction
 
 T = TypeVar("T")
+#: Default bound of the queue of items waiting for a batch.
+DEFAULT_MAX_QUEUED = 4096
 Work = Callable[[Transaction], Awaitable[T]]
 
 
@@ -54,11 +61,22 @@ class WriteBatcher:
         max_batch: most items per transaction; 1 turns batching off (each item its own
             transaction, still through this object).
         max_parallel: most batches (transactions) in flight at once.
+        max_queued: most items waiting for a batch; one more is refused with
+            :class:`StoreUnavailable` at once (a database too slow for the load answers
+            ``202 pending`` + ``Retry-After`` rather than growing the queue without bound).
     """
 
-    def __init__(self, store: Store, *, max_batch: int, max_parallel: int = 1) -> None:
-        if max_batch < 1 or max_parallel < 1:
-            raise ValueError("max_batch and max_parallel must be at least 1")
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_batch: int,
+        max_parallel: int = 1,
+        max_queued: int = DEFAULT_MAX_QUEUED,
+    ) -> None:
+        if max_batch < 1 or max_parallel < 1 or max_queued < 1:
+            raise ValueError("max_batch, max_parallel and max_queued must be at least 1")
+        self._max_queued = max_queued
         self._store = store
         self._max = max_batch
         self._parallel = max_parallel
@@ -77,11 +95,13 @@ class WriteBatcher:
             StoreUnavailable: the transaction could not commit; nothing of ``work`` was written.
             StoreConflict, or whatever ``work`` raised: from a transaction of its own.
         """
+        health = self._store.health
         if self._max == 1:
-            # One transaction per decision, still at most max_parallel at once: the others wait
-            # here, in order, rather than for a pool connection (whose timeout is a 503).
-            async with self._alone, self._store.transaction() as tx:
-                return await work(tx)
+            return await health.run(lambda: self._alone_run(work))
+        if not health.ready:
+            raise DatabaseStalled("database not answering: not queued")
+        if len(self._queue) >= self._max_queued:
+            raise StoreUnavailable(f"write queue full ({self._max_queued} waiting)")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append(_Item(work, future))
         # A drainer whose loop found the queue empty is done at once (no await in between),
@@ -91,20 +111,30 @@ class WriteBatcher:
             self._drainers.add(asyncio.create_task(self._drain(), name="write-batcher"))
         return await future
 
+    async def _alone_run(self, work: Work[T]) -> T:
+        # One transaction per decision, still at most max_parallel at once: the others wait
+        # here, in order, rather than for a pool connection (whose timeout is a 503).
+        async with self._alone, self._store.transaction() as tx:
+            return await work(tx)
+
     async def _drain(self) -> None:
         while self._queue:
             batch, self._queue = self._queue[: self._max], self._queue[self._max :]
             await self._run_batch(batch)
 
     async def _run_batch(self, batch: list[_Item[Any]]) -> None:
-        results: list[Any] = []
-        try:
+        async def attempt() -> list[Any]:
+            results: list[Any] = []
             async with self._store.transaction() as tx:
                 for item in batch:
                     try:
                         results.append(await item.work(tx))
                     except Exception as exc:
                         raise _Abort from exc
+            return results
+
+        try:
+            results = await self._store.health.run(attempt)
         except _Abort as abort:
             if isinstance(abort.__cause__, StoreUnavailable):
                 for item in batch:
@@ -126,9 +156,12 @@ class WriteBatcher:
                 item.future.set_result(result)
 
     async def _run_alone(self, item: _Item[Any]) -> None:
-        try:
+        async def attempt() -> Any:
             async with self._store.transaction() as tx:
-                result = await item.work(tx)
+                return await item.work(tx)
+
+        try:
+            result = await self._store.health.run(attempt)
         except Exception as exc:
             _fail(item, exc)
         else:

@@ -36,7 +36,7 @@ import aiosqlite
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from approver.audit.chain import ChainedEvent
@@ -44,6 +44,7 @@ from approver.domain.records import AgentRecord, AgentStatus
 from approver.store import sqlite_inline
 from approver.store.fast import FastStatements
 from approver.store.filters import AgentFilter, AuditFilter
+from approver.store.health import DEFAULT_STALL_SECONDS, DatabaseHealth, DatabaseStalled
 from approver.store.rows import (
     agent_from_row,
     chained_from_row,
@@ -76,8 +77,17 @@ class Store:
     PostgreSQL both use one pool.
     """
 
-    def __init__(self, engine: AsyncEngine, *, reader: AsyncEngine | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        reader: AsyncEngine | None = None,
+        stall_seconds: float = DEFAULT_STALL_SECONDS,
+    ) -> None:
         self._engine = engine
+        #: The hung-database watchdog (approver.store.health) the registration writes and
+        #: ``/readyz`` go through.
+        self.health = DatabaseHealth(self.ping, stall_seconds=stall_seconds)
         self._reader = reader or engine
         self._closed = False
         self._head = HeadCache()
@@ -90,6 +100,7 @@ class Store:
         *,
         timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
         pool_size: int = DEFAULT_POOL_SIZE,
+        stall_seconds: float = DEFAULT_STALL_SECONDS,
     ) -> Store:
         """Create the engine for ``url``; connects lazily, so a database that is down now makes
         requests fail with :class:`StoreUnavailable` rather than the start.
@@ -98,6 +109,8 @@ class Store:
             url: ``sqlite+aiosqlite:///path.db`` or ``postgresql+asyncpg://user@host/db``.
             timeout_seconds: connect, lock-wait and statement timeout, in seconds.
             pool_size: PostgreSQL connections per process (and SQLite readers).
+            stall_seconds: seconds without progress that count as a hung database
+                (:mod:`approver.store.health`).
 
         Raises:
             ValueError: the URL names another driver (only aiosqlite and asyncpg are async and
@@ -133,8 +146,12 @@ class Store:
                 return engine
 
             if database == ":memory:":
-                return cls(sqlite_engine(1, writer=True))
-            return cls(sqlite_engine(1, writer=True), reader=sqlite_engine(pool_size, writer=False))
+                return cls(sqlite_engine(1, writer=True), stall_seconds=stall_seconds)
+            return cls(
+                sqlite_engine(1, writer=True),
+                reader=sqlite_engine(pool_size, writer=False),
+                stall_seconds=stall_seconds,
+            )
         if (backend, driver) == ("postgresql", "asyncpg"):
             engine = create_async_engine(
                 parsed,
@@ -152,7 +169,7 @@ class Store:
                     },
                 },
             )
-            return cls(engine)
+            return cls(engine, stall_seconds=stall_seconds)
         raise ValueError(
             "databaseUrl must use sqlite+aiosqlite:// or postgresql+asyncpg://, "
             f"got {backend}+{driver}"
@@ -182,6 +199,7 @@ class Store:
                 failed to commit; nothing was written.
             StoreConflict: a unique constraint refused a write; nothing was written.
         """
+        self._refuse_while_hung()
         async with translated():
             async with self._engine.begin() as conn:
                 tx = Transaction(
@@ -194,9 +212,24 @@ class Store:
                 await tx._finish()
             tx._committed()
 
+    def _refuse_while_hung(self) -> None:
+        """Raise :class:`DatabaseStalled` at once while the watchdog says the database hangs
+        (approver.store.health): the admin API and the sweeper answer 503 instead of waiting
+        out the timeout behind it."""
+        if not self.health.ready:
+            raise DatabaseStalled("database not answering")
+
+    @asynccontextmanager
+    async def _reading(self) -> AsyncIterator[AsyncConnection]:
+        """A reader connection (SQLite's read pool, PostgreSQL's pool); refused at once while
+        the database hangs. Raises StoreUnavailable."""
+        self._refuse_while_hung()
+        async with translated(), self._reader.connect() as conn:
+            yield conn
+
     async def get_agent(self, agent_id: str) -> AgentRecord | None:
         """The record with ``agent_id``, or None. Raises StoreUnavailable."""
-        async with translated(), self._reader.connect() as conn:
+        async with self._reading() as conn:
             row = (
                 await conn.execute(sa.select(agents).where(agents.c.agent_id == agent_id))
             ).first()
@@ -205,7 +238,7 @@ class Store:
     async def get_agent_by_key(self, digest: str) -> AgentRecord | None:
         """The record whose per-agent key hashes to ``digest``, or None. Raises
         StoreUnavailable."""
-        async with translated(), self._reader.connect() as conn:
+        async with self._reading() as conn:
             row = (
                 await conn.execute(sa.select(agents).where(agents.c.api_key_hash == digest))
             ).first()
@@ -248,7 +281,7 @@ class Store:
                     sa.and_(agents.c.created_at == created, agents.c.id > ident),
                 )
             )
-        async with translated(), self._reader.connect() as conn:
+        async with self._reading() as conn:
             rows = (await conn.execute(query)).all()
         return [agent_from_row(row._mapping) for row in rows]
 
@@ -288,7 +321,7 @@ class Store:
         if before is not None:
             query = query.where(t.seq < before)
         query = query.order_by(t.seq.desc() if descending else t.seq).limit(limit)
-        async with translated(), self._reader.connect() as conn:
+        async with self._reading() as conn:
             rows = (await conn.execute(query)).all()
         return [chained_from_row(row._mapping) for row in rows]
 
@@ -312,7 +345,7 @@ class Store:
         query = sa.select(audit_chain_head.c.seq, audit_chain_head.c.hash).where(
             audit_chain_head.c.id == 1
         )
-        async with translated(), self._reader.connect() as conn:
+        async with self._reading() as conn:
             row = (await conn.execute(query)).one()
         return int(row.seq), str(row.hash)
 
@@ -325,6 +358,15 @@ class Store:
         """Round-trip ``SELECT 1``. Raises StoreUnavailable."""
         async with translated(), self._reader.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))
+
+    async def check_ready(self) -> None:
+        """Readiness: :meth:`ping` under the hung-database watchdog, so it answers within
+        about ``stall_seconds`` even when the database hangs.
+
+        Raises:
+            StoreUnavailable: the database did not answer (``DatabaseStalled`` while it hangs).
+        """
+        await self.health.run(self.ping)
 
     async def migrate(self) -> None:
         """Upgrade the schema to the newest migration (Alembic ``upgrade head``), in one
@@ -345,6 +387,7 @@ class Store:
         """Close every pooled connection. Idempotent."""
         if not self._closed:
             self._closed = True
+            await self.health.close()
             await self._engine.dispose()
             if self._reader is not self._engine:
                 await self._reader.dispose()

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from multidict import CIMultiDict
@@ -250,8 +251,8 @@ class RacingStore(Store):
     """A store whose first two transactions, once each has read its agent's record and the
     jti's owner, wait for each other: both decide on an unused jti, so both try to burn it."""
 
-    def __init__(self, engine: AsyncEngine, *, reader: AsyncEngine | None = None) -> None:
-        super().__init__(engine, reader=reader)
+    def __init__(self, engine: AsyncEngine, **options: Any) -> None:
+        super().__init__(engine, **options)
         self.barrier = asyncio.Barrier(2)
         self.waits = 0
 
