@@ -1,6 +1,7 @@
-"""Admin actions: list, read, approve, reject, revoke, delete, bulk-approve an owner's pending
-agents, read the audit chain. Each call is one audit event stored with the change it made, in
-its transaction, with the administrator as ``actor``. No HTTP.
+"""Admin actions: list, read, approve, reject, revoke, delete, bulk-approve the pending agents
+of one controller owner or of one Deployment, read the audit chain. Each call is one audit
+event stored with the change it made, in its transaction, with the administrator as ``actor``.
+No HTTP.
 
 Actions and the lifecycle events they are (:mod:`approver.domain.lifecycle`):
 
@@ -18,8 +19,16 @@ revoke         (refused)         pending, rejected           409 ``transition_no
 delete         admin_delete      any                         the row is gone (its audit events
                                                              and burnt ``jti`` stay)
 bulk-approve   admin_approve     pending agents of one       active, each with its own event
-               (each)            controller owner (UID)
+               (each)            controller owner (UID) or
+                                 Deployment (UID, or name
+                                 and namespace), owner
+                                 proven
 =============  ================  ==========================  ===================================
+
+Bulk approval selects only records whose owner was recorded from verified evidence
+(``owner_evidence`` set: a verified credential bound the agent's pod, see
+:mod:`approver.domain.decision`, "Owner"). A registration that proved nothing never has an
+owner, so an agent id naming a pod of the workload is not enough to be approved with it.
 
 Approve, reject and revoke lock the agent's row (PostgreSQL), so they serialise with a
 registration retry of the same agent: the retry sees the action or runs before it, never half of
@@ -30,7 +39,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from approver.audit.chain import ChainedEvent
@@ -124,13 +133,7 @@ class AdminService:
         """
         where = where or AgentFilter(status=status)
         if status is not None:
-            where = AgentFilter(
-                status=status,
-                namespace=where.namespace,
-                approval_method=where.approval_method,
-                owner_uid=where.owner_uid,
-                expired=where.expired,
-            )
+            where = replace(where, status=status)
         agents = await self._store.list_agents(
             where=where,
             after=after,
@@ -220,23 +223,41 @@ class AdminService:
         return current
 
     async def bulk_approve(
-        self, *, owner_uid: str, actor: str, namespace: str | None = None
+        self,
+        *,
+        actor: str,
+        owner_uid: str | None = None,
+        namespace: str | None = None,
+        deployment_uid: str | None = None,
+        deployment_name: str | None = None,
     ) -> list[AgentRecord]:
-        """Approve every ``pending`` agent whose controller owner has ``owner_uid`` (and, when
-        given, in ``namespace``), in one transaction, one audit event per agent plus one for
-        the call.
+        """Approve every ``pending`` agent of one workload whose owner was recorded from
+        verified evidence (module docstring): the controller owner with ``owner_uid``, or the
+        Deployment with ``deployment_uid``, or the Deployment named ``deployment_name`` in
+        ``namespace``; and, when given, in ``namespace``. One transaction, one audit event per
+        agent plus one for the call.
 
         Returns:
             The approved records (empty when none was pending).
 
         Raises:
+            ValueError: not exactly one of ``owner_uid``, ``deployment_uid``,
+                ``deployment_name``; or ``deployment_name`` without ``namespace``.
             StoreUnavailable.
         """
+        selectors = [owner_uid, deployment_uid, deployment_name]
+        if sum(v is not None for v in selectors) != 1:
+            raise ValueError("give exactly one of owner_uid, deployment_uid, deployment_name")
+        if deployment_name is not None and namespace is None:
+            raise ValueError("a Deployment name needs its namespace")
         at = self._now()
         async with self._store.transaction() as tx:
             pending = await tx.select_agents(
                 statuses=(AgentStatus.PENDING,),
                 owner_uid=owner_uid,
+                deployment_uid=deployment_uid,
+                deployment_name=deployment_name,
+                proven_owner_only=True,
                 namespace=namespace,
                 lock=True,
             )
@@ -263,7 +284,7 @@ class AdminService:
                         reason=Reason.APPROVED_BY_ADMIN,
                         at=at,
                         actor=actor,
-                        message=f"owner_uid={audit_value(owner_uid)} "
+                        message=f"{_selector(owner_uid, deployment_uid, deployment_name)} "
                         f"namespace={audit_value(namespace or 'any')} count={len(approved)}",
                     )
                 )
@@ -382,6 +403,17 @@ class AdminService:
         )
 
 
+def _selector(
+    owner_uid: str | None, deployment_uid: str | None, deployment_name: str | None
+) -> str:
+    """The workload a bulk approval named, for its ``admin.bulk_approve`` message."""
+    if owner_uid is not None:
+        return f"owner_uid={audit_value(owner_uid)}"
+    if deployment_uid is not None:
+        return f"deployment_uid={audit_value(deployment_uid)}"
+    return f"deployment={audit_value(deployment_name or '')}"
+
+
 def _describe(where: AgentFilter) -> str:
     """The filters of a listing for its ``admin.list`` message, each value rendered by
     :func:`approver.audit.text.audit_value` (they come from the request)."""
@@ -390,6 +422,8 @@ def _describe(where: AgentFilter) -> str:
         ("namespace", where.namespace),
         ("method", where.approval_method.value if where.approval_method else None),
         ("owner_uid", where.owner_uid),
+        ("deployment_uid", where.deployment_uid),
+        ("deployment", where.deployment_name),
         ("expired", where.expired),
     )
     return " ".join(f"{k}={audit_value(str(v))}" for k, v in parts if v is not None) or "all"

@@ -49,6 +49,8 @@ Sources, highest precedence first:
          type: none               # or streamspace, with controlPlane.streamspace
        serviceAccountTokens:      # step 4 (approver.service_accounts.settings)
          enabled: false
+       pendingLimits:             # registrations without a credential (approver.pending_limits)
+         perSourcePerSecond: 1
 
 3. the defaults below.
 
@@ -81,6 +83,7 @@ from pydantic_settings import (
 
 from approver.api_keys.settings import ApiKeySettings
 from approver.connectors.settings import ControlPlaneSettings
+from approver.pending_limits.settings import PendingLimitSettings
 from approver.service_accounts.settings import ServiceAccountSettings
 from bootstrap_token import TrustPolicy
 from bootstrap_token import config_file as _cf
@@ -312,6 +315,12 @@ class ApproverSettings(ServiceSettings):
         default_factory=ServiceAccountSettings,
         alias="serviceAccountTokens",
         description="The service-account token approval path (step 4). Default: disabled.",
+    )
+    pending_limits: PendingLimitSettings = Field(
+        default_factory=PendingLimitSettings,
+        alias="pendingLimits",
+        description="Rates and a per-namespace cap on registrations that would create a "
+        "pending record without a credential (approver.pending_limits.settings). Default: on.",
     )
     pending_ttl_seconds: int = Field(
         default=86400,

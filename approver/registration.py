@@ -6,7 +6,9 @@
 2. before touching the database: verify the bootstrap token (CPU only, the current key set and
    trust policy), read the live pod when Kubernetes access is on and the token names the
    agent's pod (:mod:`approver.domain.binding`), and ask the step-3/4 verifiers
-   (:mod:`approver.verifiers`);
+   (:mod:`approver.verifiers`), with auto-approval off too (what they prove is recorded on the
+   pending record, :mod:`approver.domain.decision`, "Auto-approval off"); for a proven owner
+   that is a ReplicaSet, find its Deployment (:meth:`Registrar._deployments`);
 3. in one transaction attempt (shared with concurrent registrations,
    :mod:`approver.store.batcher`): read everything the decision needs up front (the agent's
    record, locked; who burnt the token's ``jti``), decide once
@@ -15,7 +17,10 @@
    claim its slot; burn the ``jti`` (``INSERT ... ON CONFLICT DO NOTHING``: losing that race to
    a concurrent transaction is a conflict, and the attempt runs again, reading the winner); make
    the per-agent API key when the decision issues one (only its hash is written); write the
-   record; append the audit event to the hash chain; commit;
+   record; append the audit event to the hash chain; commit. A decision that would create a
+   pending record without a valid credential asks the limits first
+   (:mod:`approver.pending_limits.gate`): refused, it writes nothing and is answered 202
+   pending with ``Retry-After``;
 4. emit the audit event as a JSON line, after the commit, so it never reports what was not
    stored; return the answer (200 means committed).
 
@@ -71,6 +76,7 @@ from approver.domain.control_plane import (
     ControlPlaneUnavailable,
     Grant,
 )
+from approver.domain.credential_outcome import CredentialOutcome
 from approver.domain.credentials import BootstrapCredential, Presented, presented_credentials
 from approver.domain.decision import (
     AUTOMATIC_ACTORS,
@@ -89,6 +95,7 @@ from approver.domain.decision import (
     needs_quota,
 )
 from approver.domain.lifecycle import LifecycleEvent, allowed, apply, first_approval
+from approver.domain.pending_limits import PendingLimited, limited_decision
 from approver.domain.ports import CredentialVerifier
 from approver.domain.quota import QuotaUsage, lock_key
 from approver.domain.records import AgentRecord, ControlPlaneState, TokenUse
@@ -99,6 +106,13 @@ from approver.domain.sync_plan import (
     registration_step,
 )
 from approver.domain.sync_plan import Step as CpStep
+from approver.domain.workloads import (
+    DEPLOYMENT,
+    REPLICA_SET,
+    DeploymentSource,
+    OwnerLookupError,
+)
+from approver.pending_limits.gate import Admission, PendingGate
 from approver.store import Store, StoreConflict, StoreUnavailable, Transaction
 from approver.store.batcher import WriteBatcher
 from bootstrap_token import (
@@ -108,6 +122,7 @@ from bootstrap_token import (
     Expired,
     KeySet,
     MalformedToken,
+    OwnerRef,
     TokenError,
     VerificationPolicy,
     jsonio,
@@ -134,11 +149,15 @@ class Registration:
         agent: the agent record after it (None when the decision kept no record: a 403 for an
             unknown agent, or one that proved nothing).
         api_key: the per-agent API key issued by this decision, shown in this answer only.
+        limited: set when a limit on registrations without a credential refused this one
+            (:mod:`approver.domain.pending_limits`): answered 202 pending with its
+            ``Retry-After``; nothing was written.
     """
 
     decision: Decision
     agent: AgentRecord | None
     api_key: str | None = field(default=None, repr=False)
+    limited: PendingLimited | None = None
 
 
 class Registrar:
@@ -159,6 +178,10 @@ class Registrar:
             default: one transaction per registration.
         control_plane: where approvals take effect (:mod:`approver.connectors`); None: the
             approver's own records and ``aga_`` keys are the only ones.
+        owners: finds the Deployment of a proven owner ReplicaSet (Kubernetes access), or
+            None: owners are recorded without their Deployment.
+        pending_gate: the limits on registrations that would create a pending record without
+            a credential (:mod:`approver.pending_limits.gate`); None: unlimited.
     """
 
     def __init__(
@@ -175,6 +198,8 @@ class Registrar:
         verifiers: Sequence[CredentialVerifier] = (),
         writer: WriteBatcher | None = None,
         control_plane: ControlPlane | None = None,
+        owners: DeploymentSource | None = None,
+        pending_gate: PendingGate | None = None,
     ) -> None:
         if policy.kubernetes != (pods is not None):
             raise ValueError("policy.kubernetes must be set exactly when a pod source is given")
@@ -189,6 +214,13 @@ class Registrar:
         self._verifiers = tuple(verifiers)
         self._writer = writer or WriteBatcher(store, max_batch=1)
         self._control_plane = control_plane
+        self._owners = owners
+        self._gate = pending_gate
+
+    @property
+    def pending_gate(self) -> PendingGate | None:
+        """The limits on unauthenticated pending registrations (None: none)."""
+        return self._gate
 
     async def register(
         self,
@@ -212,7 +244,9 @@ class Registrar:
                 per-client limits), if known.
 
         Returns:
-            The decision, the stored record, and the per-agent API key when one was issued.
+            The decision, the stored record, and the per-agent API key when one was issued;
+            or, for a registration a limit refused (``limited``), a pending decision, no
+            record, nothing written and an audit event emitted (not stored).
 
         Raises:
             StoreUnavailable: the database could not decide now; nothing was written, and an
@@ -226,9 +260,12 @@ class Registrar:
         now = self._clock()
         started = time.monotonic()
         facts = await self._facts(request, headers, now=now, client_ip=client_ip)
+        admission = Admission()
         try:
             if self._control_plane is None:
-                registration, event = await self._decide_and_write(facts, now=now)
+                registration, event = await self._decide_and_write(
+                    facts, now=now, admission=admission
+                )
             else:
                 intent = AgentIntent(
                     agent_id=request.agent_id,
@@ -239,7 +276,12 @@ class Registrar:
                 # the control plane's budget (StreamSpace's agent gives up after 10 s).
                 deadline = started + self._control_plane.budget_seconds
                 registration, event = await self._through_control_plane(
-                    self._control_plane, facts, intent, now=now, deadline=deadline
+                    self._control_plane,
+                    facts,
+                    intent,
+                    now=now,
+                    deadline=deadline,
+                    admission=admission,
                 )
         except (StoreUnavailable, ControlPlaneUnavailable) as exc:
             reason = (
@@ -276,12 +318,8 @@ class Registrar:
         pod = await self._look_at_pod(
             request, presented.bootstrap, verification, pod_name, source_address=client_ip
         )
-        outcomes = (
-            tuple(
-                [await v.verify(request=request, headers=headers, now=now) for v in self._verifiers]
-            )
-            if self._policy.auto_approve
-            else ()
+        outcomes = tuple(
+            [await v.verify(request=request, headers=headers, now=now) for v in self._verifiers]
         )
         facts = Facts(
             request=request,
@@ -291,8 +329,50 @@ class Registrar:
             pod=pod,
             outcomes=outcomes,
             source_address=client_ip,
+            deployments=await self._deployments(verification, pod, outcomes, pod_name),
         )
         return facts
+
+    async def _deployments(
+        self,
+        verification: Verification,
+        pod: PodEvidence | None,
+        outcomes: Sequence[CredentialOutcome],
+        pod_name: str | None,
+    ) -> dict[str, OwnerRef]:
+        """The Deployment of each owner ReplicaSet a verified credential may prove (the
+        verified token's ``owner`` once its live pod passed; the ``controller`` of an accepted
+        outcome naming the agent's pod ``pod_name``), by ReplicaSet UID. Only candidates bound
+        to a live pod are read, never an owner a registration merely claims; the decision then
+        keeps the one it proves. A failed read is logged and leaves that ReplicaSet without
+        its Deployment: the registration goes on, and its retry reads again."""
+        if self._owners is None:
+            return {}
+        candidates: list[tuple[str, OwnerRef]] = []
+        claims = verification if isinstance(verification, BootstrapClaims) else None
+        if claims is not None and claims.owner is not None and pod and pod.check is PodCheck.OK:
+            candidates.append((claims.namespace, claims.owner))
+        for outcome in outcomes:
+            bound = outcome.pod_name is not None and outcome.pod_name == pod_name
+            if outcome.accepted and bound and outcome.controller and outcome.namespace:
+                candidates.append((outcome.namespace, outcome.controller))
+        found: dict[str, OwnerRef] = {}
+        for namespace, owner in candidates:
+            if owner.kind != REPLICA_SET or owner.uid in found:
+                continue
+            try:
+                deployment = await self._owners.deployment_of(namespace, owner)
+            except OwnerLookupError as exc:
+                log.warning(
+                    "replicaset %s/%s: %s; its agent is recorded without its Deployment",
+                    namespace,
+                    owner.name,
+                    exc,
+                )
+                continue
+            if deployment is not None:
+                found[owner.uid] = deployment
+        return found
 
     async def _through_control_plane(
         self,
@@ -302,15 +382,17 @@ class Registrar:
         *,
         now: float,
         deadline: float,
+        admission: Admission,
     ) -> tuple[Registration, AuditEvent]:
         """A registration whose approval must take effect in the control plane (module
-        docstring, "With a control plane"); its calls end by ``deadline`` (monotonic)."""
+        docstring, "With a control plane"); its calls end by ``deadline`` (monotonic). A
+        registration a limit refuses in the preview asks the control plane nothing."""
         refusal = control_plane.refusal(request_fields(facts.request))
         if refusal is not None:
             raise ControlPlaneRefused(refusal)
         for _ in range(MAX_ATTEMPTS):
             preview, existing = await self._writer.run(
-                lambda tx: self._preview_in(tx, facts, now=now)
+                lambda tx: self._preview_in(tx, facts, now=now, admission=admission)
             )
             step = registration_step(
                 issue_key=preview.issue_key,
@@ -318,6 +400,8 @@ class Registrar:
                 creates=preview.effect is Effect.CREATE,
                 existing=existing,
             )
+            if admission.refusal is not None:
+                step = CpStep.NONE  # limited: the transaction below writes nothing either
             grant: Grant | None = None
             state: ControlPlaneState | None = None
             try:
@@ -331,7 +415,12 @@ class Registrar:
                 return await self._rejected_there(control_plane, facts, exc, now=now)
             try:
                 registration, event = await self._decide_and_write(
-                    facts, now=now, grant=grant, control_plane=state, step=step
+                    facts,
+                    now=now,
+                    grant=grant,
+                    control_plane=state,
+                    step=step,
+                    admission=admission,
                 )
             except _KeyNeeded:
                 continue  # the decision changed since the preview: ask again
@@ -394,7 +483,9 @@ class Registrar:
         return await self._writer.run(work)
 
     def _verify(self, credential: BootstrapCredential | None, *, now: int) -> Verification:
-        if credential is None or not self._policy.auto_approve:
+        """The token's verification, with auto-approval off too (the binding it proves is
+        recorded on the pending record)."""
+        if credential is None:
             return None
         try:
             return verify(credential.token, self._key_set, self._verification, now=now)
@@ -448,11 +539,15 @@ class Registrar:
         grant: Grant | None = None,
         control_plane: ControlPlaneState | None = None,
         step: CpStep = CpStep.NONE,
+        admission: Admission | None = None,
     ) -> tuple[Registration, AuditEvent]:
         async def work(tx: Transaction) -> tuple[Registration, AuditEvent]:
             registration = await self._decide_in(
-                tx, facts, now=now, grant=grant, control_plane=control_plane
+                tx, facts, now=now, grant=grant, control_plane=control_plane, admission=admission
             )
+            if registration.limited is not None:
+                # Nothing written, nothing stored: the event is only emitted, as a JSON line.
+                return registration, _limited_event(facts, registration.limited, now=now)
             note = (
                 f"; control plane: {step.value} -> {control_plane.value}" if control_plane else ""
             )
@@ -473,11 +568,14 @@ class Registrar:
         raise StoreUnavailable(f"registration still conflicting after {MAX_ATTEMPTS} attempts")
 
     async def _preview_in(
-        self, tx: Transaction, facts: Facts, *, now: float
+        self, tx: Transaction, facts: Facts, *, now: float, admission: Admission | None = None
     ) -> tuple[Decision, AgentRecord | None]:
         """The decision the transaction would make, without writing anything (the ``jti`` is
-        assumed burnable when unburnt, the verifiers' claims are not taken)."""
+        assumed burnable when unburnt, the verifiers' claims are not taken); a creation the
+        limits refuse is judged here (``admission``), before the control plane is asked."""
         existing, decision = await self._view_decision(tx, facts, lock=False)
+        if self._gate is not None and admission is not None:
+            await self._gate.check(tx, facts, decision, admission, lock=False)
         return decision, existing
 
     async def _view_decision(
@@ -505,11 +603,18 @@ class Registrar:
         now: float,
         grant: Grant | None = None,
         control_plane: ControlPlaneState | None = None,
+        admission: Admission | None = None,
     ) -> Registration:
         """Decide and write inside ``tx`` (order in the module docstring). A ``jti`` burnt by a
         concurrent transaction since it was read is a :class:`StoreConflict`: the attempt is
-        rolled back and decided again, reading the winner."""
+        rolled back and decided again, reading the winner. A creation of a pending record
+        without a credential asks the limits first (:mod:`approver.pending_limits.gate`); a
+        refused one writes nothing."""
         existing, decision = await self._view_decision(tx, facts, lock=True)
+        if self._gate is not None and admission is not None:
+            limited = await self._gate.check(tx, facts, decision, admission, lock=True)
+            if limited is not None:
+                return Registration(decision=limited_decision(limited), agent=None, limited=limited)
         claims = facts.verification if isinstance(facts.verification, BootstrapClaims) else None
         at = datetime.fromtimestamp(now, UTC)
         used = decision.outcome_used
@@ -690,9 +795,16 @@ def _with_body(record: AgentRecord, request: RegistrationRequest) -> AgentRecord
 
 def _bound(record: AgentRecord, decision: Decision, facts: Facts) -> AgentRecord:
     """The record with the binding a decision writes: from the verified token or the step-3/4
-    outcome (the ``jti`` only when approved)."""
+    outcome (the ``jti`` only when approved); the owner only as the decision proved it
+    (:mod:`approver.domain.decision`, "Owner"), its Deployment as read now or, when this read
+    failed, as the record holds it for the same owner."""
     claims = decision.claims
     owner = decision.owner
+    deployment = decision.deployment
+    kept = record.owner_deployment_name, record.owner_deployment_uid
+    same_owner = owner is not None and record.owner_uid == owner.uid
+    if deployment is None and same_owner and kept[0] is not None and kept[1] is not None:
+        deployment = OwnerRef(kind=DEPLOYMENT, name=kept[0], uid=kept[1])
     approved = decision.outcome is Outcome.APPROVED
     return replace(
         record,
@@ -706,6 +818,9 @@ def _bound(record: AgentRecord, decision: Decision, facts: Facts) -> AgentRecord
         owner_kind=owner.kind if owner else None,
         owner_name=owner.name if owner else None,
         owner_uid=owner.uid if owner else None,
+        owner_deployment_name=deployment.name if deployment else None,
+        owner_deployment_uid=deployment.uid if deployment else None,
+        owner_evidence=decision.owner_evidence if owner else None,
         credential_hash=decision.credential_digest or facts.presented.primary,
         source_address=facts.source_address,
     )
@@ -747,6 +862,20 @@ def _event(
         approval_method=approval_method,
         credential=credential or presented.primary_fingerprint,
         message=message,
+    )
+
+
+def _limited_event(facts: Facts, limited: PendingLimited, *, now: float) -> AuditEvent:
+    """The audit line of a registration a limit refused (emitted, never stored)."""
+    return _event(
+        facts,
+        at=datetime.fromtimestamp(now, UTC),
+        decision=Outcome.PENDING.value,
+        reason=limited.reason.value,
+        message=(
+            f"limit={limited.limit.value}; {limited.message}; nothing written; "
+            f"Retry-After {limited.retry_after_seconds}"
+        ),
     )
 
 

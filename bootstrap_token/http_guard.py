@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,9 +99,24 @@ def _raw_answer(status: int, reason: str, error: str, message: str, *, retry: bo
 class ConnectionGuard:
     """The incomplete connections of one server, oldest head first (module docstring)."""
 
-    def __init__(self, limits: GuardLimits) -> None:
+    def report(self, status: int, error: str, message: str) -> None:
+        """Tell :attr:`on_refusal` of one refusal; its failure never affects the answer."""
+        if self.on_refusal is None:
+            return
+        try:
+            self.on_refusal(status, error, message)
+        except Exception:
+            log.exception("on_refusal failed")
+
+    def __init__(
+        self, limits: GuardLimits, *, on_refusal: Callable[[int, str, str], None] | None = None
+    ) -> None:
         self.limits = limits
         self.counts = GuardCounts()
+        #: Told ``(status, error code, message)`` of every answer the guard gives itself (408,
+        #: 503, 431, 400), so a service can count and audit refusals made before any request
+        #: existed. Never given a byte of what the client sent.
+        self.on_refusal = on_refusal
         # Connections waiting for a head, in the order their wait began; then those reading a
         # body. Both count against max_incomplete.
         self._heads: OrderedDict[GuardedRequestHandler, None] = OrderedDict()
@@ -195,14 +211,12 @@ class GuardedRequestHandler(RequestHandler):
         self._stage = "head"
         if not self._guard.waiting_for_head(self):
             self._stage = "closed"
-            self._answer_and_close(
-                _raw_answer(
-                    503,
-                    "Service Unavailable",
-                    "too_many_incomplete_requests",
-                    "too many connections have not sent a whole request; retry",
-                    retry=True,
-                )
+            self._refuse(
+                503,
+                "Service Unavailable",
+                "too_many_incomplete_requests",
+                "too many connections have not sent a whole request; retry",
+                retry=True,
             )
             return
         self._arm_deadline()
@@ -229,28 +243,28 @@ class GuardedRequestHandler(RequestHandler):
             return
         self._guard.counts.head_timeouts += 1
         seconds = self._guard.limits.head_timeout_seconds
-        self._answer_and_close(
-            _raw_answer(
-                408,
-                "Request Timeout",
-                "request_timeout",
-                f"the request's head did not arrive within {seconds:g} s",
-                retry=False,
-            )
+        self._refuse(
+            408,
+            "Request Timeout",
+            "request_timeout",
+            f"the request's head did not arrive within {seconds:g} s",
+            retry=False,
         )
 
     def refuse_busy(self) -> None:
         """Close this connection, still waiting for a head, with 503 (the cap was reached and it
         has waited longest)."""
-        self._answer_and_close(
-            _raw_answer(
-                503,
-                "Service Unavailable",
-                "too_many_incomplete_requests",
-                "too many connections have not sent a whole request; retry",
-                retry=True,
-            )
+        self._refuse(
+            503,
+            "Service Unavailable",
+            "too_many_incomplete_requests",
+            "too many connections have not sent a whole request; retry",
+            retry=True,
         )
+
+    def _refuse(self, status: int, reason: str, error: str, message: str, *, retry: bool) -> None:
+        self._guard.report(status, error, message)
+        self._answer_and_close(_raw_answer(status, reason, error, message, retry=retry))
 
     def _answer_and_close(self, answer: bytes) -> None:
         # Only while no request of this connection is being answered: nothing else writes.
@@ -287,6 +301,7 @@ class GuardedRequestHandler(RequestHandler):
         else:
             status, error = 400, "malformed_http_request"
             text = f"the request is not valid HTTP/1.1 ({type(exc).__name__})"
+        self._guard.report(status, error, text)
         log.warning(
             "refused an unparseable HTTP request from %s: %d %s (%s; content withheld)",
             request.remote,

@@ -20,6 +20,9 @@ Endpoints (``Authorization: Bearer <token>`` required, else 401 with a ``Status`
   than the history, it sends one ``ERROR`` event holding a ``Status`` with code 410 and reason
   ``Expired`` and ends (Kubernetes API concepts, "Efficient detection of changes"). A pod that
   stops matching the selector is sent as ``DELETED``, as the API server does.
+* ``GET /apis/apps/v1/namespaces/{ns}/replicasets/{name}``: the ReplicaSet
+  (:func:`make_replica_set`, :meth:`KubeApi.add_replica_set`), a ``Status`` 404 ``NotFound``,
+  or, while :attr:`KubeApi.replica_set_failure` is set, a ``Status`` with that code (e.g. 500).
 * ``POST /apis/authentication.k8s.io/v1/tokenreviews``: a ``TokenReview`` whose ``status`` has
   ``authenticated``, ``user`` (``username``, ``uid``, ``groups``, ``extra`` with
   ``authentication.kubernetes.io/pod-name`` and ``pod-uid`` for pod-bound tokens), ``audiences``
@@ -156,6 +159,74 @@ def make_pod(
     }
 
 
+def make_replica_set(
+    namespace: str,
+    name: str,
+    *,
+    uid: str | None = None,
+    deployment: Mapping[str, str] | None = None,
+    labels: Mapping[str, str] | None = None,
+    replicas: int = 1,
+) -> Json:
+    """A ReplicaSet (``apps/v1``) as the API server returns it, as a Deployment makes it: its
+    name is the Deployment's plus the pod-template hash, and its controller reference names the
+    Deployment.
+
+    Args:
+        deployment: ``{"name", "uid"}`` of the controlling Deployment, or None for a bare
+            ReplicaSet.
+    """
+    template_hash = name.rsplit("-", 1)[-1]
+    pod_labels = {**dict(AGENT_LABELS if labels is None else labels)}
+    pod_labels["pod-template-hash"] = template_hash
+    metadata: Json = {
+        "name": name,
+        "namespace": namespace,
+        "uid": uid or str(uuid.uuid4()),
+        "generation": 1,
+        "creationTimestamp": _now(),
+        "labels": dict(pod_labels),
+        "annotations": {
+            "deployment.kubernetes.io/desired-replicas": str(replicas),
+            "deployment.kubernetes.io/max-replicas": str(replicas + 1),
+            "deployment.kubernetes.io/revision": "1",
+        },
+    }
+    if deployment is not None:
+        metadata["ownerReferences"] = [
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "name": deployment["name"],
+                "uid": deployment["uid"],
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+    return {
+        "kind": "ReplicaSet",
+        "apiVersion": "apps/v1",
+        "metadata": metadata,
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": dict(pod_labels)},
+            "template": {
+                "metadata": {"labels": dict(pod_labels)},
+                "spec": {
+                    "containers": [{"name": "k8s-agent", "image": "streamspace/k8s-agent:latest"}]
+                },
+            },
+        },
+        "status": {
+            "replicas": replicas,
+            "fullyLabeledReplicas": replicas,
+            "readyReplicas": replicas,
+            "availableReplicas": replicas,
+            "observedGeneration": 1,
+        },
+    }
+
+
 # --- label selectors (Kubernetes "Labels and Selectors": equality- and set-based) -------------
 
 
@@ -268,6 +339,9 @@ class KubeApi:
         self._events: list[_Event] = []
         self._watches: list[_Watch] = []
         self._tokens: dict[str, _TokenEntry] = {}
+        self._replica_sets: dict[tuple[str, str], Json] = {}
+        #: While set, every ReplicaSet read is answered with a ``Status`` of this code.
+        self.replica_set_failure: int | None = None
         self._runner: web.AppRunner | None = None
         self._port = 0
 
@@ -277,6 +351,9 @@ class KubeApi:
         app = web.Application()
         app.router.add_get("/api/v1/namespaces/{ns}/pods/{name}", self._get_pod)
         app.router.add_get("/api/v1/namespaces/{ns}/pods", self._list_or_watch)
+        app.router.add_get(
+            "/apis/apps/v1/namespaces/{ns}/replicasets/{name}", self._get_replica_set
+        )
         app.router.add_post("/apis/authentication.k8s.io/v1/tokenreviews", self._token_review)
         app.middlewares.append(self._auth)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5)
@@ -464,6 +541,19 @@ class KubeApi:
             check_pod=check_pod,
         )
 
+    def add_replica_set(self, replica_set: Json) -> Json:
+        """Create a ReplicaSet (:func:`make_replica_set`); returns the stored copy."""
+        stored = copy.deepcopy(replica_set)
+        meta = stored["metadata"]
+        meta["resourceVersion"] = str(self._next_rv())
+        self._replica_sets[(meta["namespace"], meta["name"])] = stored
+        return copy.deepcopy(stored)
+
+    def delete_replica_set(self, namespace: str, name: str) -> None:
+        """Remove a ReplicaSet."""
+        self._replica_sets.pop((namespace, name))
+        self._next_rv()
+
     def revoke_token(self, token: str) -> None:
         """Make a registered token fail TokenReview from now on."""
         self._tokens.pop(token, None)
@@ -501,6 +591,27 @@ class KubeApi:
                 status=404,
             )
         return web.json_response(pod)
+
+    async def _get_replica_set(self, request: web.Request) -> web.Response:
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        if self.replica_set_failure is not None:
+            code = self.replica_set_failure
+            reason = {403: "Forbidden", 429: "TooManyRequests"}.get(code, "InternalError")
+            return web.json_response(
+                status(code, reason, f'replicasets.apps "{name}": {reason}'), status=code
+            )
+        replica_set = self._replica_sets.get((ns, name))
+        if replica_set is None:
+            return web.json_response(
+                status(
+                    404,
+                    "NotFound",
+                    f'replicasets.apps "{name}" not found',
+                    details={"name": name, "group": "apps", "kind": "replicasets"},
+                ),
+                status=404,
+            )
+        return web.json_response(replica_set)
 
     def _too_old(self, raw: str | None) -> bool:
         if raw in (None, "", "0"):

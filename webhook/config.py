@@ -63,11 +63,46 @@ ENV_PREFIX = "AGENT_BOOTSTRAP_WEBHOOK_"
 #: Environment variable naming the YAML config file (``--config`` wins over it).
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 
-#: 3 MiB. The API server caps request bodies at 3 MiB (etcd's default object limit is 1.5 MiB,
-#: and the review carries the object, plus oldObject for updates, plus the envelope), so an
-#: AdmissionReview for a big pod (many containers, long env lists, managedFields) can reach a
-#: few MiB. aiohttp's own default of 1 MiB would reject those with 413 and leave them unstamped.
-DEFAULT_MAX_REQUEST_BYTES = 3 * 1024 * 1024
+#: etcd's default request limit, 1.5 MiB (etcd documentation, "System limits": "By default, the
+#: maximum size of any request is 1.5 MiB", ``--max-request-bytes``): the largest object the API
+#: server can store (webhook.stamp uses the same figure); a larger pod fails with "etcdserver:
+#: request is too large" whatever a webhook answers.
+MAX_OBJECT_BYTES = 1536 * 1024
+
+#: Bytes Go's ``encoding/json`` may write for one byte of the object. The API server writes the
+#: AdmissionReview with it (k8s.io/apimachinery's JSON serializer, a ``json.Encoder`` with
+#: ``SetEscapeHTML`` left on), which turns each ``&``, ``<`` and ``>`` into ``\u0026``,
+#: ``\u003c``, ``\u003e`` (Go ``encoding/json``, ``HTMLEscape``), and a control byte or an
+#: invalid UTF-8 byte into ``\u00XX`` / ``\ufffd``: six bytes for one, the worst case.
+GO_JSON_ESCAPE_FACTOR = 6
+
+#: Room for the AdmissionReview around the object (kind, resource, names, operation, options,
+#: ``userInfo`` with its groups and extra): a few KiB in practice; 1 MiB makes the total round.
+#: ``oldObject`` is not counted: the webhook is registered for CREATE only (the chart's and the
+#: kustomize base's ``rules``), where it is null. A registration that adds UPDATE needs twice the
+#: object; raise ``maxRequestBytes`` with it.
+REVIEW_ENVELOPE_BYTES = 1024 * 1024
+
+#: 10 MiB (10485760) = 1.5 MiB x 6 + 1 MiB: the largest review the API server can send for a
+#: storable pod, every byte of its object escaped. Under it a valid pod (576 KB of ``args`` full
+#: of ``&`` is a 3.4 MB review) is answered, not refused with 413 and admitted unchanged. What
+#: bounds memory is not this cap but ``maxInFlightBodyBytes`` (bodies held at once) and
+#: ``maxUnescapedRequestBytes`` (what one body may decode to).
+DEFAULT_MAX_REQUEST_BYTES = MAX_OBJECT_BYTES * GO_JSON_ESCAPE_FACTOR + REVIEW_ENVELOPE_BYTES
+
+#: 3 MiB (3145728): the API server's own cap on a request body (k8s.io/apiserver
+#: ``Config.MaxRequestBodyBytes``), the object's way in. A review counted with every ``\u00XX``
+#: escape as the one byte it stands for holds the object as it came in (plus defaults, the
+#: envelope and, for a storable pod, at most 1.5 MiB in etcd); a 1.5 MiB pod fits with room.
+#: Escapes decode to one character each, so this bounds what parsing one body can build:
+#: JSON of nothing but structure (``[{},{},...]``) decodes to about 30 times its size in Python
+#: objects (10 MiB of it: about 300 MB; 3 MiB: about 90 MB, within the chart's 256 MiB limit).
+DEFAULT_MAX_UNESCAPED_REQUEST_BYTES = 3 * 1024 * 1024
+
+#: Default seconds a body that does not fit ``maxInFlightBodyBytes`` waits for room before 503;
+#: capped per request at half the API server's deadline for the call (its ``timeout`` query
+#: parameter, ``timeoutSeconds`` of the registration), so the answer still arrives in time.
+DEFAULT_BODY_BUDGET_WAIT_SECONDS = 2.0
 
 #: Default seconds between two looks at the key and certificate files. Kubernetes propagates a
 #: changed Secret to its volume within the kubelet sync period (about a minute), so polling every
@@ -187,11 +222,13 @@ class WebhookSettings(ServiceSettings):
     reloadIntervalSeconds   RELOAD_INTERVAL_SECONDS         seconds  5 (0 = never re-read)
     host                    HOST                            -        0.0.0.0
     port                    PORT                            -        8443 (1..65535)
-    maxRequestBytes         MAX_REQUEST_BYTES               bytes    3 MiB (3145728)
+    maxRequestBytes         MAX_REQUEST_BYTES               bytes    10 MiB (10485760)
+    maxUnescapedRequestBytes  MAX_UNESCAPED_REQUEST_BYTES   bytes    3 MiB (3145728)
     bodyTimeoutSeconds      BODY_TIMEOUT_SECONDS            seconds  10 (1..60)
     headTimeoutSeconds      HEAD_TIMEOUT_SECONDS            seconds  10 (1..60)
     maxIncompleteConnections  MAX_INCOMPLETE_CONNECTIONS    -        256 (1..65536)
     maxInFlightBodyBytes    MAX_IN_FLIGHT_BODY_BYTES        bytes    32 MiB (33554432)
+    bodyBudgetWaitSeconds   BODY_BUDGET_WAIT_SECONDS        seconds  2 (0..30; 0 = no wait)
     metricsHost             METRICS_HOST                    -        0.0.0.0
     metricsPort             METRICS_PORT                    -        9090 (0 = no metrics)
     workers                 WORKERS                         -        1 (processes on the port)
@@ -306,8 +343,17 @@ class WebhookSettings(ServiceSettings):
         default=DEFAULT_MAX_REQUEST_BYTES,
         alias="maxRequestBytes",
         ge=64 * 1024,
-        description="Largest accepted request body in bytes; larger gets 413. Default 3 MiB "
-        "(the API server's own request limit).",
+        description="Largest accepted request body in bytes; larger gets 413. Default 10 MiB: "
+        "a 1.5 MiB pod (etcd's limit) with every byte escaped by Go's JSON encoder (6 bytes "
+        "each), plus 1 MiB for the review around it.",
+    )
+    max_unescaped_request_bytes: int = Field(
+        default=DEFAULT_MAX_UNESCAPED_REQUEST_BYTES,
+        alias="maxUnescapedRequestBytes",
+        ge=64 * 1024,
+        description="Largest accepted request body in bytes with each \\u00XX escape counted "
+        "as one byte (checked only on bodies larger than this); larger gets 413. Bounds what "
+        "parsing one body can build. Default 3 MiB (the API server's own request limit).",
     )
     body_timeout_seconds: float = Field(
         default=10.0,
@@ -339,9 +385,19 @@ class WebhookSettings(ServiceSettings):
         default=32 * 1024 * 1024,
         alias="maxInFlightBodyBytes",
         ge=64 * 1024,
-        description="Bytes of request bodies being received at once (declared lengths; a "
-        "chunked body counts as maxRequestBytes); a body that would exceed it gets 503 with "
-        "Retry-After. Bounds the memory slow or hostile clients can hold. Default 32 MiB.",
+        description="Bytes of request bodies held at once, from reading to the answer "
+        "(declared lengths; a chunked body counts as maxRequestBytes); a body that would exceed "
+        "it waits for room (bodyBudgetWaitSeconds), then gets 503 with Retry-After. Bounds the "
+        "memory slow or hostile clients can hold. At least maxRequestBytes. Default 32 MiB.",
+    )
+    body_budget_wait_seconds: float = Field(
+        default=DEFAULT_BODY_BUDGET_WAIT_SECONDS,
+        alias="bodyBudgetWaitSeconds",
+        ge=0,
+        le=30,
+        description="Seconds a body that does not fit maxInFlightBodyBytes waits for room, in "
+        "order of arrival, before 503; at most half the API server's deadline for the call "
+        "(its timeout query parameter). Default 2; 0 refuses at once.",
     )
     metrics_host: str = Field(
         default="0.0.0.0",  # noqa: S104 - Prometheus scrapes the pod IP.

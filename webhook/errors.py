@@ -1,15 +1,17 @@
 """The webhook's errors, and the answer each gets.
 
 Every request the webhook cannot answer with an AdmissionReview is refused with an HTTP error
-``{"error": message}``, one audit event (``admission.review``, decision ``malformed``, the reason)
-and a count in ``errors_total{kind=reason}`` (:meth:`webhook.handler.Reviewer.refused`). Two
+``{"error": message}``, one audit event (``admission.review``, decision ``malformed``, the reason,
+the body's size in its message) and a count in ``errors_total{kind=reason}``
+(:meth:`webhook.handler.Reviewer.refused`). Two
 kinds, raised in two places::
 
     Refusal                     reason code + a message naming fields, never input values
      +-- TransportRefusal       the HTTP exchange is refused before a review is read
      |                          (webhook.server): 413 too_large, 415 unsupported_media_type /
      |                          unsupported_encoding, 408 body_timeout (connection closed),
-     |                          503 overloaded (Retry-After: 1), 400 body_unreadable,
+     |                          503 overloaded (no room in the in-flight budget after
+     |                          waiting for it; Retry-After: 1), 400 body_unreadable,
      |                          417 expectation_failed
      +-- MalformedReview        the body is not an AdmissionReview the webhook can answer
                                 (webhook.review, webhook.stamp, webhook.inject): 400 empty_body,

@@ -3,8 +3,8 @@
 Every review answered gets exactly one audit event (``component=webhook``,
 ``event=admission.review``, docs/design.md "Audit"; fields given in the schema's order, which lets
 :func:`webhook.audit.audit_line` skip reordering) and one count in ``reviews_total``. Reviews
-the HTTP layer refuses (400/413/415) get one too, through :meth:`Reviewer.refused`. Events
-carry the ``jti`` and ``kid``, never the token: the token exists only inside the patch.
+the HTTP layer refuses (400/408/413/415/417/503) get one too, through :meth:`Reviewer.refused`.
+Events carry the ``jti`` and ``kid``, never the token: the token exists only inside the patch.
 
 Nothing that goes wrong in here may block a pod: :meth:`Reviewer.answer` never raises, and every
 failure answers ``allowed: true`` without a patch (docs/design.md, "Failure semantics").
@@ -112,8 +112,14 @@ class Reviewer:
         self.metrics.duration.observe(time.perf_counter() - started)
         return document
 
-    def refused(self, exc: Refusal) -> None:
-        """Record a request the HTTP layer refused (4xx): one audit event, counts."""
+    def refused(self, exc: Refusal, *, detail: str | None = None) -> None:
+        """Record a request the HTTP layer refused (4xx, 503): one audit event, counts.
+
+        Such a refusal leaves the pod as it came (the API server applies ``failurePolicy``),
+        so it is always visible: ``errors_total{kind}``, ``reviews_total{decision="malformed"}``
+        and the audit line, whose message is the refusal's plus ``detail`` (the server gives the
+        body's size there; never body bytes).
+        """
         self.metrics.count(decision="malformed", reason=exc.reason)
         self.metrics.error(kind=exc.reason)
         self._emit(
@@ -124,7 +130,7 @@ class Reviewer:
                 "reason": exc.reason,
                 "security": False,
                 "cluster": self.config.cluster,
-                "message": exc.message,
+                "message": exc.message if detail is None else f"{exc.message}: {detail}",
             }
         )
 

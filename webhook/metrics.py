@@ -22,6 +22,9 @@ series                                 type       labels / unit
                                                   overloaded, malformed_pod, internal_error,
                                                   signing_key_unavailable
 ``review_duration_seconds``            histogram  seconds from body read to answer built
+``body_budget_waits_total``            counter    ``result`` (admitted, refused): bodies that
+                                                  found no room in maxInFlightBodyBytes at
+                                                  once and waited (refused: 503 overloaded)
 ``signing_key_age_seconds``            gauge      seconds since the key file's mtime
 ``signing_key_info``                   gauge      ``kid``: 1 for the key in use, 0 for
                                                   keys used before it
@@ -123,6 +126,13 @@ class WebhookMetrics:
             registry=registry,
             multiprocess_mode="livemostrecent",
         )
+        self.budget_waits = Counter(
+            PREFIX + "body_budget_waits",
+            "Request bodies that waited for room in maxInFlightBodyBytes, by result "
+            "(admitted, or refused with 503 overloaded).",
+            ["result"],
+            registry=registry,
+        )
         self.reloads = Counter(
             PREFIX + "reloads",
             "Attempts to load changed key or certificate files, by material and result.",
@@ -163,6 +173,10 @@ class WebhookMetrics:
         if child is None:
             child = self._errors[kind] = self.errors.labels(kind=kind)
         child.inc()
+
+    def budget_waited(self, *, admitted: bool) -> None:
+        """Add one to ``body_budget_waits_total{result}`` (``admitted`` or ``refused``)."""
+        self.budget_waits.labels(result="admitted" if admitted else "refused").inc()
 
     def reloaded(self, *, material: str, ok: bool) -> None:
         """Add one to ``reloads_total{material, result}``."""

@@ -4,13 +4,18 @@ Routes:
 
 * ``POST /mutate``: an AdmissionReview in, the response out (always HTTP 200 with
   ``allowed: true`` once a review with a ``request.uid`` has been read). Refused with a JSON body
-  ``{"error": "<reason>"}``, an audit event and a count: 415 when the content type is not
-  ``application/json`` or the body is compressed, 413 above ``maxRequestBytes`` (3 MiB by
-  default), 417 for an ``Expect`` other than ``100-continue``, 408 for a body not complete
-  within ``bodyTimeoutSeconds``, 503 (``Retry-After: 1``) when bodies being received would
-  exceed ``maxInFlightBodyBytes``, 400 for a body that cannot be read, an empty body, invalid
-  JSON or anything that is not an AdmissionReview with a ``request.uid`` (the API server then
-  applies the webhook's ``failurePolicy``; with ``Ignore`` the pod is admitted unstamped).
+  ``{"error": "<reason>"}``, an audit event naming the reason and the body's size, and a count
+  (``errors_total{kind}``, ``reviews_total{decision="malformed"}``): 415 when the content type
+  is not ``application/json`` or the body is compressed, 413 above ``maxRequestBytes`` (10 MiB
+  by default: every review the API server can send for a storable pod, see
+  :data:`webhook.config.DEFAULT_MAX_REQUEST_BYTES`) or above ``maxUnescapedRequestBytes`` with
+  its ``\\u00XX`` escapes counted as one byte, 417 for an ``Expect`` other than
+  ``100-continue``, 408 for a body not complete within ``bodyTimeoutSeconds``, 503
+  (``Retry-After: 1``) when a body found no room in ``maxInFlightBodyBytes`` within its wait
+  (:mod:`webhook.budget`), 400 for a body that cannot be read, an empty body, invalid JSON or
+  anything that is not an AdmissionReview with a ``request.uid`` (the API server then applies
+  the webhook's ``failurePolicy``; with ``Ignore`` the pod is admitted unchanged: a planted
+  token stays, nothing is injected, which is why each of these is audited and counted).
 * ``GET /healthz``: ``200 ok`` while the event loop answers (liveness).
 * ``GET /readyz``: ``200 ready`` when a signing key and a certificate are loaded and the process
   is not shutting down; otherwise ``503`` naming what is missing (readiness).
@@ -35,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,6 +58,7 @@ from bootstrap_token import AuditSink
 from bootstrap_token.http_guard import ConnectionGuard, GuardedServer, GuardLimits
 from bootstrap_token.jsonio import dumps
 from webhook.batch import IterationBatcher
+from webhook.budget import ByteBudget
 from webhook.config import WebhookSettings
 from webhook.credentials import Credentials
 from webhook.errors import MalformedReview, TransportRefusal
@@ -71,6 +78,52 @@ LINGERING_SECONDS = 2.0
 
 #: A review body and the ``time.perf_counter()`` at which it was read.
 ReviewJob = tuple[bytes, float]
+
+#: Share of the API server's deadline for the call (its ``timeout`` query parameter) a body may
+#: wait for room in the in-flight budget: the other half is for reading, deciding and answering.
+API_SERVER_DEADLINE_SHARE = 0.5
+
+# A Go time.Duration as String() writes it ("5s", "1m0s", "1.5s", "500ms"): client-go's
+# Request.Timeout puts the API server's deadline for a webhook call in the ``timeout`` query
+# parameter (k8s.io/apiserver admission webhook dispatchers: "set it as a parameter to inform
+# the backend"), rounded up to whole seconds.
+_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_GO_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+
+
+def go_duration_seconds(text: str) -> float | None:
+    """Seconds of a Go duration string such as ``5s`` or ``1m0s``; None when it is not one."""
+    if not 0 < len(text) <= 32:
+        return None
+    total = 0.0
+    position = 0
+    for match in _GO_DURATION.finditer(text):
+        if match.start() != position:
+            return None
+        total += float(match.group(1)) * _GO_UNITS[match.group(2)]
+        position = match.end()
+    return total if position == len(text) else None
+
+
+def unescaped_size(body: bytes) -> int:
+    """``len(body)`` with each ``\\u00XX`` escape counted as the one character it stands for.
+
+    Go's JSON encoder writes ``&``, ``<``, ``>`` and control bytes that way (six bytes for one),
+    so this is about the size of the review as it would be without those escapes. Every byte
+    taken off is inside a string (JSON has no backslash elsewhere; an invalid body fails to
+    parse), at least five per escape counted, so the structure of the body (what costs memory
+    when parsed) is always counted in full.
+    """
+    return len(body) - 5 * body.count(b"\\u00")
 
 
 @dataclass
@@ -115,6 +168,37 @@ def _too_large(limit: int) -> TransportRefusal:
     return TransportRefusal(413, "too_large", f"request body exceeds {limit} bytes")
 
 
+def _too_large_unescaped(limit: int) -> TransportRefusal:
+    return TransportRefusal(
+        413, "too_large", f"request body exceeds {limit} bytes with its escapes decoded"
+    )
+
+
+async def read_body(request: web.BaseRequest, limit: int) -> bytes:
+    """The whole request body, as :meth:`aiohttp.web.BaseRequest.read` reads it, but not kept
+    on the request.
+
+    aiohttp holds the last request of a kept-alive connection until the next one arrives (up
+    to its 75 s keep-alive), and ``read()`` caches the body on it: each connection the API
+    server keeps open would hold its last review's body, up to ``maxRequestBytes``, outside
+    the in-flight budget (12 kept-alive connections that each sent a 9.4 MB review: 113 MB;
+    measured, the peak of 12 such reviews at once went from +178 to +88 MiB). Here the body
+    lives only as long as its review.
+
+    Raises:
+        aiohttp.web.HTTPRequestEntityTooLarge: more than ``limit`` bytes (a chunked body).
+    """
+    payload = request.content
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await payload.readany():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
 def review_body(reviewer: Reviewer, job: ReviewJob) -> web.Response:
     """The HTTP answer to one review body; never raises.
 
@@ -131,7 +215,7 @@ def review_body(reviewer: Reviewer, job: ReviewJob) -> web.Response:
     try:
         review = parse_review(body)
     except MalformedReview as exc:
-        reviewer.refused(exc)
+        reviewer.refused(exc, detail=f"body {len(body)} bytes")
         return _error(400, exc.message)
     try:
         document = reviewer.answer(review, started=started, review_bytes=len(body))
@@ -158,6 +242,7 @@ class WebhookHttp:
 
     Attributes:
         settings: validated settings; ``maxRequestBytes`` caps every request body.
+        budget: the in-flight body budget (``maxInFlightBodyBytes``, :mod:`webhook.budget`).
         reviewer: answers reviews (decide, audit, count).
         metrics: counters and histogram of this app.
         credentials: the key material in use (read per review and by ``/readyz``).
@@ -166,8 +251,8 @@ class WebhookHttp:
     """
 
     __slots__ = (
-        "_body_bytes",
         "batcher",
+        "budget",
         "credentials",
         "lifecycle",
         "metrics",
@@ -192,7 +277,7 @@ class WebhookHttp:
         self.batcher: IterationBatcher[ReviewJob, web.Response] = IterationBatcher(
             functools.partial(review_body, reviewer)
         )
-        self._body_bytes = 0  # declared sizes of the bodies being received (_read_streaming)
+        self.budget = ByteBudget(settings.max_in_flight_body_bytes)
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         """Route one request: see the module docstring."""
@@ -222,23 +307,25 @@ class WebhookHttp:
         return response
 
     async def _mutate(self, request: web.BaseRequest) -> web.Response:
+        length = request.content_length
         if request.content_type != JSON:
             return self._refuse(
-                TransportRefusal(415, "unsupported_media_type", f"content type must be {JSON}")
+                TransportRefusal(415, "unsupported_media_type", f"content type must be {JSON}"),
+                length,
             )
         encoding = request.headers.get(hdrs.CONTENT_ENCODING)
         if encoding is not None and encoding.lower() != "identity":
             # The API server never compresses a review; a compressed body is a decompression
             # bomb's way in and a parser path nobody needs.
             return self._refuse(
-                TransportRefusal(415, "unsupported_encoding", "content encoding must be identity")
+                TransportRefusal(415, "unsupported_encoding", "content encoding must be identity"),
+                length,
             )
         limit = self.settings.max_request_bytes
-        # Refuse on the declared length before reading anything; read() enforces the cap
-        # (client_max_size, see request_factory) for chunked bodies too.
-        length = request.content_length
+        # Refuse on the declared length before reading anything; read_body enforces the cap
+        # for chunked bodies too.
         if length is not None and length > limit:
-            return self._refuse(_too_large(limit))
+            return self._refuse(_too_large(limit), length)
         if hdrs.EXPECT in request.headers:
             refused = await self._expect_continue(request)
             if refused is not None:
@@ -246,39 +333,86 @@ class WebhookHttp:
         if request.content.is_eof():
             # The usual case: the whole body came with the headers (a review is a few KiB).
             try:
-                body = await request.read()
+                body = await read_body(request, limit)
             except web.HTTPRequestEntityTooLarge:  # a chunked body, all there, over the cap
-                return self._refuse(_too_large(limit))
-        else:
-            answer = await self._read_streaming(request, limit if length is None else length)
+                return self._refuse(_too_large(limit), length)
+            return await self._answer(body)
+        # A body still arriving holds its declared length (maxRequestBytes when chunked) of the
+        # in-flight budget from before it is read until its review is answered: the body and
+        # what parsing it builds are what maxInFlightBodyBytes bounds (webhook.budget).
+        size = limit if length is None else length
+        if not self.budget.try_reserve(size):
+            refused = await self._wait_for_room(request, size, length)
+            if refused is not None:
+                return refused
+        try:
+            answer = await self._read_streaming(request, length)
             if isinstance(answer, web.Response):
                 return answer
-            body = answer
-        # Parsing, deciding and serialising run batched with the other reviews of this
-        # event-loop iteration (webhook.batch); the duration metric counts from here.
+            return await self._answer(answer)
+        finally:
+            self.budget.release(size)
+
+    async def _answer(self, body: bytes) -> web.Response:
+        """The answer to a whole body: 413 when it decodes to more than
+        ``maxUnescapedRequestBytes`` (checked only on bodies larger than that), else the review's
+        answer. Parsing, deciding and serialising run batched with the other reviews of this
+        event-loop iteration (webhook.batch); the duration metric counts from here."""
+        unescaped_limit = self.settings.max_unescaped_request_bytes
+        if len(body) > unescaped_limit and unescaped_size(body) > unescaped_limit:
+            return self._refuse(_too_large_unescaped(unescaped_limit), len(body))
         return await self.batcher((body, time.perf_counter()))
 
-    async def _read_streaming(self, request: web.BaseRequest, size: int) -> bytes | web.Response:
-        """Read a body still arriving, within ``bodyTimeoutSeconds`` and the in-flight budget.
+    def budget_wait(self, request: web.BaseRequest) -> float:
+        """Seconds a body may wait for room in the in-flight budget: ``bodyBudgetWaitSeconds``,
+        at most half the API server's deadline for this call when the request carries it (the
+        ``timeout`` query parameter, e.g. ``/mutate?timeout=5s`` for ``timeoutSeconds: 5``), so
+        that reading, deciding and answering still fit before the API server gives up."""
+        wait = self.settings.body_budget_wait_seconds
+        deadline = request.query.get("timeout")
+        if deadline is not None:
+            seconds = go_duration_seconds(deadline)
+            if seconds is not None:
+                wait = min(wait, seconds * API_SERVER_DEADLINE_SHARE)
+        return wait
 
-        ``size`` is the declared length (``maxRequestBytes`` for a chunked body); bodies being
-        received at once may hold at most ``maxInFlightBodyBytes`` together, else 503 with
-        ``Retry-After: 1`` (the API server applies ``failurePolicy``; a retry goes to any
-        replica). A body slower than the timeout gets 408 and the connection closes.
+    async def _wait_for_room(
+        self, request: web.BaseRequest, size: int, length: int | None
+    ) -> web.Response | None:
+        """Wait for ``size`` bytes of the in-flight budget, in order of arrival, for at most
+        :meth:`budget_wait` seconds. Returns None once they are reserved, else the 503
+        (``Retry-After: 1``; the API server applies ``failurePolicy``, a retry goes to any
+        replica)."""
+        wait = self.budget_wait(request)
+        try:
+            async with asyncio.timeout(wait):
+                await self.budget.reserve(size)
+        except TimeoutError:
+            self.metrics.budget_waited(admitted=False)
+        else:
+            self.metrics.budget_waited(admitted=True)
+            return None
+        response = self._refuse(
+            TransportRefusal(503, "overloaded", "too many request bodies in flight"),
+            length,
+            f"no room in maxInFlightBodyBytes within {wait:g} s",
+        )
+        response.headers[hdrs.RETRY_AFTER] = "1"
+        return response
+
+    async def _read_streaming(
+        self, request: web.BaseRequest, length: int | None
+    ) -> bytes | web.Response:
+        """Read a body still arriving (its budget reserved), within ``bodyTimeoutSeconds``.
+
+        ``length`` is the declared length (None when chunked), for the audit line. A body slower
+        than the timeout gets 408 and the connection closes.
         """
-        budget = self.settings.max_in_flight_body_bytes
-        if self._body_bytes + size > budget:
-            response = self._refuse(
-                TransportRefusal(503, "overloaded", "too many request bodies in flight")
-            )
-            response.headers[hdrs.RETRY_AFTER] = "1"
-            return response
-        self._body_bytes += size
         try:
             async with asyncio.timeout(self.settings.body_timeout_seconds):
-                return await request.read()
+                return await read_body(request, self.settings.max_request_bytes)
         except web.HTTPRequestEntityTooLarge:
-            return self._refuse(_too_large(self.settings.max_request_bytes))
+            return self._refuse(_too_large(self.settings.max_request_bytes), length)
         except TimeoutError:
             response = self._refuse(
                 TransportRefusal(
@@ -286,6 +420,7 @@ class WebhookHttp:
                     "body_timeout",
                     f"request body not received within {self.settings.body_timeout_seconds:g} s",
                 ),
+                length,
             )
             response.force_close()
             return response
@@ -294,12 +429,11 @@ class WebhookHttp:
             # chunking): one audit event and a count, not aiohttp's traceback per connection.
             logger.info("request body unreadable: %s", type(exc).__name__)
             response = self._refuse(
-                TransportRefusal(400, "body_unreadable", "request body could not be read")
+                TransportRefusal(400, "body_unreadable", "request body could not be read"),
+                length,
             )
             response.force_close()
             return response
-        finally:
-            self._body_bytes -= size
 
     async def _expect_continue(self, request: web.BaseRequest) -> web.Response | None:
         """Answer ``Expect: 100-continue`` as aiohttp's router does (RFC 9110 section 10.1.1):
@@ -310,13 +444,27 @@ class WebhookHttp:
             request.writer.output_size = 0
             return None
         return self._refuse(
-            TransportRefusal(417, "expectation_failed", "only Expect: 100-continue is supported")
+            TransportRefusal(417, "expectation_failed", "only Expect: 100-continue is supported"),
+            request.content_length,
         )
 
-    def _refuse(self, exc: TransportRefusal) -> web.Response:
-        """Answer a transport refusal (:mod:`webhook.errors`): audited, counted, its status."""
-        self.reviewer.refused(exc)
+    def _refuse(
+        self, exc: TransportRefusal, body_bytes: int | None, detail: str | None = None
+    ) -> web.Response:
+        """Answer a transport refusal (:mod:`webhook.errors`): its status, a count and one audit
+        line naming the reason and the body's size (declared or read; never its bytes)."""
+        size = "body length not declared" if body_bytes is None else f"body {body_bytes} bytes"
+        self.reviewer.refused(exc, detail=size if detail is None else f"{detail}; {size}")
         return _error(exc.status, exc.message)
+
+    def _connection_refused(self, status: int, kind: str, message: str) -> None:
+        """A refusal the connection guard made before any request existed (a head too slow,
+        too many incomplete connections, an unparseable or oversized head): if it was the API
+        server's, a pod went unchanged, so it is counted (``errors_total{kind}``) and audited
+        like every other transport refusal."""
+        self.reviewer.refused(
+            TransportRefusal(status, kind, message), detail="before a whole request arrived"
+        )
 
     def readyz(self) -> web.Response:
         """``GET /readyz``: ``200 ready``, or 503 with the reason (:func:`not_ready_reason`)."""
@@ -326,7 +474,8 @@ class WebhookHttp:
         return web.Response(text=f"not ready: {reason}", status=503)
 
     def request_factory(self) -> Callable[..., web.BaseRequest]:
-        """Requests whose ``read()`` stops at ``maxRequestBytes`` (HTTP 413).
+        """Requests whose ``read()`` stops at ``maxRequestBytes`` (HTTP 413): a safety net, as
+        ``/mutate`` reads with :func:`read_body`, which applies the same cap.
 
         Call from the event loop that serves (the requests are bound to it).
         """
@@ -367,7 +516,8 @@ class WebhookHttp:
             GuardLimits(
                 head_timeout_seconds=self.settings.head_timeout_seconds,
                 max_incomplete=self.settings.max_incomplete_connections,
-            )
+            ),
+            on_refusal=self._connection_refused,
         )
         return GuardedServer(self, guard=guard, request_factory=self.request_factory(), **options)
 

@@ -30,19 +30,45 @@ Order:
      the pod, an expired token); approves if they do (``auto_approve``). A pending record
      marked expired (``pending_expired``) is frozen: only an administrator acts on it.
    * ``rejected``, ``inactive``: refused (403) with the record's reason.
-2. **Bootstrap token** (``autoApprove.enabled``): verified with the current key set and trust
+2. **Bootstrap token**: verified with the current key set and trust
    policy (security-relevant failures 403, honest ones pending); the agent's pod name must be
    admitted by the token's ``pod`` claim; ``metadata.podNamespace``, when sent, must be the
    token's namespace (``metadata.namespace`` is never compared: see :mod:`approver.domain.binding`);
    the ``jti`` must be unused or used by this same agent; with Kubernetes access the live pod
    must pass :func:`approver.domain.binding.check_live_pod`. Then ``active``, ``namespace``.
-3. **API key** and 4. **service-account token** (``autoApprove.enabled``): the outcomes of the
+3. **API key** and 4. **service-account token**: the outcomes of the
    configured :class:`~approver.domain.ports.CredentialVerifier` (none built in yet: skipped).
    An accepted outcome naming a pod must name the agent's pod.
 5. Otherwise **pending**, for an administrator.
 
 A step that approves or refuses (403) ends the decision; a step that can only say "pending"
 lets the later steps try, and the first pending reason is the answer if none approves.
+
+**Auto-approval off** (``autoApprove.enabled`` false): nothing approves automatically; a request
+presenting a credential waits with ``auto_approve_disabled``, one presenting none with
+``manual_approval_required``. Steps 2-4 still run, as if auto-approval were on, for what they
+prove (the registrar verifies the token, reads the live pod and asks the verifiers either way):
+unless they would refuse (a 403 with auto-approval on, which proves nothing), the waiting record
+keeps the binding they established (the verified claims, the pod, the proven owner and its
+Deployment), so an administrator sees where the agent runs and can approve a whole workload.
+
+**Owner.** :attr:`Decision.owner` (the record's ``owner_*``, what bulk approval by owner or by
+Deployment selects on) is set only from verified evidence that binds the agent's pod:
+
+* step 2: a verified token whose ``pod`` claim admits the agent's pod name (namespace agreeing,
+  ``jti`` not another agent's) and, with Kubernetes access, whose live pod passed
+  :func:`~approver.domain.binding.check_live_pod` (so its controller *is* the token's ``owner``;
+  evidence ``live_pod``); without Kubernetes access the token's ``owner`` claim, which the
+  webhook took from the admitted pod (evidence ``token``);
+* steps 3-4: an accepted outcome bound to the agent's pod whose
+  :attr:`~approver.domain.credential_outcome.CredentialOutcome.controller` was read from the live
+  pod (a service-account token; evidence ``live_pod``).
+
+A token that does not bind (``binding_not_provable``, ``namespace_mismatch``, a failed or
+refused live pod) records its claims but no owner, and a request without a verified credential
+never records one: its agent id names a pod, but nothing proves the request comes from it. A
+pending record re-evaluated by a retry is refreshed when the retry proves an owner (or its
+Deployment) the record does not hold yet, even if the reason stays the same.
 
 A request for a *known* agent id with a *different* credential may change the record only by
 being approved on its own merits (steps 2-4): that re-binds the record to the new credential
@@ -113,6 +139,7 @@ for the real pod).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -123,7 +150,7 @@ from approver.domain.credentials import Presented
 from approver.domain.lifecycle import LifecycleEvent, allowed
 from approver.domain.ports import BootstrapCheck
 from approver.domain.quota import QuotaPolicy, QuotaUsage, exceeded
-from approver.domain.records import AgentRecord, AgentStatus, ApprovalMethod
+from approver.domain.records import AgentRecord, AgentStatus, ApprovalMethod, OwnerEvidence
 from approver.domain.requests import RegistrationRequest
 from bootstrap_token import BootstrapClaims, OwnerRef, TokenError
 
@@ -241,7 +268,7 @@ class StoreView:
 
 
 #: The outcome of verifying the presented token: its claims, the typed failure, or None when
-#: nothing was verified (no token, or ``autoApprove`` disabled).
+#: nothing was verified (no token). The registrar verifies with ``autoApprove`` off too.
 Verification = BootstrapClaims | TokenError | None
 
 
@@ -253,13 +280,16 @@ class Facts:
         request: the validated registration body.
         presented: the request's credentials (hashes only are compared).
         verification: the bootstrap token's verification; must not be None when a token was
-            presented and ``autoApprove`` is on.
+            presented and ``autoApprove`` is on (with it off, None records no binding).
         pod_name: :func:`approver.domain.binding.bound_pod_name` of the request.
         pod: the live pod's verdict; None when it was not looked at (Kubernetes off, or no
             verified token naming the agent's pod).
         outcomes: the step-3/4 outcomes, in decision order (``not_applicable`` ones are
             skipped).
         source_address: the request's client address, when known.
+        deployments: the Deployment of each proven owner ReplicaSet, by the ReplicaSet's UID
+            (read from the Kubernetes API; :mod:`approver.domain.workloads`); a ReplicaSet
+            missing here is recorded without one.
     """
 
     request: RegistrationRequest
@@ -269,6 +299,7 @@ class Facts:
     pod: PodEvidence | None = None
     outcomes: tuple[CredentialOutcome, ...] = ()
     source_address: str | None = None
+    deployments: Mapping[str, OwnerRef] = field(default_factory=dict)
 
     @property
     def kid(self) -> str | None:
@@ -298,6 +329,11 @@ class Decision:
             answer (the only time it is ever shown).
         credential_digest: the hash the record keeps as ``credential_hash`` when this decision
             creates or re-binds it.
+        owner: the agent's pod's controller, set only when a verified credential bound the
+            agent's pod (module docstring, "Owner"); None otherwise, whatever the request or
+            an unbound token claims.
+        deployment: the Deployment controlling ``owner`` (:attr:`Facts.deployments`), if read.
+        owner_evidence: what proved ``owner``.
     """
 
     outcome: Outcome
@@ -313,6 +349,9 @@ class Decision:
     claim_jti: bool = False
     issue_key: bool = False
     credential_digest: str | None = None
+    owner: OwnerRef | None = None
+    deployment: OwnerRef | None = None
+    owner_evidence: OwnerEvidence | None = None
 
     @property
     def http_status(self) -> int:
@@ -336,11 +375,6 @@ class Decision:
         if self.claims is not None:
             return self.claims.service_account
         return self.outcome_used.service_account if self.outcome_used is not None else None
-
-    @property
-    def owner(self) -> OwnerRef | None:
-        """The pod's controller (the token's ``owner`` claim), when known."""
-        return self.claims.owner if self.claims is not None else None
 
     @property
     def lifecycle_event(self) -> LifecycleEvent | None:
@@ -411,7 +445,8 @@ def demote(decision: Decision, reason: str, existing: AgentRecord | None) -> Dec
     if decision.effect is Effect.CREATE:
         effect = Effect.CREATE
     elif decision.effect is Effect.ACTIVATE and existing is not None:
-        effect = Effect.REFRESH if existing.reason != reason else Effect.NONE
+        changed = existing.reason != reason or _owner_news(decision, existing)
+        effect = Effect.REFRESH if changed else Effect.NONE
     else:
         effect = Effect.NONE
     return replace(
@@ -447,10 +482,38 @@ def _known_agent(
                 return replace(fresh, effect=Effect.ACTIVATE, issue_key=True)
             if fresh.outcome is Outcome.REJECTED:
                 return replace(fresh, effect=Effect.NONE)
-            changed = fresh.reason != existing.reason
+            changed = fresh.reason != existing.reason or _owner_news(fresh, existing)
             return replace(fresh, effect=Effect.REFRESH if changed else Effect.NONE)
         case AgentStatus.REJECTED | AgentStatus.INACTIVE:
             return Decision(Outcome.REJECTED, existing.reason, Step.KNOWN_AGENT)
+
+
+def _owner_news(fresh: Decision, existing: AgentRecord) -> bool:
+    """True when ``fresh`` proves an owner the pending record does not hold as proven: a first
+    proof, another controller, stronger evidence, or its Deployment read since (a retry after a
+    failed ReplicaSet read). A retry that proves less never clears what the record holds."""
+    owner = fresh.owner
+    if owner is None:
+        return False
+    if (existing.owner_uid, existing.owner_evidence) != (owner.uid, fresh.owner_evidence):
+        return True
+    deployment = fresh.deployment
+    return deployment is not None and deployment.uid != existing.owner_deployment_uid
+
+
+def _with_owner(
+    decision: Decision, owner: OwnerRef | None, evidence: OwnerEvidence, facts: Facts
+) -> Decision:
+    """``decision`` with a proven owner and the Deployment read for it (module docstring,
+    "Owner"); unchanged when there is no owner."""
+    if owner is None:
+        return decision
+    return replace(
+        decision,
+        owner=owner,
+        deployment=facts.deployments.get(owner.uid),
+        owner_evidence=evidence,
+    )
 
 
 def _active_agent(existing: AgentRecord, facts: Facts, policy: DecisionPolicy) -> Decision:
@@ -531,26 +594,18 @@ def _pending(
 
 def _evaluate(facts: Facts, jti_owner: str | None, policy: DecisionPolicy) -> Decision:
     """Steps 2-5 for a request on its own merits (as if the agent were unknown)."""
+    if not policy.auto_approve:
+        return _without_auto_approval(facts, jti_owner, policy)
     waiting: Decision | None = None
     presented = facts.presented
     if presented.bootstrap is not None:
-        if not policy.auto_approve:
-            waiting = _pending(
-                Reason.AUTO_APPROVE_DISABLED, Step.MANUAL, credential_digest=presented.primary
-            )
-        else:
-            decision = _bootstrap_step(facts, jti_owner, policy)
-            if decision.outcome is not Outcome.PENDING:
-                return decision
-            waiting = decision
+        decision = _bootstrap_step(facts, jti_owner, policy)
+        if decision.outcome is not Outcome.PENDING:
+            return decision
+        waiting = decision
     for outcome in facts.outcomes:
         if outcome.verdict is Verdict.NOT_APPLICABLE:
             continue
-        if not policy.auto_approve:
-            waiting = waiting or _pending(
-                Reason.AUTO_APPROVE_DISABLED, Step.MANUAL, credential_digest=presented.primary
-            )
-            break
         decision = _outcome_step(outcome, facts)
         if decision.outcome is not Outcome.PENDING:
             return decision
@@ -559,6 +614,38 @@ def _evaluate(facts: Facts, jti_owner: str | None, policy: DecisionPolicy) -> De
         return waiting
     return _pending(
         Reason.MANUAL_APPROVAL_REQUIRED, Step.MANUAL, credential_digest=presented.primary
+    )
+
+
+def _without_auto_approval(facts: Facts, jti_owner: str | None, policy: DecisionPolicy) -> Decision:
+    """Steps 2-5 with ``autoApprove.enabled`` false (module docstring, "Auto-approval off"):
+    pending, keeping the binding the steps would have established. A presented token that was
+    not verified (a caller that skipped it) proves nothing and is recorded as before."""
+    presented = facts.presented
+    credential = presented.bootstrap is not None or any(o.applicable for o in facts.outcomes)
+    if not credential:
+        return _pending(
+            Reason.MANUAL_APPROVAL_REQUIRED, Step.MANUAL, credential_digest=presented.primary
+        )
+    waiting = _pending(
+        Reason.AUTO_APPROVE_DISABLED, Step.MANUAL, credential_digest=presented.primary
+    )
+    if presented.bootstrap is not None and facts.verification is None:
+        return waiting
+    would = _evaluate(facts, jti_owner, replace(policy, auto_approve=True))
+    if would.outcome is Outcome.REJECTED:
+        return waiting
+    return replace(
+        would,
+        outcome=Outcome.PENDING,
+        reason=Reason.AUTO_APPROVE_DISABLED,
+        step=Step.MANUAL,
+        effect=Effect.CREATE,
+        security=False,
+        approval_method=None,
+        claim_jti=False,
+        issue_key=False,
+        credential_digest=would.credential_digest or presented.primary,
     )
 
 
@@ -624,6 +711,9 @@ def _bootstrap_step(facts: Facts, jti_owner: str | None, policy: DecisionPolicy)
                 pod_uid=pod_uid,
                 credential_digest=digest,
             )
+    # The token binds the agent's pod now (and, with Kubernetes access, its live pod passed):
+    # its owner is proven.
+    proof = OwnerEvidence.LIVE_POD if policy.kubernetes else OwnerEvidence.TOKEN
     for check in policy.bootstrap_checks:
         refusal = check(
             claims=claims,
@@ -643,7 +733,7 @@ def _bootstrap_step(facts: Facts, jti_owner: str | None, policy: DecisionPolicy)
                 pod_name=pod_name,
                 pod_uid=pod_uid,
             )
-        return _pending(
+        pending = _pending(
             refusal.reason,
             Step.BOOTSTRAP_TOKEN,
             claims=claims,
@@ -651,7 +741,8 @@ def _bootstrap_step(facts: Facts, jti_owner: str | None, policy: DecisionPolicy)
             pod_uid=pod_uid,
             credential_digest=digest,
         )
-    return Decision(
+        return _with_owner(pending, claims.owner, proof, facts)
+    approved = Decision(
         Outcome.APPROVED,
         Reason.BOOTSTRAP_TOKEN_ACCEPTED,
         Step.BOOTSTRAP_TOKEN,
@@ -664,6 +755,7 @@ def _bootstrap_step(facts: Facts, jti_owner: str | None, policy: DecisionPolicy)
         issue_key=True,
         credential_digest=digest,
     )
+    return _with_owner(approved, claims.owner, proof, facts)
 
 
 def _outcome_step(outcome: CredentialOutcome, facts: Facts) -> Decision:
@@ -684,7 +776,7 @@ def _outcome_step(outcome: CredentialOutcome, facts: Facts) -> Decision:
     ):
         reason = Reason.NAMESPACE_MISMATCH
     else:
-        return Decision(
+        approved = Decision(
             Outcome.APPROVED,
             outcome.reason,
             step,
@@ -696,6 +788,10 @@ def _outcome_step(outcome: CredentialOutcome, facts: Facts) -> Decision:
             issue_key=True,
             credential_digest=digest,
         )
+        # The controller is read from the live pod the verified token named (its UID matched):
+        # proven, once the pod is the agent's.
+        controller = outcome.controller if outcome.pod_name is not None else None
+        return _with_owner(approved, controller, OwnerEvidence.LIVE_POD, facts)
     return _pending(
         reason,
         step,

@@ -98,6 +98,19 @@ def is_pod_name(value: str) -> bool:
     return is_dns1123_subdomain(value)
 
 
+#: The rule of a namespaced object's name (a Deployment's), in the words of a 400 answer.
+OBJECT_NAME_RULE = (
+    f"must be a DNS-1123 subdomain: 1..{POD_NAME_MAX_LENGTH} lowercase letters, digits, '-' or "
+    "'.', starting and ending with a letter or a digit"
+)
+
+
+def is_object_name(value: str) -> bool:
+    """True when ``value`` can be a Deployment's (or a ReplicaSet's) name: a DNS-1123
+    subdomain of at most 253 characters."""
+    return is_dns1123_subdomain(value)
+
+
 def is_namespace_name(value: str) -> bool:
     """True when ``value`` can be a Namespace's name: a DNS-1123 label of at most 63
     characters (Kubernetes documentation, "Object Names and IDs")."""

@@ -32,6 +32,15 @@ class ApprovalMethod(StrEnum):
     SERVICE_ACCOUNT = "service_account"  #: a service-account token (step 4, TokenReview)
 
 
+class OwnerEvidence(StrEnum):
+    """What proved a record's controller owner (``agents.owner_evidence``). An owner is written
+    only from verified evidence; a registration that proved nothing (a bare agent id, a token
+    that does not bind to the agent's pod) never records one, whatever it claims."""
+
+    LIVE_POD = "live_pod"  #: the live pod's controller, read after a credential bound the pod
+    TOKEN = "token"  # noqa: S105 - the verified bootstrap token's ``owner`` claim (no Kubernetes)
+
+
 class ControlPlaneState(StrEnum):
     """The agent's record in the control plane (StreamSpace's ``approval_status``), as the
     approver last saw or made it (:mod:`approver.connectors`)."""
@@ -65,7 +74,17 @@ class AgentRecord:
         pod_name: the pod name the agent was bound to (derived from the agent, checked against
             the token's ``pod`` claim).
         pod_uid: the live pod's UID, read from the Kubernetes API when ``kubernetes.enabled``.
-        owner_kind, owner_name, owner_uid: the pod's controller (the token's ``owner`` claim).
+        owner_kind, owner_name, owner_uid: the pod's controller, written only from verified
+            evidence (``owner_evidence``): a verified bootstrap token bound to the agent's pod
+            (with Kubernetes access: its live pod passed the checks, so the token's ``owner``
+            claim is the live pod's controller), or a verified service-account token whose live
+            pod was read. Never from what a registration merely claims.
+        owner_deployment_name, owner_deployment_uid: the Deployment that controls that owner
+            (a ReplicaSet), read from the Kubernetes API; None when the owner is not a
+            ReplicaSet, has no Deployment, or the ReplicaSet could not be read.
+        owner_evidence: what proved the owner (:class:`OwnerEvidence`); None when no owner is
+            recorded, or for owners recorded before it existed (migration 0006), which bulk
+            approval never selects.
         credential_hash: SHA-256 hex of the credential that created (or last re-bound) the
             registration; None when the agent presented none. Never rendered.
         api_key_hash: SHA-256 hex of the per-agent API key, once issued
@@ -113,6 +132,9 @@ class AgentRecord:
     control_plane: ControlPlaneState | None = None
     control_plane_at: datetime | None = None
     source_address: str | None = None
+    owner_deployment_name: str | None = None
+    owner_deployment_uid: str | None = None
+    owner_evidence: OwnerEvidence | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,13 +40,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from approver.domain.identifiers import (
     NAMESPACE_RULE,
+    OBJECT_NAME_RULE,
     agent_id_problem,
     is_namespace_name,
+    is_object_name,
     label_problem,
 )
 from bootstrap_token import jsonio
@@ -206,13 +216,43 @@ def _namespace(value: str) -> str:
     return value
 
 
+def _object_name(value: str) -> str:
+    if not is_object_name(value):
+        raise PydanticCustomError("invalid_name", OBJECT_NAME_RULE)
+    return value
+
+
 class BulkApproveRequest(_Strict):
     """``POST /api/v1/admin/agents/bulk-approve`` body: approve every pending agent of one
-    controller owner (its UID, e.g. a ReplicaSet's), optionally in one namespace only (a
-    DNS-1123 label: nothing else can match)."""
+    workload whose owner was proven (:mod:`approver.admin`), named by exactly one of:
 
-    owner_uid: str = Field(alias="ownerUid", min_length=1, max_length=64)
+    * ``ownerUid``: the controller owner's UID (e.g. a ReplicaSet's);
+    * ``deploymentUid``: the UID of the Deployment controlling the owner (every ReplicaSet of
+      it: a rollout's old and new ones);
+    * ``deployment``: that Deployment's name (a DNS-1123 subdomain), with ``namespace``.
+
+    ``namespace`` (a DNS-1123 label: nothing else can match) narrows the first two, and is
+    required with ``deployment``."""
+
+    owner_uid: str | None = Field(default=None, alias="ownerUid", min_length=1, max_length=64)
+    deployment_uid: str | None = Field(
+        default=None, alias="deploymentUid", min_length=1, max_length=64
+    )
+    deployment: Annotated[str, AfterValidator(_object_name)] | None = None
     namespace: Annotated[str, AfterValidator(_namespace)] | None = None
+
+    @model_validator(mode="after")
+    def _one_workload(self) -> BulkApproveRequest:
+        named = [self.owner_uid, self.deployment_uid, self.deployment]
+        if sum(v is not None for v in named) != 1:
+            raise PydanticCustomError(
+                "one_workload", "give exactly one of ownerUid, deploymentUid, deployment"
+            )
+        if self.deployment is not None and self.namespace is None:
+            raise PydanticCustomError(
+                "namespace_required", "deployment needs namespace (names are per namespace)"
+            )
+        return self
 
 
 class ReviewRequest(_Strict):

@@ -2,15 +2,18 @@
 otherwise, RFC 6750 section 3). Every call is audited with the caller as actor
 (:mod:`approver.admin`).
 
-* ``GET /api/v1/admin/agents?status=&namespace=&method=&owner=&expired=&limit=&cursor=``:
-  ``{"agents": [...], "nextCursor": "..." | null}``, oldest first; ``limit`` 1..500 (100).
+* ``GET /api/v1/admin/agents?status=&namespace=&method=&owner=&deploymentUid=&deployment=&
+  expired=&limit=&cursor=``: ``{"agents": [...], "nextCursor": "..." | null}``, oldest first;
+  ``limit`` 1..500 (100); ``deployment`` (a name) only with ``namespace``.
 * ``GET /api/v1/admin/agents/{agentId}``: ``{"agent": {...}}`` or 404.
 * ``POST /api/v1/admin/agents/{agentId}/approve`` | ``/reject`` | ``/revoke``:
   ``{"agent": {...}}``; 404 unknown agent; 409 ``transition_not_allowed`` (revoke of a pending
   or rejected agent).
 * ``DELETE /api/v1/admin/agents/{agentId}``: ``{"deleted": "<agentId>"}`` or 404.
-* ``POST /api/v1/admin/agents/bulk-approve`` ``{"ownerUid": "...", "namespace": "..."?}``:
-  ``{"approved": ["<agentId>", ...], "count": n}``.
+* ``POST /api/v1/admin/agents/bulk-approve`` with exactly one of ``{"ownerUid": "..."}``,
+  ``{"deploymentUid": "..."}``, ``{"deployment": "<name>", "namespace": "..."}`` (and
+  ``"namespace"`` optionally with the first two): ``{"approved": ["<agentId>", ...], "count":
+  n}``; only agents whose owner was proven (:mod:`approver.admin`).
 * ``GET /api/v1/audit?event=&agentId=&actor=&reason=&security=&since=&until=&order=asc|desc&
   after=&before=&limit=``: ``{"events": [{..., "seq", "prevHash", "hash"}], "next": seq | null}``
   (pass ``next`` as ``after`` going ascending, as ``before`` going descending). Also served at
@@ -19,7 +22,9 @@ otherwise, RFC 6750 section 3). Every call is audited with the caller as actor
 Unknown query parameters are refused (400 ``unknown_parameter``): a misspelt filter must not
 silently list everything. A ``namespace`` filter that is not a DNS-1123 label, or an ``owner``
 filter that is empty or over 64 characters (the stored UID's width), can never match and is
-refused with 400 ``invalid_filter``, naming the parameter, never the value. An ``{agentId}``
+refused with 400 ``invalid_filter``, naming the parameter, never the value; likewise a
+``deploymentUid`` filter, and a ``deployment`` filter that is not a DNS-1123 subdomain or comes
+without ``namespace``. An ``{agentId}``
 in the path, or an ``agentId`` filter, outside the agent id rule
 (:mod:`approver.domain.identifiers`)
 is refused with 400 ``invalid_agent_id`` before any lookup. Every 400/415 is audited as
@@ -41,7 +46,12 @@ from aiohttp import web
 from approver.admin import MAX_PAGE
 from approver.audit.chain import ChainedEvent
 from approver.domain.control_plane import ControlPlaneError
-from approver.domain.identifiers import NAMESPACE_RULE, is_namespace_name
+from approver.domain.identifiers import (
+    NAMESPACE_RULE,
+    OBJECT_NAME_RULE,
+    is_namespace_name,
+    is_object_name,
+)
 from approver.domain.records import AgentRecord, AgentStatus, ApprovalMethod, ControlPlaneState
 from approver.domain.requests import BadRequest, BulkApproveRequest, check_agent_id, parse_model
 from approver.http.answers import agent_json
@@ -96,13 +106,28 @@ async def list_agents(request: web.Request) -> web.StreamResponse:
     """``GET /api/v1/admin/agents``: filtered, paged listing."""
     actor = _admin(request)
     q = request.query
-    check_known(q, ("status", "namespace", "method", "owner", "expired", "limit", "cursor"))
+    check_known(
+        q,
+        (
+            "status",
+            "namespace",
+            "method",
+            "owner",
+            "deploymentUid",
+            "deployment",
+            "expired",
+            "limit",
+            "cursor",
+        ),
+    )
     where = AgentFilter(
         status=enum_param(q, "status", AgentStatus),
         namespace=_namespace_filter(q),
         approval_method=enum_param(q, "method", ApprovalMethod),
         owner_uid=_owner_filter(q),
         expired=bool_param(q, "expired"),
+        deployment_uid=_owner_filter(q, "deploymentUid"),
+        deployment_name=_deployment_filter(q),
     )
     limit = int_param(q, "limit", default=DEFAULT_PAGE, low=1, high=MAX_PAGE) or DEFAULT_PAGE
     after = _agent_cursor(q["cursor"]) if "cursor" in q else None
@@ -122,15 +147,28 @@ def _namespace_filter(q: Mapping[str, str]) -> str | None:
     return value
 
 
-def _owner_filter(q: Mapping[str, str]) -> str | None:
-    """The ``owner`` filter: a controller owner's UID, 1..64 characters, else 400
+def _owner_filter(q: Mapping[str, str], name: str = "owner") -> str | None:
+    """The ``owner`` (or ``deploymentUid``) filter: a UID, 1..64 characters, else 400
     ``invalid_filter``. Not checked further: Kubernetes generates UUIDs, but accepts any
-    non-empty ``ownerReferences`` uid, and the approver stores the one the token names."""
-    value = q.get("owner")
+    non-empty ``ownerReferences`` uid, and the approver stores the one it was given."""
+    value = q.get(name)
     if value is not None and not 1 <= len(value) <= OWNER_UID_MAX_LENGTH:
         raise BadRequest(
-            INVALID_FILTER, f"owner: must be 1..{OWNER_UID_MAX_LENGTH} characters (a UID)"
+            INVALID_FILTER, f"{name}: must be 1..{OWNER_UID_MAX_LENGTH} characters (a UID)"
         )
+    return value
+
+
+def _deployment_filter(q: Mapping[str, str]) -> str | None:
+    """The ``deployment`` filter: a Deployment's name (a DNS-1123 subdomain), only with
+    ``namespace`` (names are per namespace), else 400 ``invalid_filter``."""
+    value = q.get("deployment")
+    if value is None:
+        return None
+    if not is_object_name(value):
+        raise BadRequest(INVALID_FILTER, f"deployment: {OBJECT_NAME_RULE}")
+    if "namespace" not in q:
+        raise BadRequest(INVALID_FILTER, "deployment: needs namespace (names are per namespace)")
     return value
 
 
@@ -197,7 +235,11 @@ async def bulk_approve(request: web.Request) -> web.StreamResponse:
     actor = _admin(request)
     body = parse_model(BulkApproveRequest, await read_json(request))
     approved = await request.app[ADMIN_KEY].bulk_approve(
-        owner_uid=body.owner_uid, namespace=body.namespace, actor=actor
+        owner_uid=body.owner_uid,
+        deployment_uid=body.deployment_uid,
+        deployment_name=body.deployment,
+        namespace=body.namespace,
+        actor=actor,
     )
     sync = request.app.get(SYNC_KEY)
     if approved and sync is not None:

@@ -5,8 +5,9 @@
   rejected (:mod:`approver.http.answers`). A body it cannot read is 400 (``invalid_json``,
   ``invalid_request``, ``invalid_agent_id``), 415 not JSON, 413 over 64 KiB; an unavailable
   database or control plane is 202 pending with ``Retry-After``, nothing written (the table of
-  :mod:`approver.http.errors`). Answers carry ``Cache-Control: no-store``: one of them holds a
-  key.
+  :mod:`approver.http.errors`); so is a registration that a limit on unauthenticated pending
+  records refuses (:mod:`approver.http.limits`). Answers carry ``Cache-Control: no-store``: one
+  of them holds a key.
 * ``POST /api/v1/agents/review``: ``{"apiKey": "aga_..."}`` (or the key in ``X-Agent-API-Key``)
   -> 200 ``{"authenticated", "agentId", "status", "namespace", "approvalMethod", "reason"}``
   (:mod:`approver.review`); the caller authenticates with a bearer token from
@@ -29,6 +30,7 @@ from approver.http.answers import registration_answer
 from approver.http.app_keys import ADMIN_TOKENS_KEY, REGISTRAR_KEY, REVIEW_TOKENS_KEY, REVIEWER_KEY
 from approver.http.common import ACTOR, authenticate, json_response, read_json
 from approver.http.errors import NO_STORE, REGISTER_PATH
+from approver.http.limits import limited_response
 
 REVIEW_PATH = "/api/v1/agents/review"
 
@@ -45,6 +47,8 @@ async def register(request: web.Request) -> web.Response:
         body=forwarded_body(data),
         client_ip=request.remote,
     )
+    if result.limited is not None:
+        return limited_response(result.limited, agent_path=True)
     status, payload = registration_answer(result.decision, result.agent, api_key=result.api_key)
     return json_response(payload, status=status, headers=NO_STORE)
 

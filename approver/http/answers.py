@@ -31,9 +31,22 @@ def rfc3339(value: datetime) -> str:
 
 def agent_json(record: AgentRecord) -> JsonBody:
     """The admin API's view of a record (camelCase). The credential hash and the API key hash
-    are never rendered."""
+    are never rendered. ``owner`` is ``{"kind", "name", "uid", "deployment": {"name", "uid"} |
+    null, "evidence": "live_pod" | "token" | null}`` (null evidence: an owner recorded before
+    it was tracked, which bulk approval does not select)."""
+    deployment = (
+        {"name": record.owner_deployment_name, "uid": record.owner_deployment_uid}
+        if record.owner_deployment_uid
+        else None
+    )
     owner = (
-        {"kind": record.owner_kind, "name": record.owner_name, "uid": record.owner_uid}
+        {
+            "kind": record.owner_kind,
+            "name": record.owner_name,
+            "uid": record.owner_uid,
+            "deployment": deployment,
+            "evidence": record.owner_evidence.value if record.owner_evidence else None,
+        }
         if record.owner_uid
         else None
     )

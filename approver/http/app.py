@@ -68,8 +68,10 @@ from approver.http.gate import (
     GateConnections,
 )
 from approver.kube.pods import KubePods
+from approver.kube.replicasets import KubeReplicaSets
 from approver.kube.selector import selector_string
 from approver.kube.watch import PodWatcher
+from approver.pending_limits.gate import pending_gate
 from approver.reconcile import PodReconciler
 from approver.registration import Registrar
 from approver.resources import open_control_plane, token_file, where_set
@@ -199,6 +201,11 @@ def create_app(
         audit=sink,
         clock=clock,
         pods=pods,
+        owners=(
+            KubeReplicaSets(kube, timeout_seconds=settings.kubernetes.request_timeout_seconds)
+            if kube is not None and pods is not None
+            else None
+        ),
         token_annotation=settings.kubernetes.token_annotation,
         verifiers=verifiers,
         writer=WriteBatcher(
@@ -207,6 +214,7 @@ def create_app(
             max_parallel=1 if store.dialect == "sqlite" else settings.write_concurrency,
         ),
         control_plane=control_plane,
+        pending_gate=pending_gate(settings),
     )
     app[ADMIN_KEY] = AdminService(store=store, audit=sink, clock=clock)
     app[REVIEWER_KEY] = CredentialReviewer(store=store, audit=sink, clock=clock)

@@ -21,6 +21,9 @@ class AgentFilter:
         approval_method: how they were approved.
         owner_uid: the controller owner's UID.
         expired: True: only pending records marked expired; False: only unmarked ones.
+        deployment_uid: the owner's Deployment's UID.
+        deployment_name: the owner's Deployment's name (with ``namespace``: names are per
+            namespace).
     """
 
     status: AgentStatus | None = None
@@ -28,6 +31,8 @@ class AgentFilter:
     approval_method: ApprovalMethod | None = None
     owner_uid: str | None = None
     expired: bool | None = None
+    deployment_uid: str | None = None
+    deployment_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

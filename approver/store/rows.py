@@ -19,6 +19,7 @@ from approver.domain.records import (
     AgentStatus,
     ApprovalMethod,
     ControlPlaneState,
+    OwnerEvidence,
     TokenUse,
 )
 from approver.store.tables import audit_events
@@ -42,6 +43,8 @@ def agent_from_row(m: Mapping[Any, Any]) -> AgentRecord:
     values["approval_method"] = ApprovalMethod(method) if method else None
     state = m["control_plane"]
     values["control_plane"] = ControlPlaneState(state) if state else None
+    evidence = m["owner_evidence"]
+    values["owner_evidence"] = OwnerEvidence(evidence) if evidence else None
     return AgentRecord(**values)
 
 
@@ -51,6 +54,7 @@ def agent_values(record: AgentRecord) -> dict[str, Any]:
     values["status"] = record.status.value
     values["approval_method"] = record.approval_method.value if record.approval_method else None
     values["control_plane"] = record.control_plane.value if record.control_plane else None
+    values["owner_evidence"] = record.owner_evidence.value if record.owner_evidence else None
     return values
 
 

@@ -269,6 +269,10 @@ class Store:
             query = query.where(agents.c.approval_method == where.approval_method.value)
         if where.owner_uid is not None:
             query = query.where(agents.c.owner_uid == where.owner_uid)
+        if where.deployment_uid is not None:
+            query = query.where(agents.c.owner_deployment_uid == where.deployment_uid)
+        if where.deployment_name is not None:
+            query = query.where(agents.c.owner_deployment_name == where.deployment_name)
         if where.expired is True:
             query = query.where(agents.c.expired_at.is_not(None))
         elif where.expired is False:

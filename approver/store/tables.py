@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
-from approver.domain.records import AgentStatus, ApprovalMethod, ControlPlaneState
+from approver.domain.records import AgentStatus, ApprovalMethod, ControlPlaneState, OwnerEvidence
 
 #: Deterministic constraint names, so migrations and metadata agree on every dialect.
 NAMING_CONVENTION = {
@@ -108,6 +108,10 @@ agents = sa.Table(
     sa.Column("control_plane_at", UTCDateTime(), nullable=True),
     # 0005
     sa.Column("source_address", sa.String(45), nullable=True),
+    # 0006
+    sa.Column("owner_deployment_name", sa.String(253), nullable=True),
+    sa.Column("owner_deployment_uid", sa.String(64), nullable=True),
+    sa.Column("owner_evidence", sa.String(16), nullable=True),
     sa.UniqueConstraint("agent_id"),
     sa.CheckConstraint(_one_of("status", [s.value for s in AgentStatus]), name="status"),
     sa.CheckConstraint(
@@ -118,9 +122,14 @@ agents = sa.Table(
         _one_of("control_plane", [s.value for s in ControlPlaneState], nullable=True),
         name="control_plane",
     ),
+    sa.CheckConstraint(
+        _one_of("owner_evidence", [e.value for e in OwnerEvidence], nullable=True),
+        name="owner_evidence",
+    ),
     sa.Index(None, "status"),
     sa.Index("ix_agents_namespace_status", "namespace", "status"),
     sa.Index(None, "owner_uid"),
+    sa.Index(None, "owner_deployment_uid"),
     sa.Index(None, "pod_uid"),
     sa.Index(None, "created_at"),
     sa.Index("ix_agents_api_key_hash", "api_key_hash", unique=True),

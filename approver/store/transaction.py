@@ -255,6 +255,9 @@ class Transaction:
         statuses: Sequence[AgentStatus],
         namespace: str | None = None,
         owner_uid: str | None = None,
+        deployment_uid: str | None = None,
+        deployment_name: str | None = None,
+        proven_owner_only: bool = False,
         pod_uid: str | None = None,
         pod_name: str | None = None,
         bound_only: bool = False,
@@ -267,6 +270,10 @@ class Transaction:
         """Records by status and the given fields, ordered by agent id (the lock order).
 
         Args:
+            deployment_uid, deployment_name: the owner's Deployment (by UID, or by name: pass
+                ``namespace`` with a name, Deployment names are per namespace).
+            proven_owner_only: only records whose owner was recorded from verified evidence
+                (``owner_evidence`` set; :class:`~approver.domain.records.OwnerEvidence`).
             bound_only: only records with a pod name or a pod UID.
             created_before: only records created before this time.
             unexpired_only: only records without ``expired_at``.
@@ -278,6 +285,12 @@ class Transaction:
             query = query.where(agents.c.namespace == namespace)
         if owner_uid is not None:
             query = query.where(agents.c.owner_uid == owner_uid)
+        if deployment_uid is not None:
+            query = query.where(agents.c.owner_deployment_uid == deployment_uid)
+        if deployment_name is not None:
+            query = query.where(agents.c.owner_deployment_name == deployment_name)
+        if proven_owner_only:
+            query = query.where(agents.c.owner_evidence.is_not(None))
         if pod_uid is not None:
             query = query.where(agents.c.pod_uid == pod_uid)
         if pod_name is not None:

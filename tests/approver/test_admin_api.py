@@ -15,6 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from approver.config import ApproverSettings
+from approver.domain.records import OwnerEvidence
 from approver.files.tokens import TokenFile
 from approver.http.app import create_app
 from approver.http.app_keys import ADMIN_TOKENS_KEY, STORE_KEY
@@ -190,17 +191,20 @@ class TestActions:
         assert (await get(client, f"{ADMIN}/nobody"))[0] == 404
 
     async def test_bulk_approve_one_owner(self, client: Client) -> None:
-        """Bulk approval approves every pending agent of one controller owner, no other."""
-        ids = [f"{AGENT_ID_PREFIX}-{GENERATE_NAME}b{n:04d}" for n in range(3)]
+        """Bulk approval approves every pending agent of one controller owner whose owner was
+        proven, no other: not one whose owner was recorded before evidence was tracked."""
+        ids = [f"{AGENT_ID_PREFIX}-{GENERATE_NAME}b{n:04d}" for n in range(4)]
         for agent_id in ids:
             await register(client, agent_id)
         # Agents without a token have no owner; give two of them the one a verified but not
-        # (yet) approvable token records (quota exceeded, pod not found).
+        # (yet) approvable token records (quota exceeded, auto-approval off), and a third an
+        # owner recorded before migration 0006 (no evidence).
         async with client.app[STORE_KEY].transaction() as tx:
-            for agent_id in ids[:2]:
+            proofs = [OwnerEvidence.LIVE_POD, OwnerEvidence.LIVE_POD, None]
+            for agent_id, evidence in zip(ids[:3], proofs, strict=True):
                 record = await tx.get_agent(agent_id, lock=True)
                 assert record is not None
-                await tx.update_agent(replace(record, owner_uid=OWNER_UID))
+                await tx.update_agent(replace(record, owner_uid=OWNER_UID, owner_evidence=evidence))
         response = await client.post(
             f"{ADMIN}/bulk-approve", json={"ownerUid": OWNER_UID}, headers=alice()
         )
@@ -208,7 +212,94 @@ class TestActions:
         body = await response.json()
         assert (sorted(body["approved"]), body["count"]) == (sorted(ids[:2]), 2)
         _, listing = await get(client, ADMIN, status="pending")
-        assert [a["agentId"] for a in listing["agents"]] == [ids[2]]
+        assert sorted(a["agentId"] for a in listing["agents"]) == ids[2:]
+
+    async def test_bulk_approve_one_deployment(self, client: Client) -> None:
+        """By Deployment UID, or by name with its namespace: every pending agent of its
+        ReplicaSets whose owner was proven; the owner rendered with its Deployment."""
+        ids = [f"{AGENT_ID_PREFIX}-{GENERATE_NAME}d{n:04d}" for n in range(4)]
+        for agent_id in ids:
+            await register(client, agent_id)
+        owners = ["rs-old-uid", "rs-new-uid", "rs-new-uid", "rs-new-uid"]
+        evidence = [OwnerEvidence.LIVE_POD, OwnerEvidence.LIVE_POD, None, OwnerEvidence.TOKEN]
+        deployments = ["web-uid", "web-uid", "web-uid", "db-uid"]
+        async with client.app[STORE_KEY].transaction() as tx:
+            for agent_id, owner, proof, deployment in zip(
+                ids, owners, evidence, deployments, strict=True
+            ):
+                record = await tx.get_agent(agent_id, lock=True)
+                assert record is not None
+                await tx.update_agent(
+                    replace(
+                        record,
+                        namespace="streamspace",
+                        owner_kind="ReplicaSet",
+                        owner_name=owner,
+                        owner_uid=owner,
+                        owner_deployment_name=deployment.removesuffix("-uid"),
+                        owner_deployment_uid=deployment,
+                        owner_evidence=proof,
+                    )
+                )
+        _, listed = await get(client, ADMIN, deploymentUid="web-uid")
+        assert sorted(a["agentId"] for a in listed["agents"]) == ids[:3]
+        first = next(a for a in listed["agents"] if a["agentId"] == ids[0])
+        assert first["owner"] == {
+            "kind": "ReplicaSet",
+            "name": "rs-old-uid",
+            "uid": "rs-old-uid",
+            "deployment": {"name": "web", "uid": "web-uid"},
+            "evidence": "live_pod",
+        }
+        _, by_name = await get(client, ADMIN, deployment="web", namespace="streamspace")
+        assert sorted(a["agentId"] for a in by_name["agents"]) == ids[:3]
+        response = await client.post(
+            f"{ADMIN}/bulk-approve", json={"deploymentUid": "web-uid"}, headers=alice()
+        )
+        assert response.status == 200
+        assert sorted((await response.json())["approved"]) == ids[:2]
+        response = await client.post(
+            f"{ADMIN}/bulk-approve",
+            json={"deployment": "db", "namespace": "streamspace"},
+            headers=alice(),
+        )
+        assert (await response.json())["approved"] == ids[3:]
+        _, pending = await get(client, ADMIN, status="pending")
+        assert [a["agentId"] for a in pending["agents"]] == [ids[2]]
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {"ownerUid": "rs", "deploymentUid": "web"},
+            {"deployment": "web"},
+            {"deployment": "Web_App", "namespace": "streamspace"},
+            {"deploymentUid": ""},
+            {"deploymentUid": "x" * 65},
+        ],
+        ids=["two workloads", "name without namespace", "not a name", "empty", "too long"],
+    )
+    async def test_bulk_approve_names_one_workload(
+        self, client: Client, body: dict[str, str]
+    ) -> None:
+        """Exactly one of ownerUid, deploymentUid, deployment (with its namespace)."""
+        response = await client.post(f"{ADMIN}/bulk-approve", json=body, headers=alice())
+        assert (response.status, (await response.json())["error"]) == (400, "invalid_request")
+
+    @pytest.mark.parametrize(
+        "params",
+        [
+            {"deployment": "web"},
+            {"deployment": "Web_App", "namespace": "streamspace"},
+            {"deploymentUid": "x" * 65},
+        ],
+        ids=["name without namespace", "not a name", "uid too long"],
+    )
+    async def test_deployment_filters_that_cannot_match(
+        self, client: Client, params: dict[str, str]
+    ) -> None:
+        """A Deployment filter that can never match is 400 invalid_filter."""
+        status, body = await get(client, ADMIN, **params)
+        assert (status, body["error"]) == (400, "invalid_filter")
 
     async def test_bulk_approve_needs_an_owner(self, client: Client) -> None:
         """The body must name the owner UID."""

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from approver.admin import AdminService
 from approver.domain.agent_keys import key_digest
 from approver.domain.decision import DecisionPolicy, Outcome
-from approver.domain.records import AgentRecord, AgentStatus, ApprovalMethod
+from approver.domain.records import AgentRecord, AgentStatus, ApprovalMethod, OwnerEvidence
 from approver.domain.requests import RegistrationRequest
 from approver.registration import Registrar, Registration
 from approver.store import Store, StoreUnavailable, Transaction
@@ -39,6 +39,7 @@ from tests.approver.helpers import (
     ISSUER,
     NAMESPACE,
     NOW,
+    OWNER_UID,
     POD_NAME,
     SECOND_AGENT_ID,
     SERVICE_ACCOUNT,
@@ -442,15 +443,29 @@ class TestNotApproved:
         assert result.agent.jti is None
 
     async def test_auto_approve_disabled(self, store: Store, key_set: KeySet, token: str) -> None:
-        """With auto-approval off, a token makes no difference: the agent waits."""
+        """With auto-approval off, a token approves nothing: the agent waits, its jti unburnt.
+        The binding the verified token proves is kept for the administrator (its namespace,
+        its pod, its owner from the token's claim, as there is no Kubernetes access here)."""
         harness = _harness(store, key_set, auto_approve=False)
         result = await harness.register(token=token)
         assert (result.decision.http_status, result.decision.reason) == (
             202,
             "auto_approve_disabled",
         )
+        assert result.api_key is None
         assert result.agent is not None
-        assert (result.agent.kid, result.agent.namespace) == (None, None)
+        assert (result.agent.namespace, result.agent.pod_name, result.agent.jti) == (
+            NAMESPACE,
+            POD_NAME,
+            None,
+        )
+        assert (result.agent.owner_uid, result.agent.owner_evidence) == (
+            OWNER_UID,
+            OwnerEvidence.TOKEN,
+        )
+        jti = harness.audit.events[-1].jti
+        assert jti is not None
+        assert await harness.store.jti_owner(jti) is None
 
     async def test_bare_agent_id_cannot_take_over(self, harness: Harness, token: str) -> None:
         """A request naming an approved agent without its token is refused; the record stays."""

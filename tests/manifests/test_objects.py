@@ -203,13 +203,15 @@ class TestRbac:
         return grants
 
     def test_grants_nothing_beyond_the_list(self, case: Case) -> None:
-        """get/list/watch pods in each trusted namespace (pod watch on), create tokenreviews
-        (service-account tokens in tokenreview mode on), and nothing else."""
+        """get/list/watch pods and get replicasets (their Deployment) in each trusted namespace
+        (Kubernetes access on), create tokenreviews (service-account tokens in tokenreview mode
+        on), and nothing else."""
         allowed: set[tuple[str, str, str, str, str]] = set()
         if case.effective["approver"]["kubernetes"]["enabled"]:
             for ns in case.trusted:
                 for verb in ("get", "list", "watch"):
                     allowed.add(("RoleBinding", ns, "", "pods", verb))
+                allowed.add(("RoleBinding", ns, "apps", "replicasets", "get"))
         sa = case.effective["agents"]["serviceAccountTokens"]
         if sa["enabled"] and sa["mode"] == "tokenreview":
             allowed.add(

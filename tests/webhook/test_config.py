@@ -59,7 +59,11 @@ class TestDefaults:
         assert settings.token_ttl_seconds == 3600
         assert settings.host == "0.0.0.0"
         assert settings.port == 8443
-        assert settings.max_request_bytes == 3 * 1024 * 1024
+        # 1.5 MiB of pod, each byte escaped by Go's JSON encoder (x6), + 1 MiB of envelope.
+        assert settings.max_request_bytes == 1536 * 1024 * 6 + 1024 * 1024 == 10 * 1024 * 1024
+        assert settings.max_unescaped_request_bytes == 3 * 1024 * 1024
+        assert settings.max_in_flight_body_bytes == 32 * 1024 * 1024
+        assert settings.body_budget_wait_seconds == 2.0
         assert settings.trust.namespaces == frozenset()
         assert settings.signing_key_file == Path("/keys/signing.key")
         assert settings.tls_cert_file == Path("/tls/tls.crt")
@@ -308,6 +312,9 @@ class TestErrors:
             ({"port": -1}, "port"),
             ({"port": 70000}, "port"),
             ({"maxRequestBytes": 1024}, "maxRequestBytes"),
+            ({"maxUnescapedRequestBytes": 1024}, "maxUnescapedRequestBytes"),
+            ({"bodyBudgetWaitSeconds": -1}, "bodyBudgetWaitSeconds"),
+            ({"bodyBudgetWaitSeconds": 31}, "bodyBudgetWaitSeconds"),
             ({"annotationKey": ""}, "annotationKey"),
             ({"annotationKey": "a/b/c"}, "annotationKey"),
             ({"annotationKey": "x~y"}, "annotationKey"),
@@ -323,7 +330,8 @@ class TestErrors:
             ({"trust": {"podSelector": {"matchExpressions": [{"key": "k", "operator": "In"}]}}},
              "trust.podSelector.matchExpressions.0"),
         ],
-        ids=["port-negative", "port-high", "max-bytes", "annotation-empty", "annotation-slashes",
+        ids=["port-negative", "port-high", "max-bytes", "unescaped-bytes", "wait-negative",
+             "wait-high", "annotation-empty", "annotation-slashes",
              "annotation-tilde", "env-name", "container-name", "no-containers", "metrics-port",
              "workers", "reload-negative", "grace-negative", "event-loop", "sa-pair", "selector"],
     )  # fmt: skip

@@ -1,4 +1,4 @@
-"""The aiohttp app: POST /mutate answers and refusals (400/413/415), /healthz, /metrics."""
+"""The aiohttp app: POST /mutate answers and refusals (400/408/413/415/503), /healthz, /metrics."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -271,7 +272,7 @@ class TestRefusals:
         assert (await resp.json())["error"] == "request body exceeds 65536 bytes"
 
     async def test_default_limit_admits_a_big_pod(self, client: Client) -> None:
-        """Under the 3 MiB default a 1.5 MiB review (over aiohttp's 1 MiB default) is answered."""
+        """Under the default a 1.5 MiB review (over aiohttp's 1 MiB default) is answered."""
         review = streamspace_agent_review(uid="big")
         review["request"]["object"]["metadata"]["annotations"] = {"big": "x" * (1536 * 1024)}
         resp = await post_json(client, review)
@@ -379,13 +380,15 @@ class TestSlowAndHostileBodies:
     def slow_app(
         self, tmp_path: Path, signing_key: SigningKey, audit: RecordingSink
     ) -> WebhookHttp:
-        """Bodies of 64 KiB at most, two of them in flight at once, 1 s to arrive."""
+        """Bodies of 64 KiB at most, two of them in flight at once, 1 s to arrive; a body
+        without room waits 0.3 s for it."""
         return create_app(
             make_settings(
                 tmp_path,
                 maxRequestBytes=65536,
                 maxInFlightBodyBytes=2 * 65536,
                 bodyTimeoutSeconds=1,
+                bodyBudgetWaitSeconds=0.3,
             ),
             credentials=Credentials.with_key(signing_key),
             audit=audit,
@@ -409,10 +412,11 @@ class TestSlowAndHostileBodies:
         assert [(e.decision, e.reason) for e in audit.events] == [("malformed", "body_timeout")]
 
     async def test_in_flight_budget(
-        self, aiohttp_client: ClientFactory, slow_app: WebhookHttp
+        self, aiohttp_client: ClientFactory, slow_app: WebhookHttp, audit: RecordingSink
     ) -> None:
-        """Two 64 KiB bodies arriving hold the whole budget: a third gets 503 Retry-After: 1;
-        once they finish, a new review is answered."""
+        """Two 64 KiB bodies arriving hold the whole budget: a third waits
+        bodyBudgetWaitSeconds for room, then gets 503 Retry-After: 1, audited with its size and
+        counted; once they finish, a new review is answered."""
         client = await serve(aiohttp_client, slow_app)
         held = [await open_raw(client) for _ in range(2)]
         for _, writer in held:
@@ -422,13 +426,22 @@ class TestSlowAndHostileBodies:
         reader, writer = await open_raw(client)
         writer.write(head(1000) + b"{")
         await writer.drain()
+        started = time.monotonic()
         async with asyncio.timeout(5):
             answer = await reader.read(4096)  # sent at once, before the body is complete
+        waited = time.monotonic() - started
         writer.close()
         assert answer.startswith(b"HTTP/1.1 503 ")
+        assert 0.25 <= waited < 0.9  # the wait, well before the held bodies' 1 s timeout
         assert b"\r\nRetry-After: 1\r\n" in answer
         assert answer.endswith(b'{"error":"too many request bodies in flight"}')
         assert slow_app.metrics.value(decision="malformed", reason="overloaded") == 1
+        assert slow_app.metrics.sample("body_budget_waits_total", {"result": "refused"}) == 1
+        [event] = [e for e in audit.events if e.reason == "overloaded"]
+        assert event.message == (
+            "too many request bodies in flight: no room in maxInFlightBodyBytes within 0.3 s; "
+            "body 1000 bytes"
+        )
         for _, writer in held:
             writer.close()
             await writer.wait_closed()
@@ -437,6 +450,40 @@ class TestSlowAndHostileBodies:
         assert resp.status == 200
         assert (await resp.json())["response"]["uid"] == "after"
         assert slow_app.metrics.value(decision="malformed", reason="body_unreadable") == 2
+
+    async def test_a_body_without_room_waits_for_it(
+        self, aiohttp_client: ClientFactory, slow_app: WebhookHttp
+    ) -> None:
+        """Two bodies hold the whole budget; a review arriving then waits, in order, and is
+        answered 200 once one of them gives its room back within bodyBudgetWaitSeconds."""
+        client = await serve(aiohttp_client, slow_app)
+        held = [await open_raw(client) for _ in range(2)]
+        for _, held_writer in held:
+            held_writer.write(head(65536) + b"{")
+            await held_writer.drain()
+        await asyncio.sleep(0.05)  # both handlers are reading now
+        body = json.dumps(streamspace_agent_review(uid="waited")).encode()
+        reader, writer = await open_raw(client)
+        writer.write(head(len(body)) + body[:10])
+        await writer.drain()
+        await asyncio.sleep(0.05)  # waiting for room now
+        assert slow_app.budget.waiting == 1
+        held[0][1].close()  # that body can no longer be read: its room is given back
+        writer.write(body[10:])
+        await writer.drain()
+        async with asyncio.timeout(5):
+            status_line = await reader.readline()
+            fields = {}
+            while (line := await reader.readline()) != b"\r\n":
+                name, _, value = line.decode().partition(":")
+                fields[name.lower()] = value.strip()
+            answer = json.loads(await reader.readexactly(int(fields["content-length"])))
+        writer.close()
+        held[1][1].close()
+        assert status_line.startswith(b"HTTP/1.1 200 ")
+        assert answer["response"]["uid"] == "waited"
+        assert slow_app.metrics.sample("body_budget_waits_total", {"result": "admitted"}) == 1
+        assert slow_app.metrics.value(decision="malformed", reason="overloaded") == 0
 
     async def test_dropped_connection_is_one_quiet_event(
         self,
