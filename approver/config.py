@@ -88,8 +88,8 @@ from approver.service_accounts.settings import ServiceAccountSettings
 from bootstrap_token import TrustPolicy
 from bootstrap_token import config_file as _cf
 from bootstrap_token.config_file import (
+    GuardedServiceSettings,
     ListenPort,
-    ServiceSettings,
 )
 from bootstrap_token.policy import in_cluster_namespace
 
@@ -240,7 +240,7 @@ class TokenSettings(_Section):
     )
 
 
-class ApproverSettings(ServiceSettings):
+class ApproverSettings(GuardedServiceSettings):
     """Everything the approver needs at start. Immutable; validated once at start."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX)
@@ -393,15 +393,6 @@ class ApproverSettings(ServiceSettings):
     )
     host: str = Field(default="0.0.0.0", min_length=1, description="Listen address.")  # noqa: S104 - agents reach the pod through a Service.
     port: ListenPort = Field(default=8444, description="Listen port, 1..65535. Default 8444.")
-    head_timeout_seconds: float = Field(
-        default=10.0,
-        alias="headTimeoutSeconds",
-        ge=1,
-        le=60,
-        description="Seconds a request's head (request line and header fields) may take to "
-        "arrive; slower gets 408 and the connection closed (bootstrap_token.http_guard). "
-        "Default 10.",
-    )
     body_timeout_seconds: float = Field(
         default=10.0,
         alias="bodyTimeoutSeconds",
@@ -409,15 +400,6 @@ class ApproverSettings(ServiceSettings):
         le=60,
         description="Seconds a request body may take to arrive once its head is in; slower gets "
         "408 and the connection closed. Default 10 (an agent sends its registration in one go).",
-    )
-    max_incomplete_connections: int = Field(
-        default=256,
-        alias="maxIncompleteConnections",
-        ge=1,
-        le=65536,
-        description="Connections at once that have not sent a whole request; one more closes "
-        "the one whose head has waited longest with 503 + Retry-After. Open WebSockets and idle "
-        "kept-alive connections never count. Default 256.",
     )
     retry_after_seconds: int = Field(
         default=5,

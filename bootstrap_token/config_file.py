@@ -416,3 +416,27 @@ def load_service_settings(
         _CONFIG_FILE.reset(token)
     settings._origins = where
     return settings
+
+
+class GuardedServiceSettings(ServiceSettings):
+    """:class:`ServiceSettings` plus the connection guard's two settings
+    (:mod:`bootstrap_token.http_guard`), the same in both services."""
+
+    head_timeout_seconds: float = Field(
+        default=10.0,
+        alias="headTimeoutSeconds",
+        ge=1,
+        le=60,
+        description="Seconds a request's head (request line and header fields) may take to "
+        "arrive; slower gets 408 and the connection closed (bootstrap_token.http_guard). "
+        "Default 10.",
+    )
+    max_incomplete_connections: int = Field(
+        default=256,
+        alias="maxIncompleteConnections",
+        ge=1,
+        le=65536,
+        description="Connections at once that have not sent a whole request; one more closes "
+        "the one whose head has waited longest with 503 + Retry-After. Open WebSockets and idle "
+        "kept-alive connections never count. Default 256.",
+    )

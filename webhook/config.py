@@ -53,8 +53,8 @@ from pydantic_settings import (
 from bootstrap_token import DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS, MIN_TTL_SECONDS, TrustPolicy
 from bootstrap_token import config_file as _cf
 from bootstrap_token.config_file import (
+    GuardedServiceSettings,
     ListenPort,
-    ServiceSettings,
 )
 from bootstrap_token.names import is_dns1123_label, is_dns1123_subdomain
 from bootstrap_token.policy import in_cluster_namespace
@@ -193,7 +193,7 @@ class ConfigError(ValueError):
     key and file, or environment variable)."""
 
 
-class WebhookSettings(ServiceSettings):
+class WebhookSettings(GuardedServiceSettings):
     """Everything the webhook needs at start. Immutable; validated once at start.
 
     ======================  ==============================  =======  ==========================
@@ -363,23 +363,6 @@ class WebhookSettings(ServiceSettings):
         description="Seconds a request body may take to arrive once its headers are in; "
         "slower gets 408 and the connection closed. Default 10 (the API server sends a "
         "review in one go; its webhook timeout is at most 30 s).",
-    )
-    head_timeout_seconds: float = Field(
-        default=10.0,
-        alias="headTimeoutSeconds",
-        ge=1,
-        le=60,
-        description="Seconds a request's head (request line and header fields) may take to "
-        "arrive; slower gets 408 and the connection closed (bootstrap_token.http_guard). "
-        "Default 10.",
-    )
-    max_incomplete_connections: int = Field(
-        default=256,
-        alias="maxIncompleteConnections",
-        ge=1,
-        le=65536,
-        description="Connections at once that have not sent a whole request; one more closes "
-        "the one whose head has waited longest with 503 + Retry-After. Default 256.",
     )
     max_in_flight_body_bytes: int = Field(
         default=32 * 1024 * 1024,
