@@ -57,6 +57,7 @@ from datetime import UTC, datetime
 
 import jwt
 
+from approver.audit.sampling import LineSampler
 from approver.domain.agent_keys import key_digest, new_agent_key
 from approver.domain.binding import (
     PodCheck,
@@ -216,6 +217,7 @@ class Registrar:
         self._control_plane = control_plane
         self._owners = owners
         self._gate = pending_gate
+        self._limited_lines = LineSampler()
 
     @property
     def pending_gate(self) -> PendingGate | None:
@@ -299,6 +301,21 @@ class Registrar:
                 )
             )
             raise
+        if registration.limited is not None:
+            # A flood of refused registrations is one line per limit and source per window,
+            # not one per request (approver.audit.sampling); the metric counts each.
+            key = (registration.limited.limit, client_ip)
+            left_out = self._limited_lines.admit(key, time.monotonic())
+            if left_out is None:
+                return registration
+            if left_out:
+                seconds = self._limited_lines.window_seconds
+                event = event.model_copy(
+                    update={
+                        "message": f"{event.message}; {left_out} more like it in the last "
+                        f"{seconds:g} s not logged"
+                    }
+                )
         self._audit.emit(event)
         return registration
 

@@ -1,0 +1,37 @@
+"""approver.audit.sampling: one line per key per window, and how many were left out."""
+
+from __future__ import annotations
+
+import pytest
+
+from approver.audit.sampling import LineSampler
+
+
+def test_first_line_then_one_per_window_with_the_count_left_out() -> None:
+    sampler = LineSampler(window_seconds=10)
+    assert sampler.admit(("source", "10.0.0.1"), 0.0) == 0
+    assert [sampler.admit(("source", "10.0.0.1"), t) for t in (1.0, 2.0, 9.9)] == [None] * 3
+    assert sampler.admit(("source", "10.0.0.1"), 10.0) == 3
+    assert sampler.admit(("source", "10.0.0.1"), 10.5) is None
+    assert sampler.admit(("source", "10.0.0.1"), 30.0) == 1
+
+
+def test_keys_are_separate() -> None:
+    sampler = LineSampler(window_seconds=10)
+    assert sampler.admit(("source", "10.0.0.1"), 0.0) == 0
+    assert sampler.admit(("source", "10.0.0.2"), 0.0) == 0
+    assert sampler.admit(("overall", None), 0.0) == 0
+
+
+def test_memory_is_bounded_least_recent_forgotten() -> None:
+    sampler = LineSampler(window_seconds=10, max_keys=2)
+    for address in ("a", "b", "c"):
+        assert sampler.admit(address, 0.0) == 0
+    assert sampler.admit("a", 1.0) == 0  # forgotten: written at once
+    assert sampler.admit("c", 1.0) is None
+
+
+@pytest.mark.parametrize(("window", "keys"), [(0, 1), (1, 0)])
+def test_bad_arguments(window: float, keys: int) -> None:
+    with pytest.raises(ValueError, match="window_seconds"):
+        LineSampler(window_seconds=window, max_keys=keys)
