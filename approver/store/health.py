@@ -9,10 +9,12 @@ network). So the calls that must answer quickly, the registrations' transactions
 ``/readyz``, go through :meth:`DatabaseHealth.run`:
 
 * each runs as a task of its own; its caller waits for the result, not for the task;
-* a watchdog (a timer while anything is in flight) trips when an operation has been in
-  flight for ``stall_seconds`` **and** no operation finished in the last ``stall_seconds``:
-  a slow but working database keeps finishing operations and never trips it, however deep
-  the queue;
+* a watchdog (a timer while anything is in flight) suspects a hang when an operation has been
+  in flight for ``stall_seconds`` **and** no operation finished in the last ``stall_seconds``
+  (a slow but working database keeps finishing operations, however deep the queue), and
+  confirms it with a probe (``SELECT 1``): it trips only when that probe has not answered
+  within another ``stall_seconds / 4``. A probe that answers, even with an error (a database
+  that is down fails each call by itself), means one slow operation, not a hang;
 * on a trip every caller in flight gets :class:`DatabaseStalled` (a
   :class:`~approver.store.errors.StoreUnavailable`: the registration path answers
   ``202 pending`` with ``Retry-After``, the others 503) and every operation task is
@@ -81,6 +83,9 @@ class DatabaseHealth:
         self._last_progress = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._due = 0.0
+        #: The probe asked when operations stall, and when it must have answered by.
+        self._confirming: asyncio.Task[None] | None = None
+        self._confirm_by = 0.0
         self._tripped_at: float | None = None
         self._prober: asyncio.Task[None] | None = None
         self._abandoned: set[asyncio.Task[Any]] = set()
@@ -136,12 +141,13 @@ class DatabaseHealth:
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._timer is None and self._inflight:
-            self._due = loop.time() + self._stall / 4
+            self._due = loop.time() + self._stall / 8
             self._timer = loop.call_at(self._due, self._check)
 
     def _check(self) -> None:
         self._timer = None
         if not self._inflight or self._tripped_at is not None:
+            self._stop_confirming()
             return
         loop = asyncio.get_running_loop()
         now = loop.time()
@@ -152,10 +158,39 @@ class DatabaseHealth:
             self._arm(loop)
             return
         oldest = min(started for _, started in self._inflight.values())
-        if now - oldest >= self._stall and now - self._last_progress >= self._stall:
+        if now - oldest < self._stall or now - self._last_progress < self._stall:
+            self._stop_confirming()
+            self._arm(loop)
+            return
+        # Stalled. One slow operation on a working database looks the same, so ask the
+        # database directly before calling it hung: a probe that answers (even with an error: a
+        # database that is down, not hung, fails each call by itself) says it is not.
+        confirming = self._confirming
+        if confirming is None:
+            self._confirming = loop.create_task(_call(self._probe), name="database-stall-probe")
+            self._confirm_by = now + self._stall / 4
+        elif confirming.done():
+            self._stop_confirming()
+            self._last_progress = now
+        elif now >= self._confirm_by:
+            self._stop_confirming()
             self._trip(now)
             return
         self._arm(loop)
+
+    def _stop_confirming(self) -> None:
+        """Drop the stall probe: retrieve its outcome when done, else cancel it (it then
+        finishes in the background, like any abandoned operation)."""
+        confirming, self._confirming = self._confirming, None
+        if confirming is None:
+            return
+        if confirming.done():
+            if not confirming.cancelled():
+                confirming.exception()
+            return
+        confirming.cancel()
+        self._abandoned.add(confirming)
+        confirming.add_done_callback(_discard_result(self._abandoned))
 
     def _trip(self, now: float) -> None:
         self._tripped_at = now
@@ -169,7 +204,8 @@ class DatabaseHealth:
             self._abandoned.add(task)
             task.add_done_callback(self._abandoned.discard)
         log.warning(
-            "database not answering: no operation finished for %.1f s; %d request(s) answered "
+            "database not answering: no operation finished for %.1f s and a probe did not "
+            "answer either; %d request(s) answered "
             "without it, new ones refused at once; not ready until a probe answers (every "
             "%.1f s)",
             self._stall,
@@ -210,6 +246,8 @@ class DatabaseHealth:
         tasks: set[asyncio.Task[Any]] = {*self._inflight, *self._abandoned}
         if self._prober is not None:
             tasks.add(self._prober)
+        if self._confirming is not None:
+            tasks.add(self._confirming)
         for task in tasks:
             task.cancel()
         if tasks:

@@ -151,3 +151,21 @@ async def test_a_starved_event_loop_is_not_a_hung_database() -> None:
     )
     assert (watchdog.ready, watchdog.trips) == (True, 0)
     await watchdog.close()
+
+
+async def test_one_slow_operation_on_a_database_that_answers_is_not_a_hang() -> None:
+    """Nothing else in flight, so nothing finishes for 3 stall periods; but the confirming
+    probe answers (a working database, or one that is down and fails by itself): no trip."""
+    for mode in ("ok", "fail"):
+        probe = Probe()
+        probe.mode = mode
+        watchdog = health(probe)
+
+        async def slow() -> str:
+            await asyncio.sleep(STALL * 3)
+            return "committed"
+
+        assert await watchdog.run(slow) == "committed"
+        assert (watchdog.ready, watchdog.trips) == (True, 0)
+        assert probe.calls >= 1  # the stall was confirmed against the database, and refuted
+        await watchdog.close()
