@@ -95,6 +95,17 @@ class FileKeySet(KeySet):
     def __contains__(self, kid: object) -> bool:
         return kid in self._keys_now()
 
+    def cluster_of(self, kid: str) -> str | None:
+        # The snapshot ``kid in keys`` was answered from, as for ``__getitem__``: a key and its
+        # cluster tie always come from the same reading of the file.
+        return self._current.cluster_of(kid)
+
+    def tied_to(self, cluster: str) -> KeySet:
+        return self._keys_now().tied_to(cluster)
+
+    def merged(self, other: KeySet) -> KeySet:
+        return self._keys_now().merged(other)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._keys_now())
 

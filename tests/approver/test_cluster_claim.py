@@ -4,6 +4,7 @@ approval; the audit says ``wrong_cluster``."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from approver.files.jwks import FileKeySet
 from approver.http.app import create_app
 from approver.store import Store
 from bootstrap_token import KeySet, SigningKey
@@ -65,13 +67,19 @@ async def test_cluster_claim_at_registration(
     jwks_file: Path,
     signing_key: SigningKey,
     sqlite_store: Store,
+    tmp_path: Path,
     cluster: str,
     tie: str | None,
     expected: tuple[int, str],
 ) -> None:
-    keys = KeySet([signing_key.public_key])
+    keys: KeySet = KeySet([signing_key.public_key])
     if tie is not None:
-        keys = keys.tied_to(tie)
+        # As in production: the tie comes from the JWK's cluster member of the mounted file,
+        # read by FileKeySet (certs-tooling jwks --cluster).
+        path = tmp_path / "tied-jwks.json"
+        path.write_text(json.dumps(keys.tied_to(tie).to_jwks()), encoding="utf-8")
+        keys = FileKeySet(path)
+        assert keys.cluster_of(signing_key.kid) == tie
     audit = RecordingSink()
     client = await _client(aiohttp_client, jwks_file, keys, sqlite_store, audit)
     status, body = await _register(client, mint_token(signing_key, cluster=cluster))
