@@ -132,6 +132,9 @@ from bootstrap_token import (
 
 log = logging.getLogger(__name__)
 
+#: Stored events of registrations that change nothing, at most, per 10 s window in all.
+UNCHANGED_EVENTS_PER_WINDOW = 100
+
 #: Attempts of the decide-and-write transaction when the database reports a conflict. One
 #: conflict is expected at most (the second attempt sees the committed winner).
 MAX_ATTEMPTS = 3
@@ -218,6 +221,9 @@ class Registrar:
         self._owners = owners
         self._gate = pending_gate
         self._limited_lines = LineSampler()
+        #: Events of registrations that change nothing: stored at most once per reason and
+        #: source per 10 s, and 100 per 10 s in all (approver.audit.sampling).
+        self._unchanged = LineSampler(max_per_window=UNCHANGED_EVENTS_PER_WINDOW)
 
     @property
     def pending_gate(self) -> PendingGate | None:
@@ -291,16 +297,23 @@ class Registrar:
                 if isinstance(exc, StoreUnavailable)
                 else CONTROL_PLANE_UNAVAILABLE
             )
-            self._audit.emit(
-                _event(
+            # One line per reason and source per window: a hang under load is not a flood of
+            # identical lines (approver.audit.sampling).
+            left_out = self._limited_lines.admit((reason, client_ip), time.monotonic())
+            if left_out is not None:
+                event = _event(
                     facts,
                     at=datetime.fromtimestamp(now, UTC),
                     decision="error",
                     reason=reason,
                     message=str(exc),
                 )
-            )
+                self._audit.emit(
+                    _noting_left_out(event, left_out, self._limited_lines.window_seconds)
+                )
             raise
+        if event is None:
+            return registration  # left out by the sampling of events that change nothing
         if registration.limited is not None:
             # A flood of refused registrations is one line per limit and source per window,
             # not one per request (approver.audit.sampling); the metric counts each.
@@ -308,14 +321,7 @@ class Registrar:
             left_out = self._limited_lines.admit(key, time.monotonic())
             if left_out is None:
                 return registration
-            if left_out:
-                seconds = self._limited_lines.window_seconds
-                event = event.model_copy(
-                    update={
-                        "message": f"{event.message}; {left_out} more like it in the last "
-                        f"{seconds:g} s not logged"
-                    }
-                )
+            event = _noting_left_out(event, left_out, self._limited_lines.window_seconds)
         self._audit.emit(event)
         return registration
 
@@ -400,7 +406,7 @@ class Registrar:
         now: float,
         deadline: float,
         admission: Admission,
-    ) -> tuple[Registration, AuditEvent]:
+    ) -> tuple[Registration, AuditEvent | None]:
         """A registration whose approval must take effect in the control plane (module
         docstring, "With a control plane"); its calls end by ``deadline`` (monotonic). A
         registration a limit refuses in the preview asks the control plane nothing."""
@@ -557,8 +563,8 @@ class Registrar:
         control_plane: ControlPlaneState | None = None,
         step: CpStep = CpStep.NONE,
         admission: Admission | None = None,
-    ) -> tuple[Registration, AuditEvent]:
-        async def work(tx: Transaction) -> tuple[Registration, AuditEvent]:
+    ) -> tuple[Registration, AuditEvent | None]:
+        async def work(tx: Transaction) -> tuple[Registration, AuditEvent | None]:
             registration = await self._decide_in(
                 tx, facts, now=now, grant=grant, control_plane=control_plane, admission=admission
             )
@@ -568,9 +574,16 @@ class Registrar:
             note = (
                 f"; control plane: {step.value} -> {control_plane.value}" if control_plane else ""
             )
-            stored = await tx.append_audit(
-                _registration_event(facts, registration, now=now, note=note)
-            )
+            event = _registration_event(facts, registration, now=now, note=note)
+            if registration.decision.effect is Effect.NONE and control_plane is None:
+                # Changes nothing (a retry, a refusal, a known agent again): anyone can send
+                # these, so they are stored sampled, not one row each (approver.audit.sampling).
+                key = (registration.decision.reason, facts.source_address)
+                left_out = self._unchanged.admit(key, time.monotonic())
+                if left_out is None:
+                    return registration, None
+                event = _noting_left_out(event, left_out, self._unchanged.window_seconds)
+            stored = await tx.append_audit(event)
             return registration, stored
 
         for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -879,6 +892,18 @@ def _event(
         approval_method=approval_method,
         credential=credential or presented.primary_fingerprint,
         message=message,
+    )
+
+
+def _noting_left_out(event: AuditEvent, left_out: int, window_seconds: float) -> AuditEvent:
+    """``event``, its message saying how many like it were left out (none: unchanged)."""
+    if not left_out:
+        return event
+    return event.model_copy(
+        update={
+            "message": f"{event.message}; {left_out} more like it in the last "
+            f"{window_seconds:g} s not logged"
+        }
     )
 
 

@@ -1,10 +1,17 @@
-"""One audit line per kind of repeated refusal per window, not one per request. Pure.
+"""One audit line per kind of repeated event per window, not one per request. Pure.
 
-A flood of registrations a limit refuses (approver.pending_limits) writes nothing to the
-database, but each would still be one JSON line on stdout: a flood of the log instead. So the
-registrar emits the first refusal of a key (limit, source address) at once and then at most one
-line per ``window_seconds`` for it, saying how many it left out (``; N more like it in the
-last 10 s not logged``). The metric still counts every one.
+Two floods an unauthenticated caller can make would otherwise be one line each (and, for the
+second, one stored audit row each, growing the database without bound):
+
+* registrations a limit refuses (approver.pending_limits): emitted only, never stored;
+* registrations that change nothing: a retry of a pending agent, a refusal (a junk or copied
+  credential, a bad signature), a known agent registering again. Their events are stored, and
+  emitted, at most once per key (reason, source address) per window, and at most
+  ``max_per_window`` of them in all per window; the next stored one says how many were left
+  out. Every event that changes a record is always stored.
+
+:class:`LineSampler` decides: the first event of a key at once, then at most one per
+``window_seconds`` for it, saying how many it left out.
 """
 
 from __future__ import annotations
@@ -24,29 +31,61 @@ class LineSampler:
     Args:
         window_seconds: the least time between two lines of one key.
         max_keys: keys remembered (a forgotten key's next line is written at once).
+        max_per_window: at most this many lines of all keys together per window (fixed
+            windows); None: no overall bound.
     """
 
-    def __init__(self, *, window_seconds: float = WINDOW_SECONDS, max_keys: int = MAX_KEYS):
-        if window_seconds <= 0 or max_keys < 1:
-            raise ValueError("window_seconds must be positive and max_keys at least 1")
+    def __init__(
+        self,
+        *,
+        window_seconds: float = WINDOW_SECONDS,
+        max_keys: int = MAX_KEYS,
+        max_per_window: int | None = None,
+    ) -> None:
+        if (
+            window_seconds <= 0
+            or max_keys < 1
+            or (max_per_window is not None and max_per_window < 1)
+        ):
+            raise ValueError(
+                "window_seconds must be positive, max_keys and max_per_window at least 1"
+            )
         self._window = window_seconds
         self._max = max_keys
+        self._overall = max_per_window
         #: key -> (time of its last line, lines left out since).
         self._keys: OrderedDict[Hashable, tuple[float, int]] = OrderedDict()
+        self._window_start = float("-inf")
+        self._in_window = 0
 
     def admit(self, key: Hashable, now: float) -> int | None:
         """None: leave this line out. Otherwise write it, noting the returned number of lines
         of ``key`` left out since its previous line (0: none)."""
         last = self._keys.get(key)
-        if last is not None and now - last[0] < self._window:
-            self._keys[key] = (last[0], last[1] + 1)
+        left_out = last[1] if last is not None else 0
+        if (last is not None and now - last[0] < self._window) or not self._overall_room(now):
+            self._keys[key] = (last[0] if last is not None else float("-inf"), left_out + 1)
             self._keys.move_to_end(key)
+            self._forget_oldest()
             return None
         self._keys[key] = (now, 0)
         self._keys.move_to_end(key)
+        self._forget_oldest()
+        return left_out
+
+    def _overall_room(self, now: float) -> bool:
+        if self._overall is None:
+            return True
+        if now - self._window_start >= self._window:
+            self._window_start, self._in_window = now, 0
+        if self._in_window >= self._overall:
+            return False
+        self._in_window += 1
+        return True
+
+    def _forget_oldest(self) -> None:
         while len(self._keys) > self._max:
             self._keys.popitem(last=False)
-        return last[1] if last is not None else 0
 
     @property
     def window_seconds(self) -> float:

@@ -31,7 +31,16 @@ def test_memory_is_bounded_least_recent_forgotten() -> None:
     assert sampler.admit("c", 1.0) is None
 
 
-@pytest.mark.parametrize(("window", "keys"), [(0, 1), (1, 0)])
-def test_bad_arguments(window: float, keys: int) -> None:
+@pytest.mark.parametrize(("window", "keys", "overall"), [(0, 1, None), (1, 0, None), (1, 1, 0)])
+def test_bad_arguments(window: float, keys: int, overall: int | None) -> None:
     with pytest.raises(ValueError, match="window_seconds"):
-        LineSampler(window_seconds=window, max_keys=keys)
+        LineSampler(window_seconds=window, max_keys=keys, max_per_window=overall)
+
+
+def test_overall_bound_over_many_keys_and_the_count_carried() -> None:
+    """An attacker rotating source addresses: at most max_per_window lines per window in all;
+    a key left out by the overall bound reports it on its next line."""
+    sampler = LineSampler(window_seconds=10, max_per_window=3)
+    admitted = [sampler.admit(("bad_signature", f"10.0.0.{n}"), 0.0) for n in range(10)]
+    assert admitted == [0, 0, 0] + [None] * 7
+    assert sampler.admit(("bad_signature", "10.0.0.9"), 10.0) == 1

@@ -408,3 +408,37 @@ def test_elsewhere_the_answer_is_429() -> None:
     assert response.content_type == "application/json"
     agent_answer = limited_response(refusal, agent_path=True)
     assert agent_answer.status == 202
+
+
+class TestRegistrationsThatChangeNothing:
+    """The outside attack's finding: past the creation limits, anyone could still add one
+    stored audit row per request by registering an existing agent id again (a pending agent's
+    retry without a credential, or a junk key against an active agent: 403). Events that change
+    nothing are stored sampled: at most one per reason and source per 10 s, and the next says
+    how many were left out; every event that changes a record is still stored."""
+
+    async def test_a_flood_on_existing_ids_stores_a_bounded_number_of_rows(
+        self, flood: FloodFactory, signing_key: SigningKey
+    ) -> None:
+        app = await flood()
+        assert (await app.register(agent(1)))[0] == 202  # pending, stored
+        status, _, _ = await app.register(agent(2), token=mint_token(signing_key))
+        assert status == 200  # approved, stored
+        before = await app.stored_events()
+        assert before == 2
+        for _ in range(50):
+            assert (await app.register(agent(1)))[0] == 202  # a retry: nothing changes
+            assert (await app.register(agent(2), token="abk_junk_junk"))[0] == 403
+        stored = await app.stored_events()
+        # One row per (reason, source) in the window, not 100.
+        assert stored - before == 2, stored
+        assert await app.rows() == [agent(1), agent(2)]
+
+    async def test_a_change_is_always_stored(
+        self, flood: FloodFactory, signing_key: SigningKey
+    ) -> None:
+        app = await flood()
+        for n in range(5):
+            status, _, _ = await app.register(agent(10 + n), token=mint_token(signing_key))
+            assert status == 200
+        assert await app.stored_events() == 5  # five approvals from one source: all stored
