@@ -156,12 +156,16 @@ class Registration:
         limited: set when a limit on registrations without a credential refused this one
             (:mod:`approver.domain.pending_limits`): answered 202 pending with its
             ``Retry-After``; nothing was written.
+        unchanged: the decision changed nothing (no record written, no control-plane step):
+            its audit event was not stored with it but is stored sampled afterwards
+            (:mod:`approver.audit.sampling`).
     """
 
     decision: Decision
     agent: AgentRecord | None
     api_key: str | None = field(default=None, repr=False)
     limited: PendingLimited | None = None
+    unchanged: bool = False
 
 
 class Registrar:
@@ -313,7 +317,12 @@ class Registrar:
                 )
             raise
         if event is None:
-            return registration  # left out by the sampling of events that change nothing
+            return registration
+        if registration.unchanged:
+            stored = await self._store_sampled(facts, event)
+            if stored is None:
+                return registration  # left out by the sampling of events that change nothing
+            event = stored
         if registration.limited is not None:
             # A flood of refused registrations is one line per limit and source per window,
             # not one per request (approver.audit.sampling); the metric counts each.
@@ -324,6 +333,27 @@ class Registrar:
             event = _noting_left_out(event, left_out, self._limited_lines.window_seconds)
         self._audit.emit(event)
         return registration
+
+    async def _store_sampled(self, facts: Facts, event: AuditEvent) -> AuditEvent | None:
+        """Store ``event``, of a registration that changed nothing, if the sampling admits it
+        (at most one per reason and source per window, 100 per window in all; it then says how
+        many it left out), in a transaction of its own: the sampling is only consulted once the
+        decision has committed, so a transaction rolled back and run again never loses the
+        line. None: left out. A store that fails now still gets the line emitted."""
+        key = (event.reason, facts.source_address)
+        left_out = self._unchanged.admit(key, time.monotonic())
+        if left_out is None:
+            return None
+        event = _noting_left_out(event, left_out, self._unchanged.window_seconds)
+
+        async def store(tx: Transaction) -> AuditEvent:
+            return await tx.append_audit(event)
+
+        try:
+            return await self._writer.run(store)
+        except StoreUnavailable as exc:
+            log.warning("audit event of %s not stored: %s", facts.request.agent_id, exc)
+            return event
 
     async def _facts(
         self,
@@ -577,12 +607,9 @@ class Registrar:
             event = _registration_event(facts, registration, now=now, note=note)
             if registration.decision.effect is Effect.NONE and control_plane is None:
                 # Changes nothing (a retry, a refusal, a known agent again): anyone can send
-                # these, so they are stored sampled, not one row each (approver.audit.sampling).
-                key = (registration.decision.reason, facts.source_address)
-                left_out = self._unchanged.admit(key, time.monotonic())
-                if left_out is None:
-                    return registration, None
-                event = _noting_left_out(event, left_out, self._unchanged.window_seconds)
+                # these, so the event is stored sampled, after this transaction
+                # (:meth:`_store_sampled`), not one row each.
+                return replace(registration, unchanged=True), event
             stored = await tx.append_audit(event)
             return registration, stored
 

@@ -9,11 +9,13 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 from aiohttp import web
 from kubernetes_asyncio.client import ApiClient
 
+from approver.audit.sampling import LineSampler
 from approver.config import ApproverSettings
 from approver.http.app import create_app
 from approver.http.app_keys import (
@@ -26,7 +28,12 @@ from approver.resources import (
     server_ssl_context,
 )
 from approver.startup import migrate_when_reachable
-from bootstrap_token.http_guard import ConnectionGuard, GuardedAppRunner, GuardLimits
+from bootstrap_token.http_guard import (
+    ConnectionGuard,
+    GuardedAppRunner,
+    GuardLimits,
+    stalled_after,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +56,7 @@ async def serve(settings: ApproverSettings, *, stop: asyncio.Event | None = None
     limits = GuardLimits(
         head_timeout_seconds=settings.head_timeout_seconds,
         max_incomplete=settings.max_incomplete_connections,
+        stalled_after_seconds=stalled_after(settings.head_timeout_seconds),
     )
     kube: ApiClient | None = None
     with _stop_signals(stop) as stopping:
@@ -76,7 +84,10 @@ async def serve(settings: ApproverSettings, *, stop: asyncio.Event | None = None
         # lingering_time: after an early answer (408 for a stalled body, 413) the rest of an
         # unread body is drained for at most 2 s (aiohttp's default 10), as the webhook does.
         runner = GuardedAppRunner(
-            app, guard=ConnectionGuard(limits), access_log=None, lingering_time=2
+            app,
+            guard=ConnectionGuard(limits, on_refusal=_log_guard_refusal()),
+            access_log=None,
+            lingering_time=2,
         )
         await runner.setup()
         try:
@@ -136,3 +147,26 @@ def _stop_signals(stop: asyncio.Event | None) -> Iterator[asyncio.Event]:
         for sig in signals:
             with contextlib.suppress(ValueError, RuntimeError):
                 loop.remove_signal_handler(sig)
+
+
+def _log_guard_refusal() -> Callable[[int, str, str], None]:
+    """A WARNING for each kind of refusal the connection guard makes before a request exists
+    (408 slow head, 503 too many incomplete connections, 431/400 unparseable), at most one per
+    kind per 10 s with the count left out (approver.audit.sampling): a flood of stalled clients
+    is a few lines, and a real agent refused is not silent."""
+    sampler = LineSampler()
+
+    def refused(status: int, error: str, message: str) -> None:
+        left_out = sampler.admit(error, time.monotonic())
+        if left_out is None:
+            return
+        more = f"; {left_out} more like it in the last 10 s" if left_out else ""
+        log.warning(
+            "refused a connection before a whole request: %d %s (%s)%s",
+            status,
+            error,
+            message,
+            more,
+        )
+
+    return refused

@@ -437,6 +437,7 @@ class GuardedServiceSettings(ServiceSettings):
         ge=1,
         le=65536,
         description="Connections at once that have not sent a whole request; one more closes "
-        "the one whose head has waited longest with 503 + Retry-After. Open WebSockets and idle "
-        "kept-alive connections never count. Default 256.",
+        "stalled heads (waiting 1 s, or a quarter of headTimeoutSeconds), oldest first, with "
+        "503 + Retry-After; a burst of fresh connections is let in over it, never refused. "
+        "Open WebSockets and idle kept-alive connections never count. Default 256.",
     )

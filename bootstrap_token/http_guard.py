@@ -23,9 +23,12 @@ its protocol:
 * **At most ``max_incomplete`` connections at once are incomplete**: opened (or, kept alive, sent
   a first byte of a next request) and not yet through their request's body. When one more
   arrives, the incomplete connection whose head has waited longest is closed with ``503
-  too_many_incomplete_requests`` and ``Retry-After: 1``; when every incomplete connection is
-  past its head (reading a body, bounded by the body timeout), the newcomer is refused the same
-  way. A connection whose request is whole, an agent's open WebSocket included, is never counted
+  too_many_incomplete_requests`` and ``Retry-After: 1`` if it has stalled (waited
+  ``stalled_after_seconds``, 1 s); when ``max_incomplete`` connections are past their head
+  (reading a body, bounded by the body timeout), the newcomer is refused the same way. While no
+  head has stalled the newcomer is let in over the cap: a burst of real clients is read in
+  turn, and only connections that keep a slot without sending are ever closed. A connection
+  whose request is whole, an agent's open WebSocket included, is never counted
   or closed by the guard; an idle kept-alive connection is aiohttp's keep-alive timeout's.
 
 The TLS handshake comes before any of this (asyncio's ``ssl_handshake_timeout``, 60 s).
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,16 +65,31 @@ class GuardLimits:
     Attributes:
         head_timeout_seconds: seconds a request's head may take to arrive whole (> 0).
         max_incomplete: connections at once that have not sent a whole request (>= 1).
+        stalled_after_seconds: a head waiting at least this long counts as stalled (services
+            use 1 s, or a quarter of the head timeout when shorter); only a stalled head is
+            closed to make room, and a newcomer is never refused for heads that have not: a
+            burst of real clients (a fleet re-registering after a restart) arrives faster than
+            the event loop reads it, and the first answer StreamSpace's agent gets must not be
+            a 503 (it exits).
     """
 
     head_timeout_seconds: float = 10.0
     max_incomplete: int = 256
+    stalled_after_seconds: float = 1.0
 
     def __post_init__(self) -> None:
         if self.head_timeout_seconds <= 0:
             raise ValueError("head_timeout_seconds must be > 0")
         if self.max_incomplete < 1:
             raise ValueError("max_incomplete must be >= 1")
+        if self.stalled_after_seconds < 0:
+            raise ValueError("stalled_after_seconds must be >= 0")
+
+
+def stalled_after(head_timeout_seconds: float) -> float:
+    """The services' ``stalled_after_seconds``: 1 s, or a quarter of a shorter head timeout
+    (a head must count as stalled well before its 408)."""
+    return min(1.0, head_timeout_seconds / 4)
 
 
 @dataclass
@@ -119,7 +138,7 @@ class ConnectionGuard:
         self.on_refusal = on_refusal
         # Connections waiting for a head, in the order their wait began; then those reading a
         # body. Both count against max_incomplete.
-        self._heads: OrderedDict[GuardedRequestHandler, None] = OrderedDict()
+        self._heads: OrderedDict[GuardedRequestHandler, float] = OrderedDict()
         self._bodies: set[GuardedRequestHandler] = set()
 
     @property
@@ -133,14 +152,22 @@ class ConnectionGuard:
         self._bodies.discard(handler)
         if handler in self._heads:
             return True
-        if self.incomplete >= self.limits.max_incomplete:
-            if not self._heads:
-                self.counts.refused += 1
-                return False
-            oldest = next(iter(self._heads))
+        now = time.monotonic()
+        limits = self.limits
+        # Close stalled heads, oldest first, until there is room (a burst let in over the cap
+        # leaves several once it stalls); a head that has not stalled is never closed.
+        while self.incomplete >= limits.max_incomplete and self._heads:
+            oldest, since = next(iter(self._heads.items()))
+            if now - since < limits.stalled_after_seconds:
+                break
             self.counts.evicted += 1
-            oldest.refuse_busy()
-        self._heads[handler] = None
+            oldest.refuse_busy()  # takes it out of _heads
+        if len(self._bodies) >= limits.max_incomplete:
+            # Every slot is a body being read (each bounded by its body timeout).
+            self.counts.refused += 1
+            return False
+        # Still over the cap: nobody has stalled yet, a burst; let it in (module docstring).
+        self._heads[handler] = now
         return True
 
     def reading_body(self, handler: GuardedRequestHandler) -> None:

@@ -55,7 +55,12 @@ from aiohttp.web_protocol import RequestHandler
 from prometheus_client import CollectorRegistry
 
 from bootstrap_token import AuditSink
-from bootstrap_token.http_guard import ConnectionGuard, GuardedServer, GuardLimits
+from bootstrap_token.http_guard import (
+    ConnectionGuard,
+    GuardedServer,
+    GuardLimits,
+    stalled_after,
+)
 from bootstrap_token.jsonio import dumps
 from webhook.batch import IterationBatcher
 from webhook.budget import ByteBudget
@@ -516,6 +521,7 @@ class WebhookHttp:
             GuardLimits(
                 head_timeout_seconds=self.settings.head_timeout_seconds,
                 max_incomplete=self.settings.max_incomplete_connections,
+                stalled_after_seconds=stalled_after(self.settings.head_timeout_seconds),
             ),
             on_refusal=self._connection_refused,
         )

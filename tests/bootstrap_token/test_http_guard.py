@@ -57,7 +57,9 @@ async def start(limits: GuardLimits) -> tuple[GuardedAppRunner, Served]:
 
 @pytest.fixture
 async def served() -> AsyncIterator[Served]:
-    runner, served = await start(GuardLimits(head_timeout_seconds=0.4, max_incomplete=3))
+    runner, served = await start(
+        GuardLimits(head_timeout_seconds=0.6, max_incomplete=3, stalled_after_seconds=0.15)
+    )
     try:
         yield served
     finally:
@@ -142,7 +144,7 @@ class TestIncompleteCap:
         await asyncio.sleep(0.05)
         second = await connect(served.port, PARTIAL)
         third = await connect(served.port, PARTIAL)
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.15)  # all three have stalled now
         assert served.guard.incomplete == 3
         fourth = await connect(served.port, PARTIAL)
         status, fields, body = await answer(first[0])
@@ -166,7 +168,7 @@ class TestIncompleteCap:
             async with session.get(f"http://127.0.0.1:{served.port}/") as response:
                 assert await response.text() == "ok"  # its connection stays kept alive
             stalled = [await connect(served.port, PARTIAL) for _ in range(3)]
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)
             assert served.guard.incomplete == 3
             newcomer = await connect(served.port, PARTIAL)
             status, _, _ = await answer(stalled[0][0])
@@ -197,6 +199,34 @@ class TestIncompleteCap:
             assert (await body_reader.readuntil(b"ok")).startswith(b"HTTP/1.1 200")
             body_writer.close()
         writer.close()
+
+    async def test_a_burst_is_let_in_over_the_cap_and_every_request_answered(
+        self, served: Served
+    ) -> None:
+        """The outside attack's finding: 400 real agents at once got 503 for 144 of them (which
+        StreamSpace's agent does not survive). Heads that have not stalled are never closed:
+        ten fresh connections against a cap of three all get their answer."""
+        burst = [await connect(served.port, PARTIAL) for _ in range(10)]
+        assert served.guard.incomplete == 10  # over the cap, nobody closed
+        for reader, writer in burst:
+            writer.write(b"x\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+            status, _, body = await answer(reader)
+            assert (status, body) == (200, b"ok")
+            writer.close()
+        assert (served.guard.counts.evicted, served.guard.counts.refused) == (0, 0)
+
+    async def test_once_a_burst_stalls_it_is_cut_back_to_the_cap(self, served: Served) -> None:
+        stalled = [await connect(served.port, PARTIAL) for _ in range(6)]
+        await asyncio.sleep(0.2)
+        newcomer = await connect(served.port, PARTIAL)
+        for reader, _ in stalled[:4]:  # 6 + 1 over a cap of 3: the four oldest go
+            status, fields, _ = await answer(reader)
+            assert (status, fields["retry-after"]) == (503, "1")
+        assert served.guard.counts.evicted == 4
+        assert served.guard.incomplete == 3
+        for _, writer in [*stalled, newcomer]:
+            writer.close()
 
     async def test_a_whole_request_leaves_nothing_counted(self, served: Served) -> None:
         async with (
@@ -265,3 +295,5 @@ def test_limits_are_checked() -> None:
         GuardLimits(head_timeout_seconds=0)
     with pytest.raises(ValueError, match="max_incomplete"):
         GuardLimits(max_incomplete=0)
+    with pytest.raises(ValueError, match="stalled_after_seconds"):
+        GuardLimits(stalled_after_seconds=-1)
