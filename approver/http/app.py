@@ -36,6 +36,7 @@ from kubernetes_asyncio.client import ApiClient
 
 from approver.admin import AdminService
 from approver.api_keys import ApiKeyAdmin
+from approver.audit.sampling import LineSampler
 from approver.config import ApproverSettings, ConfigError
 from approver.control_plane_sync import ControlPlaneSync
 from approver.domain.control_plane import ControlPlane
@@ -50,6 +51,7 @@ from approver.http.app_keys import (
     ADMIN_KEY,
     ADMIN_TOKENS_KEY,
     AUDIT_KEY,
+    AUTH_LINES_KEY,
     CONTROL_PLANE_KEY,
     REGISTRAR_KEY,
     REVIEW_TOKENS_KEY,
@@ -160,6 +162,7 @@ def create_app(
     app[SETTINGS_KEY] = settings
     app[STORE_KEY] = store
     app[AUDIT_KEY] = sink
+    app[AUTH_LINES_KEY] = LineSampler()
     app[ADMIN_TOKENS_KEY] = token_file(settings, "adminTokensFile")
     app[REVIEW_TOKENS_KEY] = token_file(settings, "reviewTokensFile")
     pods = (

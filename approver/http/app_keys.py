@@ -6,6 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from approver.admin import AdminService
+from approver.audit.sampling import LineSampler
 from approver.config import ApproverSettings
 from approver.control_plane_sync import ControlPlaneSync
 from approver.domain.control_plane import ControlPlane
@@ -25,3 +26,6 @@ REVIEW_TOKENS_KEY = web.AppKey("review_tokens", TokenFile)
 AUDIT_KEY = web.AppKey("audit", AuditSink)
 CONTROL_PLANE_KEY = web.AppKey("control_plane", ControlPlane)
 SYNC_KEY = web.AppKey("control_plane_sync", ControlPlaneSync)
+#: Samples the refused admin requests' audit lines (``admin.auth``): a flood of bad bearers is
+#: a few lines with counts (approver.audit.sampling).
+AUTH_LINES_KEY = web.AppKey("auth_lines", LineSampler)

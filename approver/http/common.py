@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from enum import StrEnum
@@ -13,7 +14,7 @@ from approver.audit.text import audit_value
 from approver.domain.requests import BadRequest
 from approver.files.tokens import TokenFile, bearer_token
 from approver.http.answers import error_body
-from approver.http.app_keys import AUDIT_KEY
+from approver.http.app_keys import AUDIT_KEY, AUTH_LINES_KEY
 from bootstrap_token import AuditEvent, jsonio
 from bootstrap_token.jws import b64url_decode, b64url_encode
 
@@ -114,16 +115,21 @@ def authenticate(request: web.Request, *token_files: TokenFile) -> str:
             if actor is not None:
                 return actor
     reason = "missing_bearer" if token is None else "bad_bearer"
-    request.app[AUDIT_KEY].emit(
-        AuditEvent(
-            component="approver",
-            event="admin.auth",
-            decision="denied",
-            reason=reason,
-            security=token is not None,
-            message=request_route(request),
+    route = request_route(request)
+    sampler = request.app.get(AUTH_LINES_KEY)
+    left_out = 0 if sampler is None else sampler.admit((reason, request.remote), time.monotonic())
+    if left_out is not None:
+        more = f"; {left_out} more like it in the last 10 s not logged" if left_out else ""
+        request.app[AUDIT_KEY].emit(
+            AuditEvent(
+                component="approver",
+                event="admin.auth",
+                decision="denied",
+                reason=reason,
+                security=token is not None,
+                message=route + more,
+            )
         )
-    )
     challenge = _REALM if token is None else _REALM + ', error="invalid_token"'
     message = (
         "send Authorization: Bearer <token>"

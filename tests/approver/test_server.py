@@ -437,6 +437,19 @@ class TestAdmin:
         assert (event.event, event.reason, event.security) == ("admin.auth", "bad_bearer", True)
         assert "guessed-token" not in event.to_json()
 
+    async def test_a_flood_of_bad_bearers_is_a_few_lines(
+        self, client: Client, audit: RecordingSink
+    ) -> None:
+        """admin.auth lines are sampled per reason and source (approver.audit.sampling): 30
+        guesses from one address are one line now, not 30, and the 401s are unchanged."""
+        for n in range(30):
+            response = await client.post(
+                f"{ADMIN}/{AGENT_ID}/approve", headers={"Authorization": f"Bearer guess-{n:04d}"}
+            )
+            assert response.status == 401
+        lines = [e for e in audit.events if e.event == "admin.auth"]
+        assert [(e.reason, e.security) for e in lines] == [("bad_bearer", True)]
+
     async def test_list(self, client: Client, token: str, clock: Clock) -> None:
         """Admins list every agent, or those of one status, oldest first."""
         await register(client, token=token)
