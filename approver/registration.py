@@ -57,7 +57,7 @@ from datetime import UTC, datetime
 
 import jwt
 
-from approver.audit.sampling import LineSampler
+from approver.audit.sampling import LineSampler, WindowBudget
 from approver.domain.agent_keys import key_digest, new_agent_key
 from approver.domain.binding import (
     PodCheck,
@@ -134,6 +134,9 @@ log = logging.getLogger(__name__)
 
 #: Stored events of registrations that change nothing, at most, per 10 s window in all.
 UNCHANGED_EVENTS_PER_WINDOW = 100
+#: Security-relevant events of registrations that change nothing, stored per reason per 10 s
+#: (sampled per reason and source, outside the bound above; past it emitted, not stored).
+SECURITY_EVENTS_STORED_PER_WINDOW = 100
 
 #: Attempts of the decide-and-write transaction when the database reports a conflict. One
 #: conflict is expected at most (the second attempt sees the committed winner).
@@ -228,6 +231,10 @@ class Registrar:
         #: Events of registrations that change nothing: stored at most once per reason and
         #: source per 10 s, and 100 per 10 s in all (approver.audit.sampling).
         self._unchanged = LineSampler(max_per_window=UNCHANGED_EVENTS_PER_WINDOW)
+        #: Security-relevant ones: per reason and source only, so junk from many addresses
+        #: cannot hide a copied token's line; stored within a budget per reason.
+        self._security_lines = LineSampler()
+        self._security_stored = WindowBudget(per_window=SECURITY_EVENTS_STORED_PER_WINDOW)
 
     @property
     def pending_gate(self) -> PendingGate | None:
@@ -335,16 +342,28 @@ class Registrar:
         return registration
 
     async def _store_sampled(self, facts: Facts, event: AuditEvent) -> AuditEvent | None:
-        """Store ``event``, of a registration that changed nothing, if the sampling admits it
-        (at most one per reason and source per window, 100 per window in all; it then says how
-        many it left out), in a transaction of its own: the sampling is only consulted once the
-        decision has committed, so a transaction rolled back and run again never loses the
-        line. None: left out. A store that fails now still gets the line emitted."""
+        """Store ``event``, of a registration that changed nothing, if the sampling admits it,
+        in a transaction of its own: the sampling is only consulted once the decision has
+        committed, so a transaction rolled back and run again never loses the line. None: left
+        out. The returned event is to be emitted (stored or not).
+
+        Sampling (approver.audit.sampling): at most one event per reason and source per window;
+        the admitted one says how many it left out. Others than security-relevant events: 100
+        per window in all. Security-relevant events (``security: true``) are not bound by those
+        100, so a flood of junk cannot hide a copied token; they are stored up to
+        :data:`SECURITY_EVENTS_STORED_PER_WINDOW` per reason per window and emitted unstored
+        past it. A store that fails now still gets the line emitted."""
         key = (event.reason, facts.source_address)
-        left_out = self._unchanged.admit(key, time.monotonic())
+        now = time.monotonic()
+        sampler = self._security_lines if event.security else self._unchanged
+        left_out = sampler.admit(key, now)
         if left_out is None:
             return None
-        event = _noting_left_out(event, left_out, self._unchanged.window_seconds)
+        event = _noting_left_out(event, left_out, sampler.window_seconds)
+        if event.security and not self._security_stored.take(event.reason, now):
+            return event.model_copy(
+                update={"message": f"{event.message}; not stored: over the stored budget"}
+            )
 
         async def store(tx: Transaction) -> AuditEvent:
             return await tx.append_audit(event)

@@ -10,6 +10,12 @@ second, one stored audit row each, growing the database without bound):
   ``max_per_window`` of them in all per window; the next stored one says how many were left
   out. Every event that changes a record is always stored.
 
+  Security-relevant events (``security: true``: a copied token, a bad signature, ...) are
+  sampled per key only, never under the overall bound of the others: a flood of junk from many
+  addresses must not hide a thief's ``token_reused`` (outside attack, second round). They are
+  stored within a budget of their own per reason (:class:`WindowBudget`), so a flood of one
+  kind of refusal cannot use up another kind's; past it the line is still emitted, unstored.
+
 :class:`LineSampler` decides: the first event of a key at once, then at most one per
 ``window_seconds`` for it, saying how many it left out.
 """
@@ -52,11 +58,13 @@ class LineSampler:
             )
         self._window = window_seconds
         self._max = max_keys
-        self._overall = max_per_window
+        self._overall = (
+            None
+            if max_per_window is None
+            else WindowBudget(per_window=max_per_window, window_seconds=window_seconds)
+        )
         #: key -> (time of its last line, lines left out since).
         self._keys: OrderedDict[Hashable, tuple[float, int]] = OrderedDict()
-        self._window_start = float("-inf")
-        self._in_window = 0
 
     def admit(self, key: Hashable, now: float) -> int | None:
         """None: leave this line out. Otherwise write it, noting the returned number of lines
@@ -74,14 +82,7 @@ class LineSampler:
         return left_out
 
     def _overall_room(self, now: float) -> bool:
-        if self._overall is None:
-            return True
-        if now - self._window_start >= self._window:
-            self._window_start, self._in_window = now, 0
-        if self._in_window >= self._overall:
-            return False
-        self._in_window += 1
-        return True
+        return self._overall is None or self._overall.take(None, now)
 
     def _forget_oldest(self) -> None:
         while len(self._keys) > self._max:
@@ -90,3 +91,41 @@ class LineSampler:
     @property
     def window_seconds(self) -> float:
         return self._window
+
+
+class WindowBudget:
+    """At most ``per_window`` takes per key per fixed window of ``window_seconds`` (a window
+    starts at a key's first take after the previous one ended).
+
+    Args:
+        per_window: takes allowed per key per window (at least 1).
+        window_seconds: the window's length, seconds.
+        max_keys: keys remembered (a forgotten key starts a fresh window).
+
+    Raises:
+        ValueError: a bound below 1 or a window that is not positive.
+    """
+
+    def __init__(
+        self, *, per_window: int, window_seconds: float = WINDOW_SECONDS, max_keys: int = MAX_KEYS
+    ) -> None:
+        if per_window < 1 or window_seconds <= 0 or max_keys < 1:
+            raise ValueError("per_window and max_keys must be at least 1, window_seconds positive")
+        self._per_window = per_window
+        self._window = window_seconds
+        self._max = max_keys
+        #: key -> (start of its window, takes in it).
+        self._keys: OrderedDict[Hashable, tuple[float, int]] = OrderedDict()
+
+    def take(self, key: Hashable, now: float) -> bool:
+        """True: within the budget of ``key`` (and counted); False: its window is used up."""
+        start, taken = self._keys.get(key, (float("-inf"), 0))
+        if now - start >= self._window:
+            start, taken = now, 0
+        if taken >= self._per_window:
+            return False
+        self._keys[key] = (start, taken + 1)
+        self._keys.move_to_end(key)
+        while len(self._keys) > self._max:
+            self._keys.popitem(last=False)
+        return True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from approver.audit.sampling import LineSampler
+from approver.audit.sampling import LineSampler, WindowBudget
 
 
 def test_first_line_then_one_per_window_with_the_count_left_out() -> None:
@@ -44,3 +44,16 @@ def test_overall_bound_over_many_keys_and_the_count_carried() -> None:
     admitted = [sampler.admit(("bad_signature", f"10.0.0.{n}"), 0.0) for n in range(10)]
     assert admitted == [0, 0, 0] + [None] * 7
     assert sampler.admit(("bad_signature", "10.0.0.9"), 10.0) == 1
+
+
+def test_window_budget_counts_per_key_and_renews_with_the_window() -> None:
+    budget = WindowBudget(per_window=2, window_seconds=10)
+    assert [budget.take("malformed", t) for t in (0.0, 1.0, 2.0)] == [True, True, False]
+    assert budget.take("token_reused", 2.0)  # another key: its own budget
+    assert not budget.take("malformed", 9.9)
+    assert budget.take("malformed", 10.0)  # a new window
+
+
+def test_window_budget_refuses_bounds_below_one() -> None:
+    with pytest.raises(ValueError, match="per_window"):
+        WindowBudget(per_window=0)

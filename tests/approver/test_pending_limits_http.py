@@ -442,3 +442,31 @@ class TestRegistrationsThatChangeNothing:
             status, _, _ = await app.register(agent(10 + n), token=mint_token(signing_key))
             assert status == 200
         assert await app.stored_events() == 5  # five approvals from one source: all stored
+
+    async def test_a_flood_from_many_sources_does_not_hide_a_copied_token(
+        self, flood: FloodFactory, signing_key: SigningKey
+    ) -> None:
+        """Second outside attack: junk from 120 addresses used up the 100 stored events per
+        window, and a thief's ``token_reused`` that came next was neither stored nor logged.
+        Security-relevant events are sampled per reason and source only, with a stored budget
+        per reason: a flood of other refusals, security-relevant ones included, leaves room."""
+        app = await flood()
+        token = mint_token(signing_key)
+        assert (await app.register(agent(1)))[0] == 202
+        assert (await app.register(agent(2), token=token))[0] == 200
+        before = await app.stored_events()
+        for n in range(120):
+            source = f"10.1.{n // 250}.{n % 250}"
+            assert (await app.register(agent(1), source=source))[0] == 202  # a retry
+            assert (await app.register(agent(2), token="abk_junk_junk", source=source))[0] == 403
+        assert app.lines("credential_mismatch") == 120
+        status, body, _ = await app.register(agent(3), token=token, source="10.9.9.9")
+        assert (status, body["reason"]) == (403, "token_reused")
+        assert app.lines("token_reused") == 1
+        seq, _ = await app.store.audit_head()
+        stored = [c.event.reason for c in await app.store.list_audit(after=before, limit=1000)]
+        assert stored.count("token_reused") == 1
+        # The others: 100 retries in all (the overall bound), 100 junk keys (their reason's).
+        assert stored.count("manual_approval_required") == 100
+        assert stored.count("credential_mismatch") == 100
+        assert seq - before == 201
