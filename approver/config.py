@@ -354,6 +354,7 @@ class ApproverSettings(GuardedServiceSettings):
         "database operation finishes before the database counts as hung: those waiting are "
         "answered 202 pending (registrations) or 503, new ones at once, /readyz is 503, and a "
         "probe every second restores service when it answers (approver.store.health). "
+        "A minimum: the watchdog lengthens it to three typical operations of this database. "
         "Default 0.5.",
     )
     write_batch_size: int = Field(

@@ -10,11 +10,21 @@ network). So the calls that must answer quickly, the registrations' transactions
 
 * each runs as a task of its own; its caller waits for the result, not for the task;
 * a watchdog (a timer while anything is in flight) suspects a hang when an operation has been
-  in flight for ``stall_seconds`` **and** no operation finished in the last ``stall_seconds``
-  (a slow but working database keeps finishing operations, however deep the queue), and
-  confirms it with a probe (``SELECT 1``): it trips only when that probe has not answered
-  within another ``stall_seconds / 4``. A probe that answers, even with an error (a database
-  that is down fails each call by itself), means one slow operation, not a hang;
+  in flight for the stall threshold **and** no operation finished within it (a slow but
+  working database keeps finishing operations, however deep the queue), and confirms it with
+  a probe (``SELECT 1``): it trips only when that probe has not answered within the confirm
+  window. A probe that answers, even with an error (a database that is down fails each call by
+  itself), means one slow operation, not a hang;
+* both bounds follow what the database has shown, so a working database far away (10-30 ms a
+  round trip: a write batch of 0.5 s, a probe of 100 ms behind the pool's pre-ping) is not
+  taken for a hung one (it was, in the second outside attack). The stall threshold is
+  ``stall_seconds`` or three times the moving average (EWMA) of finished operations'
+  durations, whichever is longer, at most ten times ``stall_seconds``; the confirm window is
+  ``stall_seconds / 4`` or three times the moving average of answered probes' latencies, at
+  most ``stall_seconds``. The probe latency is learnt from :meth:`DatabaseHealth.check`
+  (``/readyz``, and once after the migration at start) and from every probe the watchdog
+  runs. A database that hangs finishes nothing, so the averages keep its last healthy
+  figures: on one next door both bounds stay at their minimum;
 * on a trip every caller in flight gets :class:`DatabaseStalled` (a
   :class:`~approver.store.errors.StoreUnavailable`: the registration path answers
   ``202 pending`` with ``Retry-After``, the others 503) and every operation task is
@@ -47,6 +57,12 @@ DEFAULT_STALL_SECONDS = 0.5
 #: Seconds between probes of a hung database, and how long one probe may take.
 PROBE_INTERVAL_SECONDS = 1.0
 PROBE_TIMEOUT_SECONDS = 1.0
+#: The stall threshold is at least this many typical operations, at most ``MAX_STALL_FACTOR``
+#: times ``stall_seconds``; the confirm window at least this many typical probes.
+TYPICAL_FACTOR = 3.0
+MAX_STALL_FACTOR = 10.0
+#: Weight of the newest sample in the moving averages.
+EWMA_WEIGHT = 0.2
 
 
 class DatabaseStalled(StoreUnavailable):
@@ -78,8 +94,9 @@ class DatabaseHealth:
         self._stall = stall_seconds
         self._interval = probe_interval_seconds
         self._probe_timeout = probe_timeout_seconds
-        #: In-flight operations: task -> (the caller's future, start time on the loop clock).
-        self._inflight: dict[asyncio.Task[Any], tuple[asyncio.Future[Any], float]] = {}
+        #: In-flight operations: task -> (the caller's future, start time on the loop clock,
+        #: whether its duration is averaged as an operation's).
+        self._inflight: dict[asyncio.Task[Any], tuple[asyncio.Future[Any], float, bool]] = {}
         self._last_progress = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._due = 0.0
@@ -90,6 +107,10 @@ class DatabaseHealth:
         self._prober: asyncio.Task[None] | None = None
         self._abandoned: set[asyncio.Task[Any]] = set()
         self.trips = 0
+        #: Moving averages, seconds: finished operations' durations, answered probes'
+        #: latencies (None: none seen yet).
+        self._typical_operation: float | None = None
+        self._typical_probe: float | None = None
 
     @property
     def ready(self) -> bool:
@@ -99,6 +120,49 @@ class DatabaseHealth:
     @property
     def stall_seconds(self) -> float:
         return self._stall
+
+    @property
+    def stall_threshold(self) -> float:
+        """Seconds without progress after which a hang is suspected now (module docstring)."""
+        if self._typical_operation is None:
+            return self._stall
+        return min(
+            max(self._stall, TYPICAL_FACTOR * self._typical_operation),
+            MAX_STALL_FACTOR * self._stall,
+        )
+
+    @property
+    def confirm_window(self) -> float:
+        """Seconds the stall probe has to answer before the database counts as hung."""
+        if self._typical_probe is None:
+            return self._stall / 4
+        return min(max(self._stall / 4, TYPICAL_FACTOR * self._typical_probe), self._stall)
+
+    async def check(self) -> None:
+        """One probe under the watchdog (readiness), its latency learnt for the confirm window.
+
+        Raises:
+            DatabaseStalled: as :meth:`run`.
+            Whatever the probe raised (StoreUnavailable).
+        """
+        await self._submit(self._timed_probe, operation=False)
+
+    async def _timed_probe(self) -> None:
+        """The probe, its latency averaged in when it answers (even with an error)."""
+        started = asyncio.get_running_loop().time()
+        try:
+            await self._probe()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self._learn_probe(started)
+            raise
+        self._learn_probe(started)
+
+    def _learn_probe(self, started: float) -> None:
+        self._typical_probe = _average(
+            self._typical_probe, asyncio.get_running_loop().time() - started
+        )
 
     async def run(self, operation: Callable[[], Awaitable[T]]) -> T:
         """``await operation()`` under the watchdog.
@@ -111,15 +175,20 @@ class DatabaseHealth:
                 was in flight (within about ``stall_seconds``); the operation is cancelled.
             Whatever ``operation`` raised.
         """
+        return await self._submit(operation, operation=True)
+
+    async def _submit(self, call: Callable[[], Awaitable[T]], *, operation: bool) -> T:
+        """:meth:`run`; ``operation`` False: a probe, its duration not averaged with the
+        operations' (it has its own average)."""
         if self._tripped_at is not None:
             raise DatabaseStalled(self._refusal())
         loop = asyncio.get_running_loop()
         now = loop.time()
         if not self._inflight:
             self._last_progress = now
-        task: asyncio.Task[T] = loop.create_task(_call(operation))
+        task: asyncio.Task[T] = loop.create_task(_call(call))
         answer: asyncio.Future[T] = loop.create_future()
-        self._inflight[task] = (answer, now)
+        self._inflight[task] = (answer, now, operation)
         task.add_done_callback(self._finished)
         self._arm(loop)
         return await answer
@@ -127,6 +196,10 @@ class DatabaseHealth:
     def _finished(self, task: asyncio.Task[Any]) -> None:
         entry = self._inflight.pop(task, None)
         self._last_progress = task.get_loop().time()
+        if entry is not None and entry[2] and not task.cancelled():
+            self._typical_operation = _average(
+                self._typical_operation, self._last_progress - entry[1]
+            )
         if task.cancelled():
             if entry is not None and not entry[0].done():
                 entry[0].set_exception(DatabaseStalled("database operation cancelled"))
@@ -157,8 +230,9 @@ class DatabaseHealth:
             self._last_progress = max(self._last_progress, now - self._stall / 2)
             self._arm(loop)
             return
-        oldest = min(started for _, started in self._inflight.values())
-        if now - oldest < self._stall or now - self._last_progress < self._stall:
+        oldest = min(started for _, started, _ in self._inflight.values())
+        threshold = self.stall_threshold
+        if now - oldest < threshold or now - self._last_progress < threshold:
             self._stop_confirming()
             self._arm(loop)
             return
@@ -167,8 +241,10 @@ class DatabaseHealth:
         # database that is down, not hung, fails each call by itself) says it is not.
         confirming = self._confirming
         if confirming is None:
-            self._confirming = loop.create_task(_call(self._probe), name="database-stall-probe")
-            self._confirm_by = now + self._stall / 4
+            self._confirming = loop.create_task(
+                _call(self._timed_probe), name="database-stall-probe"
+            )
+            self._confirm_by = now + self.confirm_window
         elif confirming.done():
             self._stop_confirming()
             self._last_progress = now
@@ -197,7 +273,7 @@ class DatabaseHealth:
         self.trips += 1
         inflight, self._inflight = self._inflight, {}
         reason = self._refusal()
-        for task, (answer, _) in inflight.items():
+        for task, (answer, _, _) in inflight.items():
             if not answer.done():
                 answer.set_exception(DatabaseStalled(reason))
             task.cancel()
@@ -208,7 +284,7 @@ class DatabaseHealth:
             "answer either; %d request(s) answered "
             "without it, new ones refused at once; not ready until a probe answers (every "
             "%.1f s)",
-            self._stall,
+            self.stall_threshold,
             len(inflight),
             self._interval,
         )
@@ -217,13 +293,13 @@ class DatabaseHealth:
         )
 
     def _refusal(self) -> str:
-        return f"database not answering (no progress for {self._stall:g} s)"
+        return f"database not answering (no progress for {self.stall_threshold:.2g} s)"
 
     async def _probe_until_answered(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self._interval)
-            probe = loop.create_task(_call(self._probe))
+            probe = loop.create_task(_call(self._timed_probe))
             done, _ = await asyncio.wait({probe}, timeout=self._probe_timeout)
             if not done:
                 probe.cancel()
@@ -254,6 +330,13 @@ class DatabaseHealth:
             # A task cancelled on a hung connection may need seconds to clean up; a shutdown
             # does not wait for that (the process ends and the database drops the session).
             await asyncio.wait(tasks, timeout=1.0)
+
+
+def _average(average: float | None, sample: float) -> float:
+    """The moving average with ``sample`` taken in (the first sample stands alone)."""
+    if average is None:
+        return sample
+    return average + EWMA_WEIGHT * (sample - average)
 
 
 async def _call(operation: Callable[[], Awaitable[T]]) -> T:

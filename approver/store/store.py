@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
@@ -42,6 +43,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from approver.audit.chain import ChainedEvent
 from approver.domain.records import AgentRecord, AgentStatus
 from approver.store import sqlite_inline
+from approver.store.errors import StoreUnavailable
 from approver.store.fast import FastStatements
 from approver.store.filters import AgentFilter, AuditFilter
 from approver.store.health import DEFAULT_STALL_SECONDS, DatabaseHealth, DatabaseStalled
@@ -370,7 +372,7 @@ class Store:
         Raises:
             StoreUnavailable: the database did not answer (``DatabaseStalled`` while it hangs).
         """
-        await self.health.run(self.ping)
+        await self.health.check()
 
     async def migrate(self) -> None:
         """Upgrade the schema to the newest migration (Alembic ``upgrade head``), in one
@@ -386,6 +388,11 @@ class Store:
                     sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
                 )
             await conn.run_sync(_upgrade_head)
+        # One probe under the watchdog: its latency sets the stall probe's confirm window
+        # before the first load (approver.store.health); a failure here is the next
+        # caller's to see.
+        with contextlib.suppress(StoreUnavailable):
+            await self.health.check()
 
     async def close(self) -> None:
         """Close every pooled connection. Idempotent."""

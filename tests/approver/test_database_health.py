@@ -15,7 +15,7 @@ STALL = 0.2
 
 
 class Probe:
-    """A probe whose answer the test sets: ``ok``, ``fail`` or ``hang``."""
+    """A probe whose answer the test sets: ``ok``, ``fail``, ``hang`` or ``slow``."""
 
     def __init__(self) -> None:
         self.mode = "hang"
@@ -27,6 +27,8 @@ class Probe:
             raise StoreUnavailable("connection refused")
         if self.mode == "hang":
             await asyncio.sleep(3600)
+        if self.mode == "slow":  # a working database far away, its pool busy
+            await asyncio.sleep(STALL / 2)
 
 
 def health(probe: Probe) -> DatabaseHealth:
@@ -169,3 +171,46 @@ async def test_one_slow_operation_on_a_database_that_answers_is_not_a_hang() -> 
         assert (watchdog.ready, watchdog.trips) == (True, 0)
         assert probe.calls >= 1  # the stall was confirmed against the database, and refuted
         await watchdog.close()
+
+
+async def test_a_distant_database_is_not_taken_for_a_hung_one() -> None:
+    """Second outside attack: PostgreSQL 10-30 ms away. A write batch took longer than
+    ``stall_seconds`` and the stall probe longer than a quarter of it, and the watchdog tripped
+    on a working database. Both bounds follow what the database has shown: a readiness probe
+    teaches the probe latency, finished batches the operation time."""
+    probe = Probe()
+    probe.mode = "slow"
+    watchdog = health(probe)
+    await watchdog.check()  # /readyz, or the probe after the migration at start
+    assert watchdog.confirm_window == pytest.approx(STALL, rel=0.1)  # 3 x 0.1 s, at most STALL
+
+    async def batch() -> str:
+        await asyncio.sleep(STALL * 1.5)  # one write batch, far away
+        return "committed"
+
+    assert [await watchdog.run(batch) for _ in range(4)] == ["committed"] * 4
+    assert (watchdog.ready, watchdog.trips) == (True, 0)
+    assert watchdog.stall_threshold == pytest.approx(STALL * 1.5 * 3, rel=0.2)
+    await watchdog.close()
+
+
+async def test_a_hang_still_trips_after_slow_answers() -> None:
+    """The averages keep the last healthy figures: a hang after slow batches trips within the
+    learnt threshold plus the confirm window, and the waiting caller hears it."""
+    probe = Probe()
+    probe.mode = "slow"
+    watchdog = health(probe)
+    await watchdog.check()
+
+    async def batch() -> str:
+        await asyncio.sleep(STALL * 1.5)
+        return "committed"
+
+    await watchdog.run(batch)
+    probe.mode = "hang"
+    started = time.monotonic()
+    with pytest.raises(DatabaseStalled):
+        await watchdog.run(hang)
+    waited = time.monotonic() - started
+    assert watchdog.trips == 1
+    assert waited < watchdog.stall_threshold + watchdog.confirm_window + STALL, waited
