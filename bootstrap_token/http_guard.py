@@ -22,14 +22,18 @@ its protocol:
   approver's ``bodyTimeoutSeconds``).
 * **At most ``max_incomplete`` connections at once are incomplete**: opened (or, kept alive, sent
   a first byte of a next request) and not yet through their request's body. When one more
-  arrives, the incomplete connection whose head has waited longest is closed with ``503
-  too_many_incomplete_requests`` and ``Retry-After: 1`` if it has stalled (waited
-  ``stalled_after_seconds``, 1 s); when ``max_incomplete`` connections are past their head
-  (reading a body, bounded by the body timeout), the newcomer is refused the same way. While no
-  head has stalled the newcomer is let in over the cap: a burst of real clients is read in
-  turn, and only connections that keep a slot without sending are ever closed. A connection
-  whose request is whole, an agent's open WebSocket included, is never counted
-  or closed by the guard; an idle kept-alive connection is aiohttp's keep-alive timeout's.
+  arrives at the cap, stalled connections are closed with ``503 too_many_incomplete_requests``
+  and ``Retry-After: 1`` until there is room: first heads that have waited
+  ``stalled_after_seconds`` (1 s), oldest first; then bodies that have been read that long at
+  under :data:`MIN_BODY_BYTES_PER_SECOND` on average (a trickle), oldest first. A newcomer is
+  never refused: while nothing has stalled it is let in over the cap, so a burst of real
+  clients is read in turn, and only connections that hold a slot without sending are closed.
+  (Refusing newcomers once every slot was a body let 300 trickled bodies lock every genuine
+  agent out of the approver: the second outside attack.) A connection whose request is whole,
+  an agent's open WebSocket included, is never counted or closed by the guard; an idle
+  kept-alive connection is aiohttp's keep-alive timeout's. A handler reading a body whose
+  connection was closed sees a ``ConnectionResetError`` from its read, which each service
+  answers quietly.
 
 The TLS handshake comes before any of this (asyncio's ``ssl_handshake_timeout``, 60 s).
 """
@@ -56,6 +60,10 @@ log = logging.getLogger(__name__)
 
 #: aiohttp's limits on a request line and on one header field, in bytes (its defaults).
 MAX_FIELD_BYTES = 8190
+#: A body read for ``stalled_after_seconds`` at under this average rate (bytes per second) has
+#: stalled. A real client sends an agent's registration with its head and a review at network
+#: speed (the API server's 3 MiB is over 16 KiB/s on any link it uses); a trickle is far below.
+MIN_BODY_BYTES_PER_SECOND = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -97,8 +105,10 @@ class GuardCounts:
     """What the guard has done since start (for tests, logs and metrics)."""
 
     head_timeouts: int = 0
+    #: stalled heads closed to make room
     evicted: int = 0
-    refused: int = 0
+    #: trickled bodies closed to make room
+    evicted_bodies: int = 0
     malformed: int = 0
 
 
@@ -137,46 +147,58 @@ class ConnectionGuard:
         #: existed. Never given a byte of what the client sent.
         self.on_refusal = on_refusal
         # Connections waiting for a head, in the order their wait began; then those reading a
-        # body. Both count against max_incomplete.
+        # body, in the order their body began. Both count against max_incomplete.
         self._heads: OrderedDict[GuardedRequestHandler, float] = OrderedDict()
-        self._bodies: set[GuardedRequestHandler] = set()
+        self._bodies: OrderedDict[GuardedRequestHandler, float] = OrderedDict()
 
     @property
     def incomplete(self) -> int:
         """Connections that have not sent a whole request."""
         return len(self._heads) + len(self._bodies)
 
-    def waiting_for_head(self, handler: GuardedRequestHandler) -> bool:
-        """Count ``handler`` as waiting for a head; False when it must be refused (the cap is
-        reached and no older head can give way)."""
-        self._bodies.discard(handler)
+    def waiting_for_head(self, handler: GuardedRequestHandler) -> None:
+        """Count ``handler`` as waiting for a head, first closing stalled connections, oldest
+        first, while the cap is reached (module docstring). A newcomer is never refused."""
+        self._bodies.pop(handler, None)
         if handler in self._heads:
-            return True
+            return
         now = time.monotonic()
-        limits = self.limits
-        # Close stalled heads, oldest first, until there is room (a burst let in over the cap
-        # leaves several once it stalls); a head that has not stalled is never closed.
-        while self.incomplete >= limits.max_incomplete and self._heads:
-            oldest, since = next(iter(self._heads.items()))
-            if now - since < limits.stalled_after_seconds:
-                break
-            self.counts.evicted += 1
-            oldest.refuse_busy()  # takes it out of _heads
-        if len(self._bodies) >= limits.max_incomplete:
-            # Every slot is a body being read (each bounded by its body timeout).
-            self.counts.refused += 1
-            return False
-        # Still over the cap: nobody has stalled yet, a burst; let it in (module docstring).
+        while self.incomplete >= self.limits.max_incomplete:
+            victim = self._stalled_head(now)
+            if victim is not None:
+                self.counts.evicted += 1
+            else:
+                victim = self._stalled_body(now)
+                if victim is None:
+                    break  # nothing has stalled: a burst; let it in over the cap
+                self.counts.evicted_bodies += 1
+            victim.refuse_busy()  # takes it out of _heads or _bodies
         self._heads[handler] = now
-        return True
+
+    def _stalled_head(self, now: float) -> GuardedRequestHandler | None:
+        if not self._heads:
+            return None
+        oldest, since = next(iter(self._heads.items()))
+        return oldest if now - since >= self.limits.stalled_after_seconds else None
+
+    def _stalled_body(self, now: float) -> GuardedRequestHandler | None:
+        """The oldest body read for ``stalled_after_seconds`` at under
+        :data:`MIN_BODY_BYTES_PER_SECOND` on average, or None."""
+        for handler, since in self._bodies.items():
+            elapsed = now - since
+            if elapsed < self.limits.stalled_after_seconds:
+                return None  # the rest began later still
+            if handler.body_bytes < MIN_BODY_BYTES_PER_SECOND * elapsed:
+                return handler
+        return None
 
     def reading_body(self, handler: GuardedRequestHandler) -> None:
         self._heads.pop(handler, None)
-        self._bodies.add(handler)
+        self._bodies[handler] = time.monotonic()
 
     def complete(self, handler: GuardedRequestHandler) -> None:
         self._heads.pop(handler, None)
-        self._bodies.discard(handler)
+        self._bodies.pop(handler, None)
 
 
 class GuardedRequestHandler(RequestHandler):
@@ -192,6 +214,13 @@ class GuardedRequestHandler(RequestHandler):
         self._stage = "idle"
         #: Requests of this connection being handled (a pipelined head waits behind them).
         self.handling = 0
+        #: The body of the request being read (None: none).
+        self._body_payload: StreamReader | None = None
+
+    @property
+    def body_bytes(self) -> int:
+        """Bytes of the current request's body received so far (0: none being read)."""
+        return self._body_payload.total_bytes if self._body_payload is not None else 0
 
     # -- the connection's stages ---------------------------------------------------------
 
@@ -224,10 +253,12 @@ class GuardedRequestHandler(RequestHandler):
             self._body_done()
             return
         self._stage = "body"
+        self._body_payload = payload
         self._guard.reading_body(self)
         payload.on_eof(self._body_done)
 
     def _body_done(self) -> None:
+        self._body_payload = None
         if self._stage in ("head", "body"):
             self._stage = "idle"
             self._guard.complete(self)
@@ -236,16 +267,7 @@ class GuardedRequestHandler(RequestHandler):
         if self._stage in ("upgraded", "closed"):
             return
         self._stage = "head"
-        if not self._guard.waiting_for_head(self):
-            self._stage = "closed"
-            self._refuse(
-                503,
-                "Service Unavailable",
-                "too_many_incomplete_requests",
-                "too many connections have not sent a whole request; retry",
-                retry=True,
-            )
-            return
+        self._guard.waiting_for_head(self)
         self._arm_deadline()
 
     def _arm_deadline(self) -> None:
@@ -279,8 +301,9 @@ class GuardedRequestHandler(RequestHandler):
         )
 
     def refuse_busy(self) -> None:
-        """Close this connection, still waiting for a head, with 503 (the cap was reached and it
-        has waited longest)."""
+        """Close this connection, a stalled head or a trickled body, with 503 (the cap was
+        reached and it has stalled longest). A body's handler then reads a
+        ``ConnectionResetError``; its answer goes nowhere."""
         self._refuse(
             503,
             "Service Unavailable",

@@ -36,6 +36,7 @@ import math
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
 
 from approver.api_keys.admin import ApiKeyAdminError, ApiKeyNotFound
@@ -145,7 +146,9 @@ def body_deadline_middleware(seconds: float) -> Middleware:
     """Read a request's body, when it has one, within ``seconds`` before any handler runs;
     slower gets ``408 request_timeout`` and the connection closed (RFC 9110 section 15.5.9).
     Handlers then read the body aiohttp keeps. A WebSocket upgrade has no body to wait for.
-    Runs inside :func:`error_middleware`, which turns a body over the limit into JSON 413."""
+    Runs inside :func:`error_middleware`, which turns a body over the limit into JSON 413. A
+    body that cannot be read (the client left, broken chunking) gets ``400 body_unreadable``
+    and a DEBUG line."""
 
     @web.middleware
     async def body_deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -160,6 +163,16 @@ def body_deadline_middleware(seconds: float) -> Middleware:
                 response = json_error(
                     408, "request_timeout", f"the request body did not arrive within {seconds:g} s"
                 )
+                response.force_close()
+                return response
+            except (OSError, HttpProcessingError) as exc:
+                # The client went away mid-body (or the guard closed a trickle to make room:
+                # bootstrap_token.http_guard), or sent chunking aiohttp cannot parse: nobody
+                # waits for this answer; a DEBUG line, not aiohttp's traceback per connection.
+                log.debug(
+                    "%s: request body unreadable (%s)", request_route(request), type(exc).__name__
+                )
+                response = json_error(400, "body_unreadable", "the request body could not be read")
                 response.force_close()
                 return response
         return await handler(request)

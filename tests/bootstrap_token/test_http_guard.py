@@ -182,23 +182,49 @@ class TestIncompleteCap:
             for _, writer in [*stalled, newcomer]:
                 writer.close()
 
-    async def test_when_every_incomplete_connection_reads_a_body_the_newcomer_is_refused(
-        self, served: Served
+    async def test_trickled_bodies_give_way_to_a_newcomer(
+        self, served: Served, caplog: pytest.LogCaptureFixture
     ) -> None:
+        """Second outside attack: 300 connections sent a head and trickled a body, and the
+        approver refused every genuine newcomer with 503 while they lasted. A newcomer is never
+        refused: bodies read for the stall time at under 16 KiB/s are closed, oldest first."""
         head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789"
         bodies = [await connect(served.port, head) for _ in range(3)]
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)  # past stalled_after_seconds, 10 bytes each: a trickle
         assert served.guard.incomplete == 3
-        reader, writer = await connect(served.port)
-        status, fields, _ = await answer(reader)
+        reader, writer = await connect(served.port, b"GET / HTTP/1.1\r\nHost: x\r\n")
+        status, fields, _ = await answer(bodies[0][0])  # the oldest body gave way
         assert (status, fields["retry-after"]) == (503, "1")
-        assert served.guard.counts.refused == 1
-        for body_reader, body_writer in bodies:  # each body can still be finished
+        writer.write(b"Connection: close\r\n\r\n")
+        await writer.drain()
+        assert (await answer(reader))[::2] == (200, b"ok")  # the newcomer is served
+        assert served.guard.counts.evicted_bodies == 1
+        for body_reader, body_writer in bodies[1:]:  # the others can still finish
             body_writer.write(b"x" * 90)
             await body_writer.drain()
             assert (await body_reader.readuntil(b"ok")).startswith(b"HTTP/1.1 200")
             body_writer.close()
         writer.close()
+
+    async def test_a_body_arriving_at_network_speed_is_never_closed(self, served: Served) -> None:
+        """A large body that has not stalled (300 KiB in 0.2 s) keeps its slot: the newcomers
+        are let in over the cap instead."""
+        size = 600 * 1024
+        head = f"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n".encode()
+        big_reader, big_writer = await connect(served.port, head + b"y" * (size // 2))
+        await asyncio.sleep(0.2)
+        newcomers = [await connect(served.port, PARTIAL) for _ in range(3)]
+        assert served.guard.incomplete == 4
+        assert served.guard.counts.evicted_bodies == 0
+        big_writer.write(b"y" * (size - size // 2))
+        await big_writer.drain()
+        assert (await big_reader.readuntil(b"ok")).startswith(b"HTTP/1.1 200")
+        big_writer.close()
+        for reader, writer in newcomers:
+            writer.write(b"x\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+            assert (await answer(reader))[::2] == (200, b"ok")
+            writer.close()
 
     async def test_a_burst_is_let_in_over_the_cap_and_every_request_answered(
         self, served: Served
@@ -214,7 +240,7 @@ class TestIncompleteCap:
             status, _, body = await answer(reader)
             assert (status, body) == (200, b"ok")
             writer.close()
-        assert (served.guard.counts.evicted, served.guard.counts.refused) == (0, 0)
+        assert (served.guard.counts.evicted, served.guard.counts.evicted_bodies) == (0, 0)
 
     async def test_once_a_burst_stalls_it_is_cut_back_to_the_cap(self, served: Served) -> None:
         stalled = [await connect(served.port, PARTIAL) for _ in range(6)]

@@ -210,3 +210,70 @@ async def test_an_oversized_header_is_431_without_its_bytes(
     assert "A" * 50 not in everything
     assert all(record.exc_info is None for record in caplog.records)
     assert any("content withheld" in record.getMessage() for record in caplog.records)
+
+
+@pytest.fixture(params=["approver", "webhook"])
+def body_target(request: pytest.FixtureRequest) -> tuple[int, str]:
+    """Each service's port and the path where it reads a body."""
+    path = {"approver": "/api/v1/agents/register", "webhook": "/mutate"}[request.param]
+    return int(request.getfixturevalue(f"{request.param}_port")), path
+
+
+def body_head(path: str, length: int) -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {length}\r\n\r\n{{"
+    ).encode()
+
+
+class TestSlowAndVanishingBodies:
+    """Second outside attack: 300 connections that trickled a body locked every genuine
+    newcomer out of the approver (503), and a client that went away mid-body left an ERROR
+    traceback per connection (1.65 MB/s of log)."""
+
+    async def test_trickled_bodies_give_way_and_service_goes_on(
+        self,
+        body_target: tuple[int, str],
+        client_ssl: ssl.SSLContext,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        port, path = body_target
+        trickling = []
+        with caplog.at_level(logging.INFO):
+            for _ in range(10):  # a cap of four
+                trickling.append(await tls_connect(port, client_ssl, body_head(path, 400)))
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.35)  # past a quarter of the 1 s head timeout: stalled
+            async with aiohttp.ClientSession() as session:
+                for _ in range(3):
+                    async with session.get(
+                        f"https://localhost:{port}/healthz", ssl=client_ssl
+                    ) as response:
+                        assert response.status == 200
+            statuses = [(await read_answer(reader))[0] for reader, _ in trickling[:4]]
+            for _, writer in trickling:
+                writer.close()
+            await asyncio.sleep(0.1)
+        assert statuses == [503] * 4  # the oldest trickles were closed to make room
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+    async def test_a_client_leaving_mid_body_leaves_no_error(
+        self,
+        body_target: tuple[int, str],
+        client_ssl: ssl.SSLContext,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        port, path = body_target
+        with caplog.at_level(logging.DEBUG):
+            for _ in range(3):
+                _, writer = await tls_connect(port, client_ssl, body_head(path, 400))
+                await asyncio.sleep(0.05)
+                writer.transport.abort()
+            await asyncio.sleep(0.2)
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"https://localhost:{port}/healthz", ssl=client_ssl) as response,
+            ):
+                assert response.status == 200
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert all(record.exc_info is None for record in caplog.records)
