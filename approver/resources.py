@@ -1,5 +1,5 @@
-"""What the settings name, opened: the key set, the tokens files, the TLS context, the store,
-the Kubernetes client, the control plane's connector. Each failure is a :class:`ConfigError`
+"""What the settings name, opened: the key set, the tokens files, the serving certificate, the
+store, the Kubernetes client, the control plane's connector. Each failure is a :class:`ConfigError`
 naming the field where the operator set it (:meth:`ApproverSettings.describe_field`).
 """
 
@@ -14,10 +14,13 @@ from approver.config import ApproverSettings, ConfigError
 from approver.connectors.streamspace import from_settings as streamspace_from_settings
 from approver.domain.control_plane import ControlPlane, ControlPlaneUnavailable
 from approver.files.jwks import FileKeySet
+from approver.files.serving_tls import ServingCertificate
 from approver.files.tokens import AdminTokensError, TokenFile
 from approver.kube.client import KubernetesConfigError, open_api_client
 from approver.store import Store
 from bootstrap_token import KeyLoadError, KeySet
+from bootstrap_token.reload import MaterialError, ReloadCounts
+from bootstrap_token.tls import TlsFiles
 
 log = logging.getLogger(__name__)
 
@@ -55,23 +58,32 @@ def token_file(settings: ApproverSettings, key: str) -> TokenFile:
         raise ConfigError(f"{where_set(settings, key)}: {exc}") from None
 
 
-def server_ssl_context(settings: ApproverSettings) -> ssl.SSLContext | None:
-    """A TLS 1.2+ server context from ``tlsCertFile``/``tlsKeyFile``, or None for plain HTTP.
+def serving_certificate(
+    settings: ApproverSettings, *, counts: ReloadCounts | None = None
+) -> ServingCertificate | None:
+    """The serving certificate of ``tlsCertFile``/``tlsKeyFile``, followed on disk
+    (:mod:`approver.files.serving_tls`), or None for plain HTTP.
+
+    Args:
+        settings: the settings naming the files.
+        counts: where reload outcomes are counted (default: a new one).
 
     Raises:
-        ConfigError: the certificate or key cannot be loaded, or they do not match.
+        ConfigError: the certificate or key cannot be loaded, or they do not match; the
+            message names the field where it was set and the path, never key bytes.
     """
     if settings.tls_cert_file is None or settings.tls_key_file is None:
         return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    files = TlsFiles(
+        cert=settings.tls_cert_file,
+        key=settings.tls_key_file,
+        cert_field=where_set(settings, "tlsCertFile"),
+        key_field=where_set(settings, "tlsKeyFile"),
+    )
     try:
-        context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
-    except (ssl.SSLError, OSError) as exc:
-        reason = getattr(exc, "reason", None) or type(exc).__name__
-        cert, key = where_set(settings, "tlsCertFile"), where_set(settings, "tlsKeyFile")
-        raise ConfigError(f"{cert} / {key}: cannot load: {reason}") from None
-    return context
+        return ServingCertificate(files, counts=counts)
+    except MaterialError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def open_store(settings: ApproverSettings) -> Store:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bootstrap_token import KeyLoadError, SigningKey
+from bootstrap_token import reload as shared_reload
 from bootstrap_token.file_mode import mode_warning
 from webhook.signer import TokenSigner
 from webhook.tls import MaterialError, TlsMaterial
@@ -23,7 +24,7 @@ from webhook.tls import MaterialError, TlsMaterial
 logger = logging.getLogger(__name__)
 
 
-class MaterialMissing(MaterialError):
+class MaterialMissing(MaterialError, shared_reload.MaterialMissing):
     """A key file that does not exist (as opposed to one that exists but cannot be used)."""
 
 
