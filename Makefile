@@ -9,7 +9,28 @@ BIN    := $(VENV)/bin
 DEMO_STAMP := $(VENV)/.installed-demo
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint typecheck unit venv clean bench
+# Release hygiene (docs/operations.md, "Versions and releases"). The image installs exactly what
+# the lock files pin, every file checked against its sha256: requirements.lock holds the runtime
+# dependencies of pyproject.toml (transitive included), requirements-build.lock what builds the
+# project's wheel ([build-system] requires). Both are resolved for the image's Python (Debian
+# 12's CPython 3.11 on x86_64 Linux) from wheels only, and list the hashes of every wheel of a
+# pinned version: an arm64 build installs from them too (resolving for aarch64 gives the same
+# files today). `make lock` keeps the pins it can; `make lock LOCK_ARGS=--upgrade` moves every
+# pin to the newest version pyproject.toml allows.
+LOCK       := requirements.lock
+BUILD_LOCK := requirements-build.lock
+SBOM       := sbom.cdx.json
+LOCK_ARGS  ?=
+LOCK_FLAGS := --generate-hashes --only-binary :all: --python-version 3.11 \
+              --python-platform x86_64-manylinux_2_28 --custom-compile-command 'make lock'
+# `make image`: the Dockerfile's OCI labels. VERSION is pyproject.toml's (read when used);
+# SOURCE_URL is not guessed from git (a remote's URL may carry a credential): pass it.
+IMAGE      ?= agent-bootstrap
+VERSION     = $(shell $(PYTHON) -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
+REVISION    = $(shell git rev-parse HEAD)
+SOURCE_URL ?=
+
+.PHONY: demo test lint typecheck unit venv clean bench lock sbom image
 
 venv: $(TEST_STAMP)
 
@@ -50,5 +71,24 @@ test: lint typecheck unit
 bench: $(TEST_STAMP)
 	$(BIN)/python -m bench
 
+lock: $(TEST_STAMP)
+	@echo "==> resolving $(LOCK) and $(BUILD_LOCK) from pyproject.toml (pinned, with hashes)"
+	$(BIN)/uv pip compile pyproject.toml $(LOCK_FLAGS) $(LOCK_ARGS) --output-file $(LOCK)
+	$(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' \
+	  | $(BIN)/uv pip compile - $(LOCK_FLAGS) $(LOCK_ARGS) --output-file $(BUILD_LOCK)
+
+# The image's Python packages as a CycloneDX 1.6 JSON SBOM, from $(LOCK) (offline, reproducible:
+# no timestamp or serial number). Git-ignored: publish it beside the image. A lock file has no
+# dependency graph, which cyclonedx-python-lib warns about on every run: that warning is muted.
+sbom: $(TEST_STAMP)
+	@echo "==> writing $(SBOM) (CycloneDX) from $(LOCK)"
+	PYTHONWARNINGS=ignore::UserWarning:cyclonedx.model.bom $(BIN)/cyclonedx-py requirements $(LOCK) --pyproject pyproject.toml --output-reproducible \
+	  --of JSON --output-file $(SBOM)
+
+# Needs a Docker engine (none in CI). Labels: version, revision, source, licenses.
+image:
+	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) \
+	  --build-arg SOURCE_URL=$(SOURCE_URL) -t $(IMAGE):$(VERSION) .
+
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info $(SBOM)

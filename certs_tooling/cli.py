@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bootstrap_token import MAX_TTL_SECONDS
+from bootstrap_token.version import version_text
 from certs_tooling import apiserver_client, check, commands, k8s, rotation, serving
 from certs_tooling.commands import PROG
 from certs_tooling.errors import CertsToolingError
@@ -464,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
         "client certificate, checks.",
         epilog="Exit codes: 0 ok, 1 refused/failed/problem found, 2 usage.",
     )
+    parser.add_argument("--version", action="version", version=version_text(PROG))
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_init, _add_renew, _add_rotate, _add_keys, _add_jwks, _add_token, _add_k8s):
         add(sub)
