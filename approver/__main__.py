@@ -8,6 +8,10 @@ Usage::
     agent-bootstrap-approver [--config FILE] api-keys {create,list,revoke,rotate} ...
                                         # manage API keys (approver.api_keys_cli)
 
+Logging: ``logFormat``/``logLevel`` (bootstrap_token.log_setup); ``serve`` prints audit events as
+JSON lines on stdout, the other commands store them and print them (on stderr) only with
+``--print-audit``.
+
 Exit codes: 0 done (chain intact), 1 the database could not be used, 2 bad configuration (the
 message names the field: file key and environment variable), 3 the audit chain is broken (the
 first broken link is named). ``api-keys`` exits with :mod:`approver.api_keys_cli`'s codes (3: no
@@ -19,11 +23,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from approver import api_keys_cli
 from approver.audit.chain import ChainReport, ChainVerifier
@@ -31,7 +34,8 @@ from approver.config import ApproverSettings, ConfigError, EventLoop, load_setti
 from approver.resources import open_store
 from approver.serve import serve
 from approver.store import StoreUnavailable
-from bootstrap_token import http_log
+from bootstrap_token import http_log, log_setup
+from bootstrap_token.version import version_text
 
 PROG = "agent-bootstrap-approver"
 EXIT_BROKEN_CHAIN = 3
@@ -46,11 +50,19 @@ def _parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="YAML settings file (camelCase keys); default: $AGENT_BOOTSTRAP_APPROVER_CONFIG",
     )
+    common.add_argument(
+        "--print-audit",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="also print the audit events this command makes, as JSON lines on stderr (they "
+        "are stored either way; serve always prints them on stdout)",
+    )
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Approves agent registrations that present a valid bootstrap token.",
         parents=[common],
     )
+    parser.add_argument("--version", action="version", version=version_text(PROG))
     commands = parser.add_subparsers(dest="command", metavar="{serve,migrate,audit,api-keys}")
     commands.add_parser("serve", parents=[common], help="migrate, then serve (the default)")
     commands.add_parser("migrate", parents=[common], help="migrate the database and exit")
@@ -142,14 +154,27 @@ def run(settings: ApproverSettings, main: Callable[[], Coroutine[Any, Any, _T]])
         return runner.run(main())
 
 
+def _configure_logging(settings: ApproverSettings, args: argparse.Namespace) -> None:
+    """``logFormat``/``logLevel``; audit lines on stdout when serving, on stderr for another
+    command only with ``--print-audit`` (bootstrap_token.log_setup)."""
+    if args.command in (None, "serve"):
+        audit_stream: TextIO | None = sys.stdout
+    else:
+        audit_stream = sys.stderr if getattr(args, "print_audit", False) else None
+    log_setup.configure(
+        log_format=settings.log_format, level=settings.log_level, audit_stream=audit_stream
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line. Returns the exit code (0 ok, 1 database, 2 configuration, 3 broken
     audit chain)."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     http_log.install()
+    log_setup.configure()  # text at INFO until the settings say otherwise
     try:
         settings = load_settings(config_file=getattr(args, "config", None))
+        _configure_logging(settings, args)
         if args.command == "migrate":
             url = run(settings, lambda: _migrate(settings))
             print(f"{PROG}: database migrated ({url})", file=sys.stderr)

@@ -37,6 +37,7 @@ it. Reading actions (list, get, audit) store an event too: the audit log says wh
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -61,6 +62,8 @@ TRANSITION_NOT_ALLOWED = "transition_not_allowed"
 
 #: Largest page of a list.
 MAX_PAGE = 500
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,12 +105,33 @@ class AdminService:
         store: the agent store.
         audit: where audit events go (after their commit).
         clock: seconds since the epoch (``time.time``).
+        on_approved: told of each agent an administrator took from pending to active (after
+            the commit), for the time-to-approval metric.
     """
 
-    def __init__(self, *, store: Store, audit: AuditSink, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        audit: AuditSink,
+        clock: Callable[[], float],
+        on_approved: Callable[[AgentRecord], None] | None = None,
+    ) -> None:
         self._store = store
         self._audit = audit
         self._clock = clock
+        self._on_approved = on_approved
+
+    def _approved(self, records: list[AgentRecord]) -> None:
+        """Tell ``on_approved`` (the metrics) of agents this service took from pending to
+        active, after the commit; its failure never affects the answer."""
+        if self._on_approved is None:
+            return
+        for record in records:
+            try:
+                self._on_approved(record)
+            except Exception:
+                log.exception("on_approved failed")
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
@@ -290,6 +314,7 @@ class AdminService:
                 )
             )
         emit_all(self._audit, events)
+        self._approved(approved)
         return approved
 
     async def list_audit(
@@ -348,6 +373,13 @@ class AdminService:
         emit_all(self._audit, [stored])
         if isinstance(result, TransitionNotAllowed):
             raise result
+        if (
+            action is _APPROVE
+            and result is not None
+            and current is not None
+            and current.status is AgentStatus.PENDING
+        ):
+            self._approved([result])
         return result
 
     async def _transition(

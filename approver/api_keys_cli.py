@@ -2,8 +2,10 @@
 
 Wired into ``agent-bootstrap-approver`` with :func:`add_parser` and :func:`run`; also runs on its
 own (``python -m approver.api_keys_cli --database-url URL ...``). It talks to the approver's
-database directly (the same ``databaseUrl``), so it works before the approver serves, and writes
-the same audit events as the admin API (actor ``cli:<login name>``)::
+database directly (the same ``databaseUrl``), so it works before the approver serves, and
+stores the same audit events as the admin API in the audit hash chain, each with its change
+(actor ``cli:<login name>``); they are printed (JSON lines on standard error) only with
+``--print-audit``::
 
     api-keys create --name docker-hosts-eu [--platform docker]...
                     [--agent-id-pattern 'docker-eu-*'] [--max-agents 20]
@@ -28,7 +30,6 @@ import argparse
 import asyncio
 import getpass
 import json
-import logging
 import os
 import re
 import sys
@@ -39,15 +40,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from approver.api_keys.admin import ApiKeyAdmin, ApiKeyAdminError, ApiKeyNotFound
 from approver.api_keys.records import ApiKeyRecord
 from approver.api_keys.scope import ApiKeyScope
 from approver.api_keys.secret_folder import SecretFolderKeys
 from approver.api_keys.wire import key_json
-from approver.store import StoreUnavailable
-from bootstrap_token import AuditSink
+from approver.store import Store, StoreUnavailable
+from bootstrap_token import AuditSink, log_setup
 
 PROG = "api-keys"
 DATABASE_URL_ENV = "AGENT_BOOTSTRAP_APPROVER_DATABASE_URL"
@@ -132,12 +133,6 @@ def _actor() -> str:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):  # no login name (a container without a passwd entry)
         return "cli"
-
-
-def _open_engine(database_url: str) -> AsyncEngine:
-    """An engine for one CLI run. SQLite waits up to 5 s for the approver's write lock."""
-    connect_args: dict[str, Any] = {"timeout": 5.0}
-    return create_async_engine(database_url, hide_parameters=True, connect_args=connect_args)
 
 
 def _print_key(record: ApiKeyRecord, *, err: TextIO, admin: ApiKeyAdmin, label: str) -> None:
@@ -225,9 +220,11 @@ async def run_async(
     out: TextIO | None = None,
     err: TextIO | None = None,
     audit: AuditSink | None = None,
+    store: Store | None = None,
 ) -> int:
     """Run a parsed ``api-keys`` command on ``engine`` (the engine stays open). Returns the exit
-    code (module docstring)."""
+    code (module docstring). With ``store`` (the approver's store on ``engine``) each change's
+    audit event is stored in the audit hash chain with the change."""
     out = out or sys.stdout
     err = err or sys.stderr
     folder = SecretFolderKeys(secret_dir) if secret_dir is not None else None
@@ -235,6 +232,7 @@ async def run_async(
         folder.load()
     admin = ApiKeyAdmin(
         engine=engine,
+        store=store,
         audit=audit or AuditSink(),
         clock=time.time,
         folder=folder,
@@ -265,13 +263,24 @@ def run(
     revoke/rotate). Returns the exit code."""
 
     async def go() -> int:
-        engine = _open_engine(database_url)
+        # The approver's own store: each change and its audit event (in the audit hash chain)
+        # commit together, as through the admin API; SQLite waits up to 5 s for the serving
+        # approver's write lock.
+        try:
+            store = Store.open(database_url)
+        except ValueError as exc:
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
         try:
             return await run_async(
-                args, engine=engine, secret_dir=secret_dir, grace_seconds=grace_seconds
+                args,
+                engine=store.engine,
+                store=store,
+                secret_dir=secret_dir,
+                grace_seconds=grace_seconds,
             )
         finally:
-            await engine.dispose()
+            await store.close()
 
     return asyncio.run(go())
 
@@ -285,12 +294,17 @@ def main(argv: list[str] | None = None) -> int:
         help=f"the approver's databaseUrl (default: ${DATABASE_URL_ENV})",
     )
     parser.add_argument("--secret-dir", type=Path, help="apiKeys.secretDir, if any")
+    parser.add_argument(
+        "--print-audit",
+        action="store_true",
+        help="also print the audit events made, as JSON lines on stderr (stored either way)",
+    )
     configure_parser(parser)
     args = parser.parse_args(argv)
     if not args.database_url:
         print(f"{PROG}: pass --database-url or set {DATABASE_URL_ENV}", file=sys.stderr)
         return EXIT_USAGE
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    log_setup.configure(audit_stream=sys.stderr if args.print_audit else None)
     return run(args, database_url=args.database_url, secret_dir=args.secret_dir)
 
 

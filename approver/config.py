@@ -392,6 +392,30 @@ class ApproverSettings(GuardedServiceSettings):
         alias="tlsKeyFile",
         description="PEM private key of the serving certificate. Set together with tlsCertFile.",
     )
+    tls_reload_interval_seconds: float = Field(
+        default=10.0,
+        alias="tlsReloadIntervalSeconds",
+        ge=0,
+        le=3600,
+        description="Seconds between two looks at tlsCertFile and tlsKeyFile (inode, size and "
+        "mtime of the resolved path, which follows Secret volume symlink swaps); a changed "
+        "pair that loads and matches is served to new connections, one that does not is "
+        "refused and the certificate in use stays. Default 10; 0 never re-reads them.",
+    )
+    metrics_host: str = Field(
+        default="0.0.0.0",  # noqa: S104 - Prometheus scrapes the pod IP.
+        alias="metricsHost",
+        min_length=1,
+        description="Listen address of the plain-HTTP metrics port. Default 0.0.0.0.",
+    )
+    metrics_port: int = Field(
+        default=9091,
+        alias="metricsPort",
+        ge=0,
+        le=65535,
+        description="Plain-HTTP port serving GET /metrics (Prometheus text format, "
+        "approver.metrics). Default 9091; 0 turns the metrics listener off.",
+    )
     host: str = Field(default="0.0.0.0", min_length=1, description="Listen address.")  # noqa: S104 - agents reach the pod through a Service.
     port: ListenPort = Field(default=8444, description="Listen port, 1..65535. Default 8444.")
     body_timeout_seconds: float = Field(

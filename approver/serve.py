@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 import time
 from collections.abc import Callable, Iterator
 
@@ -21,37 +22,75 @@ from approver.http.app import create_app
 from approver.http.app_keys import (
     ADMIN_TOKENS_KEY,
 )
+from approver.metrics import ApproverMetrics, MeteredReloadCounts
 from approver.resources import (
     load_key_set,
     open_kube,
     open_store,
-    server_ssl_context,
+    serving_certificate,
 )
 from approver.startup import migrate_when_reachable
+from bootstrap_token import KeySet
 from bootstrap_token.http_guard import (
     ConnectionGuard,
     GuardedAppRunner,
     GuardLimits,
     stalled_after,
 )
+from bootstrap_token.metrics_http import create_metrics_app
+from bootstrap_token.reload import ReloadCounts
 
 log = logging.getLogger(__name__)
 
 
-async def serve(settings: ApproverSettings, *, stop: asyncio.Event | None = None) -> None:
+async def serve(
+    settings: ApproverSettings,
+    *,
+    stop: asyncio.Event | None = None,
+    tls_reloads: ReloadCounts | None = None,
+) -> None:
     """Run the approver until SIGTERM/SIGINT (or until ``stop`` is set).
 
-    Loads the key set, the TLS context and the tokens files, opens the store and migrates it
-    (waiting with backoff, not ready, while the database is unavailable:
+    Loads the key set, the serving certificate and the tokens files, opens the store and
+    migrates it (waiting with backoff, not ready, while the database is unavailable:
     :mod:`approver.startup`), opens the Kubernetes client when enabled, then serves on
     ``host:port`` (HTTPS when ``tlsCertFile`` is set) until told to stop, and closes everything
-    on the way out.
+    on the way out. From start to stop the certificate files are looked at every
+    ``tlsReloadIntervalSeconds`` and a renewed pair is served to new connections
+    (:mod:`approver.files.serving_tls`); the outcomes are counted in ``tls_reloads`` when given.
 
     Raises:
         ConfigError: a file named by the settings cannot be used.
     """
     key_set = load_key_set(settings)
-    ssl_context = server_ssl_context(settings)
+    metrics = ApproverMetrics()
+    certificate = serving_certificate(
+        settings, counts=tls_reloads or MeteredReloadCounts(metrics, material="tls")
+    )
+    if certificate is not None:
+        serving = certificate
+        metrics.tls_expiry.set_function(lambda: serving.material.not_after - time.time())
+    interval = settings.tls_reload_interval_seconds
+    following: asyncio.Task[None] | None = None
+    if certificate is not None and interval > 0:
+        following = asyncio.create_task(certificate.follow(interval))
+    try:
+        await _serve(settings, stop, key_set, certificate.context if certificate else None, metrics)
+    finally:
+        if following is not None:
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await following
+
+
+async def _serve(
+    settings: ApproverSettings,
+    stop: asyncio.Event | None,
+    key_set: KeySet,
+    ssl_context: ssl.SSLContext | None,
+    metrics: ApproverMetrics,
+) -> None:
+    """:func:`serve` once the key set and the listener's TLS context are loaded."""
     store = open_store(settings)
     limits = GuardLimits(
         head_timeout_seconds=settings.head_timeout_seconds,
@@ -75,7 +114,7 @@ async def serve(settings: ApproverSettings, *, stop: asyncio.Event | None = None
                 await store.close()
                 return
             kube = await open_kube(settings)
-            app = create_app(settings, key_set=key_set, store=store, kube=kube)
+            app = create_app(settings, key_set=key_set, store=store, kube=kube, metrics=metrics)
         except BaseException:
             if kube is not None:
                 await kube.close()
@@ -90,16 +129,44 @@ async def serve(settings: ApproverSettings, *, stop: asyncio.Event | None = None
             lingering_time=2,
         )
         await runner.setup()
+        metrics_runner: web.AppRunner | None = None
         try:
             site = web.TCPSite(
                 runner, settings.host, settings.port, ssl_context=ssl_context, backlog=1024
             )
             await site.start()
+            metrics_runner = await _start_metrics(settings, metrics)
             _log_listening(settings, app, store.url, len(key_set), ssl_context is not None)
             await stopping.wait()
             log.info("stopping")
         finally:
+            if metrics_runner is not None:
+                await metrics_runner.cleanup()
             await runner.cleanup()
+
+
+async def _start_metrics(
+    settings: ApproverSettings, metrics: ApproverMetrics
+) -> web.AppRunner | None:
+    """Listen on ``metricsHost:metricsPort`` for ``GET /metrics`` (None: ``metricsPort`` 0).
+    A port that cannot be bound is logged and the approver serves without metrics (a scrape
+    target that is down alerts by itself; agents must not wait for it)."""
+    if not settings.metrics_port:
+        return None
+    runner = web.AppRunner(create_metrics_app(metrics.registry), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.metrics_host, settings.metrics_port).start()
+    except OSError as exc:
+        log.error(
+            "metricsPort: cannot listen on %s:%d (%s); serving without metrics",
+            settings.metrics_host,
+            settings.metrics_port,
+            exc.strerror or exc,
+        )
+        await runner.cleanup()
+        return None
+    return runner
 
 
 def _log_listening(

@@ -35,6 +35,7 @@ from pydantic_settings import (
 )
 
 from bootstrap_token.env_json import SETTINGS_ERROR_FIELD, is_json, json_location
+from bootstrap_token.log_setup import LogFormat, LogLevel
 
 #: A port a service listens on, the same rule for both services: 1..65535. Port 0 ("any free
 #: port") is refused: a Service, a probe or an agent cannot point at a port chosen at random.
@@ -419,8 +420,23 @@ def load_service_settings(
 
 
 class GuardedServiceSettings(ServiceSettings):
-    """:class:`ServiceSettings` plus the connection guard's two settings
-    (:mod:`bootstrap_token.http_guard`), the same in both services."""
+    """:class:`ServiceSettings` plus the settings the same in both services: the connection
+    guard's two (:mod:`bootstrap_token.http_guard`) and logging's two
+    (:mod:`bootstrap_token.log_setup`)."""
+
+    log_format: LogFormat = Field(
+        default=LogFormat.TEXT,
+        alias="logFormat",
+        description="text: '<time> <LEVEL> <logger>: <message>' lines on stderr; json: one JSON "
+        "object per line (time, level, logger, message, exception). Audit events are JSON "
+        "lines on stdout either way (bootstrap_token.log_setup). Default text.",
+    )
+    log_level: LogLevel = Field(
+        default=LogLevel.INFO,
+        alias="logLevel",
+        description="debug, info, warning or error: the least severe of this project's lines "
+        "written; libraries log WARNING and above only. Default info.",
+    )
 
     head_timeout_seconds: float = Field(
         default=10.0,
@@ -437,7 +453,8 @@ class GuardedServiceSettings(ServiceSettings):
         ge=1,
         le=65536,
         description="Connections at once that have not sent a whole request; one more closes "
-        "stalled heads (waiting 1 s, or a quarter of headTimeoutSeconds), oldest first, with "
-        "503 + Retry-After; a burst of fresh connections is let in over it, never refused. "
+        "stalled heads (waiting 1 s, or a quarter of headTimeoutSeconds), then trickled bodies "
+        "(read that long at under 16 KiB/s), oldest first, with 503 + Retry-After; a burst of "
+        "fresh connections is let in over it, a newcomer never refused. "
         "Open WebSockets and idle kept-alive connections never count. Default 256.",
     )

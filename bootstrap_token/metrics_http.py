@@ -1,11 +1,14 @@
-"""The plain-HTTP metrics port (``metricsPort``, default 9090): ``GET /metrics`` only.
+"""The plain-HTTP metrics port of both services (``metricsPort``: the webhook's default 9090,
+the approver's 9091): ``GET /metrics`` only.
 
-Separate from the HTTPS port on purpose: Prometheus scrapes the pod IP without the webhook's CA,
-a scrape never competes with the API server's calls for the TLS listener, and a NetworkPolicy
-can open the two ports to different peers. The metrics hold no secrets (kids, counts, ages).
+Separate from the HTTPS port on purpose: Prometheus scrapes the pod IP without the service's
+CA, a scrape never competes with the API server's or the agents' calls for the TLS listener,
+and a NetworkPolicy can open the two ports to different peers. The metrics hold no secrets
+(kids, counts, ages, reason codes).
 
-With several workers (``workers > 1``) the supervisor serves this port and reads every worker's
-prometheus_client multiprocess files (``prometheus_client.multiprocess.MultiProcessCollector``).
+With several webhook workers (``workers > 1``) the supervisor serves this port and reads every
+worker's prometheus_client multiprocess files
+(``prometheus_client.multiprocess.MultiProcessCollector``).
 """
 
 from __future__ import annotations

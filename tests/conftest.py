@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import ssl
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from bootstrap_token.audit import AUDIT_LOGGER
+from bootstrap_token.log_setup import THIRD_PARTY_LOGGERS
 from certs_tooling.cli import main as certs_main
 from certs_tooling.layout import Layout
 
@@ -27,6 +31,23 @@ class Pki:
         self.approver_key = layout.approver_key
         self.signing_key = layout.signing_key
         self.jwks = layout.jwks
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """A test that runs a command line in-process (``main([...])``) configures the process's
+    logging (bootstrap_token.log_setup) with handlers on streams pytest captures and closes
+    after the test; put back what was there, so later tests log into pytest's capture again."""
+    root = logging.getLogger()
+    audit = logging.getLogger(AUDIT_LOGGER)
+    saved_root = (root.handlers[:], root.level)
+    saved_audit = (audit.handlers[:], audit.level, audit.propagate)
+    levels = {name: logging.getLogger(name).level for name in THIRD_PARTY_LOGGERS}
+    yield
+    root.handlers, root.level = saved_root
+    audit.handlers, audit.level, audit.propagate = saved_audit
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
 
 
 @pytest.fixture(scope="session")

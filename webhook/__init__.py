@@ -18,7 +18,7 @@ Modules, from wire types to process (docs/design.md, "Webhook behaviour"; docs/w
     credentials     the signing key and certificate in use, swappable
     reload          poll the files (symlink swaps included) and swap what changed
     server          the HTTPS port on aiohttp's low-level server: /mutate, /healthz, /readyz
-    metrics_server  aiohttp app of the plain-HTTP metrics port
+    (metrics port: bootstrap_token.metrics_http, shared with the approver)
     run             one serving process: listen, rotate, drain on SIGTERM
     workers         several processes on one port (SO_REUSEPORT) under a supervisor
     __main__        the ``agent-bootstrap-webhook`` command

@@ -15,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from bootstrap_token.version import version_text
 from webhook.config import CONFIG_ENV, ConfigError, load_settings
 from webhook.process import PROG, configure_logging, run_server
 from webhook.run import load_initial
@@ -33,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help=f"YAML settings file (camelCase keys); default: ${CONFIG_ENV} if set",
     )
+    parser.add_argument("--version", action="version", version=version_text(PROG))
     return parser
 
 
@@ -44,9 +46,11 @@ def main(argv: list[str] | None = None) -> int:
         the address cannot be bound or workers keep crashing, 130 on Ctrl-C during start-up.
     """
     args = _parser().parse_args(argv)
-    configure_logging()  # before the key is loaded: a warning about its file mode is logged
+    configure_logging()  # until the settings say otherwise
     try:
         settings = load_settings(config_file=args.config)
+        # Before the key is loaded: a warning about its file mode is logged.
+        configure_logging(settings)
         credentials = load_initial(settings)
     except ConfigError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)

@@ -1,7 +1,7 @@
 """Prometheus metrics of the webhook, on a registry the app owns (one per app, so tests and
 several apps in one process do not collide on the global registry).
 
-Served on their own plain-HTTP port (``metricsPort``, :mod:`webhook.metrics_server`). Series
+Served on their own plain-HTTP port (``metricsPort``, :mod:`bootstrap_token.metrics_http`). Series
 (all prefixed ``agent_bootstrap_webhook_``; label values come from small fixed sets):
 
 =====================================  =========  ============================================
@@ -32,6 +32,9 @@ series                                 type       labels / unit
 ``tls_certificate_age_seconds``        gauge      seconds since the leaf's notBefore
 ``reloads_total``                      counter    ``material`` (signing_key, tls), ``result``
                                                   (success, failure)
+``build_info``                         gauge      ``version``: 1, labelled with the running
+                                                  agent-bootstrap's version
+                                                  (:mod:`bootstrap_token.version`)
 =====================================  =========  ============================================
 
 The gauges are refreshed on each look at the files (``reloadIntervalSeconds``) and on load.
@@ -42,6 +45,9 @@ and the supervisor serves their sum; gauges then keep the most recent value of a
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from bootstrap_token.reload import ReloadResult
+from bootstrap_token.version import version
 
 PREFIX = "agent_bootstrap_webhook_"
 
@@ -139,6 +145,16 @@ class WebhookMetrics:
             ["material", "result"],
             registry=registry,
         )
+        # A gauge, not prometheus_client's Info: Info has no multiprocess mode (workers > 1).
+        # "max": every worker writes the same 1, and it stays while workers restart.
+        self.build_info = Gauge(
+            PREFIX + "build_info",
+            "1, labelled with the version of agent-bootstrap this webhook runs.",
+            ["version"],
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self.build_info.labels(version=version()).set(1)
         self._kid: str | None = None
         self._reviews: dict[tuple[str, str, str], Counter] = {}
         self._stripped: dict[str, Counter] = {}
@@ -180,7 +196,8 @@ class WebhookMetrics:
 
     def reloaded(self, *, material: str, ok: bool) -> None:
         """Add one to ``reloads_total{material, result}``."""
-        self.reloads.labels(material=material, result="success" if ok else "failure").inc()
+        result = ReloadResult.SUCCESS if ok else ReloadResult.FAILURE
+        self.reloads.labels(material=material, result=str(result)).inc()
 
     def set_signing_key(self, *, kid: str | None, age_seconds: float | None) -> None:
         """Publish the key in use (``signing_key_info{kid} 1``, the previous kid drops to 0) and

@@ -7,11 +7,9 @@ Shared by the command line (:mod:`webhook.__main__`) and each worker process
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 
-from bootstrap_token import http_log
-from bootstrap_token.audit import AUDIT_LOGGER
+from bootstrap_token import http_log, log_setup
 from webhook.config import ConfigError, WebhookSettings
 from webhook.credentials import Credentials
 from webhook.run import loop_factory, serve
@@ -19,24 +17,19 @@ from webhook.run import loop_factory, serve
 PROG = "agent-bootstrap-webhook"
 
 
-def configure_logging() -> None:
-    """Audit JSON lines to stdout (message only); everything else to stderr at INFO.
+def configure_logging(settings: WebhookSettings | None = None) -> None:
+    """Audit JSON lines to stdout (message only); everything else to stderr in ``logFormat``
+    at ``logLevel`` (bootstrap_token.log_setup; text at INFO before the settings are known).
 
     Idempotent: calling it again replaces the handlers it installed.
     """
-    audit = logging.getLogger(AUDIT_LOGGER)
-    audit_handler = logging.StreamHandler(sys.stdout)
-    audit_handler.setFormatter(logging.Formatter("%(message)s"))
-    audit.handlers = [audit_handler]
-    audit.setLevel(logging.INFO)
-    audit.propagate = False
-
     http_log.install()
-    root = logging.getLogger()
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.handlers = [handler]
-    root.setLevel(logging.INFO)
+    if settings is None:
+        log_setup.configure(audit_stream=sys.stdout)
+        return
+    log_setup.configure(
+        log_format=settings.log_format, level=settings.log_level, audit_stream=sys.stdout
+    )
 
 
 def run_server(

@@ -37,14 +37,14 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from bootstrap_token import AuditSink
+from bootstrap_token.metrics_http import create_metrics_app
 from webhook.audit import BatchingAuditSink
 from webhook.config import EventLoop, WebhookSettings
 from webhook.credentials import Credentials, MaterialMissing, load_signing
 from webhook.metrics import WebhookMetrics
-from webhook.metrics_server import create_metrics_app
 from webhook.reload import Reloader
 from webhook.server import Lifecycle, create_app
-from webhook.tls import TlsFiles, load_tls, swapping_context
+from webhook.tls import load_tls, swapping_context, tls_files
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def load_initial(settings: WebhookSettings) -> Credentials:
         MaterialError: the certificate files cannot be used, or the key file exists but is not
             a usable Ed25519 key (the message names the field).
     """
-    credentials = Credentials(tls=load_tls(TlsFiles.from_settings(settings)))
+    credentials = Credentials(tls=load_tls(tls_files(settings)))
     with contextlib.suppress(MaterialMissing):  # serve() says so once logging is set up
         credentials.signing = load_signing(
             settings.signing_key_file, field_name=settings.describe_field("signingKeyFile")
@@ -163,7 +163,7 @@ async def serve(
     reloader = Reloader(
         credentials=credentials,
         signing_key_file=settings.signing_key_file,
-        tls_files=TlsFiles.from_settings(settings),
+        tls_files=tls_files(settings),
         metrics=metrics,
         signing_key_field=settings.describe_field("signingKeyFile"),
     )

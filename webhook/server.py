@@ -31,8 +31,8 @@ aiohttp's docs): three fixed routes need no router, no middleware chain and no
 :class:`~aiohttp.web.Application`, whose per-request dispatch cost about 4 µs of the webhook's
 100 (docs/webhook.md). HTTP parsing, keep-alive, TLS and the response writing stay aiohttp's.
 
-Metrics are not here: they have their own plain-HTTP port (:mod:`webhook.metrics_server`), so a
-scraper needs neither the CA nor a route through the API server's port.
+Metrics are not here: they have their own plain-HTTP port (:mod:`bootstrap_token.metrics_http`),
+so a scraper needs neither the CA nor a route through the API server's port.
 """
 
 from __future__ import annotations

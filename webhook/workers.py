@@ -53,7 +53,7 @@ def _worker_main(settings: WebhookSettings, index: int) -> None:
     """Entry point of one worker process (runs in a fresh interpreter)."""
     from webhook.process import configure_logging, run_server
 
-    configure_logging()
+    configure_logging(settings)
     logging.getLogger(__name__).debug("worker %d started (pid %d)", index, os.getpid())
     raise SystemExit(run_server(settings, worker=True))
 

@@ -16,17 +16,19 @@ Errors::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from approver.api_keys import repository
 from approver.api_keys.format import generate_key
 from approver.api_keys.records import ApiKeyRecord, KeySource, KeyState
 from approver.api_keys.scope import ApiKeyScope
 from approver.api_keys.secret_folder import SecretFolderKeys
+from approver.store import Store
 from bootstrap_token import AuditEvent, AuditSink
 
 #: Default grace period of a rotation: the old key keeps working this long (seconds).
@@ -99,6 +101,9 @@ class ApiKeyAdmin:
         clock: seconds since the epoch (``time.time``).
         folder: Secret-provisioned keys, listed (never shown) and refused by revoke/rotate.
         default_grace_seconds: a rotation's grace period when the caller gives none.
+        store: the approver's store on ``engine``: each change's audit event is then also
+            stored in its audit hash chain, in the change's transaction (the approver and the
+            ``api-keys`` command line pass it; without it events are only emitted).
     """
 
     def __init__(
@@ -109,8 +114,10 @@ class ApiKeyAdmin:
         clock: Callable[[], float],
         folder: SecretFolderKeys | None = None,
         default_grace_seconds: int = DEFAULT_ROTATION_GRACE_SECONDS,
+        store: Store | None = None,
     ) -> None:
         self._engine = engine
+        self._store = store
         self._audit = audit
         self._clock = clock
         self._folder = folder
@@ -149,9 +156,9 @@ class ApiKeyAdmin:
             at=at,
             expires_at=expires_at,
         )
-        async with repository.transaction(self._engine) as conn:
+        async with self._writing() as (conn, events):
             await repository.insert_key(conn, issued.record)
-        self._emit("api_key.create", "created", actor=actor, record=issued.record)
+            events.append(_event("api_key.create", "created", actor=actor, record=issued.record))
         return issued
 
     async def list_keys(self, *, actor: str) -> list[ApiKeyRecord]:
@@ -186,18 +193,20 @@ class ApiKeyAdmin:
         """
         self._refuse_provisioned(key_id)
         at = self.now()
-        async with repository.transaction(self._engine) as conn:
+        async with self._writing() as (conn, events):
             changed = await repository.schedule_revocation(conn, key_id, at=at, by=actor)
             record = await repository.get_key(conn, key_id)
-        if record is None:
-            raise ApiKeyNotFound("no API key has this id")
-        self._emit(
-            "api_key.revoke",
-            "revoked",
-            actor=actor,
-            record=record,
-            reason="ok" if changed else "already_revoked",
-        )
+            if record is None:
+                raise ApiKeyNotFound("no API key has this id")
+            events.append(
+                _event(
+                    "api_key.revoke",
+                    "revoked",
+                    actor=actor,
+                    record=record,
+                    reason="ok" if changed else "already_revoked",
+                )
+            )
         return Revocation(record=record, changed=changed)
 
     async def rotate(
@@ -233,7 +242,7 @@ class ApiKeyAdmin:
             raise ValueError(f"graceSeconds must be 0..{MAX_ROTATION_GRACE_SECONDS}")
         at = self.now()
         _check_expiry(expires_at, at)
-        async with repository.transaction(self._engine) as conn:
+        async with self._writing() as (conn, events):
             old = await repository.get_key(conn, key_id, for_update=True)
             if old is None:
                 raise ApiKeyNotFound("no API key has this id")
@@ -254,14 +263,18 @@ class ApiKeyAdmin:
             await repository.schedule_revocation(
                 conn, key_id, at=revoke_at, by=actor, replaced_by=issued.record.key_id
             )
-        old = replace(old, revoke_at=revoke_at, revoked_by=actor, replaced_by=issued.record.key_id)
-        self._emit(
-            "api_key.rotate",
-            "rotated",
-            actor=actor,
-            record=old,
-            message=f"new_key_id={issued.record.key_id} grace_seconds={grace}",
-        )
+            old = replace(
+                old, revoke_at=revoke_at, revoked_by=actor, replaced_by=issued.record.key_id
+            )
+            events.append(
+                _event(
+                    "api_key.rotate",
+                    "rotated",
+                    actor=actor,
+                    record=old,
+                    message=f"new_key_id={issued.record.key_id} grace_seconds={grace}",
+                )
+            )
         return Rotation(new=issued, old=old)
 
     def _refuse_provisioned(self, key_id: str) -> None:
@@ -270,28 +283,44 @@ class ApiKeyAdmin:
                 "this key is provisioned from the mounted Secret; change the Secret instead"
             )
 
-    def _emit(
-        self,
-        event: str,
-        decision: str,
-        *,
-        actor: str,
-        record: ApiKeyRecord,
-        reason: str = "ok",
-        message: str | None = None,
-    ) -> None:
-        detail = f"key_id={record.key_id} name={record.name!r}"
-        self._audit.emit(
-            AuditEvent(
-                component="approver",
-                event=event,
-                decision=decision,
-                reason=reason,
-                actor=actor,
-                approval_method="api_key",
-                message=f"{detail} {message}" if message else detail,
-            )
-        )
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[tuple[AsyncConnection, list[AuditEvent]]]:
+        """A write transaction and the list its audit events go into: with a store, they are
+        appended to its audit hash chain in the same transaction (stored if and only if the
+        change is); after the commit each is emitted. Raises StoreUnavailable, StoreConflict."""
+        events: list[AuditEvent] = []
+        if self._store is None:
+            async with repository.transaction(self._engine) as conn:
+                yield conn, events
+        else:
+            async with self._store.transaction() as tx:
+                yield tx.connection, events
+                for event in events:
+                    await tx.append_audit(event)
+        for event in events:
+            self._audit.emit(event)
+
+
+def _event(
+    event: str,
+    decision: str,
+    *,
+    actor: str,
+    record: ApiKeyRecord,
+    reason: str = "ok",
+    message: str | None = None,
+) -> AuditEvent:
+    """The audit event of one key change; names the key by id and name, never its secret."""
+    detail = f"key_id={record.key_id} name={record.name!r}"
+    return AuditEvent(
+        component="approver",
+        event=event,
+        decision=decision,
+        reason=reason,
+        actor=actor,
+        approval_method="api_key",
+        message=f"{detail} {message}" if message else detail,
+    )
 
 
 def _check_expiry(expires_at: datetime | None, at: datetime) -> None:

@@ -16,9 +16,12 @@
 
 from __future__ import annotations
 
+import time
+
 from aiohttp import web
 
 from approver.domain.credentials import API_KEY_HEADER
+from approver.domain.decision import Effect, Outcome
 from approver.domain.requests import (
     BadRequest,
     ReviewRequest,
@@ -27,10 +30,18 @@ from approver.domain.requests import (
     parse_registration,
 )
 from approver.http.answers import registration_answer
-from approver.http.app_keys import ADMIN_TOKENS_KEY, REGISTRAR_KEY, REVIEW_TOKENS_KEY, REVIEWER_KEY
+from approver.http.app_keys import (
+    ADMIN_TOKENS_KEY,
+    METRICS_KEY,
+    REGISTRAR_KEY,
+    REVIEW_TOKENS_KEY,
+    REVIEWER_KEY,
+)
 from approver.http.common import ACTOR, authenticate, json_response, read_json
 from approver.http.errors import NO_STORE, REGISTER_PATH
 from approver.http.limits import limited_response
+from approver.metrics import ApproverMetrics, waited_for_approval
+from approver.registration import Registration
 
 REVIEW_PATH = "/api/v1/agents/review"
 
@@ -39,6 +50,7 @@ async def register(request: web.Request) -> web.Response:
     """``POST /api/v1/agents/register``: decide a registration (module docstring)."""
     if request.content_type != "application/json":
         raise BadRequest("unsupported_media_type", "send Content-Type: application/json")
+    started = time.perf_counter()
     data = await read_json(request)
     body = parse_registration(data)
     result = await request.app[REGISTRAR_KEY].register(
@@ -49,8 +61,31 @@ async def register(request: web.Request) -> web.Response:
     )
     if result.limited is not None:
         return limited_response(result.limited, agent_path=True)
+    _count(request.app[METRICS_KEY], result, seconds=time.perf_counter() - started)
     status, payload = registration_answer(result.decision, result.agent, api_key=result.api_key)
     return json_response(payload, status=status, headers=NO_STORE)
+
+
+def _count(metrics: ApproverMetrics, result: Registration, *, seconds: float) -> None:
+    """The decided registration's series: its decision, reason and approval method; its
+    duration; and, when it approved the agent now (created approved, or a pending agent
+    activated), the time since its first registration."""
+    decision = result.decision
+    metrics.registration(
+        decision=decision.outcome.value,
+        reason=decision.reason,
+        approval_method=decision.approval_method,
+    )
+    metrics.registration_duration.observe(seconds)
+    if (
+        decision.outcome is Outcome.APPROVED
+        and decision.effect in (Effect.CREATE, Effect.ACTIVATE)
+        and result.agent is not None
+    ):
+        metrics.approved(
+            approval_method=decision.approval_method,
+            waited_seconds=waited_for_approval(result.agent),
+        )
 
 
 async def review(request: web.Request) -> web.Response:

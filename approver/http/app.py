@@ -38,6 +38,7 @@ from approver.admin import AdminService
 from approver.api_keys import ApiKeyAdmin
 from approver.audit.sampling import LineSampler
 from approver.config import ApproverSettings, ConfigError
+from approver.connectors.metered import MeteredControlPlane
 from approver.control_plane_sync import ControlPlaneSync
 from approver.domain.control_plane import ControlPlane
 from approver.domain.decision import DecisionPolicy
@@ -53,6 +54,7 @@ from approver.http.app_keys import (
     AUDIT_KEY,
     AUTH_LINES_KEY,
     CONTROL_PLANE_KEY,
+    METRICS_KEY,
     REGISTRAR_KEY,
     REVIEW_TOKENS_KEY,
     REVIEWER_KEY,
@@ -69,10 +71,12 @@ from approver.http.gate import (
     UPSTREAM_KEY,
     GateConnections,
 )
+from approver.http.metered import responses_middleware
 from approver.kube.pods import KubePods
 from approver.kube.replicasets import KubeReplicaSets
 from approver.kube.selector import selector_string
 from approver.kube.watch import PodWatcher
+from approver.metrics import ApproverMetrics, refresh_backlog, waited_for_approval
 from approver.pending_limits.gate import pending_gate
 from approver.reconcile import PodReconciler
 from approver.registration import Registrar
@@ -114,6 +118,7 @@ def create_app(
     verifiers: Sequence[CredentialVerifier] | None = None,
     background: bool = True,
     control_plane: ControlPlane | None = None,
+    metrics: ApproverMetrics | None = None,
 ) -> web.Application:
     """Build the application.
 
@@ -136,6 +141,8 @@ def create_app(
             off).
         control_plane: the control plane's adapter; default: built from ``controlPlane``
             (None when its type is ``none``). The application closes it on cleanup.
+        metrics: the Prometheus series (approver.metrics); default: a registry of its own.
+            :func:`approver.serve.serve` exposes it on ``metricsPort``.
 
     Raises:
         ConfigError: ``adminTokensFile``/``reviewTokensFile`` cannot be read or parsed, or
@@ -152,14 +159,20 @@ def create_app(
             "from kubernetes.kubeconfig or the in-cluster configuration)"
         )
     sink = audit or AuditSink()
+    metrics = metrics if metrics is not None else ApproverMetrics()
+    metrics.watch_database(lambda: store.health.ready)
+    metrics.watch_jwks(lambda: len(key_set))
+    store.on_transaction = metrics.store_duration.labels("transaction").observe
     app = web.Application(
         client_max_size=MAX_REQUEST_BYTES,
         middlewares=[
+            responses_middleware(metrics),
             error_middleware(MAX_REQUEST_BYTES),
             body_deadline_middleware(settings.body_timeout_seconds),
         ],
     )
     app[SETTINGS_KEY] = settings
+    app[METRICS_KEY] = metrics
     app[STORE_KEY] = store
     app[AUDIT_KEY] = sink
     app[AUTH_LINES_KEY] = LineSampler()
@@ -180,6 +193,8 @@ def create_app(
             raise ConfigError(f"{where_set(settings, 'serviceAccountTokens')}: {exc}") from None
     if control_plane is None and settings.control_plane.enabled:
         control_plane = open_control_plane(settings)
+    if control_plane is not None:
+        control_plane = MeteredControlPlane(control_plane, metrics)
     app[REGISTRAR_KEY] = Registrar(
         store=store,
         key_set=key_set,
@@ -217,9 +232,16 @@ def create_app(
             max_parallel=1 if store.dialect == "sqlite" else settings.write_concurrency,
         ),
         control_plane=control_plane,
-        pending_gate=pending_gate(settings),
+        pending_gate=pending_gate(settings, registry=metrics.registry),
     )
-    app[ADMIN_KEY] = AdminService(store=store, audit=sink, clock=clock)
+    app[ADMIN_KEY] = AdminService(
+        store=store,
+        audit=sink,
+        clock=clock,
+        on_approved=lambda record: metrics.approved(
+            approval_method=record.approval_method, waited_seconds=waited_for_approval(record)
+        ),
+    )
     app[REVIEWER_KEY] = CredentialReviewer(store=store, audit=sink, clock=clock)
     app[SWEEPER_KEY] = PendingSweeper(
         store=store, audit=sink, clock=clock, ttl_seconds=settings.pending_ttl_seconds
@@ -255,6 +277,7 @@ def create_app(
         app,
         admin=ApiKeyAdmin(
             engine=store.engine,
+            store=store,
             audit=sink,
             clock=clock,
             folder=folder,
@@ -351,6 +374,12 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     connections = app.get(CONNECTIONS_KEY)
     if connections is not None:
         tasks.append(asyncio.create_task(connections.run(), name="gate-recheck"))
+    tasks.append(
+        asyncio.create_task(
+            refresh_backlog(app[STORE_KEY], app[METRICS_KEY], clock=time.time),
+            name="metrics-backlog",
+        )
+    )
     for name, key in (("admin", ADMIN_TOKENS_KEY), ("review", REVIEW_TOKENS_KEY)):
         # A changed tokens file is applied and logged when it changes, not at the next request.
         tasks.append(asyncio.create_task(app[key].follow(), name=f"{name}-tokens-file"))

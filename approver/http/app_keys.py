@@ -11,6 +11,7 @@ from approver.config import ApproverSettings
 from approver.control_plane_sync import ControlPlaneSync
 from approver.domain.control_plane import ControlPlane
 from approver.files.tokens import TokenFile
+from approver.metrics import ApproverMetrics
 from approver.registration import Registrar
 from approver.review import CredentialReviewer
 from approver.store import Store
@@ -29,3 +30,5 @@ SYNC_KEY = web.AppKey("control_plane_sync", ControlPlaneSync)
 #: Samples the refused admin requests' audit lines (``admin.auth``): a flood of bad bearers is
 #: a few lines with counts (approver.audit.sampling).
 AUTH_LINES_KEY = web.AppKey("auth_lines", LineSampler)
+#: The approver's Prometheus series (approver.metrics).
+METRICS_KEY = web.AppKey("metrics", ApproverMetrics)

@@ -45,7 +45,7 @@ from approver.domain.lifecycle import TransitionNotAllowed
 from approver.domain.requests import BadRequest
 from approver.domain.sync_plan import CONTROL_PLANE_UNAVAILABLE
 from approver.http.answers import pending_retry_answer
-from approver.http.app_keys import SETTINGS_KEY
+from approver.http.app_keys import METRICS_KEY, SETTINGS_KEY
 from approver.http.common import ACTOR, json_error, json_response, refused_request, request_route
 from approver.registration import REGISTER_EVENT
 from approver.store import StoreUnavailable
@@ -126,8 +126,12 @@ def error_middleware(max_request_bytes: int) -> Middleware:
         except StoreUnavailable as exc:
             # While the database hangs the watchdog logged it once (approver.store.health);
             # each refused request would be one more line per request.
-            level = logging.DEBUG if isinstance(exc, DatabaseStalled) else logging.WARNING
+            stalled = isinstance(exc, DatabaseStalled)
+            level = logging.DEBUG if stalled else logging.WARNING
             log.log(level, "%s: %s", request_route(request), exc)
+            metrics = request.app.get(METRICS_KEY)
+            if metrics is not None:
+                metrics.database_errors.labels("stalled" if stalled else "unavailable").inc()
             return _unavailable(request, "store_unavailable", "the approver's database", None)
         except ControlPlaneUnavailable as exc:
             log.warning("%s: control plane: %s", request_route(request), exc)

@@ -116,9 +116,13 @@ class PendingGate:
 
 
 def pending_gate(
-    settings: ApproverSettings, *, clock: Callable[[], float] = time.monotonic
+    settings: ApproverSettings,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    registry: CollectorRegistry | None = None,
 ) -> PendingGate | None:
-    """The gate ``pendingLimits`` describes, or None when it is disabled."""
+    """The gate ``pendingLimits`` describes, or None when it is disabled; its counter goes on
+    ``registry`` (the approver's metrics) when given."""
     limits = settings.pending_limits
     if not limits.enabled:
         return None
@@ -128,4 +132,6 @@ def pending_gate(
         max_per_namespace=limits.max_per_namespace,
         tracked_sources=limits.tracked_sources,
     )
-    return PendingGate(policy, known_namespaces=settings.trust.namespaces, clock=clock)
+    return PendingGate(
+        policy, known_namespaces=settings.trust.namespaces, clock=clock, registry=registry
+    )

@@ -27,7 +27,7 @@ import logging
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
@@ -91,6 +91,8 @@ class Store:
         #: ``/readyz`` go through.
         self.health = DatabaseHealth(self.ping, stall_seconds=stall_seconds)
         self._reader = reader or engine
+        #: Told the seconds each committed transaction took (the metrics), if set.
+        self.on_transaction: Callable[[float], None] | None = None
         self._closed = False
         self._head = HeadCache()
         self._fast = FastStatements(engine.dialect)
@@ -202,6 +204,7 @@ class Store:
             StoreConflict: a unique constraint refused a write; nothing was written.
         """
         self._refuse_while_hung()
+        started = time.perf_counter()
         async with translated():
             async with self._engine.begin() as conn:
                 tx = Transaction(
@@ -213,6 +216,8 @@ class Store:
                 yield tx
                 await tx._finish()
             tx._committed()
+        if self.on_transaction is not None:
+            self.on_transaction(time.perf_counter() - started)
 
     def _refuse_while_hung(self) -> None:
         """Raise :class:`DatabaseStalled` at once while the watchdog says the database hangs
@@ -354,6 +359,21 @@ class Store:
         async with self._reading() as conn:
             row = (await conn.execute(query)).one()
         return int(row.seq), str(row.hash)
+
+    async def pending_backlog(self) -> tuple[int, datetime | None]:
+        """How many agents are pending, and when the oldest of them first registered (None:
+        none pending). One aggregate query (the metrics' refresh).
+
+        Raises:
+            StoreUnavailable.
+        """
+        t = agents.c
+        query = sa.select(sa.func.count(), sa.func.min(t.created_at)).where(
+            t.status == AgentStatus.PENDING.value
+        )
+        async with self._reading() as conn:
+            count, oldest = (await conn.execute(query)).one()
+        return int(count), oldest
 
     async def jti_owner(self, jti: str) -> str | None:
         """The agent id that burnt ``jti``, or None. Raises StoreUnavailable."""

@@ -182,6 +182,13 @@ class TestApiKeys:
             f"{API_KEYS}/{created['apiKey']['id']}/revoke", headers=admin()
         )
         assert response.status == 200
+        # Each key change is in the audit hash chain with it (not only emitted).
+        stored = [c.event for c in await sqlite_store.list_audit(limit=10)]
+        assert [(e.event, e.actor) for e in stored] == [
+            ("api_key.create", "alice"),
+            ("api_key.revoke", "alice"),
+        ]
+        assert created["key"] not in "".join(e.model_dump_json() for e in stored)
         status, body = await register(client, DOCKER_AGENT, api_key=created["key"])
         assert (status, body["reason"]) == (403, "api_key_revoked")
         unknown = "abk_" + "z" * 16 + "_" + created["key"].rsplit("_", 1)[1]

@@ -29,6 +29,7 @@ NAMESPACE = "agent-bootstrap"
 # so their shape is asserted by the tests instead.
 CUSTOM_KINDS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
     ("cert-manager.io/v1", "Certificate"),
     ("cert-manager.io/v1", "Issuer"),
 }
@@ -41,8 +42,10 @@ def render(
     *,
     namespace: str = NAMESPACE,
     chart_dir: Path = CHART_DIR,
+    release: str = RELEASE,
 ) -> list[Obj]:
-    """Every object the chart renders with ``values`` (NOTES.txt and empty documents left out).
+    """Every object the chart renders with ``values`` (NOTES.txt and empty documents left out;
+    Helm hooks such as the ``helm test`` Pod included, see :func:`is_hook`).
 
     Raises:
         helm_python.HelmValuesError: the values break values.schema.json.
@@ -52,7 +55,7 @@ def render(
 
     with helm.Chart.load(str(chart_dir)) as chart:
         manifests = chart.render(
-            dict(values or {}), name=RELEASE, namespace=namespace, is_install=True
+            dict(values or {}), name=release, namespace=namespace, is_install=True
         )
     objects: list[Obj] = []
     for path in sorted(manifests):
@@ -102,6 +105,16 @@ def maybe(objects: Iterable[Obj], kind: str) -> Obj | None:
     found = of_kind(objects, kind)
     assert len(found) <= 1, f"more than one {kind}"
     return found[0] if found else None
+
+
+def is_hook(obj: Obj) -> bool:
+    """A Helm hook (``helm.sh/hook`` annotation): run by Helm on demand (the ``helm test``
+    Pod), not one of the installed objects."""
+    return "helm.sh/hook" in (obj["metadata"].get("annotations") or {})
+
+
+def hooks(objects: Iterable[Obj]) -> list[Obj]:
+    return [o for o in objects if is_hook(o)]
 
 
 def pod_specs(objects: Iterable[Obj]) -> Iterator[tuple[str, Obj]]:

@@ -215,7 +215,11 @@ def build_value_sets(pki: Pki) -> dict[str, dict[str, Any]]:
                 },
                 "postgresql": {"to": [{"ipBlock": {"cidr": "10.1.2.3/32"}}], "port": 5432},
             },
-            "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
+            "metrics": {
+                "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+                "prometheusRule": {"enabled": True, "labels": {"release": "prometheus"}},
+                "dashboard": {"enabled": True, "annotations": {"grafana_folder": "Kubernetes"}},
+            },
             "controlPlane": chart.merge(
                 STREAMSPACE_CONTROL_PLANE,
                 {

@@ -307,7 +307,13 @@ class TestApproverConfig:
         port_name = "https" if tls else "http"
         assert settings.port == _container_port(files, port_name)
         service = chart.named(case.objects, "Service", "agent-bootstrap-approver")
-        assert [p["targetPort"] for p in service["spec"]["ports"]] == [port_name]
+        metrics = case.effective["approver"]["metricsPort"]
+        assert [p["targetPort"] for p in service["spec"]["ports"]] == (
+            [port_name, "metrics"] if metrics else [port_name]
+        )
+        assert settings.metrics_port == metrics
+        if metrics:
+            assert settings.metrics_port == _container_port(files, "metrics")
         for probe in ("readinessProbe", "livenessProbe"):
             assert files.container[probe]["httpGet"]["scheme"] == ("HTTPS" if tls else "HTTP")
 

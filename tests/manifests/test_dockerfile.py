@@ -56,13 +56,17 @@ def test_runs_as_a_numeric_non_root_user() -> None:
 
 
 def test_chart_commands_are_the_image_entrypoints() -> None:
-    """Each Deployment's command is a console script of pyproject.toml inside /opt/venv."""
+    """Each Deployment's command is a console script of pyproject.toml inside /opt/venv; the
+    helm test Pod runs the virtualenv's Python (the image has no shell)."""
     scripts = tomllib.loads((chart.REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    objects = chart.render()
     commands = {
         c["name"]: c["command"]
-        for _, spec in chart.pod_specs(chart.render())
+        for _, spec in chart.pod_specs(o for o in objects if not chart.is_hook(o))
         for c in spec["containers"]
     }
+    (test_pod,) = chart.hooks(objects)
+    assert test_pod["spec"]["containers"][0]["command"][:2] == ["/opt/venv/bin/python", "-c"]
     assert commands == {
         "webhook": ["/opt/venv/bin/agent-bootstrap-webhook"],
         "approver": ["/opt/venv/bin/agent-bootstrap-approver"],
@@ -74,8 +78,8 @@ def test_chart_commands_are_the_image_entrypoints() -> None:
 
 
 def test_build_context_is_only_the_package() -> None:
-    """.dockerignore admits pyproject.toml, README.md and the four packages, nothing else
-    (no .venv, .git, tests, keys lying around in the work tree)."""
+    """.dockerignore admits pyproject.toml, README.md, LICENSE, the two lock files and the four
+    packages, nothing else (no .venv, .git, tests, keys lying around in the work tree)."""
     lines = [
         line.strip()
         for line in (chart.REPO / ".dockerignore").read_text().splitlines()
@@ -86,6 +90,9 @@ def test_build_context_is_only_the_package() -> None:
     assert admitted == {
         "pyproject.toml",
         "README.md",
+        "LICENSE",
+        "requirements.lock",
+        "requirements-build.lock",
         "bootstrap_token",
         "webhook",
         "approver",

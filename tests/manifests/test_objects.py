@@ -18,6 +18,7 @@ from tests.manifests.conftest import SECOND_TRUSTED, TRUSTED, Case
 
 WEBHOOK = "agent-bootstrap-webhook"
 APPROVER = "agent-bootstrap-approver"
+TEST_POD = "agent-bootstrap-test"
 
 
 def _webhooks(case: Case) -> list[dict[str, Any]]:
@@ -76,10 +77,14 @@ class TestMutatingWebhook:
         for hook in _webhooks(case):
             selector = hook["objectSelector"]
             assert chart.matches(selector, chart.streamspace_agent_pod_labels())
-            for name, _ in chart.pod_specs(case.objects):
-                dep = chart.named(case.objects, "Deployment", name)
-                labels = dep["spec"]["template"]["metadata"]["labels"]
-                assert not chart.matches(selector, labels), name
+            for o in case.objects:
+                if o["kind"] == "Deployment":
+                    labels = o["spec"]["template"]["metadata"]["labels"]
+                elif o["kind"] == "Pod":  # the helm test Pod
+                    labels = o["metadata"]["labels"]
+                else:
+                    continue
+                assert not chart.matches(selector, labels), o["metadata"]["name"]
 
     def test_calls_the_webhook_service(self, case: Case) -> None:
         """clientConfig names the webhook Service, on a port that reaches the https listener."""
@@ -135,7 +140,8 @@ class TestRestrictedProfile:
         """runAsNonRoot, read-only root, no privilege escalation, ALL capabilities dropped,
         seccomp RuntimeDefault; no host namespaces, host paths or host ports."""
         specs = list(chart.pod_specs(case.objects))
-        assert {name for name, _ in specs} == {WEBHOOK, APPROVER}
+        test_pod = {TEST_POD} if case.effective["tests"]["enabled"] else set()
+        assert {name for name, _ in specs} == {WEBHOOK, APPROVER} | test_pod
         for name, spec in specs:
             pod_ctx = spec.get("securityContext", {})
             for key in ("hostNetwork", "hostPID", "hostIPC"):
@@ -159,12 +165,15 @@ class TestRestrictedProfile:
                     assert "hostPort" not in port, where
 
     def test_resources_and_probes(self, case: Case) -> None:
-        """Every container has CPU and memory requests and limits, and probes on /readyz and
-        /healthz at one of its own named ports."""
+        """Every container has CPU and memory requests and limits, and (but the helm test Pod's,
+        which runs once) probes on /readyz and /healthz at one of its own named ports."""
+        hooks = {o["metadata"]["name"] for o in chart.hooks(case.objects)}
         for name, spec in chart.pod_specs(case.objects):
             for c in spec["containers"]:
                 for kind in ("requests", "limits"):
                     assert {"cpu", "memory"} <= set(c["resources"][kind]), (name, kind)
+                if name in hooks:
+                    continue
                 ports = {p["name"] for p in c["ports"]}
                 assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
                 assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
@@ -338,9 +347,16 @@ class TestNetworkPolicy:
         """Agents of the trusted (and listed) namespaces reach the approver port, nothing else."""
         spec = self._policy(case, APPROVER)
         port = case.effective["approver"]["port"]
+        metrics = case.effective["approver"]["metricsPort"]
+        scrapers = case.effective["networkPolicy"]["metrics"]["from"]
+        agent_rules = []
         for rule in spec["ingress"]:
+            if [p["port"] for p in rule["ports"]] == [metrics]:
+                assert rule["from"] == scrapers  # Prometheus only, on the metrics port
+                continue
             assert [p["port"] for p in rule["ports"]] == [port]
-        peers = [peer for rule in spec["ingress"] for peer in rule["from"]]
+            agent_rules.append(rule)
+        peers = [peer for rule in agent_rules for peer in rule["from"]]
         extra = case.effective["networkPolicy"]["approver"]["namespaces"]
         for ns in [*case.trusted, *extra]:
             assert any(
@@ -409,11 +425,18 @@ class TestCustomResources:
     """Shapes of the objects kubernetes-validate has no schema for."""
 
     def test_service_monitor(self, case: Case) -> None:
-        """Only when enabled; selects the webhook Service's metrics port at /metrics."""
-        monitors = chart.of_kind(case.objects, "ServiceMonitor")
-        assert bool(monitors) == case.effective["metrics"]["serviceMonitor"]["enabled"]
-        service = chart.named(case.objects, "Service", WEBHOOK)
-        for sm in monitors:
+        """Only when enabled; one per service with a metrics port, selecting that Service's
+        metrics port at /metrics."""
+        monitors = {m["metadata"]["name"]: m for m in chart.of_kind(case.objects, "ServiceMonitor")}
+        enabled = case.effective["metrics"]["serviceMonitor"]["enabled"]
+        expected = {
+            name
+            for name, component in ((WEBHOOK, "webhook"), (APPROVER, "approver"))
+            if enabled and case.effective[component]["metricsPort"]
+        }
+        assert set(monitors) == expected
+        for name, sm in monitors.items():
+            service = chart.named(case.objects, "Service", name)
             assert sm["apiVersion"] == "monitoring.coreos.com/v1"
             assert sm["metadata"]["namespace"] == chart.NAMESPACE
             for key, value in case.effective["metrics"]["serviceMonitor"]["labels"].items():
@@ -533,7 +556,8 @@ class TestValuesSchema:
 
     def test_every_object_in_the_schema_is_closed(self) -> None:
         """additionalProperties is false on every object with named properties (maps of
-        labels, annotations and node selectors type their values instead)."""
+        labels, annotations and node selectors type their values instead), except Helm's
+        ``global``, which a parent chart fills with anything (test_chart_knobs.py)."""
         import json
 
         schema = json.loads((chart.CHART_DIR / "values.schema.json").read_text())
@@ -541,7 +565,7 @@ class TestValuesSchema:
 
         def walk(node: Any, path: str) -> None:
             if isinstance(node, dict):
-                if "properties" in node:
+                if "properties" in node and path != "#/properties/global":
                     assert node.get("additionalProperties") is False, path
                 for key, value in node.items():
                     if key not in ("if", "then", "else"):  # conditions, not object shapes

@@ -17,11 +17,11 @@ from aiohttp import web
 from aiohttp.test_utils import RawTestServer, TestClient
 
 from bootstrap_token import KeySet, SigningKey, VerificationPolicy, verify
+from bootstrap_token.metrics_http import create_metrics_app
 from tests.conftest import Pki
 from tests.payloads import streamspace_agent_review
 from tests.webhook.conftest import ANNOTATION, NOW, RecordingSink, make_settings
 from webhook.credentials import Credentials, SigningMaterial
-from webhook.metrics_server import create_metrics_app
 from webhook.server import WebhookHttp, create_app
 from webhook.tls import TlsFiles, TlsMaterial, load_tls
 

@@ -8,8 +8,9 @@ Usage (from the repository root, with the test dependencies installed)::
 The chart is rendered offline by Helm's own engine (helm-python-sdk) with ``chart-values.yaml``,
 release ``agent-bootstrap`` in namespace ``agent-bootstrap``. Each chart template becomes one
 file here, minus the labels that only make sense for a Helm release (``helm.sh/chart``,
-``app.kubernetes.io/managed-by``). tests/manifests/test_kustomize.py fails when the files are
-stale, and checks that ``kubectl kustomize`` of this folder equals the chart's render.
+``app.kubernetes.io/managed-by``) and minus Helm hooks (the ``helm test`` Pod).
+tests/manifests/test_kustomize.py fails when the files are stale, and checks that ``kubectl
+kustomize`` of this folder equals the chart's render.
 """
 
 from __future__ import annotations
@@ -40,6 +41,13 @@ def strip_helm_labels(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
+def is_helm_hook(obj: dict[str, Any]) -> bool:
+    """A Helm hook (``helm.sh/hook`` annotation, e.g. the ``helm test`` Pod): Helm runs it on
+    demand, it is no part of the installed objects, so the base leaves it out."""
+    annotations = obj.get("metadata", {}).get("annotations") or {}
+    return "helm.sh/hook" in annotations
+
+
 def render_objects() -> dict[str, list[dict[str, Any]]]:
     """The chart's objects by output file name (template name), Helm labels stripped."""
     import helm_python as helm
@@ -51,7 +59,11 @@ def render_objects() -> dict[str, list[dict[str, Any]]]:
     for path in sorted(manifests):
         if not path.endswith(".yaml"):
             continue
-        objects = [strip_helm_labels(d) for d in yaml.safe_load_all(manifests[path]) if d]
+        objects = [
+            strip_helm_labels(d)
+            for d in yaml.safe_load_all(manifests[path])
+            if d and not is_helm_hook(d)
+        ]
         if objects:
             files[Path(path).name] = objects
     return files

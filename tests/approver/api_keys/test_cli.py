@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import subprocess
@@ -14,20 +15,35 @@ import sqlalchemy as sa
 
 from approver.api_keys import KEY_PATTERN, generate_key
 from approver.api_keys_cli import add_parser, main, parse_duration, run
-from tests.approver.api_keys.conftest import run_migration
+from approver.store import Store
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
 def database(tmp_path: Path) -> str:
-    """A migrated SQLite database file's URL (the api_keys table)."""
-    path = tmp_path / "approver.db"
-    engine = sa.create_engine(f"sqlite:///{path}")
-    with engine.begin() as conn:
-        run_migration(conn)
+    """A migrated SQLite database file's URL (the approver's whole schema: the CLI stores its
+    audit events in the audit hash chain)."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'approver.db'}"
+
+    async def migrate() -> None:
+        store = Store.open(url)
+        try:
+            await store.migrate()
+        finally:
+            await store.close()
+
+    asyncio.run(migrate())
+    return url
+
+
+def stored_events(database: str) -> list[tuple[str, str | None]]:
+    """(event, actor) of every event in the database's audit chain, in order."""
+    engine = sa.create_engine(database.replace("+aiosqlite", ""))
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT event, actor FROM audit_events ORDER BY seq")).all()
     engine.dispose()
-    return f"sqlite+aiosqlite:///{path}"
+    return [(event, actor) for event, actor in rows]
 
 
 def cli(database: str, *args: str) -> list[str]:
@@ -139,3 +155,26 @@ def test_wiring_into_the_approver_parser(database: str, capsys: pytest.CaptureFi
     assert args.command == "api-keys"
     assert run(args, database_url=database, grace_seconds=3600) == 0
     assert KEY_PATTERN.fullmatch(capsys.readouterr().out.strip())
+
+
+def test_each_change_is_stored_in_the_audit_chain_and_printed_only_when_asked(
+    database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 14 item 4: the CLI's audit lines no longer go to the terminal by default, so they
+    must not be lost: each change's event commits with it in the audit hash chain, as through
+    the admin API; ``audit verify`` finds the chain intact."""
+    assert main(cli(database, "create", "--name", "ci")) == 0
+    key = capsys.readouterr().out.strip()
+    assert main(cli(database, "list", "--json")) == 0
+    listed = capsys.readouterr()
+    assert '"event"' not in listed.err
+    (meta,) = json.loads(listed.out)["apiKeys"]
+    key_id = meta["id"]
+    assert main(cli(database, "--print-audit", "revoke", key_id)) == 0
+    err = capsys.readouterr().err
+    printed = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert [e["event"] for e in printed] == ["api_key.revoke"]
+    assert key not in err
+    events = stored_events(database)
+    assert [event for event, _ in events] == ["api_key.create", "api_key.revoke"]
+    assert all(actor is not None and actor.startswith("cli:") for _, actor in events)

@@ -47,6 +47,12 @@ metricsPort: {{ .Values.webhook.metricsPort | toJson }}
 workers: {{ .Values.webhook.workers | toJson }}
 shutdownDelaySeconds: {{ .Values.webhook.shutdownDelaySeconds | toJson }}
 shutdownGraceSeconds: {{ .Values.webhook.shutdownGraceSeconds | toJson }}
+{{ include "agent-bootstrap.loggingConfig" . }}
+{{- end -}}
+
+{{- define "agent-bootstrap.loggingConfig" -}}
+logFormat: {{ .Values.logging.format | toJson }}
+logLevel: {{ .Values.logging.level | toJson }}
 {{- end -}}
 
 {{- define "agent-bootstrap.approverConfig" -}}
@@ -91,7 +97,9 @@ tlsCertFile: /etc/agent-bootstrap/tls/tls.crt
 tlsKeyFile: /etc/agent-bootstrap/tls/tls.key
 {{- end }}
 port: {{ .Values.approver.port | toJson }}
+metricsPort: {{ .Values.approver.metricsPort | toJson }}
 retryAfterSeconds: {{ .Values.approver.retryAfterSeconds | toJson }}
+{{ include "agent-bootstrap.loggingConfig" . }}
 apiKeys: {{ include "agent-bootstrap.apiKeysConfig" . }}
 serviceAccountTokens: {{ include "agent-bootstrap.serviceAccountTokensConfig" . }}
 {{- with .Values.controlPlane }}
@@ -118,7 +126,6 @@ PENDING: approver settings not in approver/config.py yet. When the approver read
 line above this comment and remove the key from PENDING_APPROVER_KEYS in
 tests/manifests/test_config.py (that test fails until both are done).
 
-Not in values yet either (add a value, then a line here): the approver's metrics port.
 Left at the approver's defaults on purpose: sweepIntervalSeconds, databasePoolSize, eventLoop,
 kubernetes.watch/requestTimeoutSeconds/watchTimeoutSeconds.
 */}}

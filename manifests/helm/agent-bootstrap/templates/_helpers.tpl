@@ -79,29 +79,109 @@ read and no token is mounted).
 {{- end -}}
 
 {{/*
-The restricted Pod Security profile (Kubernetes "Pod Security Standards", restricted): not
-configurable on purpose, so no value can weaken it.
+Name of the release's cluster-scoped objects (MutatingWebhookConfiguration,
+ValidatingAdmissionPolicy and its binding, ClusterRole, ClusterRoleBinding), unique per release:
+Helm's usual fullname rule with the chart's name prefix (fullname) in place of the chart name.
+The release name when it contains the prefix ("agent-bootstrap", "agent-bootstrap-staging"),
+else "<release>-<prefix>". Namespaced objects keep the prefix alone (certs-tooling's names).
 */}}
-{{- define "agent-bootstrap.podSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 65532
-runAsGroup: 65532
-fsGroup: 65532
-seccompProfile:
-  type: RuntimeDefault
+{{- define "agent-bootstrap.clusterName" -}}
+{{- $fullname := include "agent-bootstrap.fullname" . -}}
+{{- if contains $fullname .Release.Name -}}
+{{- .Release.Name | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $fullname -}}
+{{- end -}}
 {{- end -}}
 
-{{- define "agent-bootstrap.containerSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 65532
-runAsGroup: 65532
-allowPrivilegeEscalation: false
-readOnlyRootFilesystem: true
-privileged: false
-capabilities:
-  drop: ["ALL"]
-seccompProfile:
-  type: RuntimeDefault
+{{/*
+A pod or container security context from values (webhook/approver podSecurityContext,
+securityContext): rendered as given (keys set to null are left out by Helm), without runAsUser,
+runAsGroup and fsGroup when global.openshift (its SCC assigns them). values.schema.json keeps
+every value inside the restricted Pod Security profile. Call with (dict "root" $ "context" ...).
+*/}}
+{{- define "agent-bootstrap.securityContext" -}}
+{{- $ctx := deepCopy (.context | default dict) -}}
+{{- if (.root.Values.global | default dict).openshift -}}
+{{- $ctx = omit $ctx "runAsUser" "runAsGroup" "fsGroup" -}}
+{{- end -}}
+{{- toYaml $ctx -}}
+{{- end -}}
+
+{{/*
+Pod template labels: the chart's labels, then podLabels (which may not override one of them).
+Call with (dict "root" $ "component" "webhook" "extra" .Values.webhook.podLabels "what" "webhook.podLabels").
+*/}}
+{{- define "agent-bootstrap.podLabels" -}}
+{{- $own := include "agent-bootstrap.labels" . | fromYaml -}}
+{{- range $key, $_ := .extra -}}
+{{- if hasKey $own $key -}}
+{{- fail (printf "%s must not set %q: the chart sets that label (selectors depend on it)" $.what $key) -}}
+{{- end -}}
+{{- end -}}
+{{- include "agent-bootstrap.labels" . -}}
+{{- with .extra }}
+{{ toYaml . }}
+{{- end -}}
+{{- end -}}
+
+{{/*
+topologySpreadConstraints from values; an entry without labelSelector selects this component's
+pods. Call with (dict "root" $ "component" "webhook" "constraints" ...).
+*/}}
+{{- define "agent-bootstrap.topologySpreadConstraints" -}}
+{{- $out := list -}}
+{{- $own := dict "matchLabels" (include "agent-bootstrap.selectorLabels" . | fromYaml) -}}
+{{- range .constraints -}}
+{{- $c := deepCopy . -}}
+{{- if not $c.labelSelector -}}
+{{- $_ := set $c "labelSelector" $own -}}
+{{- end -}}
+{{- $out = append $out $c -}}
+{{- end -}}
+{{- toYaml $out -}}
+{{- end -}}
+
+{{/*
+The scheduling part of a pod spec, shared by both Deployments: priorityClassName, affinity
+(values, or the default preferred anti-affinity over nodes when "spread"), topology spread,
+nodeSelector, tolerations. Call with (dict "root" $ "component" "webhook" "values"
+.Values.webhook "spread" true).
+*/}}
+{{- define "agent-bootstrap.podScheduling" -}}
+{{- $v := .values -}}
+{{- $sel := dict "root" .root "component" .component -}}
+{{- with $v.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- if $v.affinity }}
+affinity:
+  {{- toYaml $v.affinity | nindent 2 }}
+{{- else if .spread }}
+affinity:
+  podAntiAffinity:
+    # Spread the replicas over nodes, so one node going away does not take them all down
+    # (preferred, not required: a one-node cluster still runs them all).
+    preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        podAffinityTerm:
+          topologyKey: kubernetes.io/hostname
+          labelSelector:
+            matchLabels:
+              {{- include "agent-bootstrap.selectorLabels" $sel | nindent 14 }}
+{{- end }}
+{{- with $v.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- include "agent-bootstrap.topologySpreadConstraints" (dict "root" $.root "component" $.component "constraints" .) | nindent 2 }}
+{{- end }}
+{{- with $v.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end -}}
 
 {{/*
