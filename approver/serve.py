@@ -37,7 +37,7 @@ from bootstrap_token.http_guard import (
     GuardLimits,
     stalled_after,
 )
-from bootstrap_token.metrics_http import create_metrics_app
+from bootstrap_token.metrics_http import start_metrics
 from bootstrap_token.reload import ReloadCounts
 
 log = logging.getLogger(__name__)
@@ -153,20 +153,9 @@ async def _start_metrics(
     target that is down alerts by itself; agents must not wait for it)."""
     if not settings.metrics_port:
         return None
-    runner = web.AppRunner(create_metrics_app(metrics.registry), access_log=None)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, settings.metrics_host, settings.metrics_port).start()
-    except OSError as exc:
-        log.error(
-            "metricsPort: cannot listen on %s:%d (%s); serving without metrics",
-            settings.metrics_host,
-            settings.metrics_port,
-            exc.strerror or exc,
-        )
-        await runner.cleanup()
-        return None
-    return runner
+    return await start_metrics(
+        metrics.registry, host=settings.metrics_host, port=settings.metrics_port, logger=log
+    )
 
 
 def _log_listening(

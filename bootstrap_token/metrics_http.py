@@ -13,6 +13,8 @@ worker's prometheus_client multiprocess files
 
 from __future__ import annotations
 
+import logging
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -31,3 +33,31 @@ def create_metrics_app(registry: CollectorRegistry) -> web.Application:
     app[REGISTRY] = registry
     app.router.add_get("/metrics", metrics)
     return app
+
+
+async def start_metrics(
+    registry: CollectorRegistry, *, host: str, port: int, logger: logging.Logger
+) -> web.AppRunner | None:
+    """Listen on ``host:port`` for ``GET /metrics`` of ``registry``.
+
+    Returns:
+        The runner (its ``cleanup()`` stops the listener), or None when the port cannot be
+        bound: that is logged on ``logger`` as an error naming ``metricsPort``, and the service
+        serves without a metrics port (a scrape target that is down alerts on its own; a
+        service that refused to start over its metrics port would leave pods unstamped or
+        agents waiting).
+    """
+    runner = web.AppRunner(create_metrics_app(registry), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        logger.error(
+            "metricsPort: cannot listen on %s:%d (%s); serving without metrics",
+            host,
+            port,
+            exc.strerror or exc,
+        )
+        await runner.cleanup()
+        return None
+    return runner

@@ -37,7 +37,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from bootstrap_token import AuditSink
-from bootstrap_token.metrics_http import create_metrics_app
+from bootstrap_token.metrics_http import start_metrics as start_metrics_listener
 from webhook.audit import BatchingAuditSink
 from webhook.config import EventLoop, WebhookSettings
 from webhook.credentials import Credentials, MaterialMissing, load_signing
@@ -114,20 +114,9 @@ async def start_metrics(
         its own; a webhook that refuses to start over its metrics port would leave every pod
         unstamped).
     """
-    runner = web.AppRunner(create_metrics_app(registry), access_log=None)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, settings.metrics_host, settings.metrics_port).start()
-    except OSError as exc:
-        logger.error(
-            "metricsPort: cannot listen on %s:%d (%s); serving without metrics",
-            settings.metrics_host,
-            settings.metrics_port,
-            exc.strerror or exc,
-        )
-        await runner.cleanup()
-        return None
-    return runner
+    return await start_metrics_listener(
+        registry, host=settings.metrics_host, port=settings.metrics_port, logger=logger
+    )
 
 
 async def serve(
