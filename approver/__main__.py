@@ -1,12 +1,23 @@
-"""``agent-bootstrap-approver``: serve the approver, migrate its database, verify its audit chain.
+"""``agent-bootstrap-approver``: serve the approver, migrate its database, verify its audit chain;
+and, as a client of a running approver, manage its agents.
 
-Usage::
+Usage, on the approver's **database** (its settings: ``--config FILE``)::
 
     agent-bootstrap-approver [--config FILE] [serve]        # default: migrate, then serve
     agent-bootstrap-approver [--config FILE] migrate        # migrate and exit (an init container)
     agent-bootstrap-approver [--config FILE] audit verify   # recompute the audit hash chain
     agent-bootstrap-approver [--config FILE] api-keys {create,list,revoke,rotate} ...
                                         # manage API keys (approver.api_keys_cli)
+
+Usage, against a **running approver** over HTTPS (the client config file, ``--config-file``;
+:mod:`approver.cli`)::
+
+    agent-bootstrap-approver agents {list,get,approve,reject,revoke,delete,bulk-approve} ...
+    agent-bootstrap-approver audit list ...
+    agent-bootstrap-approver completion {bash,zsh,tcsh}     # shell completion (no connection)
+
+The client commands exit with :mod:`approver.cli.commands`'s codes (0 ok, 1 unreachable/5xx,
+2 usage/config, 3 not found, 4 refused, 5 token refused); they read no approver settings.
 
 Logging: ``logFormat``/``logLevel`` (bootstrap_token.log_setup); ``serve`` prints audit events as
 JSON lines on stdout, the other commands store them and print them (on stderr) only with
@@ -30,6 +41,8 @@ from typing import Any, TextIO, TypeVar
 
 from approver import api_keys_cli
 from approver.audit.chain import ChainReport, ChainVerifier
+from approver.cli import commands as client_commands
+from approver.cli.completion import add_completion_parser, print_completion
 from approver.config import ApproverSettings, ConfigError, EventLoop, load_settings
 from approver.resources import open_store
 from approver.serve import serve
@@ -59,22 +72,41 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Approves agent registrations that present a valid bootstrap token.",
+        description="Approves agent registrations that present a valid bootstrap token. "
+        "serve, migrate, audit verify and api-keys work on the approver's database (its "
+        "settings: --config); agents and audit list talk to a running approver over HTTPS "
+        "(the client config file: --config-file).",
+        epilog="database commands exit 0 ok, 1 database, 2 configuration, 3 broken chain/no "
+        "such key, 4 key refused; running-approver commands: " + client_commands.EPILOG,
         parents=[common],
     )
     parser.add_argument("--version", action="version", version=version_text(PROG))
-    commands = parser.add_subparsers(dest="command", metavar="{serve,migrate,audit,api-keys}")
-    commands.add_parser("serve", parents=[common], help="migrate, then serve (the default)")
-    commands.add_parser("migrate", parents=[common], help="migrate the database and exit")
-    audit = commands.add_parser("audit", parents=[common], help="audit chain tools")
-    audit_commands = audit.add_subparsers(dest="audit_command", metavar="{verify}", required=True)
+    commands = parser.add_subparsers(
+        dest="command", metavar="{serve,migrate,audit,api-keys,agents,completion}"
+    )
+    commands.add_parser(
+        "serve", parents=[common], help="(database) migrate, then serve (the default)"
+    )
+    commands.add_parser("migrate", parents=[common], help="(database) migrate it and exit")
+    audit = commands.add_parser(
+        "audit",
+        parents=[common],
+        help="audit chain tools: verify (database), list (running approver)",
+    )
+    audit_commands = audit.add_subparsers(
+        dest="audit_command", metavar="{verify,list}", required=True
+    )
     verify = audit_commands.add_parser(
         "verify",
         parents=[common],
-        help="recompute the audit hash chain; exit 3 and name the first broken link if broken",
+        help="(database) recompute the audit hash chain; exit 3 and name the first broken "
+        "link if broken",
     )
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
+    client_commands.add_audit_list_parser(audit_commands)
     api_keys_cli.add_parser(commands, parents=[common])
+    client_commands.add_agents_parser(commands)
+    add_completion_parser(commands)
     return parser
 
 
@@ -168,8 +200,13 @@ def _configure_logging(settings: ApproverSettings, args: argparse.Namespace) -> 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line. Returns the exit code (0 ok, 1 database, 2 configuration, 3 broken
-    audit chain)."""
-    args = _parser().parse_args(argv)
+    audit chain; the client commands: :mod:`approver.cli.commands`)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "completion":
+        return print_completion(parser, args.shell)
+    if client_commands.is_client_command(args):
+        return client_commands.run(args, prog=PROG)
     http_log.install()
     log_setup.configure()  # text at INFO until the settings say otherwise
     try:

@@ -123,7 +123,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def add_parser(commands: Any, *, parents: Sequence[argparse.ArgumentParser] = ()) -> None:
     """Register ``api-keys`` on the approver's subcommands (``parser.add_subparsers()``)."""
     parser = commands.add_parser(
-        PROG, parents=list(parents), help="create, list, revoke and rotate API keys"
+        PROG, parents=list(parents), help="(database) create, list, revoke and rotate API keys"
     )
     configure_parser(parser)
 

@@ -26,6 +26,7 @@ from certs_tooling import (
 )
 from certs_tooling.certinfo import common_name, short_fingerprint
 from certs_tooling.errors import MaterialError
+from certs_tooling.findings import Finding
 from certs_tooling.init import InitOptions, run_init
 from certs_tooling.keystore import KeyRecord, KeyStatus, tokens_valid_until
 from certs_tooling.layout import Component, Layout
@@ -152,9 +153,41 @@ def _retire_after(record: KeyRecord, args: argparse.Namespace) -> str:
     return _fmt(until)
 
 
+def _json_time(when: datetime | None) -> str | None:
+    return None if when is None else _fmt(when)
+
+
+def keys_json(records: list[KeyRecord], args: argparse.Namespace) -> dict[str, object]:
+    """`keys list -o json`: ``{"keys": [{"kid", "state", "createdAt", "activatedAt",
+    "deactivatedAt", "retiredAt", "retirableAt"}]}``, in the store's order. ``state`` is
+    ``pending``, ``active``, ``inactive`` or ``retired``; times are RFC 3339 UTC
+    (``2026-01-02T03:04:05Z``) or null; ``retirableAt`` (an inactive key only) is when its
+    tokens can no longer be valid (``--max-token-ttl`` + ``--leeway`` after deactivation)."""
+    return {
+        "keys": [
+            {
+                "kid": r.kid,
+                "state": str(r.state),
+                "createdAt": _json_time(r.created_at),
+                "activatedAt": _json_time(r.activated_at),
+                "deactivatedAt": _json_time(r.deactivated_at),
+                "retiredAt": _json_time(r.retired_at),
+                "retirableAt": (
+                    None if r.state is not KeyStatus.INACTIVE else _retire_after(r, args)
+                ),
+            }
+            for r in records
+        ]
+    }
+
+
 def cmd_keys_list(args: argparse.Namespace) -> int:
-    """`keys list`: one row per key with state and UTC times. Exit 0."""
+    """`keys list`: one row per key with state and UTC times (``-o json``:
+    :func:`keys_json`). Exit 0."""
     state = keyfolder.load(Layout(args.out)).state
+    if getattr(args, "output", "text") == "json":
+        print(json.dumps(keys_json(list(state.keys), args), indent=2))
+        return 0
     columns = ("KID", "STATE", "CREATED", "ACTIVATED", "DEACTIVATED", "RETIRED", "RETIRABLE")
     rows = [
         (
@@ -326,9 +359,23 @@ def cmd_apiserver_client(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_json(findings: list[Finding]) -> dict[str, object]:
+    """`check -o json`: ``{"result": "OK" | "WARN" | "FAIL", "checks": n, "findings":
+    [{"level": "OK" | "WARN" | "FAIL", "subject": str, "message": str}]}``, the findings in
+    the text report's order; ``result`` is the worst level."""
+    return {
+        "result": str(check.worst(findings)),
+        "checks": len(findings),
+        "findings": [
+            {"level": str(f.level), "subject": f.subject, "message": f.message} for f in findings
+        ],
+    }
+
+
 def cmd_check(args: argparse.Namespace) -> int:
-    """`check`: one OK/WARN/FAIL line per check. Exit 1 on FAIL (or WARN with
-    ``--fail-on-warn``), 2 when neither ``--out`` nor file flags (or both) are given."""
+    """`check`: one OK/WARN/FAIL line per check (``-o json``: :func:`check_json`). Exit 1 on
+    FAIL (or WARN with ``--fail-on-warn``), 2 when neither ``--out`` nor file flags (or both)
+    are given."""
     paths = check_files.Paths(
         ca=args.ca,
         ca_key=args.ca_key,
@@ -349,10 +396,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     else:
         inputs, problems = check_files.from_paths(paths, namespace=args.namespace)
     findings = problems + check.run(inputs, now=_now(args), warn_days=args.warn_days)
-    for finding in findings:
-        print(finding.line())
     level = check.worst(findings)
-    print(f"{len(findings)} checks: {level}")
+    if getattr(args, "output", "text") == "json":
+        print(json.dumps(check_json(findings), indent=2))
+    else:
+        for finding in findings:
+            print(finding.line())
+        print(f"{len(findings)} checks: {level}")
     if level is check.Level.FAIL or (level is check.Level.WARN and args.fail_on_warn):
         return 1
     return 0

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import pytest
 
 from approver.__main__ import _parser as approver_parser
+from approver.cli.kubectl import build_parser as kubectl_agents_parser
 from certs_tooling.cli import build_parser as certs_tooling_parser
 from tests.docs.markdown import Command, commands
 from webhook.__main__ import _parser as webhook_parser
@@ -24,6 +25,7 @@ PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "certs-tooling": certs_tooling_parser,
     "agent-bootstrap-approver": approver_parser,
     "agent-bootstrap-webhook": webhook_parser,
+    "kubectl-agents": kubectl_agents_parser,
 }
 COMMANDS = commands(tuple(PARSERS))
 
@@ -64,7 +66,7 @@ def _named_parts_exist(parser: argparse.ArgumentParser, args: list[str]) -> list
 def test_the_guides_show_commands() -> None:
     """The extraction finds the commands (a broken reader must not pass silently)."""
     programs = {c.program for c in COMMANDS}
-    assert programs == {"certs-tooling", "agent-bootstrap-approver"}
+    assert programs == {"certs-tooling", "agent-bootstrap-approver", "kubectl-agents"}
     assert len(COMMANDS) > 40
 
 

@@ -21,6 +21,8 @@ marker                        check
 ``api-key-meta``              the approver's rendering of a key with those values
 ``service-account-token-claims``  claims the service-account verifier accepts
 ``review-answer``             the members of a real ``POST /api/v1/agents/review`` answer
+``client-config``             the admin client's config file: loads with ``approver.cli.config``,
+                              and its current context resolves (token file made owner-only)
 ============================  =====================================================================
 
 File paths in configuration examples (keys ending in ``File``/``Dir``, ``kubeconfig``) are made
@@ -42,6 +44,9 @@ import yaml
 from approver.api_keys.records import ApiKeyRecord, KeySource
 from approver.api_keys.scope import ApiKeyScope
 from approver.api_keys.wire import key_json
+from approver.cli.config import ClientConfigError, Overrides
+from approver.cli.config import load_file as load_client_config
+from approver.cli.config import resolve as resolve_client
 from approver.config import ENV_PREFIX as APPROVER_PREFIX
 from approver.config import ApproverSettings
 from approver.config import load_settings as load_approver
@@ -283,6 +288,23 @@ def _inject_env(block: Block, root: Path) -> None:
         annotation_key=defaults["annotation_key"].default,
     )
     assert _json(block) == expected
+
+
+@check("client-config")
+def _client_config(block: Block, root: Path) -> None:
+    config = root / "config.yaml"
+    config.write_text(block.text)
+    loaded = load_client_config(config)
+    assert loaded["current-context"] in loaded["contexts"]
+    context = loaded["contexts"][loaded["current-context"]]
+    token = root / context["token-file"]
+    token.write_text("adm-example")
+    token.chmod(0o600)
+    target = resolve_client(Overrides(config_file=config), {"XDG_CONFIG_HOME": str(root)})
+    assert (target.server, target.token) == (context["server"], "adm-example")
+    token.chmod(0o644)
+    with pytest.raises(ClientConfigError, match="refused"):
+        resolve_client(Overrides(config_file=config), {"XDG_CONFIG_HOME": str(root)})
 
 
 @check("api-key-scope")
