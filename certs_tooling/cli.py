@@ -12,8 +12,10 @@ Commands::
     apiserver-client     the API server's client certificate for the webhook (tlsClientCaFile),
                          its kubeconfig and the AdmissionConfiguration
     check                expiry and mismatches, one OK/WARN/FAIL line per check
+    cluster-bootstrap    in the cluster: create missing Secrets and the JWKS, patch the caBundle
 
-Exit codes: 0 success; 1 refused, failed, or a problem found (message on stderr); 2 usage.
+Exit codes: 0 success; 1 refused, failed, or a problem found (message on stderr); 2 usage;
+3 (cluster-bootstrap) the API server refused or could not be reached.
 Commands that use the clock take a hidden ``--now EPOCH`` (seconds) for tests.
 """
 
@@ -27,7 +29,15 @@ from pathlib import Path
 
 from bootstrap_token import MAX_TTL_SECONDS
 from bootstrap_token.version import version_text
-from certs_tooling import apiserver_client, check, commands, k8s, rotation, serving
+from certs_tooling import (
+    apiserver_client,
+    check,
+    cluster_bootstrap,
+    commands,
+    k8s,
+    rotation,
+    serving,
+)
 from certs_tooling.commands import PROG
 from certs_tooling.errors import CertsToolingError
 from certs_tooling.keystore import DEFAULT_LEEWAY_SECONDS, DEFAULT_MAX_TOKEN_TTL_SECONDS
@@ -98,6 +108,16 @@ def _out(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
 
 def _hidden_now(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--now", type=_epoch, default=None, help=argparse.SUPPRESS)
+
+
+def _output_format(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help=f"text (default) or json, one object with stable keys: {what}",
+    )
 
 
 def _retire_window(parser: argparse.ArgumentParser) -> None:
@@ -237,6 +257,7 @@ def _add_keys(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     _out(lst)
     _retire_window(lst)
+    _output_format(lst, '{"keys": [{"kid", "state", "createdAt", ...}]}')
     _hidden_now(lst)
     lst.set_defaults(handler=commands.cmd_keys_list)
 
@@ -452,6 +473,7 @@ def _add_check(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help=f"WARN when a certificate expires within this many days ({check.DEFAULT_WARN_DAYS})",
     )
     p.add_argument("--fail-on-warn", action="store_true", help="exit 1 on WARN too")
+    _output_format(p, '{"result", "checks", "findings": [{"level", "subject", "message"}]}')
     _hidden_now(p)
     p.set_defaults(handler=commands.cmd_check)
 
@@ -471,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
         add(sub)
     _add_apiserver_client(sub)
     _add_check(sub)
+    cluster_bootstrap.add_parser(sub)
     return parser
 
 

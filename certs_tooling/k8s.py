@@ -74,35 +74,68 @@ def _metadata(name: str, namespace: str, component: str) -> dict[str, Any]:
     }
 
 
-def manifests(material: Material, names: Names) -> list[dict[str, Any]]:
-    """The Secret, Secret and ConfigMap objects, in that order."""
-    webhook_secret = {
+def tls_secret(
+    name: str,
+    namespace: str,
+    component: str,
+    *,
+    cert: bytes,
+    key: bytes,
+    extra: dict[str, bytes] | None = None,
+) -> dict[str, Any]:
+    """A ``kubernetes.io/tls`` Secret: ``tls.crt``, ``tls.key``, then ``extra`` keys (a TLS
+    Secret may carry more, e.g. ``signing.key`` or cert-manager's ``ca.crt``)."""
+    data = {"tls.crt": _b64(cert), "tls.key": _b64(key)}
+    data.update({k: _b64(v) for k, v in (extra or {}).items()})
+    return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": _metadata(names.webhook_secret, names.namespace, "webhook"),
+        "metadata": _metadata(name, namespace, component),
         "type": "kubernetes.io/tls",
-        "data": {
-            "tls.crt": _b64(material.webhook_cert),
-            "tls.key": _b64(material.webhook_key),
-            "signing.key": _b64(material.signing_key),
-        },
+        "data": data,
     }
-    approver_secret = {
+
+
+def signing_key_secret(name: str, namespace: str, signing_key: bytes) -> dict[str, Any]:
+    """An ``Opaque`` Secret holding ``signing.key`` alone (the chart's
+    ``keys.signingKeySecretName``, used when cert-manager owns the webhook's TLS Secret)."""
+    return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": _metadata(names.approver_secret, names.namespace, "approver"),
-        "type": "kubernetes.io/tls",
-        "data": {
-            "tls.crt": _b64(material.approver_cert),
-            "tls.key": _b64(material.approver_key),
-        },
+        "metadata": _metadata(name, namespace, "webhook"),
+        "type": "Opaque",
+        "data": {"signing.key": _b64(signing_key)},
     }
-    jwks = {
+
+
+def jwks_configmap(name: str, namespace: str, jwks: bytes) -> dict[str, Any]:
+    """The approver's ConfigMap with ``jwks.json`` (public keys only)."""
+    return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": _metadata(names.jwks_configmap, names.namespace, "approver"),
-        "data": {"jwks.json": material.jwks.decode("utf-8")},
+        "metadata": _metadata(name, namespace, "approver"),
+        "data": {"jwks.json": jwks.decode("utf-8")},
     }
+
+
+def manifests(material: Material, names: Names) -> list[dict[str, Any]]:
+    """The Secret, Secret and ConfigMap objects, in that order."""
+    webhook_secret = tls_secret(
+        names.webhook_secret,
+        names.namespace,
+        "webhook",
+        cert=material.webhook_cert,
+        key=material.webhook_key,
+        extra={"signing.key": material.signing_key},
+    )
+    approver_secret = tls_secret(
+        names.approver_secret,
+        names.namespace,
+        "approver",
+        cert=material.approver_cert,
+        key=material.approver_key,
+    )
+    jwks = jwks_configmap(names.jwks_configmap, names.namespace, material.jwks)
     return [webhook_secret, approver_secret, jwks]
 
 

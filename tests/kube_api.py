@@ -29,6 +29,20 @@ Endpoints (``Authorization: Bearer <token>`` required, else 401 with a ``Status`
   and ``error``. Tests register which tokens are valid for which audiences with :meth:`add_token`.
   As on a real API server, a pod-bound token stops authenticating once its pod is gone (or
   replaced by another pod with the same name), unless registered with ``check_pod=False``.
+* ``GET /api/v1/namespaces/{ns}/secrets/{name}`` and ``.../configmaps/{name}``: the object, or a
+  ``Status`` 404 ``NotFound`` (``secrets "x" not found``, ``details.kind`` the resource).
+* ``POST /api/v1/namespaces/{ns}/secrets`` and ``.../configmaps``: 201 with the stored object
+  (``uid``, ``resourceVersion``, ``creationTimestamp`` set), or a ``Status`` 409
+  ``AlreadyExists`` (``secrets "x" already exists``) when the name is taken. Secret ``data``
+  values must be base64 (else 400 ``BadRequest``). :attr:`KubeApi.before_create` runs first,
+  so a test can make another writer win the race.
+* ``GET /apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{name}`` and
+  ``PATCH`` of it: only ``Content-Type: application/json-patch+json`` (RFC 6902: ``test``,
+  ``add``, ``replace``, ``remove``) is accepted here, else 415 ``UnsupportedMediaType``; a
+  failed ``test`` or a bad path answers 422 ``Invalid``, as the API server does.
+  (:func:`make_mutating_webhook_configuration`, :meth:`KubeApi.add_object`).
+* While ``(verb, resource)`` is in :attr:`KubeApi.forbidden` (e.g. ``("create", "secrets")``),
+  such requests get the API server's 403 ``Forbidden`` ``Status`` (RBAC said no).
 
 Tests change its state while the code under test talks to it: :meth:`KubeApi.add_pod`,
 :meth:`~KubeApi.update_pod`, :meth:`~KubeApi.terminate_pod`, :meth:`~KubeApi.delete_pod`,
@@ -61,7 +75,7 @@ import itertools
 import json
 import ssl
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -284,7 +298,8 @@ class RecordedRequest:
     method: str
     path: str
     query: dict[str, str]
-    body: Json | None = None
+    body: Any = None
+    content_type: str = ""
 
 
 @dataclass
@@ -342,6 +357,13 @@ class KubeApi:
         self._replica_sets: dict[tuple[str, str], Json] = {}
         #: While set, every ReplicaSet read is answered with a ``Status`` of this code.
         self.replica_set_failure: int | None = None
+        #: Secrets, ConfigMaps (namespaced) and MutatingWebhookConfigurations, by
+        #: (resource, namespace or "", name).
+        self.objects: dict[tuple[str, str, str], Json] = {}
+        #: (verb, resource) pairs answered 403 Forbidden, e.g. ("create", "secrets").
+        self.forbidden: set[tuple[str, str]] = set()
+        #: Called with (resource, body) before a create is processed (a racing writer).
+        self.before_create: Callable[[str, Json], None] | None = None
         self._runner: web.AppRunner | None = None
         self._port = 0
 
@@ -355,6 +377,12 @@ class KubeApi:
             "/apis/apps/v1/namespaces/{ns}/replicasets/{name}", self._get_replica_set
         )
         app.router.add_post("/apis/authentication.k8s.io/v1/tokenreviews", self._token_review)
+        for resource in ("secrets", "configmaps"):
+            app.router.add_get(f"/api/v1/namespaces/{{ns}}/{resource}/{{name}}", self._get_object)
+            app.router.add_post(f"/api/v1/namespaces/{{ns}}/{resource}", self._create_object)
+        mwc = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{name}"
+        app.router.add_get(mwc, self._get_object)
+        app.router.add_patch(mwc, self._patch_object)
         app.middlewares.append(self._auth)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5)
         await self._runner.setup()
@@ -562,15 +590,21 @@ class KubeApi:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        body: Json | None = None
-        if request.method == "POST" and request.can_read_body:
+        body: Any = None
+        if request.method in ("POST", "PATCH") and request.can_read_body:
             try:
                 body = await request.json()
             except ValueError:
                 body = None
         request[_BODY] = body
         self.requests.append(
-            RecordedRequest(request.method, request.path, dict(request.query), body)
+            RecordedRequest(
+                request.method,
+                request.path,
+                dict(request.query),
+                body,
+                request.headers.get("Content-Type", ""),
+            )
         )
         if request.headers.get("Authorization") != f"Bearer {self.token}":
             return web.json_response(status(401, "Unauthorized", "Unauthorized"), status=401)
@@ -789,6 +823,208 @@ class KubeApi:
         else:
             answer["status"] = {"user": {}, "error": error}
         return web.json_response(answer, status=201)
+
+    # -- Secrets, ConfigMaps, MutatingWebhookConfigurations -------------------------------------
+
+    def add_object(self, obj: Json) -> Json:
+        """Store an object as if created earlier (by hand, or by another writer); returns the
+        stored copy with ``uid``, ``resourceVersion`` and ``creationTimestamp``."""
+        stored = copy.deepcopy(obj)
+        meta = stored["metadata"]
+        meta.setdefault("uid", str(uuid.uuid4()))
+        meta["resourceVersion"] = str(self._next_rv())
+        meta.setdefault("creationTimestamp", _now())
+        self.objects[(_RESOURCES[stored["kind"]], meta.get("namespace", ""), meta["name"])] = stored
+        return copy.deepcopy(stored)
+
+    def get_object(self, kind: str, name: str, namespace: str = "") -> Json | None:
+        """A stored object (a copy), or None."""
+        found = self.objects.get((_RESOURCES[kind], namespace, name))
+        return copy.deepcopy(found) if found is not None else None
+
+    @staticmethod
+    def _resource(request: web.Request) -> str:
+        return next(part for part in reversed(request.path.split("/")) if part in _KINDS)
+
+    def _refused(self, verb: str, resource: str, request: web.Request) -> web.Response | None:
+        if (verb, resource) not in self.forbidden:
+            return None
+        ns = request.match_info.get("ns")
+        group = "admissionregistration.k8s.io" if resource == _MWC else ""
+        where = f' in the namespace "{ns}"' if ns else " at the cluster scope"
+        name = request.match_info.get("name", "")
+        message = (
+            f"{resource} {f'{name!r} ' if name else ''}is forbidden: User "
+            f'"system:serviceaccount:{ns or "default"}:bootstrap" cannot {verb} resource '
+            f'"{resource}" in API group "{group}"{where}'
+        ).replace("'", '"')
+        return web.json_response(
+            status(403, "Forbidden", message, details={"name": name, "kind": resource}),
+            status=403,
+        )
+
+    def _not_found(self, resource: str, name: str) -> web.Response:
+        return web.json_response(
+            status(
+                404,
+                "NotFound",
+                f'{resource} "{name}" not found',
+                details={"name": name, "kind": resource},
+            ),
+            status=404,
+        )
+
+    async def _get_object(self, request: web.Request) -> web.Response:
+        resource = self._resource(request)
+        refused = self._refused("get", resource, request)
+        if refused is not None:
+            return refused
+        ns, name = request.match_info.get("ns", ""), request.match_info["name"]
+        found = self.objects.get((resource, ns, name))
+        if found is None:
+            return self._not_found(resource, name)
+        return web.json_response(found)
+
+    async def _create_object(self, request: web.Request) -> web.Response:
+        resource = self._resource(request)
+        refused = self._refused("create", resource, request)
+        if refused is not None:
+            return refused
+        ns = request.match_info["ns"]
+        body = request[_BODY]
+        if not isinstance(body, dict) or _RESOURCES.get(body.get("kind", "")) != resource:
+            return web.json_response(status(400, "BadRequest", "wrong kind"), status=400)
+        meta = body.setdefault("metadata", {})
+        if meta.get("namespace", ns) != ns:
+            message = (
+                "the namespace of the provided object does not match the namespace sent on "
+                "the request"
+            )
+            return web.json_response(status(400, "BadRequest", message), status=400)
+        meta["namespace"] = ns
+        name = meta.get("name", "")
+        if resource == "secrets":
+            try:
+                for value in (body.get("data") or {}).values():
+                    base64.b64decode(value, validate=True)
+            except (ValueError, TypeError):
+                return web.json_response(
+                    status(400, "BadRequest", "illegal base64 data"), status=400
+                )
+        if self.before_create is not None:
+            self.before_create(resource, copy.deepcopy(body))
+        if (resource, ns, name) in self.objects:
+            return web.json_response(
+                status(
+                    409,
+                    "AlreadyExists",
+                    f'{resource} "{name}" already exists',
+                    details={"name": name, "kind": resource},
+                ),
+                status=409,
+            )
+        return web.json_response(self.add_object(body), status=201)
+
+    async def _patch_object(self, request: web.Request) -> web.Response:
+        resource = self._resource(request)
+        refused = self._refused("patch", resource, request)
+        if refused is not None:
+            return refused
+        name = request.match_info["name"]
+        found = self.objects.get((resource, "", name))
+        if found is None:
+            return self._not_found(resource, name)
+        content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+        if content_type != "application/json-patch+json":
+            message = (
+                "the body of the request was in an unknown format - accepted media types "
+                f"include: application/json-patch+json (got {content_type})"
+            )
+            return web.json_response(status(415, "UnsupportedMediaType", message), status=415)
+        ops = request[_BODY]
+        if not isinstance(ops, list):
+            return web.json_response(status(400, "BadRequest", "not a JSON patch"), status=400)
+        try:
+            patched = _json_patch(found, ops)
+        except (KeyError, IndexError, ValueError, TypeError) as exc:
+            return web.json_response(status(422, "Invalid", str(exc)), status=422)
+        patched["metadata"]["resourceVersion"] = str(self._next_rv())
+        self.objects[(resource, "", name)] = patched
+        return web.json_response(patched)
+
+
+_MWC = "mutatingwebhookconfigurations"
+_RESOURCES = {"Secret": "secrets", "ConfigMap": "configmaps", "MutatingWebhookConfiguration": _MWC}
+_KINDS = set(_RESOURCES.values())
+
+
+def _json_patch(document: Json, ops: list[Json]) -> Json:
+    """RFC 6902 ``test``/``add``/``replace``/``remove`` on a copy of ``document`` (paths are
+    RFC 6901 pointers). Raises ValueError (failed test), KeyError/IndexError (bad path)."""
+    out = copy.deepcopy(document)
+    for op in ops:
+        parts = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]]
+        parent: Any = out
+        for part in parts[:-1]:
+            parent = parent[int(part)] if isinstance(parent, list) else parent[part]
+        last = parts[-1]
+        key: Any = int(last) if isinstance(parent, list) else last
+        kind = op["op"]
+        if kind == "test":
+            if parent[key] != op["value"]:
+                raise ValueError(f"testing value {op['path']} failed")
+        elif kind == "add":
+            if isinstance(parent, list):
+                parent.insert(key, op["value"])
+            else:
+                parent[key] = op["value"]
+        elif kind == "replace":
+            _ = parent[key]  # must exist
+            parent[key] = op["value"]
+        elif kind == "remove":
+            del parent[key]
+        else:
+            raise ValueError(f"unsupported op {kind}")
+    return out
+
+
+def make_mutating_webhook_configuration(
+    name: str, *, service: str, namespace: str, webhooks: list[str], ca_bundle: str | None = None
+) -> Json:
+    """A MutatingWebhookConfiguration (admissionregistration.k8s.io/v1) with one webhook per
+    name in ``webhooks``, each calling ``service`` in ``namespace`` (``/mutate``, port 443),
+    with every required field set, as the chart renders it."""
+    hooks = []
+    for hook in webhooks:
+        client_config: Json = {
+            "service": {"name": service, "namespace": namespace, "path": "/mutate", "port": 443}
+        }
+        if ca_bundle is not None:
+            client_config["caBundle"] = ca_bundle
+        hooks.append(
+            {
+                "name": hook,
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                "failurePolicy": "Ignore",
+                "clientConfig": client_config,
+                "rules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE"],
+                        "resources": ["pods"],
+                        "scope": "Namespaced",
+                    }
+                ],
+            }
+        )
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": hooks,
+    }
 
 
 def _line(message: Json) -> bytes:

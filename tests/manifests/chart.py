@@ -108,13 +108,32 @@ def maybe(objects: Iterable[Obj], kind: str) -> Obj | None:
 
 
 def is_hook(obj: Obj) -> bool:
-    """A Helm hook (``helm.sh/hook`` annotation): run by Helm on demand (the ``helm test``
-    Pod), not one of the installed objects."""
+    """A Helm hook (``helm.sh/hook`` annotation): run by Helm around an install or on demand
+    (the cluster-bootstrap Jobs and their RBAC, the ``helm test`` Pod), not one of the
+    installed objects."""
     return "helm.sh/hook" in (obj["metadata"].get("annotations") or {})
 
 
 def hooks(objects: Iterable[Obj]) -> list[Obj]:
-    return [o for o in objects if is_hook(o)]
+    """The ``helm test`` hooks (``helm.sh/hook: test``): the test Pod."""
+    return [o for o in objects if (o["metadata"].get("annotations") or {}).get(HOOK) == "test"]
+
+
+HOOK = "helm.sh/hook"
+#: app.kubernetes.io/component of the cluster-bootstrap hooks (templates/clusterbootstrap.yaml).
+BOOTSTRAP = "cluster-bootstrap"
+
+
+def is_bootstrap(obj: Obj) -> bool:
+    """One of the cluster-bootstrap hooks: its Jobs, ServiceAccount and RBAC."""
+    labels = obj["metadata"].get("labels") or {}
+    return is_hook(obj) and labels.get("app.kubernetes.io/component") == BOOTSTRAP
+
+
+def without_bootstrap(objects: Iterable[Obj]) -> list[Obj]:
+    """The objects but the cluster-bootstrap hooks (the services' own objects and RBAC; the
+    hooks are asserted in test_cluster_bootstrap.py)."""
+    return [o for o in objects if not is_bootstrap(o)]
 
 
 def pod_specs(objects: Iterable[Obj]) -> Iterator[tuple[str, Obj]]:

@@ -35,6 +35,7 @@ from tests.conftest import Pki
 from tests.manifests import chart
 from tests.manifests.conftest import TRUSTED, Case
 
+BOOTSTRAP_JOB = "agent-bootstrap-cluster-bootstrap"
 WEBHOOK = "agent-bootstrap-webhook"
 APPROVER = "agent-bootstrap-approver"
 TEST_POD = "agent-bootstrap-test"
@@ -310,7 +311,7 @@ def test_schema_refuses_bad_knobs(values: dict[str, Any]) -> None:
 
 def _all_pod_specs(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     specs = dict(chart.pod_specs(objects))
-    assert set(specs) == {WEBHOOK, APPROVER, TEST_POD}
+    assert set(specs) == {WEBHOOK, APPROVER, TEST_POD, BOOTSTRAP_JOB}
     return specs
 
 
@@ -330,7 +331,8 @@ def _assert_hardened(name: str, spec: dict[str, Any]) -> None:
 
 def test_openshift_leaves_the_ids_to_the_scc() -> None:
     """global.openshift: no runAsUser, runAsGroup or fsGroup anywhere (webhook, approver, the
-    helm test Pod), even where values set them; every other part of the hardening stays."""
+    helm test Pod, the cluster-bootstrap Job), even where values set them; every other part of
+    the hardening stays."""
     objects = chart.render(
         {
             "global": {"openshift": True},
@@ -362,7 +364,8 @@ def test_null_leaves_one_id_out() -> None:
     specs = _all_pod_specs(objects)
     for name, spec in specs.items():
         _assert_hardened(name, spec)
-    for name in (WEBHOOK, TEST_POD):  # the test Pod takes the webhook's contexts
+    # The test Pod and the cluster-bootstrap Job take the webhook's contexts.
+    for name in (WEBHOOK, TEST_POD, BOOTSTRAP_JOB):
         assert "runAsUser" not in specs[name]["securityContext"]
         assert "fsGroup" not in specs[name]["securityContext"]
         assert specs[name]["securityContext"]["runAsGroup"] == 65532
@@ -409,7 +412,12 @@ def test_cluster_scoped_names_follow_the_release(release: str, expected: str) ->
         ("ValidatingAdmissionPolicyBinding", f"{expected}-token-annotation"),
         ("ClusterRole", f"{expected}-approver-tokenreviews"),
         ("ClusterRoleBinding", f"{expected}-approver-tokenreviews"),
+        # The cluster-bootstrap hook's, for the caBundle of this release's configuration only.
+        ("ClusterRole", f"{expected}-cluster-bootstrap"),
+        ("ClusterRoleBinding", f"{expected}-cluster-bootstrap"),
     }
+    bootstrap = found[("ClusterRole", f"{expected}-cluster-bootstrap")]
+    assert bootstrap["rules"][0]["resourceNames"] == [expected]
     binding = found[("ClusterRoleBinding", f"{expected}-approver-tokenreviews")]
     assert binding["roleRef"]["name"] == f"{expected}-approver-tokenreviews"
     assert binding["subjects"] == [
@@ -435,7 +443,7 @@ def test_two_releases_share_no_cluster_scoped_object() -> None:
     """Two releases of the chart, in two namespaces, render disjoint cluster-scoped names."""
     first = _cluster_scoped(chart.render(ALL_CLUSTER_OBJECTS, release="ab-one", namespace="one"))
     second = _cluster_scoped(chart.render(ALL_CLUSTER_OBJECTS, release="ab-two", namespace="two"))
-    assert len(first) == len(second) == 5
+    assert len(first) == len(second) == 7
     assert not set(first) & set(second)
 
 

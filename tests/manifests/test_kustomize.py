@@ -60,14 +60,43 @@ def test_base_is_generated_from_the_chart() -> None:
 @needs_kubectl
 def test_kustomize_installs_what_helm_installs(cases: dict[str, Case]) -> None:
     """`kubectl kustomize manifests/kustomize` = the chart's render with chart-values.yaml,
-    minus only the Helm-release labels."""
-    strip = _generator().strip_helm_labels
-    helm_objects = [
-        strip(json.loads(json.dumps(o)))
-        for o in cases["kustomize-base"].objects
-        if not chart.is_hook(o)
-    ]
+    minus only the Helm-release labels and the hooks but the post-install cluster-bootstrap
+    ones, made plain."""
+    helm_objects = _generator().installed(json.loads(json.dumps(cases["kustomize-base"].objects)))
     assert _canonical(chart.kustomize_build()) == _canonical(helm_objects)
+
+
+def test_base_runs_cluster_bootstrap_as_a_plain_job() -> None:
+    """kubectl has no hooks: the base carries one ordinary Job that creates what is absent and
+    patches the caBundle, with its ServiceAccount and RBAC, no Helm hook annotation anywhere, and
+    a TTL so that a later `kubectl apply -k` runs it again. No test Pod, no pre-install Job."""
+    import yaml
+
+    objects = [
+        d
+        for path in sorted(BASE.glob("*.yaml"))
+        if path.name not in ("chart-values.yaml", "kustomization.yaml")
+        for d in yaml.safe_load_all(path.read_text())
+        if d
+    ]
+    assert not [o for o in objects if chart.is_hook(o)]
+    (job,) = chart.of_kind(objects, "Job")
+    assert job["metadata"]["name"] == "agent-bootstrap-cluster-bootstrap-patch"
+    assert job["spec"]["ttlSecondsAfterFinished"] == 600
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["/opt/venv/bin/certs-tooling"]
+    assert container["args"][0] == "cluster-bootstrap"
+    assert "--webhook-configuration=agent-bootstrap" in container["args"]
+    bootstrap = {
+        (o["kind"], o["metadata"]["name"])
+        for o in objects
+        if o["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "cluster-bootstrap"
+    }
+    assert bootstrap == {
+        (kind, "agent-bootstrap-cluster-bootstrap")
+        for kind in ("ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
+    } | {("Job", "agent-bootstrap-cluster-bootstrap-patch")}
+    assert not chart.of_kind(objects, "Pod")
 
 
 @needs_kubectl

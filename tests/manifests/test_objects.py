@@ -141,7 +141,10 @@ class TestRestrictedProfile:
         seccomp RuntimeDefault; no host namespaces, host paths or host ports."""
         specs = list(chart.pod_specs(case.objects))
         test_pod = {TEST_POD} if case.effective["tests"]["enabled"] else set()
-        assert {name for name, _ in specs} == {WEBHOOK, APPROVER} | test_pod
+        jobs = {o["metadata"]["name"] for o in case.objects if chart.is_bootstrap(o)} & {
+            name for name, _ in specs
+        }
+        assert {name for name, _ in specs} == {WEBHOOK, APPROVER} | test_pod | jobs
         for name, spec in specs:
             pod_ctx = spec.get("securityContext", {})
             for key in ("hostNetwork", "hostPID", "hostIPC"):
@@ -165,9 +168,10 @@ class TestRestrictedProfile:
                     assert "hostPort" not in port, where
 
     def test_resources_and_probes(self, case: Case) -> None:
-        """Every container has CPU and memory requests and limits, and (but the helm test Pod's,
-        which runs once) probes on /readyz and /healthz at one of its own named ports."""
-        hooks = {o["metadata"]["name"] for o in chart.hooks(case.objects)}
+        """Every container has CPU and memory requests and limits, and (but the hooks': the helm
+        test Pod and the cluster-bootstrap Jobs, which run once) probes on /readyz and /healthz
+        at one of its own named ports."""
+        hooks = {o["metadata"]["name"] for o in case.objects if chart.is_hook(o)}
         for name, spec in chart.pod_specs(case.objects):
             for c in spec["containers"]:
                 for kind in ("requests", "limits"):
@@ -190,13 +194,14 @@ class TestRestrictedProfile:
 class TestRbac:
     def _grants(self, case: Case) -> set[tuple[str, str, str, str, str]]:
         """(binding kind, namespace, apiGroup, resource, verb) for every bound rule."""
+        objects = chart.without_bootstrap(case.objects)  # see test_cluster_bootstrap.py
         roles = {
             (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): o
-            for o in case.objects
+            for o in objects
             if o["kind"] in ("Role", "ClusterRole")
         }
         grants = set()
-        for binding in case.objects:
+        for binding in objects:
             if binding["kind"] not in ("RoleBinding", "ClusterRoleBinding"):
                 continue
             ref = binding["roleRef"]
@@ -229,16 +234,18 @@ class TestRbac:
         assert self._grants(case) == allowed
 
     def test_only_the_approver_is_bound(self, case: Case) -> None:
-        """Every binding's only subject is the approver's ServiceAccount; the webhook has none."""
-        for binding in case.objects:
+        """Every binding's only subject is the approver's ServiceAccount; the webhook has none
+        (the cluster-bootstrap hooks bind their own account: test_cluster_bootstrap.py)."""
+        for binding in chart.without_bootstrap(case.objects):
             if binding["kind"] in ("RoleBinding", "ClusterRoleBinding"):
                 assert binding["subjects"] == [
                     {"kind": "ServiceAccount", "name": APPROVER, "namespace": chart.NAMESPACE}
                 ]
 
     def test_no_roles_in_the_release_namespace_or_kube_system(self, case: Case) -> None:
-        """Pod read access is never granted where the chart's own pods or the control plane run."""
-        for o in case.objects:
+        """Pod read access is never granted where the chart's own pods or the control plane run
+        (the cluster-bootstrap hooks' Role is in the release namespace, for its own Secrets)."""
+        for o in chart.without_bootstrap(case.objects):
             if o["kind"] in ("Role", "RoleBinding"):
                 assert o["metadata"]["namespace"] not in (chart.NAMESPACE, "kube-system")
 
@@ -592,7 +599,8 @@ def test_trusted_namespaces_drive_every_object(trusted: list[str]) -> None:
     assert {
         ns for ns in trusted if chart.matches(hook["namespaceSelector"], chart.namespace_labels(ns))
     } == set(trusted)
-    assert {r["metadata"]["namespace"] for r in chart.of_kind(objects, "Role")} == set(trusted)
+    roles = chart.of_kind(chart.without_bootstrap(objects), "Role")
+    assert {r["metadata"]["namespace"] for r in roles} == set(trusted)
     vap = chart.of_kind(objects, "ValidatingAdmissionPolicy")[0]
     trusted_expr = next(v for v in vap["spec"]["variables"] if v["name"] == "trustedNamespace")
     for ns in trusted:

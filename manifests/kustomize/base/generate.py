@@ -8,7 +8,9 @@ Usage (from the repository root, with the test dependencies installed)::
 The chart is rendered offline by Helm's own engine (helm-python-sdk) with ``chart-values.yaml``,
 release ``agent-bootstrap`` in namespace ``agent-bootstrap``. Each chart template becomes one
 file here, minus the labels that only make sense for a Helm release (``helm.sh/chart``,
-``app.kubernetes.io/managed-by``) and minus Helm hooks (the ``helm test`` Pod).
+``app.kubernetes.io/managed-by``) and minus Helm hooks (the ``helm test`` Pod), except the
+cluster-bootstrap hooks that run after the install (:func:`plain_bootstrap`): kubectl has no hooks,
+so the base carries them as ordinary objects and ``kubectl apply -k`` comes up by itself.
 tests/manifests/test_kustomize.py fails when the files are stale, and checks that ``kubectl
 kustomize`` of this folder equals the chart's render.
 """
@@ -48,6 +50,55 @@ def is_helm_hook(obj: dict[str, Any]) -> bool:
     return "helm.sh/hook" in annotations
 
 
+#: The chart's cluster-bootstrap hooks (app.kubernetes.io/component).
+BOOTSTRAP = "cluster-bootstrap"
+HOOK_ANNOTATIONS = ("helm.sh/hook", "helm.sh/hook-weight", "helm.sh/hook-delete-policy")
+#: A finished Job is removed after this long, so a later `kubectl apply -k` (a new image: a Job's
+#: pod template is immutable) creates and runs it again instead of failing.
+JOB_TTL_SECONDS = 600
+
+
+def plain_bootstrap(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """A cluster-bootstrap hook as an ordinary object, or None when the base leaves it out.
+
+    Kept: the hooks of ``post-install`` (the ServiceAccount, the RBAC and the Job that creates
+    what is absent and then patches the caBundle: in one ``kubectl apply`` the pods wait in
+    ContainerCreating for their Secrets, and the MutatingWebhookConfiguration is applied with
+    them). Left out: the pre-install-only Job (the same run without the patch) and every other
+    hook. The Helm hook annotations are removed; the Job gets ``ttlSecondsAfterFinished``.
+    """
+    meta = obj.get("metadata", {})
+    annotations = meta.get("annotations") or {}
+    labels = meta.get("labels") or {}
+    if labels.get("app.kubernetes.io/component") != BOOTSTRAP:
+        return None
+    if "post-install" not in annotations.get("helm.sh/hook", "").split(","):
+        return None
+    for key in HOOK_ANNOTATIONS:
+        annotations.pop(key, None)
+    if not annotations:
+        meta.pop("annotations", None)
+    if obj.get("kind") == "Job":
+        obj["spec"] = {"ttlSecondsAfterFinished": JOB_TTL_SECONDS, **obj["spec"]}
+    return obj
+
+
+def installed(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the base installs of a rendered template: the objects that are no hooks, and the
+    cluster-bootstrap hooks made plain (:func:`plain_bootstrap`); Helm labels stripped."""
+    out = []
+    for d in docs:
+        if not d:
+            continue
+        if is_helm_hook(d):
+            plain = plain_bootstrap(d)
+            if plain is None:
+                continue
+            d = plain
+        out.append(strip_helm_labels(d))
+    return out
+
+
 def render_objects() -> dict[str, list[dict[str, Any]]]:
     """The chart's objects by output file name (template name), Helm labels stripped."""
     import helm_python as helm
@@ -59,11 +110,7 @@ def render_objects() -> dict[str, list[dict[str, Any]]]:
     for path in sorted(manifests):
         if not path.endswith(".yaml"):
             continue
-        objects = [
-            strip_helm_labels(d)
-            for d in yaml.safe_load_all(manifests[path])
-            if d and not is_helm_hook(d)
-        ]
+        objects = installed(list(yaml.safe_load_all(manifests[path])))
         if objects:
             files[Path(path).name] = objects
     return files
