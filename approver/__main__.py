@@ -45,7 +45,7 @@ from approver.cli import commands as client_commands
 from approver.cli.completion import add_completion_parser, print_completion
 from approver.config import ApproverSettings, ConfigError, EventLoop, load_settings
 from approver.resources import open_store
-from approver.serve import serve
+from approver.serve import ListenError, serve
 from approver.store import StoreUnavailable
 from bootstrap_token import http_log, log_setup
 from bootstrap_token.version import version_text
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
-    except StoreUnavailable as exc:
+    except (StoreUnavailable, ListenError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -28,11 +28,17 @@ series                                   type       labels / unit
 ``responses_total``                      counter    ``route`` (the route's template, or
                                                     ``other``), ``code``: every HTTP answer,
                                                     the 503s and 429s among them
+``connection_refusals_total``            counter    ``kind`` (request_timeout,
+                                                    too_many_incomplete_requests,
+                                                    request_header_fields_too_large,
+                                                    malformed_http_request): answers the
+                                                    connection guard gave before any request
+                                                    existed (not in ``responses_total``)
 ``database_errors_total``                counter    ``kind`` (unavailable, stalled): calls
                                                     that found the database down or hung
 ``database_ready``                       gauge      1 while the hung-database watchdog says
                                                     ready, else 0
-``store_duration_seconds``               histogram  ``operation`` (write_batch): seconds a
+``store_duration_seconds``               histogram  ``operation`` (transaction): seconds a
                                                     database transaction took
 ``control_plane_calls_total``            counter    ``operation``, ``result`` (ok, refused,
                                                     unavailable): calls to the control
@@ -70,6 +76,26 @@ _REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 _APPROVAL_BUCKETS = (1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0, 604800.0)
 #: 1 ms .. 5 s (the statement timeout).
 _STORE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+#: The security-relevant refusals (``403*`` in :mod:`approver.domain.decision`'s table): their
+#: series exist from the start at 0, so ``increase()`` sees the first one (a series that first
+#: appears at 1 increases by 0, and the copied-token alert would miss a single replay).
+SECURITY_REASONS = (
+    "malformed",
+    "bad_alg",
+    "unknown_kid",
+    "bad_signature",
+    "wrong_issuer",
+    "wrong_audience",
+    "wrong_cluster",
+    "ttl_too_long",
+    "invalid_token",
+    "token_reused",
+    "pod_token_mismatch",
+    "pod_uid_mismatch",
+    "pod_address_mismatch",
+    "credential_mismatch",
+)
 
 #: Seconds between two refreshes of the pending backlog's gauges.
 BACKLOG_REFRESH_SECONDS = 15.0
@@ -121,6 +147,12 @@ class ApproverMetrics:
             PREFIX + "responses",
             "HTTP answers, by route template and status code.",
             ("route", "code"),
+            registry=r,
+        )
+        self.connection_refusals = Counter(
+            PREFIX + "connection_refusals",
+            "Answers the connection guard gave before a request existed, by kind.",
+            ("kind",),
             registry=r,
         )
         self.database_errors = Counter(
@@ -175,6 +207,10 @@ class ApproverMetrics:
             registry=r,
         )
         self.build_info.labels(version=version()).set(1)
+        for reason in SECURITY_REASONS:
+            self.registrations.labels("rejected", reason, NO_METHOD)
+        for outcome in ReloadResult:
+            self.reloads.labels("tls", str(outcome))
 
     def registration(
         self, *, decision: str, reason: str, approval_method: ApprovalMethod | None

@@ -43,6 +43,11 @@ from bootstrap_token.reload import ReloadCounts
 log = logging.getLogger(__name__)
 
 
+class ListenError(Exception):
+    """The approver's own port cannot be bound (in use, or not allowed): exit 1 with this
+    message, not a traceback."""
+
+
 async def serve(
     settings: ApproverSettings,
     *,
@@ -124,7 +129,7 @@ async def _serve(
         # unread body is drained for at most 2 s (aiohttp's default 10), as the webhook does.
         runner = GuardedAppRunner(
             app,
-            guard=ConnectionGuard(limits, on_refusal=_log_guard_refusal()),
+            guard=ConnectionGuard(limits, on_refusal=_log_guard_refusal(metrics)),
             access_log=None,
             lingering_time=2,
         )
@@ -134,7 +139,12 @@ async def _serve(
             site = web.TCPSite(
                 runner, settings.host, settings.port, ssl_context=ssl_context, backlog=1024
             )
-            await site.start()
+            try:
+                await site.start()
+            except OSError as exc:
+                raise ListenError(
+                    f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
+                ) from None
             metrics_runner = await _start_metrics(settings, metrics)
             _log_listening(settings, app, store.url, len(key_set), ssl_context is not None)
             await stopping.wait()
@@ -205,14 +215,16 @@ def _stop_signals(stop: asyncio.Event | None) -> Iterator[asyncio.Event]:
                 loop.remove_signal_handler(sig)
 
 
-def _log_guard_refusal() -> Callable[[int, str, str], None]:
+def _log_guard_refusal(metrics: ApproverMetrics) -> Callable[[int, str, str], None]:
     """A WARNING for each kind of refusal the connection guard makes before a request exists
     (408 slow head, 503 too many incomplete connections, 431/400 unparseable), at most one per
     kind per 10 s with the count left out (approver.audit.sampling): a flood of stalled clients
-    is a few lines, and a real agent refused is not silent."""
+    is a few lines, and a real agent refused is not silent. Each is counted in
+    ``connection_refusals_total{kind}``."""
     sampler = LineSampler()
 
     def refused(status: int, error: str, message: str) -> None:
+        metrics.connection_refusals.labels(error).inc()
         left_out = sampler.admit(error, time.monotonic())
         if left_out is None:
             return

@@ -13,8 +13,9 @@ its protocol:
   over ``max_field_size`` (8190 bytes) or too many header fields is ``431
   request_header_fields_too_large`` (RFC 6585 section 5; a long request line gets it too rather
   than 414, since the parser does not say which line it was), anything else ``400
-  malformed_http_request`` naming only the parser's exception class. One WARNING line is logged,
-  without the bytes (:mod:`bootstrap_token.http_log` also keeps them out of aiohttp's lines).
+  malformed_http_request`` naming only the parser's exception class. One DEBUG line is logged,
+  without the bytes (the service logs or audits the refusal, sampled, through ``on_refusal``;
+  :mod:`bootstrap_token.http_log` also keeps them out of aiohttp's lines).
 * **A request's head has ``head_timeout_seconds``** from the connection (for the first request)
   or from its first byte (for the next one on a kept-alive connection) to arrive whole;
   otherwise the connection gets ``408 request_timeout`` (RFC 9110 section 15.5.9) and is closed.
@@ -352,7 +353,10 @@ class GuardedRequestHandler(RequestHandler):
             status, error = 400, "malformed_http_request"
             text = f"the request is not valid HTTP/1.1 ({type(exc).__name__})"
         self._guard.report(status, error, text)
-        log.warning(
+        # DEBUG: anyone can send these, one line each would be a flood (1,001 lines in 1.8 s
+        # from one client in a trial); the services log or audit the refusal, sampled, and
+        # count it, through report() above.
+        log.debug(
             "refused an unparseable HTTP request from %s: %d %s (%s; content withheld)",
             request.remote,
             status,

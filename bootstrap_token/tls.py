@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,9 +130,10 @@ def load_tls(files: TlsFiles) -> TlsMaterial:
 
     Raises:
         MaterialError: a file is unreadable, not PEM of the right type, the key does not match
-            the leaf certificate, or the files changed while being loaded (``transient``); the
-            message names ``tlsPemFile``, ``tlsCertFile`` or ``tlsKeyFile`` (as ``files``
-            labels them) and the path, never key bytes.
+            the leaf certificate, the leaf is expired or not valid yet, or the files changed
+            while being loaded (``transient``); the message names ``tlsPemFile``,
+            ``tlsCertFile`` or ``tlsKeyFile`` (as ``files`` labels them) and the path, never
+            key bytes.
     """
     if files.pem is not None:
         cert_path = key_path = files.pem
@@ -157,6 +159,7 @@ def load_tls(files: TlsFiles) -> TlsMaterial:
         raise MaterialError(
             f"{key_field} {key_path}: does not match the certificate in {cert_field} {cert_path}"
         )
+    _check_validity(leaf, cert_field, cert_path)
     context = new_server_context()
     try:
         # The ssl module loads only from files, so the files are read a second time here; the
@@ -186,6 +189,28 @@ def load_tls(files: TlsFiles) -> TlsMaterial:
         subject=leaf.subject.rfc4514_string(),
         sha256=leaf.fingerprint(hashes.SHA256()).hex(),
     )
+
+
+#: Seconds a certificate's notBefore may lie in the future (clocks of the issuer and of this
+#: host disagree a little).
+NOT_BEFORE_SKEW_SECONDS = 300
+
+
+def _check_validity(leaf: x509.Certificate, field_name: str, path: Path) -> None:
+    """Refuse a leaf outside its validity period (RFC 5280 section 4.1.2.5): served, it fails
+    every client's handshake, so the material in use (on a reload) is better kept, and a start
+    better stops with the reason than serves certificate errors.
+
+    Raises:
+        MaterialError: expired, or not valid yet (beyond :data:`NOT_BEFORE_SKEW_SECONDS`).
+    """
+    now = time.time()
+    not_after = leaf.not_valid_after_utc
+    not_before = leaf.not_valid_before_utc
+    if now > not_after.timestamp():
+        raise MaterialError(f"{field_name} {path}: expired at {not_after.isoformat()}")
+    if now + NOT_BEFORE_SKEW_SECONDS < not_before.timestamp():
+        raise MaterialError(f"{field_name} {path}: not valid before {not_before.isoformat()}")
 
 
 def _require_clients(context: ssl.SSLContext, path: Path, field_name: str) -> bytes:

@@ -134,6 +134,7 @@ class Stack:
             "tlsKeyFile": str(self.pki / "approver-tls.key"),
             "host": "127.0.0.1",
             "port": port or self.approver_port,
+            "metricsPort": 0,  # as the webhook's: several stacks may run at once; no open port
             **self.approver_extra,
         }
 

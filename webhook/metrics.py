@@ -145,6 +145,11 @@ class WebhookMetrics:
             ["material", "result"],
             registry=registry,
         )
+        # Every failure series exists from the start at 0: increase() over a series that
+        # first appears at 1 is 0, and the reload alert would miss the first failure.
+        for material in ("signing_key", "tls"):
+            for outcome in ReloadResult:
+                self.reloads.labels(material=material, result=str(outcome))
         # A gauge, not prometheus_client's Info: Info has no multiprocess mode (workers > 1).
         # "max": every worker writes the same 1, and it stays while workers restart.
         self.build_info = Gauge(

@@ -166,7 +166,7 @@ def audit_table(events: Sequence[Mapping[str, Any]]) -> list[str]:
             safe_text(e.get("decision")),
             safe_text(e.get("reason")),
             safe_text(e.get("actor")),
-            safe_text(e.get("agentId")),
+            safe_text(e.get("agent_id")),
         ]
         for e in events
     ]

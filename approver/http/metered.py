@@ -2,9 +2,11 @@
 :mod:`approver.metrics`): the outermost middleware, so 503s, 429s and 400s made by the other
 middlewares are counted too.
 
-``route`` is the matched route's template (``/api/v1/admin/agents/{agentId}``), never the
+``route`` is the matched route's template (``/api/v1/admin/agents/{agent_id}``), never the
 path a client sent (a label value a client could choose would grow the series without bound);
-a request no route matched is ``other``.
+a request no route matched (or with a method its route does not take) is ``other``. Answers the
+connection guard gives before any request exists (408, 431, 400, 503) are not here: they are
+``connection_refusals_total{kind}``.
 """
 
 from __future__ import annotations

@@ -106,6 +106,8 @@ def test_documents_are_ascii_and_decode_to_the_same_values(dump: object) -> None
 
 
 def test_audit_table() -> None:
+    """Events as the admin API sends them: the shared audit schema's names (``agent_id``), as
+    ``audit_json`` dumps them (a first version read ``agentId`` and showed ``<none>``)."""
     events = [
         {
             "seq": 7,
@@ -114,7 +116,7 @@ def test_audit_table() -> None:
             "decision": "approved",
             "reason": "manual",
             "actor": "ops",
-            "agentId": "a-1",
+            "agent_id": "a-1",
         }
     ]
     assert render.audit_table(events) == [

@@ -115,6 +115,23 @@ class TestMain:
         assert main(["migrate"]) == 1
         assert "database unavailable" in capsys.readouterr().err
 
+    def test_a_port_in_use_exits_1_with_one_line(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Trial finding: the approver crashed with a traceback when its port was taken."""
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            monkeypatch.setenv(PREFIX + "DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+            monkeypatch.setenv(PREFIX + "HOST", "127.0.0.1")
+            monkeypatch.setenv(PREFIX + "PORT", str(port))
+            monkeypatch.setenv(PREFIX + "METRICS_PORT", "0")
+            assert main(["serve"]) == 1
+        err = capsys.readouterr().err
+        assert f"cannot listen on 127.0.0.1:{port}" in err
+        assert "Traceback" not in err
+
     def test_python_dash_m(self, tmp_path: Path) -> None:
         """`python -m approver migrate` runs as a real process, configured by the environment."""
         db = tmp_path / "approver.db"

@@ -23,6 +23,7 @@ from aiohttp.test_utils import TestClient
 from approver import metrics as metrics_module
 from approver.config import ApproverSettings
 from approver.connectors.metered import MeteredControlPlane
+from approver.domain import decision as decision_module
 from approver.domain.control_plane import (
     AgentIntent,
     ControlPlaneAgent,
@@ -32,7 +33,7 @@ from approver.domain.control_plane import (
 )
 from approver.domain.records import ControlPlaneState
 from approver.http.app import create_app
-from approver.metrics import ApproverMetrics, refresh_backlog
+from approver.metrics import SECURITY_REASONS, ApproverMetrics, refresh_backlog
 from approver.serve import serve
 from approver.store import Store, StoreUnavailable
 from bootstrap_token import KeySet, SigningKey
@@ -328,6 +329,44 @@ async def test_served_on_the_metrics_port(
         assert expiry is not None
         assert float(expiry.group(1)) > 3600
         assert f"{P}database_ready 1.0" in text
+        # A request the parser refuses never reaches the app: the guard's answer is counted.
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", settings_.port, ssl=client_ssl, server_hostname="localhost"
+        )
+        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+        await writer.drain()
+        assert b" 400 " in (await asyncio.wait_for(reader.read(), 5)).split(b"\r\n")[0]
+        writer.close()
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{settings_.metrics_port}/metrics") as response,
+        ):
+            text = await response.text()
+        refused = f'{P}connection_refusals_total{{kind="malformed_http_request"}} 1.0'
+        assert refused in text
     finally:
         stop.set()
         await asyncio.wait_for(server, timeout=10)
+
+
+def test_security_refusals_and_reload_failures_exist_at_zero_from_the_start() -> None:
+    """Trial finding: a series that first appears at 1 has increase() 0 in Prometheus, so the
+    copied-token and reload alerts missed the first event after every start."""
+    metrics = ApproverMetrics()
+    for reason in SECURITY_REASONS:
+        sample = metrics.registry.get_sample_value(
+            P + "registrations_total",
+            {"decision": "rejected", "reason": reason, "approval_method": "none"},
+        )
+        assert sample == 0.0, reason
+    assert (
+        metrics.registry.get_sample_value(
+            P + "reloads_total", {"material": "tls", "result": "failure"}
+        )
+        == 0.0
+    )
+
+
+def test_the_security_reasons_are_the_decision_tables() -> None:
+    table = re.findall(r"^(\w+)\s+403\*", decision_module.__doc__ or "", re.M)
+    assert sorted(SECURITY_REASONS) == sorted(table)

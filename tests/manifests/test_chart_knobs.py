@@ -545,10 +545,19 @@ def test_helm_test_pod_checks_both_services(case: Case, pki: Pki) -> None:
         "true" if case.effective["webhook"]["apiServerClientCA"]["existingSecret"] else "false"
     )
     tls = case.effective["tls"]
-    if case.effective["certManager"]["enabled"]:
+    bootstrapped = (
+        case.effective["clusterBootstrap"]["enabled"]
+        and not case.effective["keys"]["create"]
+        and not (tls["caBundle"] or tls["caBundlePem"])
+    )
+    if case.effective["certManager"]["enabled"] or bootstrapped:
+        # cert-manager's or cluster-bootstrap's ca.crt of the serving Secrets (optional: a
+        # Secret made by hand may lack it, and the script then says so).
         assert env["WEBHOOK_CA_FILE"] == "/etc/agent-bootstrap/webhook-ca/ca.crt"
         volumes = {v["name"]: v for v in _test_pod(case.objects)["spec"]["volumes"]}
         assert volumes["webhook-ca"]["secret"]["secretName"] == tls["webhookSecretName"]
+        assert volumes["webhook-ca"]["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+        assert volumes["webhook-ca"]["secret"]["optional"] is True
         assert "CA_PEM" not in env
     elif tls["caBundle"] or tls["caBundlePem"]:
         assert env["CA_PEM"] == pki.layout.ca_bundle.read_text()

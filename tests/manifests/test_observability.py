@@ -13,7 +13,7 @@ import promql_parser
 import pytest
 from prometheus_client import CollectorRegistry
 
-from approver.metrics import ApproverMetrics
+from approver.metrics import SECURITY_REASONS, ApproverMetrics
 from approver.pending_limits.gate import METRIC as PENDING_LIMITED
 from tests.manifests import chart
 from webhook.metrics import WebhookMetrics
@@ -164,3 +164,17 @@ def test_the_thresholds_are_values() -> None:
     }
     expressions = rule_expressions(chart.render(values))
     assert re.search(r"> 120$", expressions["AgentBootstrapPendingBacklogOld"])
+
+
+def test_the_copied_token_alert_counts_every_copy_and_replay_refusal(
+    objects: list[chart.Obj],
+) -> None:
+    expression = rule_expressions(objects)["AgentBootstrapCopiedToken"]
+    reasons = set(re.search(r'reason=~"([^"]+)"', expression).group(1).split("|"))  # type: ignore[union-attr]
+    assert reasons <= set(SECURITY_REASONS)
+    assert {
+        "token_reused",
+        "pod_address_mismatch",
+        "pod_token_mismatch",
+        "pod_uid_mismatch",
+    } <= reasons
