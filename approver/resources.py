@@ -16,9 +16,9 @@ from approver.domain.control_plane import ControlPlane, ControlPlaneUnavailable
 from approver.files.jwks import FileKeySet
 from approver.files.serving_tls import ServingCertificate
 from approver.files.tokens import AdminTokensError, TokenFile
-from approver.kube.client import KubernetesConfigError, open_api_client
 from approver.store import Store
 from bootstrap_token import KeyLoadError, KeySet
+from bootstrap_token.kube_client import KubernetesConfigError, open_api_client
 from bootstrap_token.reload import MaterialError, ReloadCounts
 from bootstrap_token.tls import TlsFiles
 

@@ -52,17 +52,15 @@ from typing import Any, cast
 
 import aiohttp
 from cryptography import x509
-from kubernetes_asyncio import config
 from kubernetes_asyncio.client import (
     AdmissionregistrationV1Api,
     ApiClient,
-    Configuration,
     CoreV1Api,
 )
 from kubernetes_asyncio.client.exceptions import ApiException
-from kubernetes_asyncio.config.config_exception import ConfigException
 
 from bootstrap_token import KeySet, SigningKey
+from bootstrap_token.kube_client import KubernetesConfigError, open_api_client
 from certs_tooling import k8s
 from certs_tooling.certinfo import (
     common_name,
@@ -620,22 +618,10 @@ def _namespace(given: str | None) -> str | None:
 
 
 async def _open(kubeconfig: Path | None) -> ApiClient:
-    configuration = Configuration()
     try:
-        if kubeconfig is not None:
-            await config.load_kube_config(
-                config_file=str(kubeconfig),
-                client_configuration=configuration,
-                persist_config=False,
-            )
-        else:
-            config.load_incluster_config(  # type: ignore[no-untyped-call]  # untyped upstream
-                client_configuration=configuration
-            )
-    except (ConfigException, OSError, ValueError, KeyError) as exc:
-        source = f"kubeconfig {kubeconfig}" if kubeconfig else "the in-cluster configuration"
-        raise KubeApiError(f"cannot use {source}: {type(exc).__name__}: {exc}"[:300]) from None
-    return ApiClient(configuration=configuration)
+        return await open_api_client(kubeconfig=kubeconfig)
+    except KubernetesConfigError as exc:
+        raise KubeApiError(f"cannot use {exc}") from None
 
 
 #: kubernetes-asyncio logs every response body at DEBUG (``kubernetes_asyncio.client.rest``):

@@ -2,7 +2,7 @@
 pod watch. The rules they feed live elsewhere (:mod:`approver.domain.binding`,
 :mod:`approver.reconcile`); nothing here decides anything.
 
-* :mod:`approver.kube.client`: an ``ApiClient`` from a kubeconfig file or the in-cluster config.
+* the ``ApiClient`` comes from :mod:`bootstrap_token.kube_client` (shared with certs-tooling).
 * :mod:`approver.kube.selector`: a ``LabelSelector`` as a ``labelSelector`` query string.
 * :mod:`approver.kube.pods`: read one pod, list a namespace's agent pods (Pod JSON to
   :class:`approver.domain.binding.LivePod`).

@@ -1,4 +1,5 @@
-"""The Kubernetes client from settings: a kubeconfig file, or the in-cluster configuration.
+"""The Kubernetes client from a kubeconfig file, or the in-cluster configuration (the approver and
+certs-tooling cluster-bootstrap).
 
 In a pod (no ``kubernetes.kubeconfig``), kubernetes-asyncio reads the service account's token
 and CA from ``/var/run/secrets/kubernetes.io/serviceaccount`` and ``KUBERNETES_SERVICE_HOST``/
@@ -43,6 +44,6 @@ async def open_api_client(*, kubeconfig: Path | None) -> ApiClient:
                 client_configuration=configuration
             )
     except (ConfigException, OSError, ValueError, KeyError) as exc:
-        source = f"kubeconfig {kubeconfig}" if kubeconfig else "in-cluster configuration"
+        source = f"kubeconfig {kubeconfig}" if kubeconfig else "the in-cluster configuration"
         raise KubernetesConfigError(f"{source}: {type(exc).__name__}: {exc}"[:300]) from None
     return ApiClient(configuration=configuration)
