@@ -58,6 +58,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PREFIX = "k8s-bench"
 NAMESPACE = "streamspace"
+CLUSTER = "bench"
 ALL_STEPS = ("floor", "sqlite-1p", "pg-1p", "pg-2p", "burst-sqlite", "burst-pg")
 
 WRK_LUA = r"""
@@ -294,7 +295,7 @@ class Workspace:
                     "nbf": now,
                     "exp": now + 3600,
                     "jti": new_jti(),
-                    "cluster": "bench",
+                    "cluster": CLUSTER,
                     "namespace": NAMESPACE,
                     "serviceAccount": "streamspace-agent",
                     "pod": {"generateName": replicaset + "-"},
@@ -316,7 +317,7 @@ class Workspace:
         document = {
             "autoApprove": {"enabled": True},
             "trust": {"namespaces": [NAMESPACE]},
-            "token": {"jwksFile": str(self.pki / "jwks.json")},
+            "token": {"jwksFile": str(self.pki / "jwks.json"), "clusters": [CLUSTER]},
             "agentIdPrefix": PREFIX,
             "databaseUrl": database_url,
             "tlsCertFile": str(self.pki / "approver-tls.crt"),
@@ -434,6 +435,10 @@ def wrk_registrations(
         _, _, o, x = parse_wrk(text)
         ok += o
         other += x
+    if other or not ok:
+        # every registration carries a fresh valid token: anything but 200 is a broken setup
+        # (or a regression), never a figure to print
+        raise RuntimeError(f"wrk: {ok} registrations answered 200, {other} answered otherwise")
     return ok / args.duration, ok, other, cpu_used
 
 
