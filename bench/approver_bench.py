@@ -734,7 +734,32 @@ def step_floor(ws: Workspace, args: argparse.Namespace, cpus: list[int]) -> Step
     )
 
 
-def table(steps: list[Step]) -> str:
+def ed25519_verification_us(rounds: int = 5, count: int = 2000) -> tuple[float, float]:
+    """CPU µs of one Ed25519 verification of a token-sized message, medians of ``rounds``:
+    (with ``cryptography``, as issue 15's yardstick; with libsodium, as the approver does)."""
+    import nacl.signing
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    private = Ed25519PrivateKey.generate()
+    public = private.public_key()
+    message = secrets.token_bytes(600)
+    signature = private.sign(message)
+    sodium = nacl.signing.VerifyKey(public.public_bytes(Encoding.Raw, PublicFormat.Raw))
+    openssl_us, sodium_us = [], []
+    for _ in range(rounds):
+        started = time.process_time()
+        for _ in range(count):
+            public.verify(signature, message)
+        openssl_us.append((time.process_time() - started) / count * 1e6)
+        started = time.process_time()
+        for _ in range(count):
+            sodium.verify(message, signature)
+        sodium_us.append((time.process_time() - started) / count * 1e6)
+    return statistics.median(openssl_us), statistics.median(sodium_us)
+
+
+def table(steps: list[Step], verification: tuple[float, float] | None = None) -> str:
     lines = [
         "| step | processes | registrations | reg/s | CPU µs/reg | p50 ms | p99 ms | "
         "burst: all active (s) | non-200 |",
@@ -759,6 +784,19 @@ def table(steps: list[Step]) -> str:
             f"{sqlite.cpu_us_per_registration / floor.cpu_us_per_registration:.2f}x CPU "
             "per request",
         ]
+    if verification is not None:
+        openssl_us, sodium_us = verification
+        lines.append(
+            f"- one Ed25519 verification: {openssl_us:.0f} µs (cryptography), "
+            f"{sodium_us:.0f} µs (libsodium)"
+        )
+        for s in steps:
+            if s.step != "floor" and s.cpu_us_per_registration == s.cpu_us_per_registration:
+                lines.append(
+                    f"- {s.step}: CPU per registration = "
+                    f"{s.cpu_us_per_registration / openssl_us:.1f}x one Ed25519 verification "
+                    "(cryptography; issue 15's target: at most 4x)"
+                )
     return "\n".join(lines)
 
 
@@ -812,7 +850,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\napprover bench: {os.cpu_count()} CPUs, {args.duration:g}s of wrk with "
         f"{args.connections} connections, fixed rate {args.rate:g}/s, burst {args.burst}\n"
     )
-    print(table(results))
+    print(table(results, ed25519_verification_us()))
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
     return 0
