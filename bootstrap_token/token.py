@@ -102,6 +102,19 @@ def mint(claims: BootstrapClaims, signing_key: SigningKey, *, now: int) -> str:
     )
 
 
+def _check_compact(token: str, *, max_bytes: int) -> None:
+    """Raise :class:`MalformedToken` unless ``token`` is a compact JWS of at most ``max_bytes``
+    whose three parts are canonical base64url.
+
+    Another spelling of a token (padding, the standard alphabet, skipped characters, set
+    trailing bits) decodes to the same bytes under lenient decoders, PyJWT's too: only the
+    canonical one is a token (RFC 7515 section 2, base64url without padding)."""
+    if not isinstance(token, str) or len(token) > max_bytes or token.count(".") != 2:
+        raise MalformedToken("not a compact JWS (three base64url parts)")
+    if not canonical_compact(token):
+        raise MalformedToken("not canonical base64url (RFC 7515 section 2)")
+
+
 def read_header(token: str, *, max_bytes: int = MAX_TOKEN_BYTES) -> dict[str, object]:
     """The unverified JOSE header, for routing and display only (never for trust decisions).
     Shared by every JWT the approver reads (bootstrap and service-account tokens).
@@ -114,13 +127,7 @@ def read_header(token: str, *, max_bytes: int = MAX_TOKEN_BYTES) -> dict[str, ob
         MalformedToken: too long, not three canonical base64url parts with a JSON object
             header, or a header member PyJWT refuses (a non-string ``kid``, a bad ``crit``).
     """
-    if not isinstance(token, str) or len(token) > max_bytes or token.count(".") != 2:
-        raise MalformedToken("not a compact JWS (three base64url parts)")
-    if not canonical_compact(token):
-        # Another spelling of a token (padding, the standard alphabet, skipped characters,
-        # set trailing bits) decodes to the same bytes under lenient decoders, PyJWT's too:
-        # only the canonical one is a token (RFC 7515 section 2, base64url without padding).
-        raise MalformedToken("not canonical base64url (RFC 7515 section 2)")
+    _check_compact(token, max_bytes=max_bytes)
     try:
         header = jwt.get_unverified_header(token)
     except jwt.InvalidTokenError:
@@ -160,10 +167,7 @@ def verify(token: str, key_set: KeySet, policy: VerificationPolicy, *, now: int)
         WrongAudience, LifetimeTooLong, NotYetValid, Expired, PolicyViolation
         (all :class:`~bootstrap_token.errors.TokenError`, with a ``reason`` code).
     """
-    if not isinstance(token, str) or len(token) > MAX_TOKEN_BYTES or token.count(".") != 2:
-        raise MalformedToken("not a compact JWS (three base64url parts)")
-    if not canonical_compact(token):
-        raise MalformedToken("not canonical base64url (RFC 7515 section 2)")
+    _check_compact(token, max_bytes=MAX_TOKEN_BYTES)
     try:
         # Parsed once, by PyJWT, with its header checks (a non-string kid, a bad crit); the
         # signature is checked right below, before anything of the token is used.
