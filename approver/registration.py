@@ -54,6 +54,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 
 import jwt
 
@@ -95,7 +96,7 @@ from approver.domain.decision import (
     demote,
     needs_quota,
 )
-from approver.domain.lifecycle import LifecycleEvent, allowed, apply, first_approval
+from approver.domain.lifecycle import LifecycleEvent, allowed, apply, first_approval_fields
 from approver.domain.pending_limits import PendingLimited, limited_decision
 from approver.domain.ports import CredentialVerifier
 from approver.domain.quota import QuotaUsage, lock_key
@@ -777,40 +778,30 @@ class Registrar:
         if effect is Effect.ISSUE_KEY:
             if existing is None or key is None:
                 raise ValueError("a key is issued only to a known, active agent")
-            record = replace(existing, updated_at=at, updated_by=REGISTRATION_ACTOR)
-            record = _with_key(record, key, at)
+            record = replace(
+                existing, updated_at=at, updated_by=REGISTRATION_ACTOR, **_key_fields(key, at)
+            )
             await tx.update_agent(record)
             return record
+        # Each record is built in one construction (or one ``replace``) from field changes: a
+        # record has 40 fields, and every copy of a frozen dataclass sets each of them.
         request = facts.request
+        changes = _body_fields(request) | _binding_fields(existing, decision, facts)
         if effect is Effect.CREATE:
+            if approved and method is not None:
+                changes |= first_approval_fields(at=at, actor=actor, method=method)
+            if key is not None:
+                changes |= _key_fields(key, at)
             record = AgentRecord(
                 id=uuid.uuid4(),
                 agent_id=request.agent_id,
-                platform=request.platform,
-                region=None,
-                capacity=None,
-                metadata={},
                 status=decision.agent_status,
-                approval_method=None,
-                approved_by=None,
-                approved_at=None,
                 reason=decision.reason,
-                jti=None,
-                kid=None,
-                cluster=None,
-                namespace=None,
-                pod_name=None,
-                pod_uid=None,
-                credential_hash=None,
                 created_at=at,
                 updated_at=at,
                 updated_by=actor,
+                **(_UNSET | changes),
             )
-            record = _bound(_with_body(record, request), decision, facts)
-            if approved and method is not None:
-                record = first_approval(record, at=at, actor=actor, method=method)
-            if key is not None:
-                record = _with_key(record, key, at)
             await tx.insert_agent(record)
             return record
         if existing is None:
@@ -818,12 +809,18 @@ class Registrar:
         event = decision.lifecycle_event
         if event is None:
             raise ValueError(f"{effect.value} is not a lifecycle event")
-        base = _bound(_with_body(existing, request), decision, facts)
         record = apply(
-            base, event, at=at, actor=actor, reason=decision.reason, approval_method=method
+            existing,
+            event,
+            at=at,
+            actor=actor,
+            reason=decision.reason,
+            approval_method=method,
+            extra=changes,
         )
         if key is not None:
-            record = _with_key(record, key, at)
+            # After ``apply``: a re-bind clears the old key's hash, the new one replaces it.
+            record = replace(record, **_key_fields(key, at))
         await tx.update_agent(record)
         return record
 
@@ -853,53 +850,60 @@ def _authentic_claims(verification: Verification) -> BootstrapClaims | None:
     return None
 
 
-def _with_key(record: AgentRecord, key: str, at: datetime) -> AgentRecord:
-    """The record with a new per-agent API key's hash (the key itself is never stored)."""
-    return replace(record, api_key_hash=key_digest(key), api_key_issued_at=at)
+# The fields a new record has no value for until the registration sets them.
+_UNSET: dict[str, Any] = {
+    "approval_method": None,
+    "approved_by": None,
+    "approved_at": None,
+}
 
 
-def _with_body(record: AgentRecord, request: RegistrationRequest) -> AgentRecord:
-    """The record with what the agent registered (platform, region, capacity, metadata)."""
-    return replace(
-        record,
-        platform=request.platform,
-        region=request.region,
-        capacity=dict(request.capacity) if request.capacity is not None else None,
-        metadata=dict(request.metadata),
-    )
+def _key_fields(key: str, at: datetime) -> dict[str, Any]:
+    """A new per-agent API key's hash and issue time, as field changes (the key itself is never
+    stored)."""
+    return {"api_key_hash": key_digest(key), "api_key_issued_at": at}
 
 
-def _bound(record: AgentRecord, decision: Decision, facts: Facts) -> AgentRecord:
-    """The record with the binding a decision writes: from the verified token or the step-3/4
+def _body_fields(request: RegistrationRequest) -> dict[str, Any]:
+    """What the agent registered (platform, region, capacity, metadata), as field changes."""
+    return {
+        "platform": request.platform,
+        "region": request.region,
+        "capacity": dict(request.capacity) if request.capacity is not None else None,
+        "metadata": dict(request.metadata),
+    }
+
+
+def _binding_fields(record: AgentRecord | None, decision: Decision, facts: Facts) -> dict[str, Any]:
+    """The binding a decision writes, as field changes: from the verified token or the step-3/4
     outcome (the ``jti`` only when approved); the owner only as the decision proved it
     (:mod:`approver.domain.decision`, "Owner"), its Deployment as read now or, when this read
-    failed, as the record holds it for the same owner."""
+    failed, as ``record`` (the stored one, None for a new agent) holds it for the same owner."""
     claims = decision.claims
     owner = decision.owner
     deployment = decision.deployment
-    kept = record.owner_deployment_name, record.owner_deployment_uid
-    same_owner = owner is not None and record.owner_uid == owner.uid
-    if deployment is None and same_owner and kept[0] is not None and kept[1] is not None:
-        deployment = OwnerRef(kind=DEPLOYMENT, name=kept[0], uid=kept[1])
+    if deployment is None and record is not None and owner is not None:
+        kept = record.owner_deployment_name, record.owner_deployment_uid
+        if record.owner_uid == owner.uid and kept[0] is not None and kept[1] is not None:
+            deployment = OwnerRef(kind=DEPLOYMENT, name=kept[0], uid=kept[1])
     approved = decision.outcome is Outcome.APPROVED
-    return replace(
-        record,
-        jti=claims.jti if approved and claims else None,
-        kid=facts.kid if claims else None,
-        cluster=claims.cluster if claims else None,
-        namespace=decision.namespace,
-        service_account=decision.service_account,
-        pod_name=decision.pod_name if (claims or decision.outcome_used) else None,
-        pod_uid=decision.pod_uid,
-        owner_kind=owner.kind if owner else None,
-        owner_name=owner.name if owner else None,
-        owner_uid=owner.uid if owner else None,
-        owner_deployment_name=deployment.name if deployment else None,
-        owner_deployment_uid=deployment.uid if deployment else None,
-        owner_evidence=decision.owner_evidence if owner else None,
-        credential_hash=decision.credential_digest or facts.presented.primary,
-        source_address=facts.source_address,
-    )
+    return {
+        "jti": claims.jti if approved and claims else None,
+        "kid": facts.kid if claims else None,
+        "cluster": claims.cluster if claims else None,
+        "namespace": decision.namespace,
+        "service_account": decision.service_account,
+        "pod_name": decision.pod_name if (claims or decision.outcome_used) else None,
+        "pod_uid": decision.pod_uid,
+        "owner_kind": owner.kind if owner else None,
+        "owner_name": owner.name if owner else None,
+        "owner_uid": owner.uid if owner else None,
+        "owner_deployment_name": deployment.name if deployment else None,
+        "owner_deployment_uid": deployment.uid if deployment else None,
+        "owner_evidence": decision.owner_evidence if owner else None,
+        "credential_hash": decision.credential_digest or facts.presented.primary,
+        "source_address": facts.source_address,
+    }
 
 
 def _event(
