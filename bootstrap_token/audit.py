@@ -50,7 +50,12 @@ Component = Literal["webhook", "approver", "certs-tooling"]
 def fingerprint(secret: str | bytes) -> str:
     """A safe handle for a credential in logs: ``sha256:`` + the first 12 hex digits."""
     data = secret.encode("utf-8") if isinstance(secret, str) else secret
-    return "sha256:" + hashlib.sha256(data).hexdigest()[:12]
+    return fingerprint_of_digest(hashlib.sha256(data).hexdigest())
+
+
+def fingerprint_of_digest(sha256_hex: str) -> str:
+    """:func:`fingerprint` of a credential whose SHA-256 hex digest is already at hand."""
+    return "sha256:" + sha256_hex[:12]
 
 
 class AuditEvent(BaseModel):

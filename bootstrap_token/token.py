@@ -33,7 +33,7 @@ from bootstrap_token.errors import (
     WrongCluster,
     WrongIssuer,
 )
-from bootstrap_token.jws import canonical_compact
+from bootstrap_token.jws import b64url_decode, canonical_compact, is_canonical_b64url
 from bootstrap_token.keys import KeySet, SigningKey
 from bootstrap_token.policy import TrustPolicy
 from bootstrap_token.sodium import SodiumEdDSA
@@ -43,9 +43,38 @@ TOKEN_TYPE = "agent-bootstrap+jwt"  # noqa: S105 - a JOSE "typ" value, not a sec
 #: Upper bound on an encoded token; a stamped token is about 800 bytes.
 MAX_TOKEN_BYTES = 8192
 
+
+class CanonicalJWS(PyJWS):
+    """PyJWT's JWS parser that decodes only canonical base64url segments (RFC 7515 section 2).
+
+    PyJWT checks each segment character by character in Python, then decodes and encodes it
+    again to compare (about 100 µs for a bootstrap token here, as much as libsodium's signature
+    check). This parser makes the same check with a compiled regular expression and a test of
+    the last character (:func:`bootstrap_token.jws.is_canonical_b64url`), and is stricter: it
+    refuses the trailing ``=`` PyJWT tolerates, as :func:`verify` did already before parsing.
+    Everything else (splitting, JSON, header checks, algorithms) is PyJWT's own. The overridden
+    method is PyJWT's private ``_decode_base64url_segment`` (PyJWT 2.10 and later, pinned in
+    ``requirements.lock``); tests/bootstrap_token/test_canonical_jws.py fails if PyJWT stops
+    calling it, and checks that it accepts a subset of what PyJWT accepts, with the same bytes.
+    """
+
+    @staticmethod
+    def _decode_base64url_segment(segment: bytes, name: str) -> bytes:
+        try:
+            text = segment.decode("ascii")
+        except UnicodeDecodeError:
+            text = ""
+            canonical = False
+        else:
+            canonical = is_canonical_b64url(text)
+        if not canonical:
+            raise jwt.DecodeError(f"Invalid {name} padding")
+        return b64url_decode(text)
+
+
 #: The one JWS parser of this module: EdDSA only, its signature check in libsodium
 #: (:mod:`bootstrap_token.sodium`; minting still signs with cryptography, :func:`mint`).
-_JWS = PyJWS(algorithms=[ALGORITHM])
+_JWS = CanonicalJWS(algorithms=[ALGORITHM])
 _EDDSA = SodiumEdDSA()
 _JWS.unregister_algorithm(ALGORITHM)
 _JWS.register_algorithm(ALGORITHM, _EDDSA)

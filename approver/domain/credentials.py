@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from approver.domain.records import ApprovalMethod
-from bootstrap_token import fingerprint
+from bootstrap_token.audit import fingerprint_of_digest
 from bootstrap_token.jws import lenient_segment_object
 
 BOOTSTRAP_TOKEN_HEADER = "X-Agent-Bootstrap-Token"  # noqa: S105 - a header name, not a secret
@@ -58,14 +58,20 @@ class BootstrapCredential:
     kid: str | None = None
 
     @classmethod
-    def of(cls, token: str, *, header: str) -> BootstrapCredential:
-        jose = _jwt_header(token)
+    def of(
+        cls, token: str, *, header: str, jose: Mapping[str, object] | None = None
+    ) -> BootstrapCredential:
+        """The credential ``token`` carried by ``header``; ``jose``: its JOSE header when the
+        caller already read it with :func:`_jwt_header` (read here otherwise)."""
+        if jose is None:
+            jose = _jwt_header(token)
         kid = jose.get("kid") if jose is not None else None
+        digest = sha256_hex(token)
         return cls(
             token=token,
             header=header,
-            digest=hashlib.sha256(token.encode("utf-8")).hexdigest(),
-            fingerprint=fingerprint(token),
+            digest=digest,
+            fingerprint=fingerprint_of_digest(digest),
             kid=kid if isinstance(kid, str) and 0 < len(kid) <= 64 else None,
         )
 
@@ -106,8 +112,9 @@ def bootstrap_credential(headers: Mapping[str, str]) -> BootstrapCredential | No
     if explicit:
         return BootstrapCredential.of(explicit, header=BOOTSTRAP_TOKEN_HEADER)
     api_key = headers.get(API_KEY_HEADER, "").strip()
-    if api_key and looks_like_jwt(api_key):
-        return BootstrapCredential.of(api_key, header=API_KEY_HEADER)
+    jose = _jwt_header(api_key) if api_key else None
+    if jose is not None:
+        return BootstrapCredential.of(api_key, header=API_KEY_HEADER, jose=jose)
     return None
 
 
@@ -180,7 +187,7 @@ def presented_credentials(headers: Mapping[str, str]) -> Presented:
     sa_digest = sha256_hex(sa_token) if sa_token is not None else None
     for value, digest in ((api_key, key_digest), (sa_token, sa_digest)):
         if value is not None and digest is not None:
-            ordered.append((digest, fingerprint(value)))
+            ordered.append((digest, fingerprint_of_digest(digest)))
     return Presented(
         api_key_digest=key_digest,
         service_account_digest=sa_digest,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+import jwt
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -42,6 +43,9 @@ class TestBootstrapCredential:
         credential = bootstrap_credential(CIMultiDict({"x-agent-api-key": token}))
         assert credential is not None
         assert (credential.token, credential.header) == (token, API_KEY_HEADER)
+        # The JOSE header read to recognise the token gives its kid (not read a second time).
+        assert credential.kid == jwt.get_unverified_header(token)["kid"]
+        assert credential.fingerprint == fingerprint(token)
 
     def test_explicit_header_wins(self, token: str) -> None:
         """With a token in both headers, X-Agent-Bootstrap-Token is the one presented."""
