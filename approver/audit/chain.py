@@ -28,6 +28,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import orjson
+
 from bootstrap_token import AuditEvent
 
 GENESIS_HASH = "0" * 64
@@ -87,6 +89,22 @@ def canonical(event: AuditEvent, *, seq: int, prev_hash: str) -> bytes:
     data["seq"] = seq
     data["prev_hash"] = prev_hash
     data["v"] = CHAIN_VERSION
+    if all(_plain(value) for value in data.values()):
+        # Printable ASCII strings only: the one escape either encoder writes is ``\"`` /
+        # ``\\``, so orjson's bytes are the standard library's (tested), ten times faster.
+        return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    return _stdlib_canonical(data)
+
+
+def _plain(value: object) -> bool:
+    """True for None, a bool, an int, or a string of printable ASCII (``0x20``-``0x7e``)."""
+    if isinstance(value, str):
+        return value.isascii() and value.isprintable()
+    return value is None or isinstance(value, bool | int)
+
+
+def _stdlib_canonical(data: dict[str, object]) -> bytes:
+    """The canonical bytes by the definition (any value, non-ASCII and controls escaped)."""
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode(
         "ascii"
     )

@@ -7,8 +7,11 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from approver.audit.chain import (
+    FIELDS,
     GENESIS_HASH,
     ChainedEvent,
     ChainVerifier,
@@ -54,6 +57,44 @@ class TestCanonical:
         assert decoded["time"] == "2025-11-30T02:00:01.000000Z"
         assert (decoded["seq"], decoded["prev_hash"], decoded["v"]) == (1, GENESIS_HASH, 1)
         assert decoded["actor"] is None
+
+    @given(
+        texts=st.lists(st.text(max_size=30), min_size=4, max_size=4),
+        printable=st.lists(
+            st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=30),
+            min_size=2,
+            max_size=2,
+        ),
+        security=st.booleans(),
+        seq=st.integers(min_value=1, max_value=2**62),
+    )
+    @example(texts=["a b", "", "x", "j"], printable=["~", " "], security=True, seq=7)
+    @example(texts=["\x7f", "é", "\n", "\x00"], printable=["", ""], security=False, seq=1)
+    def test_bytes_are_the_definitions(
+        self, texts: list[str], printable: list[str], security: bool, seq: int
+    ) -> None:
+        """Whatever the strings hold (quotes, backslashes, controls, DEL, non-ASCII, or plain
+        printable ASCII, which takes the fast encoder), the bytes are the definition's: the
+        standard library's sorted, compact, ASCII-escaped JSON."""
+        e = event(
+            seq % 1000,
+            message=texts[0],
+            pod=texts[1],
+            agent_id=texts[2] + printable[0],
+            jti=texts[3],
+            namespace=printable[1],
+            reason=printable[0] + '"\\',
+            security=security,
+        )
+        expected: dict[str, object] = {name: getattr(e, name) for name in FIELDS}
+        expected |= {
+            "time": e.time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "seq": seq,
+            "prev_hash": GENESIS_HASH,
+            "v": 1,
+        }
+        definition = json.dumps(expected, sort_keys=True, separators=(",", ":"))
+        assert canonical(e, seq=seq, prev_hash=GENESIS_HASH) == definition.encode("ascii")
 
     def test_time_zone_does_not_change_the_hash(self) -> None:
         """The same instant in another zone is the same stored event."""
