@@ -54,6 +54,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from demo.stack import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PREFIX = "k8s-bench"
@@ -225,13 +227,6 @@ class Step:
     burst_all_active_s: float = float("nan")
     non_200: int = 0
     checks: list[str] = field(default_factory=list)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _descendants(pid: int) -> list[int]:

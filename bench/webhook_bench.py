@@ -45,7 +45,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import ssl
 import statistics
 import subprocess
@@ -56,6 +55,8 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from demo.stack import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL_TARGETS = (
@@ -99,13 +100,6 @@ class Result:
     p50_ms: float
     p99_ms: float
     fixed_rate_errors: int
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _descendants(pid: int) -> list[int]:

@@ -25,10 +25,40 @@ ADMIN_NAME = "demo-admin"
 
 
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
+    """A TCP port free on 127.0.0.1 right now, below the kernel's ephemeral range.
+
+    A port is chosen before the server that listens on it starts; in between, every outgoing
+    connection of the machine (a service's connections to PostgreSQL, say) takes a local port
+    from the ephemeral range (``/proc/sys/net/ipv4/ip_local_port_range``), so a port picked
+    there can be taken before the server binds it ("address already in use", seen in CI). Ports
+    below that range are never handed out that way. Falls back to a kernel-chosen port when
+    none of 200 random tries below the range is free.
+    """
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = secrets.randbelow(low - _FIRST_PORT) + _FIRST_PORT
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+#: Lowest port :func:`free_port` picks (above the registered well-known services' crowd).
+_FIRST_PORT = 20000
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (Linux; 32768 where it cannot be read)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+    return low if low > _FIRST_PORT + 1000 else 32768
 
 
 def bin_path(name: str) -> str:

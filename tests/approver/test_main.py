@@ -21,6 +21,7 @@ from approver.__main__ import main
 from approver.config import ApproverSettings
 from approver.serve import serve
 from bootstrap_token import SigningKey
+from demo.stack import free_port
 from tests.approver.helpers import (
     AGENT_ID,
     AGENT_ID_PREFIX,
@@ -40,13 +41,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(PREFIX):
             monkeypatch.delenv(name)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def tables(db: Path) -> set[str]:

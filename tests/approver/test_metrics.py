@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import socket
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -38,6 +37,7 @@ from approver.serve import serve
 from approver.store import Store, StoreUnavailable
 from bootstrap_token import KeySet, SigningKey
 from bootstrap_token.version import version
+from demo.stack import free_port
 from tests.approver.helpers import (
     AGENT_ID,
     AGENT_ID_PREFIX,
@@ -57,12 +57,6 @@ P = "agent_bootstrap_approver_"
 
 Client = TestClient[web.Request, web.Application]
 ClientFactory = Callable[..., Awaitable[Client]]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def value(metrics: ApproverMetrics, name: str, **labels: str) -> float:

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 import yaml
 
 from bootstrap_token import BootstrapClaims, SigningKey, mint, new_jti
-from tests.approver.test_main import free_port
+from demo.stack import free_port
 from tests.conftest import Pki
 
 ROOT = Path(__file__).resolve().parents[2]

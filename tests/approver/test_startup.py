@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -21,6 +20,7 @@ from approver import startup
 from approver.config import ApproverSettings
 from approver.serve import serve
 from bootstrap_token import SigningKey
+from demo.stack import free_port
 from tests.approver.helpers import (
     AGENT_ID_PREFIX,
     CLUSTER,
@@ -30,12 +30,6 @@ from tests.approver.helpers import (
 )
 from tests.conftest import Pki
 from tests.tcp_proxy import TcpProxy
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(autouse=True)

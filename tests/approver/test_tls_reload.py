@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable
@@ -26,18 +25,13 @@ from approver.config import ApproverSettings, ConfigError
 from approver.resources import serving_certificate
 from approver.serve import serve
 from bootstrap_token.reload import ReloadCounts
+from demo.stack import free_port
 from tests.conftest import Pki
 from tests.webhook.volumes import SecretVolume, issue_serving_cert
 
 INTERVAL = 0.1  # tlsReloadIntervalSeconds in these tests
 SEEN_WITHIN = 20 * INTERVAL  # generous for a loaded machine; a reload takes one interval
 LOGGER = "approver.files.serving_tls"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

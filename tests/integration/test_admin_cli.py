@@ -13,7 +13,6 @@ import contextlib
 import io
 import json
 import os
-import socket
 import ssl
 import sys
 import threading
@@ -34,6 +33,7 @@ from approver.cli import kubectl
 from approver.config import ApproverSettings
 from approver.serve import serve
 from bootstrap_token import SigningKey
+from demo.stack import free_port
 from tests.approver.helpers import (
     AGENT_ID_PREFIX,
     CLUSTER,
@@ -53,12 +53,6 @@ PROG = "agent-bootstrap-approver"
 FIRST = f"{AGENT_ID_PREFIX}-{GENERATE_NAME}aaaaa"
 SECOND = f"{AGENT_ID_PREFIX}-{GENERATE_NAME}bbbbb"
 STRANGER = "docker-host-7"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import socket
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -21,18 +20,13 @@ import pytest
 from approver.config import ApproverSettings
 from approver.serve import serve
 from bootstrap_token import SigningKey
+from demo.stack import free_port
 from tests.approver.helpers import AGENT_ID_PREFIX, TRUST, mint_token
 from tests.conftest import Pki
 from tests.webhook.conftest import serving
 from webhook.config import WebhookSettings
 
 ADMIN_TOKEN = "adm-" + "q7Zr9kWm2Xv4Lp8Tn6Yb3Hc5Jd1Fg0Se"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

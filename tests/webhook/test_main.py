@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from demo.stack import free_port
 from tests.conftest import Pki
 from tests.payloads import streamspace_agent_review
 from tests.webhook.conftest import ANNOTATION
@@ -25,13 +25,6 @@ from webhook.__main__ import main
 from webhook.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def config(tmp_path: Path, pki: Pki, **overrides: Any) -> Path:

@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 import yaml
 
+from demo.stack import free_port
 from tests.conftest import Pki
 from tests.payloads import streamspace_agent_review
-from tests.webhook.test_main import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
