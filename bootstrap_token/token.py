@@ -60,14 +60,8 @@ class CanonicalJWS(PyJWS):
 
     @staticmethod
     def _decode_base64url_segment(segment: bytes, name: str) -> bytes:
-        try:
-            text = segment.decode("ascii")
-        except UnicodeDecodeError:
-            text = ""
-            canonical = False
-        else:
-            canonical = is_canonical_b64url(text)
-        if not canonical:
+        text = segment.decode("ascii") if segment.isascii() else None
+        if text is None or not is_canonical_b64url(text):
             raise jwt.DecodeError(f"Invalid {name} padding")
         return b64url_decode(text)
 

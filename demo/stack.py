@@ -4,6 +4,7 @@ end-to-end tests: ``certs-tooling init --local``, config files, processes, healt
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import secrets
 import signal
@@ -52,6 +53,7 @@ def free_port() -> int:
 _FIRST_PORT = 20000
 
 
+@functools.cache
 def _ephemeral_low() -> int:
     """The first port of the kernel's ephemeral range (Linux; 32768 where it cannot be read)."""
     try:

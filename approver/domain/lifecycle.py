@@ -179,10 +179,3 @@ def first_approval_fields(*, at: datetime, actor: str, method: ApprovalMethod) -
     """The approval facts a first approval sets (``approval_method``, ``approved_by``,
     ``approved_at``), as field changes."""
     return {"approval_method": method, "approved_by": actor, "approved_at": at}
-
-
-def first_approval(
-    record: AgentRecord, *, at: datetime, actor: str, method: ApprovalMethod
-) -> AgentRecord:
-    """A new record (event ``register``) created ``active``: the approval facts set now."""
-    return replace(record, **first_approval_fields(at=at, actor=actor, method=method))

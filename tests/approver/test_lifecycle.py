@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,7 +13,7 @@ from approver.domain.lifecycle import (
     TransitionNotAllowed,
     allowed,
     apply,
-    first_approval,
+    first_approval_fields,
 )
 from approver.domain.records import AgentRecord, AgentStatus, ApprovalMethod
 from tests.approver.helpers import NOW, agent_record
@@ -135,8 +136,11 @@ class TestApply:
 
     def test_first_approval(self) -> None:
         """A record created active carries its approval facts."""
-        created = first_approval(
-            record(A), at=T0, actor="bootstrap-token", method=ApprovalMethod.NAMESPACE
+        created = replace(
+            record(A),
+            **first_approval_fields(
+                at=T0, actor="bootstrap-token", method=ApprovalMethod.NAMESPACE
+            ),
         )
         assert (created.approval_method, created.approved_by, created.approved_at) == (
             ApprovalMethod.NAMESPACE,
