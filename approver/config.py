@@ -49,6 +49,8 @@ Sources, highest precedence first:
          type: none               # or streamspace, with controlPlane.streamspace
        serviceAccountTokens:      # step 4 (approver.service_accounts.settings)
          enabled: false
+       agentCertificates:         # client certificates for agents (approver.agent_certs.settings)
+         enabled: false
        pendingLimits:             # registrations without a credential (approver.pending_limits)
          perSourcePerSecond: 1
 
@@ -81,6 +83,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from approver.agent_certs.settings import AgentCertificateSettings
 from approver.api_keys.settings import ApiKeySettings
 from approver.connectors.settings import ControlPlaneSettings
 from approver.pending_limits.settings import PendingLimitSettings
@@ -316,6 +319,12 @@ class ApproverSettings(GuardedServiceSettings):
         alias="serviceAccountTokens",
         description="The service-account token approval path (step 4). Default: disabled.",
     )
+    agent_certificates: AgentCertificateSettings = Field(
+        default_factory=AgentCertificateSettings,
+        alias="agentCertificates",
+        description="Client certificates for approved agents and their check at the gate "
+        "(approver.agent_certs.settings). Default: disabled.",
+    )
     pending_limits: PendingLimitSettings = Field(
         default_factory=PendingLimitSettings,
         alias="pendingLimits",
@@ -458,6 +467,11 @@ class ApproverSettings(GuardedServiceSettings):
                 )
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("tlsCertFile and tlsKeyFile must be set together")
+        if self.agent_certificates.enabled and self.tls_cert_file is None:
+            raise ValueError(
+                "agentCertificates.enabled requires tlsCertFile: the approver reads the agent's "
+                "client certificate from its own TLS handshake"
+            )
         if self.kubernetes.kubeconfig is not None and not self.uses_kubernetes_api:
             raise ValueError(
                 "kubernetes.kubeconfig is set but neither kubernetes.enabled nor "

@@ -10,6 +10,7 @@ import ssl
 
 from kubernetes_asyncio.client import ApiClient
 
+from approver.agent_certs.ca_files import SigningCa
 from approver.config import ApproverSettings, ConfigError
 from approver.connectors.streamspace import from_settings as streamspace_from_settings
 from approver.domain.control_plane import ControlPlane, ControlPlaneUnavailable
@@ -74,14 +75,49 @@ def serving_certificate(
     """
     if settings.tls_cert_file is None or settings.tls_key_file is None:
         return None
+    certificates = settings.agent_certificates
+    trust = certificates.trust_bundle if certificates.enabled else None
     files = TlsFiles(
         cert=settings.tls_cert_file,
         key=settings.tls_key_file,
         cert_field=where_set(settings, "tlsCertFile"),
         key_field=where_set(settings, "tlsKeyFile"),
+        # Agents' client certificates (approver.agent_certificates): asked for, verified
+        # against the agent CAs when presented, optional (registrations come without one).
+        client_ca=trust,
+        client_ca_optional=True,
+        client_ca_field=where_set(
+            settings,
+            "agentCertificates",
+            "trustBundleFile" if certificates.trust_bundle_file else "caCertFile",
+        ),
     )
     try:
         return ServingCertificate(files, counts=counts)
+    except MaterialError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def signing_ca(settings: ApproverSettings) -> SigningCa | None:
+    """The agent CA of ``agentCertificates.caCertFile``/``caKeyFile``, followed on disk
+    (:mod:`approver.agent_certs.ca_files`), or None when ``agentCertificates`` is off.
+
+    Raises:
+        ConfigError: the files cannot be used; the message names the field where it was set
+            and the path, never key bytes.
+    """
+    certificates = settings.agent_certificates
+    if not certificates.enabled:
+        return None
+    assert certificates.ca_cert_file is not None
+    assert certificates.ca_key_file is not None
+    try:
+        return SigningCa(
+            certificates.ca_cert_file,
+            certificates.ca_key_file,
+            cert_field=where_set(settings, "agentCertificates", "caCertFile"),
+            key_field=where_set(settings, "agentCertificates", "caKeyFile"),
+        )
     except MaterialError as exc:
         raise ConfigError(str(exc)) from None
 

@@ -39,7 +39,10 @@ class TlsFiles:
     """Where a serving certificate comes from: ``pem`` alone, or ``cert`` + ``key``.
 
     ``client_ca``, when set, is a PEM bundle of the CAs that sign the clients' certificates:
-    every handshake must then present one that chains to them (see :func:`load_tls`).
+    every handshake must then present one that chains to them (see :func:`load_tls`). With
+    ``client_ca_optional`` a client may also present none (OpenSSL ``SSL_VERIFY_PEER`` without
+    ``FAIL_IF_NO_PEER_CERT``: the approver's port, where agents register before they hold a
+    certificate); one it presents must still chain to them, or the handshake fails.
 
     ``cert_field``, ``key_field``, ``pem_field`` and ``client_ca_field`` name the settings
     fields in error messages (from settings: where each was set, e.g. ``tlsCertFile (config file
@@ -50,6 +53,7 @@ class TlsFiles:
     key: Path | None = None
     pem: Path | None = None
     client_ca: Path | None = None
+    client_ca_optional: bool = False
     cert_field: str = field(default="tlsCertFile", compare=False)
     key_field: str = field(default="tlsKeyFile", compare=False)
     pem_field: str = field(default="tlsPemFile", compare=False)
@@ -179,7 +183,9 @@ def load_tls(files: TlsFiles) -> TlsMaterial:
         raise MaterialError(f"{cert_field} {cert_path}: changed while being loaded", transient=True)
     client_ca_pem = b""
     if files.client_ca is not None:
-        client_ca_pem = _require_clients(context, files.client_ca, files.client_ca_field)
+        client_ca_pem = _require_clients(
+            context, files.client_ca, files.client_ca_field, optional=files.client_ca_optional
+        )
     return TlsMaterial(
         context=context,
         serial=leaf.serial_number,
@@ -213,8 +219,11 @@ def _check_validity(leaf: x509.Certificate, field_name: str, path: Path) -> None
         raise MaterialError(f"{field_name} {path}: not valid before {not_before.isoformat()}")
 
 
-def _require_clients(context: ssl.SSLContext, path: Path, field_name: str) -> bytes:
-    """Make ``context`` require a client certificate chaining to the CAs in ``path``.
+def _require_clients(
+    context: ssl.SSLContext, path: Path, field_name: str, *, optional: bool = False
+) -> bytes:
+    """Make ``context`` require a client certificate chaining to the CAs in ``path`` (with
+    ``optional``: ask for one, accept none, verify one presented; ``ssl.CERT_OPTIONAL``).
 
     Kubernetes "Dynamic Admission Control", "Authenticate apiservers": the API server presents
     a client certificate to a webhook when its ``AdmissionConfiguration`` gives it one for the
@@ -232,7 +241,7 @@ def _require_clients(context: ssl.SSLContext, path: Path, field_name: str) -> by
         x509.load_pem_x509_certificates(pem)
     except ValueError:
         raise MaterialError(f"{field_name} {path}: not a PEM certificate bundle") from None
-    context.verify_mode = ssl.CERT_REQUIRED
+    context.verify_mode = ssl.CERT_OPTIONAL if optional else ssl.CERT_REQUIRED
     # From the bytes just checked (cadata), not the path, which could change in between.
     context.load_verify_locations(cadata=pem.decode("ascii", errors="replace"))
     return pem

@@ -19,6 +19,7 @@ Each finding is one line, ``OK``/``WARN``/``FAIL``:
 * ``keys/state.json`` agrees: its active key is ``signing.key``, and every pending/active/
   inactive key is in ``jwks.json``;
 * the API server's client material, when present (:mod:`certs_tooling.check_client`);
+* the agent CA, when present (:mod:`certs_tooling.check_agent_ca`);
 * private files are not readable by group or others.
 """
 
@@ -42,6 +43,8 @@ from certs_tooling.certinfo import (
     load_private_key,
     subject_alt_names,
 )
+from certs_tooling.check_agent_ca import AgentCaInputs
+from certs_tooling.check_agent_ca import run as agent_ca_checks
 from certs_tooling.check_client import ClientInputs
 from certs_tooling.check_client import run as client_checks
 from certs_tooling.findings import (
@@ -83,6 +86,8 @@ class Inputs:
     key_state: Named | None = None
     #: The ``apiserver-client`` files; None (no such files) adds no findings.
     apiserver_client: ClientInputs | None = None
+    #: The ``agent-ca`` files; None (no ``agent-ca.crt``) adds no findings.
+    agent_ca: AgentCaInputs | None = None
     #: (display name, permission bits) of files that must be private.
     private_modes: Sequence[tuple[str, int]] = ()
     #: The namespace the Services are installed in (``check --namespace``), or None.
@@ -310,8 +315,8 @@ def run(inputs: Inputs, *, now: datetime, warn_days: int = DEFAULT_WARN_DAYS) ->
 
     Returns:
         Findings in order: CA, caBundle, each serving certificate, signing key, JWKS, key
-        store, the API server's client material, permissions. Never raises for bad file
-        contents (those are FAIL findings).
+        store, the API server's client material, the agent CA, permissions. Never raises for
+        bad file contents (those are FAIL findings).
     """
     out: list[Finding] = []
     ca, bundle = _ca_checks(inputs, now, warn_days, out)
@@ -330,6 +335,8 @@ def run(inputs: Inputs, *, now: datetime, warn_days: int = DEFAULT_WARN_DAYS) ->
         _store_checks(inputs.key_state, jwks_kids, signing_kid, out)
     if inputs.apiserver_client is not None:
         out += client_checks(inputs.apiserver_client, now=now, warn_days=warn_days)
+    if inputs.agent_ca is not None:
+        out += agent_ca_checks(inputs.agent_ca, now=now, warn_days=warn_days)
     if inputs.private_modes:
         out.append(_mode_check(inputs.private_modes))
     return out
@@ -345,6 +352,7 @@ def worst(findings: Sequence[Finding]) -> Level:
 
 __all__ = [
     "DEFAULT_WARN_DAYS",
+    "AgentCaInputs",
     "ClientInputs",
     "Finding",
     "Inputs",

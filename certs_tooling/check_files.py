@@ -9,7 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from certs_tooling.check import ClientInputs, Finding, Inputs, Level, Named, ServingInputs
+from certs_tooling.check import (
+    AgentCaInputs,
+    ClientInputs,
+    Finding,
+    Inputs,
+    Level,
+    Named,
+    ServingInputs,
+)
 from certs_tooling.files import mode_of
 from certs_tooling.layout import Component, Layout
 
@@ -85,14 +93,28 @@ def _client(r: _Reader, layout: Layout) -> ClientInputs | None:
     )
 
 
+def _agent_ca(r: _Reader, layout: Layout) -> AgentCaInputs | None:
+    """The ``agent-ca`` files, or None when the folder holds no ``agent-ca.crt``. Once it is
+    there, ``agent-ca.key`` and ``agent-ca-bundle.crt`` are required too."""
+    if not layout.agent_ca_cert.exists():
+        return None
+    return AgentCaInputs(
+        ca=r.read(layout.agent_ca_cert, required=True),
+        key=r.read(layout.agent_ca_key, required=True, private=True),
+        bundle=r.read(layout.agent_ca_bundle, required=True),
+        previous=r.read(layout.agent_ca_previous, required=False),
+    )
+
+
 def from_folder(layout: Layout, *, namespace: str | None = None) -> tuple[Inputs, list[Finding]]:
     """Inputs for a certs-tooling folder (``namespace``: the Services' namespace to check the
     serving certificates against, or None), and FAIL findings for missing required files.
 
     Required: ``ca.crt``, both serving certificates and keys, ``signing.key``, ``jwks.json``.
     Optional (checked when present): ``ca.key``, ``ca-bundle.crt``, ``ca-previous.crt``, the
-    combined ``.pem`` files, ``keys/state.json``, ``keys/<kid>.key`` (permissions), and the
-    ``apiserver-client`` files (see :func:`_client`).
+    combined ``.pem`` files, ``keys/state.json``, ``keys/<kid>.key`` (permissions), the
+    ``apiserver-client`` files (see :func:`_client`) and the ``agent-ca`` files (see
+    :func:`_agent_ca`).
     """
     r = _Reader(layout.root)
     serving = []
@@ -110,6 +132,7 @@ def from_folder(layout: Layout, *, namespace: str | None = None) -> tuple[Inputs
         for path in sorted(layout.keys_dir.glob("*.key")):
             r.private.append((r.name(path), mode_of(path)))
     client = _client(r, layout)
+    agent = _agent_ca(r, layout)
     inputs = Inputs(
         ca=ca,
         ca_key=ca_key,
@@ -120,6 +143,7 @@ def from_folder(layout: Layout, *, namespace: str | None = None) -> tuple[Inputs
         jwks=r.read(layout.jwks, required=True),
         key_state=r.read(layout.key_state, required=False),
         apiserver_client=client,
+        agent_ca=agent,
         private_modes=tuple(r.private),
         namespace=namespace,
     )

@@ -11,6 +11,7 @@ Commands::
     k8s-manifests        Secrets, ConfigMap and caBundle for kubectl apply -f -
     apiserver-client     the API server's client certificate for the webhook (tlsClientCaFile),
                          its kubeconfig and the AdmissionConfiguration
+    agent-ca init|rotate|finish   the CA the approver signs agents' client certificates with
     check                expiry and mismatches, one OK/WARN/FAIL line per check
     cluster-bootstrap    in the cluster: create missing Secrets and the JWKS, patch the caBundle
 
@@ -30,6 +31,7 @@ from pathlib import Path
 from bootstrap_token import MAX_TTL_SECONDS
 from bootstrap_token.version import version_text
 from certs_tooling import (
+    agent_ca,
     apiserver_client,
     check,
     cluster_bootstrap,
@@ -338,7 +340,9 @@ def _add_k8s(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="print Secrets, the JWKS ConfigMap and the caBundle as YAML",
         description="Print multi-document YAML for kubectl apply -f -: the webhook's "
         "kubernetes.io/tls Secret (tls.crt, tls.key, signing.key), the approver's TLS Secret "
-        "and a ConfigMap with jwks.json; the base64 caBundle comes first as a comment. The "
+        "and a ConfigMap with jwks.json, plus, when the folder holds an agent CA, an Opaque "
+        "Secret with ca.crt, ca.key and ca-bundle.crt (agent-ca.*); the base64 caBundle comes "
+        "first as a comment. The "
         "output contains private keys: pipe it, do not paste it. Serving certificates issued "
         "for another namespace than NS are refused (exit 1): the API server would fail their "
         "TLS check; --force re-issues them for NS.",
@@ -348,6 +352,12 @@ def _add_k8s(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--webhook-secret", default=k8s.DEFAULT_WEBHOOK_SECRET, metavar="NAME")
     p.add_argument("--approver-secret", default=k8s.DEFAULT_APPROVER_SECRET, metavar="NAME")
     p.add_argument("--jwks-configmap", default=k8s.DEFAULT_JWKS_CONFIGMAP, metavar="NAME")
+    p.add_argument(
+        "--agent-ca-secret",
+        default=k8s.DEFAULT_AGENT_CA_SECRET,
+        metavar="NAME",
+        help="name of the agent CA Secret (printed only when the folder holds agent-ca.crt)",
+    )
     p.add_argument(
         "--ca-bundle-only",
         action="store_true",
@@ -437,15 +447,95 @@ def _add_apiserver_client(sub: argparse._SubParsersAction[argparse.ArgumentParse
     p.set_defaults(handler=commands.cmd_apiserver_client)
 
 
+def _add_agent_ca(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "agent-ca",
+        help="the CA the approver signs agents' TLS client certificates with: init, rotate, finish",
+        description="Make and rotate the agent CA: the approver signs approved agents' "
+        "short-lived TLS client certificates with agent-ca.crt/agent-ca.key and its gate trusts "
+        "agent-ca-bundle.crt. A CA of its own, separate from ca.crt and the apiserver-client "
+        "CA. See docs/certificates.md.",
+    )
+    actions = p.add_subparsers(dest="agent_ca_command", required=True, metavar="ACTION")
+    init = actions.add_parser(
+        "init",
+        help="new agent CA: agent-ca.crt, agent-ca.key, agent-ca-bundle.crt",
+        description=f"Make a new agent CA (CN {agent_ca.AGENT_CA_COMMON_NAME}, ECDSA P-256, "
+        "pathlen 0) and write agent-ca.key (0600), agent-ca.crt and agent-ca-bundle.crt (the "
+        "CA alone). Refused when the folder already holds agent CA files, unless --force.",
+    )
+    _out(init)
+    init.add_argument(
+        "--days",
+        type=_positive,
+        default=agent_ca.DEFAULT_CA_DAYS,
+        metavar="N",
+        help=f"agent CA validity (days, default {agent_ca.DEFAULT_CA_DAYS})",
+    )
+    init.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing agent CA at once, without an overlap: agent certificates it "
+        "signed are refused once the new bundle is read (agent-ca rotate keeps them valid)",
+    )
+    _hidden_now(init)
+    init.set_defaults(handler=commands.cmd_agent_ca_init)
+    rotate = actions.add_parser(
+        "rotate",
+        help="start a rotation: new agent CA, bundle = previous + new",
+        description="Make a new agent CA (CN with the UTC time), keep the current one as "
+        "agent-ca-previous.crt, write agent-ca-bundle.crt with both, then replace agent-ca.key "
+        "and agent-ca.crt; print the steps. Refused while a rotation is running or when there "
+        "is no agent CA.",
+    )
+    _out(rotate)
+    rotate.add_argument(
+        "--days",
+        type=_positive,
+        default=agent_ca.DEFAULT_CA_DAYS,
+        metavar="N",
+        help=f"new agent CA validity (days, default {agent_ca.DEFAULT_CA_DAYS})",
+    )
+    _hidden_now(rotate)
+    rotate.set_defaults(handler=commands.cmd_agent_ca_rotate)
+    finish = actions.add_parser(
+        "finish",
+        help="end a rotation: bundle = current agent CA only",
+        description="Write agent-ca-bundle.crt with the current agent CA only and remove "
+        "agent-ca-previous.crt. Agent certificates live in the approver's database, not in "
+        "the folder, so this waits out their lifetime: refused until "
+        "--max-certificate-lifetime-seconds plus 5 minutes of clock skew have passed since the "
+        "rotation; --force overrides that.",
+    )
+    _out(finish)
+    default_lifetime = int(agent_ca.DEFAULT_MAX_CERTIFICATE_LIFETIME.total_seconds())
+    finish.add_argument(
+        "--max-certificate-lifetime-seconds",
+        type=_positive,
+        default=default_lifetime,
+        metavar="N",
+        help="longest lifetime of an agent certificate the approver issues (default "
+        f"{default_lifetime}, the approver's default)",
+    )
+    finish.add_argument(
+        "--force",
+        action="store_true",
+        help="finish even though agent certificates of the previous agent CA may still be in "
+        "use (e.g. its key leaked): they are refused from then on",
+    )
+    _hidden_now(finish)
+    finish.set_defaults(handler=commands.cmd_agent_ca_finish)
+
+
 def _add_check(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "check",
         help="report expiry and mismatches, one OK/WARN/FAIL line each",
         description="Check certificate expiry, certificate/key pairs, serving chains against "
         "ca.crt and the caBundle, SANs (and their namespace, with --namespace), the JWKS "
-        "against the active signing key, the key store, "
-        "the apiserver-client files when present, and file permissions. Give --out DIR, or the "
-        "files one by one. Exit 1 on any FAIL (and on WARN with --fail-on-warn).",
+        "against the active signing key, the key store, the apiserver-client and agent-ca "
+        "files when present, and file permissions. Give --out DIR, or the files one by one. "
+        "Exit 1 on any FAIL (and on WARN with --fail-on-warn).",
     )
     _out(p, required=False)
     for flag in (
@@ -484,7 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Keys and certificates for agent-bootstrap: CA, serving certificates, "
         "Ed25519 signing keys, JWKS, token inspection, Kubernetes manifests, the API server's "
-        "client certificate, checks.",
+        "client certificate, the agent CA, checks.",
         epilog="Exit codes: 0 ok, 1 refused/failed/problem found, 2 usage.",
     )
     parser.add_argument("--version", action="version", version=version_text(PROG))
@@ -492,6 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_add_init, _add_renew, _add_rotate, _add_keys, _add_jwks, _add_token, _add_k8s):
         add(sub)
     _add_apiserver_client(sub)
+    _add_agent_ca(sub)
     _add_check(sub)
     cluster_bootstrap.add_parser(sub)
     return parser
@@ -536,6 +627,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.command,
             getattr(args, "keys_command", None),
             getattr(args, "token_command", None),
+            getattr(args, "agent_ca_command", None),
         )
         if part
     )

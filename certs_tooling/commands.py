@@ -10,10 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
 
 from bootstrap_token import KeySet, VerificationPolicy
 from certs_tooling import (
+    agent_ca,
     apiserver_client,
     check,
     check_files,
@@ -281,6 +284,18 @@ def _serving_for_namespace(layout: Layout, args: argparse.Namespace) -> None:
         )
 
 
+def _agent_ca_material(layout: Layout) -> k8s.AgentCa | None:
+    """The agent CA files when ``agent-ca.crt`` exists (then the key and the bundle must too:
+    MaterialError otherwise), else None."""
+    if not layout.agent_ca_cert.exists():
+        return None
+    return k8s.AgentCa(
+        cert=read_bytes(layout.agent_ca_cert),
+        key=read_bytes(layout.agent_ca_key),
+        bundle=read_bytes(layout.agent_ca_bundle),
+    )
+
+
 def cmd_k8s(args: argparse.Namespace) -> int:
     """`k8s-manifests`: print the Secrets and ConfigMap as YAML, or only the base64 caBundle.
     Serving certificates issued for another namespace are refused (exit 1), or re-issued for
@@ -299,12 +314,14 @@ def cmd_k8s(args: argparse.Namespace) -> int:
         approver_cert=read_bytes(layout.approver_cert),
         approver_key=read_bytes(layout.approver_key),
         jwks=read_bytes(layout.jwks),
+        agent_ca=_agent_ca_material(layout),
     )
     names = k8s.Names(
         namespace=args.namespace,
         webhook_secret=args.webhook_secret,
         approver_secret=args.approver_secret,
         jwks_configmap=args.jwks_configmap,
+        agent_ca_secret=args.agent_ca_secret,
     )
     sys.stdout.write(k8s.render(material, names))
     if sys.stdout.isatty():
@@ -356,6 +373,78 @@ def cmd_apiserver_client(args: argparse.Namespace) -> int:
     print("Next steps:")
     for number, step in enumerate(apiserver_client.next_steps(layout, options, written), start=1):
         print(f"  {number}. {step}")
+    return 0
+
+
+def _agent_ca_line(ca: x509.Certificate) -> str:
+    return (
+        f"{common_name(ca)} (sha256 {short_fingerprint(ca)}, valid until "
+        f"{_fmt(ca.not_valid_after_utc)})"
+    )
+
+
+def _print_steps(steps: list[str]) -> None:
+    print("Next steps:")
+    for number, step in enumerate(steps, start=1):
+        print(f"  {number}. {step}")
+
+
+def cmd_agent_ca_init(args: argparse.Namespace) -> int:
+    """`agent-ca init [--force]`: a new agent CA (certs_tooling.agent_ca.init); a forced
+    replacement warns on stderr. Exit 0."""
+    layout = Layout(args.out)
+    made = agent_ca.init(layout, days=args.days, now=_now(args), force=args.force)
+    if made.replaced:
+        print(
+            "WARNING: --force: the previous agent CA was replaced without an overlap; agent "
+            "certificates it signed are refused once the approvers read the new bundle.",
+            file=sys.stderr,
+        )
+    print(
+        f"agent CA created: {_agent_ca_line(made.ca)}; wrote {layout.agent_ca_key.name}, "
+        f"{layout.agent_ca_cert.name} and {layout.agent_ca_bundle.name} to {layout.root}"
+    )
+    _print_steps(agent_ca.init_steps(layout.root))
+    return 0
+
+
+def cmd_agent_ca_rotate(args: argparse.Namespace) -> int:
+    """`agent-ca rotate`: start an agent CA rotation and print the admin's steps. Exit 0."""
+    layout = Layout(args.out)
+    rotated = agent_ca.rotate(layout, days=args.days, now=_now(args))
+    print(
+        f"agent CA rotation started: new agent CA {_agent_ca_line(rotated.new_ca)}; previous "
+        f"agent CA {common_name(rotated.old_ca)} (sha256 {short_fingerprint(rotated.old_ca)}) "
+        f"kept as {layout.agent_ca_previous.name}; {layout.agent_ca_bundle.name} holds both."
+    )
+    _print_steps(agent_ca.rotate_steps(layout.root))
+    return 0
+
+
+def cmd_agent_ca_finish(args: argparse.Namespace) -> int:
+    """`agent-ca finish [--force]`: end an agent CA rotation; a forced early finish warns on
+    stderr. Exit 0."""
+    layout = Layout(args.out)
+    finished = agent_ca.finish(
+        layout,
+        max_certificate_lifetime=timedelta(seconds=args.max_certificate_lifetime_seconds),
+        now=_now(args),
+        force=args.force,
+    )
+    if finished.forced:
+        print(
+            "WARNING: --force: finished although agent certificates signed by the previous "
+            f"agent CA may be in use until {_fmt(finished.safe_at)}; they are refused once the "
+            "approvers read the new bundle.",
+            file=sys.stderr,
+        )
+    ca = finished.ca
+    print(
+        f"agent CA rotation finished: {layout.agent_ca_bundle.name} now holds only "
+        f"{common_name(ca)} (sha256 {short_fingerprint(ca)}); "
+        f"{layout.agent_ca_previous.name} removed."
+    )
+    _print_steps(agent_ca.finish_steps(layout.root))
     return 0
 
 

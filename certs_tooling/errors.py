@@ -3,10 +3,12 @@
 Exception tree::
 
     CertsToolingError
-    ├── AlreadyInitialised      init (or apiserver-client) over existing material, without --force
+    ├── AlreadyInitialised      init (or apiserver-client, agent-ca init) over existing material,
+    │                           without --force
     ├── MaterialError           a file is missing, unreadable, or not what it should be
-    ├── RotationError           rotate-ca: one is already running, none is, or it cannot finish;
-    │                           apiserver-client --new-ca while a client CA change is running
+    ├── RotationError           rotate-ca or agent-ca rotate|finish: one is already running, none
+    │                           is, or it cannot finish (yet); apiserver-client --new-ca while a
+    │                           client CA change is running
     └── KeyStoreError           the signing-key store refused (see certs_tooling.keystore)
         ├── UnknownKey
         ├── InvalidTransition
@@ -31,5 +33,5 @@ class MaterialError(CertsToolingError):
 
 
 class RotationError(CertsToolingError):
-    """``rotate-ca`` (or ``apiserver-client --new-ca``) cannot start or finish in the folder's
-    current state."""
+    """``rotate-ca`` (or ``agent-ca rotate|finish``, ``apiserver-client --new-ca``) cannot start
+    or finish in the folder's current state."""

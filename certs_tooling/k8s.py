@@ -6,6 +6,10 @@ Objects (core/v1, Kubernetes "Secrets" and "ConfigMaps" concept pages):
   token signing key as ``signing.key`` (a TLS Secret may carry extra keys);
 * the approver's ``kubernetes.io/tls`` Secret: ``tls.crt``, ``tls.key``;
 * a ConfigMap with ``jwks.json`` (public keys only) for the approver;
+* only when the folder holds an agent CA (``certs-tooling agent-ca``): the approver's ``Opaque``
+  Secret with ``ca.crt`` (``agent-ca.crt``), ``ca.key`` (``agent-ca.key``) and ``ca-bundle.crt``
+  (``agent-ca-bundle.crt``), the CA it signs agents' client certificates with and what its gate
+  trusts;
 * the ``caBundle`` of the MutatingWebhookConfiguration: base64 of ``ca-bundle.crt``
   (``admissionregistration.k8s.io/v1`` ``clientConfig.caBundle``), as a leading comment or alone.
 
@@ -27,12 +31,23 @@ import yaml
 DEFAULT_WEBHOOK_SECRET = "agent-bootstrap-webhook-tls"  # noqa: S105
 DEFAULT_APPROVER_SECRET = "agent-bootstrap-approver-tls"  # noqa: S105
 DEFAULT_JWKS_CONFIGMAP = "agent-bootstrap-jwks"
+DEFAULT_AGENT_CA_SECRET = "agent-bootstrap-agent-ca"  # noqa: S105
 MANAGED_BY = "certs-tooling"
 
 
 @dataclass(frozen=True, slots=True)
+class AgentCa:
+    """The agent CA files (``agent-ca.crt``, ``agent-ca.key``, ``agent-ca-bundle.crt``)."""
+
+    cert: bytes
+    key: bytes = field(repr=False)
+    bundle: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Material:
-    """The folder's contents that go into the cluster, as PEM/JSON bytes."""
+    """The folder's contents that go into the cluster, as PEM/JSON bytes (``agent_ca``: None
+    when the folder holds no agent CA)."""
 
     ca_bundle: bytes
     webhook_cert: bytes
@@ -41,6 +56,7 @@ class Material:
     approver_cert: bytes
     approver_key: bytes = field(repr=False)
     jwks: bytes
+    agent_ca: AgentCa | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +67,7 @@ class Names:
     webhook_secret: str = DEFAULT_WEBHOOK_SECRET
     approver_secret: str = DEFAULT_APPROVER_SECRET
     jwks_configmap: str = DEFAULT_JWKS_CONFIGMAP
+    agent_ca_secret: str = DEFAULT_AGENT_CA_SECRET
 
 
 def _b64(data: bytes) -> str:
@@ -118,8 +135,26 @@ def jwks_configmap(name: str, namespace: str, jwks: bytes) -> dict[str, Any]:
     }
 
 
+def agent_ca_secret(name: str, namespace: str, agent_ca: AgentCa) -> dict[str, Any]:
+    """The approver's ``Opaque`` Secret with the agent CA: ``ca.crt``, ``ca.key`` (signs agent
+    client certificates) and ``ca-bundle.crt`` (what its gate trusts: the current agent CA, plus
+    the previous one during a rotation)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _metadata(name, namespace, "approver"),
+        "type": "Opaque",
+        "data": {
+            "ca.crt": _b64(agent_ca.cert),
+            "ca.key": _b64(agent_ca.key),
+            "ca-bundle.crt": _b64(agent_ca.bundle),
+        },
+    }
+
+
 def manifests(material: Material, names: Names) -> list[dict[str, Any]]:
-    """The Secret, Secret and ConfigMap objects, in that order."""
+    """The Secret, Secret and ConfigMap objects, in that order, then the agent CA Secret when
+    ``material`` holds an agent CA."""
     webhook_secret = tls_secret(
         names.webhook_secret,
         names.namespace,
@@ -136,7 +171,10 @@ def manifests(material: Material, names: Names) -> list[dict[str, Any]]:
         key=material.approver_key,
     )
     jwks = jwks_configmap(names.jwks_configmap, names.namespace, material.jwks)
-    return [webhook_secret, approver_secret, jwks]
+    objects = [webhook_secret, approver_secret, jwks]
+    if material.agent_ca is not None:
+        objects.append(agent_ca_secret(names.agent_ca_secret, names.namespace, material.agent_ca))
+    return objects
 
 
 class _Dumper(yaml.SafeDumper):

@@ -27,6 +27,15 @@ Written by ``apiserver-client`` only (the API server's client certificate for th
     apiserver-client.key            0600  its key
     apiserver-client.kubeconfig     0600  kubeconfig for the API server, cert and key embedded
     admission-config.yaml           0644  AdmissionConfiguration naming that kubeconfig
+
+Written by ``agent-ca`` only (the CA the approver signs agents' TLS client certificates with)::
+
+    agent-ca.crt            0644  current agent CA (separate from ca.crt: signs agent clients only)
+    agent-ca.key            0600  its key (the approver's signing key for agent certificates)
+    agent-ca-bundle.crt     0644  what the approver's gate trusts: the current agent CA, plus the
+                                  previous one during a rotation
+    agent-ca-previous.crt   0644  the agent CA being rotated out (only between ``agent-ca rotate``
+                                  and ``agent-ca finish``)
 """
 
 from __future__ import annotations
@@ -145,6 +154,32 @@ class Layout:
     @property
     def admission_config(self) -> Path:
         return self.root / "admission-config.yaml"
+
+    @property
+    def agent_ca_cert(self) -> Path:
+        return self.root / "agent-ca.crt"
+
+    @property
+    def agent_ca_key(self) -> Path:
+        return self.root / "agent-ca.key"
+
+    @property
+    def agent_ca_bundle(self) -> Path:
+        return self.root / "agent-ca-bundle.crt"
+
+    @property
+    def agent_ca_previous(self) -> Path:
+        return self.root / "agent-ca-previous.crt"
+
+    def agent_ca_files(self) -> list[Path]:
+        """Every file ``certs-tooling agent-ca`` writes (``agent-ca-previous.crt`` only during a
+        rotation)."""
+        return [
+            self.agent_ca_cert,
+            self.agent_ca_key,
+            self.agent_ca_bundle,
+            self.agent_ca_previous,
+        ]
 
     def apiserver_client_files(self) -> list[Path]:
         """Every file ``certs-tooling apiserver-client`` writes."""

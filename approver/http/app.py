@@ -35,6 +35,7 @@ from aiohttp import web
 from kubernetes_asyncio.client import ApiClient
 
 from approver.admin import AdminService
+from approver.agent_certificates import AgentCertificates, CertificatePolicy
 from approver.api_keys import ApiKeyAdmin
 from approver.audit.sampling import LineSampler
 from approver.config import ApproverSettings, ConfigError
@@ -47,6 +48,7 @@ from approver.gate import AgentGate
 from approver.http import admin as http_admin
 from approver.http import agents as http_agents
 from approver.http import api_keys as api_keys_http
+from approver.http import certificates as http_certificates
 from approver.http import gate as http_gate
 from approver.http.app_keys import (
     ADMIN_KEY,
@@ -80,7 +82,7 @@ from approver.metrics import ApproverMetrics, refresh_backlog, waited_for_approv
 from approver.pending_limits.gate import pending_gate
 from approver.reconcile import PodReconciler
 from approver.registration import Registrar
-from approver.resources import open_control_plane, token_file, where_set
+from approver.resources import open_control_plane, signing_ca, token_file, where_set
 from approver.review import CredentialReviewer
 from approver.store import Store
 from approver.store.batcher import WriteBatcher
@@ -246,6 +248,7 @@ def create_app(
     app[SWEEPER_KEY] = PendingSweeper(
         store=store, audit=sink, clock=clock, ttl_seconds=settings.pending_ttl_seconds
     )
+    certificates = _agent_certificates(app, settings, store, sink, clock, control_plane)
     sync: ControlPlaneSync | None = None
     if control_plane is not None:
         sync = ControlPlaneSync(
@@ -255,7 +258,7 @@ def create_app(
             clock=clock,
             interval_seconds=settings.control_plane.sync_interval_seconds,
         )
-        _add_gate(app, settings, store, control_plane, sync)
+        _add_gate(app, settings, store, control_plane, sync, certificates)
     if pods is not None and settings.kubernetes.watch:
         app[WATCHER_KEY] = PodWatcher(
             pods,
@@ -290,15 +293,68 @@ def create_app(
     return app
 
 
+def _agent_certificates(
+    app: web.Application,
+    settings: ApproverSettings,
+    store: Store,
+    sink: AuditSink,
+    clock: Callable[[], float],
+    control_plane: ControlPlane | None,
+) -> AgentCertificates | None:
+    """Agent client certificates (``agentCertificates.enabled``): the service, its routes and
+    the agent CA files' follow-up; None when off.
+
+    Raises:
+        ConfigError: the agent CA files cannot be used.
+    """
+    ca = signing_ca(settings)
+    if ca is None:
+        return None
+    options = settings.agent_certificates
+    certificates = AgentCertificates(
+        store=store,
+        ca=ca,
+        audit=sink,
+        clock=clock,
+        policy=CertificatePolicy(
+            lifetime_seconds=options.lifetime_seconds,
+            max_live_per_agent=options.max_live_per_agent,
+            cluster=options.cluster,
+            control_plane=control_plane is not None,
+            crl_validity_seconds=options.crl_validity_seconds,
+        ),
+    )
+    app[http_certificates.CERTIFICATES_KEY] = certificates
+    http_certificates.add_routes(app)
+    interval = settings.tls_reload_interval_seconds
+    if interval > 0:
+
+        async def follow(app: web.Application) -> AsyncIterator[None]:
+            task = asyncio.create_task(ca.follow(interval), name="agent-ca-files")
+            yield
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        app.cleanup_ctx.append(follow)
+    return certificates
+
+
 def _add_gate(
     app: web.Application,
     settings: ApproverSettings,
     store: Store,
     control_plane: ControlPlane,
     sync: ControlPlaneSync,
+    certificates: AgentCertificates | None,
 ) -> None:
     """The control plane's pieces: the adapter, the sync loop, the agent gate's routes."""
-    gate = AgentGate(store=store)
+    gate = AgentGate(
+        store=store,
+        certificates=certificates,
+        require_certificate=certificates is not None
+        and settings.agent_certificates.require_at_gate,
+    )
     app[CONTROL_PLANE_KEY] = control_plane
     app[SYNC_KEY] = sync
     app[GATE_KEY] = gate

@@ -34,8 +34,9 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from approver.connectors.streamspace import CONNECT_PATH, KEY_HEADER
 from approver.domain.control_plane import Upstream
 from approver.domain.requests import BadRequest, check_agent_id
-from approver.gate import AgentGate, GateRefusal
+from approver.gate import AgentGate, GatePass, GateRefusal
 from approver.http.app_keys import AUDIT_KEY
+from approver.http.certificates import peer_certificate
 from approver.http.common import json_error
 from bootstrap_token import AuditEvent, fingerprint
 
@@ -54,6 +55,8 @@ class Relay:
     key_digest: str
     agent: web.WebSocketResponse
     upstream: aiohttp.ClientWebSocketResponse
+    #: The serial of the client certificate the agent connected with, if any.
+    serial: str | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def close(self, code: int, message: bytes) -> None:
@@ -80,7 +83,9 @@ class GateConnections:
         closed = 0
         for relay in list(self.relays):
             try:
-                ok = await self._gate.still_authorized(relay.agent_id, relay.key_digest)
+                ok = await self._gate.still_authorized(
+                    relay.agent_id, relay.key_digest, relay.serial
+                )
             except Exception as exc:
                 log.warning("gate recheck: %s", exc)
                 return closed
@@ -134,12 +139,14 @@ def _audit(
 
 async def _authorize(
     request: web.Request, agent_id: str, *, event: str
-) -> tuple[str, str] | web.Response:
-    """``(key, key digest)`` of an authorized request, or the refusal to answer."""
+) -> tuple[str, GatePass] | web.Response:
+    """``(key, pass)`` of an authorized request, or the refusal to answer."""
     key = request.headers.get(KEY_HEADER, "").strip() or None
     try:
         check_agent_id(agent_id, where="agent_id")
-        granted = await request.app[GATE_KEY].authorize(agent_id=agent_id, api_key=key)
+        granted = await request.app[GATE_KEY].authorize(
+            agent_id=agent_id, api_key=key, certificate=peer_certificate(request)
+        )
     except BadRequest as exc:
         _audit(request, event=event, decision="invalid", reason=exc.code, agent_id=None, key=key)
         return json_error(400, exc.code, exc.message)
@@ -156,7 +163,7 @@ async def _authorize(
         )
         return json_error(exc.status, exc.code, exc.message)
     assert key is not None
-    return key, granted.key_digest
+    return key, granted
 
 
 def _upstream_headers(request: web.Request, key: str) -> dict[str, str]:
@@ -172,7 +179,7 @@ async def connect(request: web.Request) -> web.StreamResponse:
     allowed = await _authorize(request, agent_id, event="agent.connect")
     if isinstance(allowed, web.Response):
         return allowed
-    key, digest = allowed
+    key, granted = allowed
     agent = web.WebSocketResponse(autoping=False, max_msg_size=MAX_MESSAGE_BYTES)
     if not agent.can_prepare(request).ok:
         # Not a WebSocket handshake: never dial the control plane for it (a dial would open,
@@ -205,12 +212,19 @@ async def connect(request: web.Request) -> web.StreamResponse:
         # The agent went away during the handshake: never leave the upstream dial open.
         await remote.close()
         return agent
-    relay = Relay(agent_id=agent_id, key_digest=digest, agent=agent, upstream=remote)
+    relay = Relay(
+        agent_id=agent_id,
+        key_digest=granted.key_digest,
+        agent=agent,
+        upstream=remote,
+        serial=granted.serial,
+    )
     connections = request.app[CONNECTIONS_KEY]
     connections.relays.add(relay)
     _audit(
-        request, event="agent.connect", decision="relayed", reason="ok", agent_id=agent_id, key=key
-    )
+        request, event="agent.connect", decision="relayed", reason="ok", agent_id=agent_id,
+        key=key, message=f"certificate serial={granted.serial}" if granted.serial else None,
+    )  # fmt: skip
     try:
         await _relay(relay)
     finally:

@@ -234,6 +234,12 @@ class Store:
         async with translated(), self._reader.connect() as conn:
             yield conn
 
+    def reading(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        """A reader connection for the statements of other modules (e.g. agent
+        certificates), inside :func:`translated`: driver errors leave as
+        :class:`StoreUnavailable`; refused at once while the database hangs."""
+        return self._reading()
+
     async def get_agent(self, agent_id: str) -> AgentRecord | None:
         """The record with ``agent_id``, or None. Raises StoreUnavailable."""
         async with self._reading() as conn:

@@ -21,6 +21,8 @@ marker                        check
 ``api-key-meta``              the approver's rendering of a key with those values
 ``service-account-token-claims``  claims the service-account verifier accepts
 ``review-answer``             the members of a real ``POST /api/v1/agents/review`` answer
+``certificate-answer``        the members of a real ``POST /api/v1/agents/{id}/certificate``
+                              answer
 ``client-config``             the admin client's config file: loads with ``approver.cli.config``,
                               and its current context resolves (token file made owner-only)
 ============================  =====================================================================
@@ -377,6 +379,60 @@ def _real_review_answer(root: Path) -> dict[str, Any]:
                 "/api/v1/agents/review",
                 json={"apiKey": "aga_" + "a" * 40},
                 headers={"Authorization": "Bearer review-token-0123456789abcdef"},
+            )
+            assert response.status == 200
+            body: dict[str, Any] = await response.json()
+            return body
+
+    return asyncio.run(call())
+
+
+@check("certificate-answer")
+def _certificate_answer(block: Block, root: Path) -> None:
+    shown = _json(block)
+    answer = _real_certificate_answer(root)
+    assert list(shown) == list(answer)
+    assert all(isinstance(v, str) for v in shown.values())
+
+
+def _real_certificate_answer(root: Path) -> dict[str, Any]:
+    """The answer of ``POST /api/v1/agents/{agentId}/certificate`` for an active agent's key,
+    from the app (over plain HTTP: the key is the credential)."""
+    import asyncio
+    import uuid
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from approver.domain.agent_keys import key_digest, new_agent_key
+    from approver.domain.records import AgentStatus
+    from approver.http.app import create_app
+    from approver.store import Store
+    from bootstrap_token import KeySet
+    from tests.approver.agent_certs.pki import csr_pem, new_key, write_ca
+    from tests.approver.helpers import agent_record
+
+    ca = write_ca(root / "agent-ca")
+    settings = ApproverSettings(
+        tls_cert_file=ca.cert,  # must exist; the app does not serve TLS here
+        tls_key_file=ca.key,
+        agent_certificates={"enabled": True, "ca_cert_file": ca.cert, "ca_key_file": ca.key},
+    )
+    key = new_agent_key()
+
+    async def call() -> dict[str, Any]:
+        store = Store.open(f"sqlite+aiosqlite:///{root / 'certificates.db'}")
+        await store.migrate()
+        async with store.transaction() as tx:
+            await tx.insert_agent(
+                agent_record(AgentStatus.ACTIVE, id=uuid.uuid4(), api_key_hash=key_digest(key))
+            )
+        record = agent_record(AgentStatus.ACTIVE)
+        app = create_app(settings, key_set=KeySet(), store=store, background=False)
+        async with TestClient(TestServer(app)) as client:
+            response = await client.post(
+                f"/api/v1/agents/{record.agent_id}/certificate",
+                json={"csr": csr_pem(new_key())},
+                headers={"X-Agent-API-Key": key},
             )
             assert response.status == 200
             body: dict[str, Any] = await response.json()

@@ -1,0 +1,387 @@
+"""Agent client certificates, the use case: issue one to an approved agent, renew it, revoke it,
+check a presented one, list what no longer counts. No HTTP (that is
+:mod:`approver.http.certificates`).
+
+The model is kubelet TLS bootstrapping: a credential the agent already holds buys a certificate
+signing request, and the certificate renews itself before it expires.
+
+**Issue** (``POST /api/v1/agents/{agentId}/certificate``): authorized by the agent's *current
+per-agent key* (the key the approver handed it on approval: only its SHA-256 is kept), or, for a
+renewal, by a *live certificate of the same agent* presented in the TLS handshake. Either way the
+agent must be ``active`` (and approved in the control plane, when one is configured): an
+inactive agent (pod deleted, revoked, rejected) gets no certificate and no renewal. The CSR is
+checked (:func:`approver.domain.agent_certificates.check_csr`), the certificate names the agent
+in its URI SAN (cluster, namespace, pod, agent id), is ``clientAuth`` only and lives
+``agentCertificates.lifetimeSeconds`` (default 24 h). Its serial is recorded with the agent and
+the issuance is an audit event stored in the same transaction. An agent holds at most
+``maxLivePerAgent`` live certificates: issuing one more revokes the oldest (``superseded``), so a
+leaked key cannot mint an unbounded number of valid certificates.
+
+**Check** (the gate): the TLS layer has verified the chain to the trusted agent CAs, the
+validity and the ``clientAuth`` usage (OpenSSL, ``agentCertificates.trustBundleFile``); here the
+certificate's agent id must equal the request's, its serial must be one the approver issued to
+that agent and neither revoked nor superseded, and the agent must be active.
+
+**Revoked**: a certificate stops counting when an administrator revokes it, when it is
+superseded, and when its agent stops being active or is deleted: :meth:`revoked` lists all of
+them until they expire (JSON for control planes, and a CRL signed by the current agent CA for
+those of its certificates).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+
+from approver.agent_certs import repository
+from approver.agent_certs.ca_files import SigningCa
+from approver.agent_certs.records import CertificateRow, IssuedWith, RevokedReason, serial_hex
+from approver.audit.events import emit_all, record_event
+from approver.domain.agent_certificates import (
+    AgentIdentity,
+    CsrRefused,
+    RevokedSerial,
+    build_certificate,
+    build_crl,
+    check_csr,
+    identity_of,
+    lifetime,
+)
+from approver.domain.credentials import sha256_hex
+from approver.domain.records import AgentRecord, AgentStatus, ControlPlaneState
+from approver.gate import INVALID_API_KEY, MISSING_API_KEY, NOT_ACTIVE, GateRefusal
+from approver.store import Store
+from bootstrap_token import AuditSink
+
+#: ``error`` codes of certificate refusals (besides the gate's).
+CERTIFICATE_MISMATCH = "certificate_agent_mismatch"
+CERTIFICATE_NOT_LIVE = "certificate_not_live"
+MISSING_CREDENTIAL = "missing_credential"
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCertificate:
+    """What an issuance returns: the certificate (PEM), the CA that signed it (PEM), and its
+    row."""
+
+    certificate_pem: str
+    ca_pem: str
+    row: CertificateRow
+    renew_after: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CertificatePolicy:
+    """``agentCertificates`` settings the use case reads.
+
+    Attributes:
+        lifetime_seconds: validity of an issued certificate (capped at the CA's notAfter).
+        max_live_per_agent: live certificates one agent may hold (>= 1).
+        cluster: the URI SAN's cluster when the agent's record names none.
+        control_plane: True when a control plane is configured: the agent must then also be
+            approved there.
+        crl_validity_seconds: the CRL's nextUpdate - thisUpdate.
+    """
+
+    lifetime_seconds: int = 86400
+    max_live_per_agent: int = 2
+    cluster: str = "default"
+    control_plane: bool = False
+    crl_validity_seconds: int = 600
+
+
+def certificate_of(der: bytes | None) -> x509.Certificate | None:
+    """A verified peer certificate (DER, from the TLS handshake) parsed, or None."""
+    if not der:
+        return None
+    return x509.load_der_x509_certificate(der)
+
+
+def peer_serial(certificate: x509.Certificate) -> str:
+    return serial_hex(certificate.serial_number)
+
+
+class AgentCertificates:
+    """Issue, renew, check, revoke agent certificates (module docstring).
+
+    Args:
+        store: the agent store (the ``agent_certificates`` table lives in its database).
+        ca: the signing agent CA, followed on disk.
+        audit: where stored events and refusals are emitted.
+        policy: see :class:`CertificatePolicy`.
+        clock: seconds since the epoch.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        ca: SigningCa,
+        audit: AuditSink,
+        policy: CertificatePolicy,
+        clock: Callable[[], float],
+    ) -> None:
+        self._store = store
+        self._ca = ca
+        self._audit = audit
+        self.policy = policy
+        self._clock = clock
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    def _usable(self, record: AgentRecord | None, agent_id: str) -> AgentRecord:
+        if record is None or record.agent_id != agent_id:
+            raise GateRefusal(
+                403, INVALID_API_KEY, "the key is not this agent's current key", security=True
+            )
+        if record.status is not AgentStatus.ACTIVE:
+            raise GateRefusal(
+                403, NOT_ACTIVE, f"the agent is {record.status.value}: {record.reason}"
+            )
+        if self.policy.control_plane and record.control_plane is not ControlPlaneState.APPROVED:
+            raise GateRefusal(403, NOT_ACTIVE, "the agent is not approved in the control plane yet")
+        return record
+
+    async def check_certificate(
+        self, *, agent_id: str, certificate: x509.Certificate
+    ) -> CertificateRow:
+        """The row of a presented (chain-verified) certificate that authorizes ``agent_id``.
+
+        Raises:
+            GateRefusal: 403 ``certificate_agent_mismatch`` (it names another agent or none),
+                403 ``certificate_not_live`` (not issued by this approver to that agent,
+                revoked, superseded or expired).
+            StoreUnavailable.
+        """
+        identity = identity_of(certificate)
+        if identity is None or identity.agent_id != agent_id:
+            raise GateRefusal(
+                403,
+                CERTIFICATE_MISMATCH,
+                "the client certificate names another agent than the request",
+                security=True,
+            )
+        serial = peer_serial(certificate)
+        async with self._store.reading() as conn:
+            row = await repository.get(conn, serial)
+        if row is None or row.agent_id != agent_id or not row.live(self._now()):
+            state = "unknown" if row is None else (row.revoked_reason or "expired")
+            raise GateRefusal(
+                403,
+                CERTIFICATE_NOT_LIVE,
+                f"the client certificate (serial {serial}) does not count: {state}",
+                security=True,
+            )
+        if row.sha256 != certificate.fingerprint(hashes.SHA256()).hex():
+            raise GateRefusal(
+                403, CERTIFICATE_NOT_LIVE, "the client certificate is not the one issued",
+                security=True,
+            )  # fmt: skip
+        return row
+
+    async def is_live(self, *, agent_id: str, serial: str) -> bool:
+        """True while the certificate ``serial`` of ``agent_id`` is live (an open connection's
+        recheck). Raises StoreUnavailable."""
+        async with self._store.reading() as conn:
+            row = await repository.get(conn, serial)
+        return row is not None and row.agent_id == agent_id and row.live(self._now())
+
+    async def issue(
+        self,
+        *,
+        agent_id: str,
+        csr_pem: str,
+        api_key: str | None,
+        peer: x509.Certificate | None,
+    ) -> IssuedCertificate:
+        """Issue a certificate to ``agent_id`` for the CSR (module docstring).
+
+        Args:
+            agent_id: the agent (already checked for its characters).
+            csr_pem: the PKCS #10 request, PEM.
+            api_key: the ``X-Agent-API-Key`` value, or None.
+            peer: the chain-verified client certificate of the TLS connection, or None. When
+                present it is the credential (a renewal) and ``api_key`` is not consulted.
+
+        Raises:
+            GateRefusal: 401 without a credential; 403 for a credential that does not
+                authorize this agent, or an agent that is not active (approved).
+            CsrRefused: the CSR is not signed (``invalid_csr``, ``csr_not_allowed``).
+            StoreUnavailable.
+        """
+        if peer is not None:
+            await self.check_certificate(agent_id=agent_id, certificate=peer)
+            issued_with = IssuedWith.CERTIFICATE
+            digest = None
+        elif api_key:
+            issued_with = IssuedWith.API_KEY
+            digest = sha256_hex(api_key)
+        else:
+            raise GateRefusal(
+                401,
+                MISSING_CREDENTIAL,
+                "send the agent's key in X-Agent-API-Key, or its certificate in the handshake",
+            )
+        if digest is not None:
+            record = await self._store.get_agent_by_key(digest)
+        else:
+            record = await self._store.get_agent(agent_id)
+        record = self._usable(record, agent_id)
+        ca = self._ca.current
+        identity = AgentIdentity(
+            cluster=record.cluster or self.policy.cluster,
+            namespace=record.namespace,
+            pod=record.pod_name,
+            agent_id=agent_id,
+        )
+        public_key = check_csr(csr_pem, identity)
+        now = self._now()
+        validity = lifetime(
+            now=now,
+            seconds=self.policy.lifetime_seconds,
+            ca_not_after=ca.certificate.not_valid_after_utc,
+        )
+        certificate = build_certificate(
+            identity=identity,
+            public_key=public_key,
+            ca_certificate=ca.certificate,
+            ca_key=ca.key,
+            serial=_new_serial(),
+            validity=validity,
+        )
+        row = CertificateRow(
+            serial=serial_hex(certificate.serial_number),
+            agent_id=agent_id,
+            sha256=certificate.fingerprint(hashes.SHA256()).hex(),
+            issued_at=now,
+            not_before=validity.not_before,
+            not_after=validity.not_after,
+            issued_with=issued_with,
+            issuer_sha256=ca.sha256,
+        )
+        async with self._store.transaction() as tx:
+            # Read again under the row lock: an administrator's revoke that committed after the
+            # check above must win, never a certificate for a just-revoked agent.
+            current = await tx.get_agent(agent_id, lock=True)
+            if current is None or (digest is not None and current.api_key_hash != digest):
+                raise GateRefusal(
+                    403, INVALID_API_KEY, "the key is not this agent's current key", security=True
+                )
+            self._usable(current, agent_id)
+            live = await repository.for_agent(tx.connection, agent_id, live_at=now)
+            excess = len(live) + 1 - self.policy.max_live_per_agent
+            superseded = [r.serial for r in live[: max(excess, 0)]]
+            await repository.revoke(
+                tx.connection,
+                superseded,
+                at=now,
+                reason=RevokedReason.SUPERSEDED,
+                by="agent-certificates",
+            )
+            await repository.insert(tx.connection, row)
+            stored = await tx.append_audit(
+                record_event(
+                    event="agent.certificate",
+                    decision="issued",
+                    reason=issued_with.value,
+                    at=now,
+                    actor=agent_id,
+                    record=current,
+                    message=(
+                        f"serial={row.serial} sha256={row.sha256[:16]} "
+                        f"notAfter={row.not_after:%Y-%m-%dT%H:%M:%SZ} "
+                        f"issuer={ca.sha256[:16]}"
+                        + (f" superseded={','.join(superseded)}" if superseded else "")
+                    ),
+                )
+            )
+        emit_all(self._audit, [stored])
+        return IssuedCertificate(
+            certificate_pem=certificate.public_bytes(serialization.Encoding.PEM).decode("ascii"),
+            ca_pem=ca.certificate.public_bytes(serialization.Encoding.PEM).decode("ascii"),
+            row=row,
+            renew_after=validity.renew_after,
+        )
+
+    async def certificates(self, agent_id: str) -> list[CertificateRow]:
+        """Every certificate issued to ``agent_id``, oldest first. Raises StoreUnavailable."""
+        async with self._store.reading() as conn:
+            return await repository.for_agent(conn, agent_id)
+
+    async def revoke(self, *, serial: str, actor: str) -> CertificateRow | None:
+        """Revoke one certificate (an administrator). Returns its row after the change, or None
+        for an unknown serial. Revoking a revoked one changes nothing (its first revocation
+        stays). Raises StoreUnavailable."""
+        now = self._now()
+        async with self._store.transaction() as tx:
+            changed = await repository.revoke(
+                tx.connection, [serial], at=now, reason=RevokedReason.REVOKED, by=actor
+            )
+            row = await repository.get(tx.connection, serial)
+            if row is None:
+                return None
+            stored = await tx.append_audit(
+                record_event(
+                    event="agent.certificate",
+                    decision="revoked" if changed else "unchanged",
+                    reason="revoked_by_admin" if changed else "already_revoked",
+                    at=now,
+                    actor=actor,
+                    agent_id=row.agent_id,
+                    security=bool(changed),
+                    message=f"serial={serial}",
+                )
+            )
+        emit_all(self._audit, [stored])
+        return row
+
+    async def revoked(self) -> list[tuple[str, datetime]]:
+        """``(serial hex, revoked at)`` of every unexpired certificate that no longer counts
+        (module docstring). Raises StoreUnavailable."""
+        async with self._store.reading() as conn:
+            return await repository.revoked_unexpired(conn, self._now())
+
+    async def crl(self) -> bytes:
+        """A DER CRL (RFC 5280 section 5) of the revoked certificates the *current* agent CA
+        issued, signed by it. Certificates of a CA being rotated out are in :meth:`revoked`
+        (a CRL's issuer must be the certificates' issuer, section 5.1.2.3, and the old CA's key
+        is not kept). Raises StoreUnavailable."""
+        ca = self._ca.current
+        now = self._now()
+        async with self._store.reading() as conn:
+            entries = await repository.revoked_unexpired(conn, now, issuer_sha256=ca.sha256)
+        crl = build_crl(
+            revoked=[RevokedSerial(int(s, 16), at) for s, at in entries],
+            ca_certificate=ca.certificate,
+            ca_key=ca.key,
+            now=now,
+            next_update=timedelta(seconds=self.policy.crl_validity_seconds),
+            number=int(now.timestamp()),
+        )
+        return crl.public_bytes(serialization.Encoding.DER)
+
+
+def _new_serial() -> int:
+    """159 random bits, never 0 (RFC 5280 section 4.1.2.2; CA/Browser Forum BR 7.1: at least
+    64 bits of CSPRNG output)."""
+    return secrets.randbits(159) | 1
+
+
+__all__ = [
+    "CERTIFICATE_MISMATCH",
+    "CERTIFICATE_NOT_LIVE",
+    "MISSING_API_KEY",
+    "MISSING_CREDENTIAL",
+    "AgentCertificates",
+    "CertificatePolicy",
+    "CsrRefused",
+    "IssuedCertificate",
+    "certificate_of",
+    "peer_serial",
+]

@@ -1,0 +1,132 @@
+"""The agent gate with client certificates (approver.gate): a presented certificate must name
+the request's agent and be live; ``requireAtGate`` refuses requests without one; an open
+connection's recheck notices a revoked certificate. On a real store (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from approver.agent_certificates import AgentCertificates, CertificatePolicy
+from approver.agent_certs.ca_files import SigningCa
+from approver.domain.agent_keys import key_digest, new_agent_key
+from approver.domain.records import AgentStatus, ControlPlaneState
+from approver.gate import AgentGate, GateRefusal
+from approver.store import Store
+from tests.approver.agent_certs.pki import csr_pem, new_key, write_ca
+from tests.approver.helpers import RecordingSink, agent_record
+
+A, B = "k8s-prod-agent-aaaa", "k8s-prod-agent-bbbb"
+
+
+async def _agents(store: Store) -> dict[str, str]:
+    keys = {}
+    async with store.transaction() as tx:
+        for agent_id in (A, B):
+            key = new_agent_key()
+            await tx.insert_agent(
+                agent_record(
+                    AgentStatus.ACTIVE,
+                    id=uuid.uuid4(),
+                    agent_id=agent_id,
+                    api_key_hash=key_digest(key),
+                    control_plane=ControlPlaneState.APPROVED,
+                    reason="approved_by_admin",
+                )
+            )
+            keys[agent_id] = key
+    return keys
+
+
+@pytest.fixture
+async def setup(store: Store, tmp_path: Path) -> tuple[AgentCertificates, dict[str, str]]:
+    ca = write_ca(tmp_path / "ca")
+    certificates = AgentCertificates(
+        store=store,
+        ca=SigningCa(ca.cert, ca.key),
+        audit=RecordingSink(),
+        policy=CertificatePolicy(control_plane=True),
+        clock=time.time,
+    )
+    return certificates, await _agents(store)
+
+
+async def _issue(certificates: AgentCertificates, agent_id: str, key: str) -> x509.Certificate:
+    issued = await certificates.issue(
+        agent_id=agent_id, csr_pem=csr_pem(new_key()), api_key=key, peer=None
+    )
+    return x509.load_pem_x509_certificate(issued.certificate_pem.encode())
+
+
+async def test_certificate_and_key_of_the_agent_pass(
+    store: Store, setup: tuple[AgentCertificates, dict[str, str]]
+) -> None:
+    certificates, keys = setup
+    cert = await _issue(certificates, A, keys[A])
+    gate = AgentGate(store=store, certificates=certificates)
+    granted = await gate.authorize(agent_id=A, api_key=keys[A], certificate=cert)
+    assert granted.serial == format(cert.serial_number, "x")
+    assert granted.record.agent_id == A
+
+
+async def test_another_agents_certificate_is_refused_even_with_the_right_key(
+    store: Store, setup: tuple[AgentCertificates, dict[str, str]]
+) -> None:
+    certificates, keys = setup
+    cert_b = await _issue(certificates, B, keys[B])
+    gate = AgentGate(store=store, certificates=certificates)
+    with pytest.raises(GateRefusal) as refused:
+        await gate.authorize(agent_id=A, api_key=keys[A], certificate=cert_b)
+    assert (refused.value.status, refused.value.code) == (403, "certificate_agent_mismatch")
+
+
+async def test_required_certificate(
+    store: Store, setup: tuple[AgentCertificates, dict[str, str]]
+) -> None:
+    certificates, keys = setup
+    gate = AgentGate(store=store, certificates=certificates, require_certificate=True)
+    with pytest.raises(GateRefusal) as refused:
+        await gate.authorize(agent_id=A, api_key=keys[A])
+    assert (refused.value.status, refused.value.code) == (401, "client_certificate_required")
+    lenient = AgentGate(store=store, certificates=certificates)
+    assert (await lenient.authorize(agent_id=A, api_key=keys[A])).serial is None
+
+
+async def test_recheck_notices_a_revoked_certificate(
+    store: Store, setup: tuple[AgentCertificates, dict[str, str]]
+) -> None:
+    certificates, keys = setup
+    cert = await _issue(certificates, A, keys[A])
+    gate = AgentGate(store=store, certificates=certificates)
+    granted = await gate.authorize(agent_id=A, api_key=keys[A], certificate=cert)
+    digest = key_digest(keys[A])
+    assert await gate.still_authorized(A, digest, granted.serial)
+    await certificates.revoke(serial=granted.serial or "", actor="alice")
+    assert not await gate.still_authorized(A, digest, granted.serial)
+    assert await gate.still_authorized(A, digest, None)  # the key alone still counts
+    with pytest.raises(GateRefusal) as refused:
+        await gate.authorize(agent_id=A, api_key=keys[A], certificate=cert)
+    assert refused.value.code == "certificate_not_live"
+
+
+async def test_inactive_agent_gets_no_certificate_and_its_certificates_are_listed(
+    store: Store, setup: tuple[AgentCertificates, dict[str, str]]
+) -> None:
+    """An agent whose pod is gone: no issuance, and its live certificates show as revoked."""
+    certificates, keys = setup
+    cert = await _issue(certificates, A, keys[A])
+    async with store.transaction() as tx:
+        record = await tx.get_agent(A, lock=True)
+        assert record is not None
+        await tx.update_agent(replace(record, status=AgentStatus.INACTIVE, reason="pod_deleted"))
+    with pytest.raises(GateRefusal) as refused:
+        await _issue(certificates, A, keys[A])
+    assert refused.value.code == "agent_not_active"
+    assert [serial for serial, _ in await certificates.revoked()] == [
+        format(cert.serial_number, "x")
+    ]
