@@ -4,6 +4,7 @@
 #   /opt/venv/bin/agent-bootstrap-webhook    the admission webhook  (the chart sets `command`)
 #   /opt/venv/bin/agent-bootstrap-approver   the approver
 #   /opt/venv/bin/certs-tooling              keys and certificates, e.g. in a Job
+#   /opt/venv/bin/agent-bootstrap-agent-proxy  the agent proxy sidecar (agent client certificates)
 #
 # Build: make image (passes VERSION, REVISION and SOURCE_URL, see below), or
 #        docker build -t agent-bootstrap:0.1.0 .
@@ -57,6 +58,7 @@ COPY bootstrap_token ./bootstrap_token
 COPY webhook ./webhook
 COPY approver ./approver
 COPY certs_tooling ./certs_tooling
+COPY agent_proxy ./agent_proxy
 RUN /opt/build/bin/pip wheel --no-build-isolation --no-deps --wheel-dir /tmp/wheels . \
  && /opt/venv/bin/pip install --no-deps /tmp/wheels/*.whl \
  && /opt/venv/bin/pip check \

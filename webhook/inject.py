@@ -58,22 +58,37 @@ def inject_env(
     variable: str,
     annotation_key: str,
 ) -> list[PatchOp]:
-    """Operations that set ``variable`` of each container named in ``containers``.
+    """Operations that set ``variable`` of each container named in ``containers`` to the token
+    annotation (:func:`env_var`); see :func:`set_env` for the operations and errors."""
+    return set_env(
+        obj,
+        containers=containers,
+        entry=env_var(variable=variable, annotation_key=annotation_key),
+    )
+
+
+def set_env(
+    obj: Mapping[str, Any],
+    *,
+    containers: Collection[str],
+    entry: Mapping[str, Any],
+) -> list[PatchOp]:
+    """Operations that make ``entry`` (an ``EnvVar``) the one definition of its variable in each
+    container named in ``containers``.
 
     Args:
         obj: the pod as sent in ``request.object`` (not modified).
         containers: container names; matched in ``spec.containers`` and ``spec.initContainers``
             (an init container is patched only when its name is listed).
-        variable: the env var name, e.g. ``AGENT_API_KEY``.
-        annotation_key: the annotation carrying the token.
+        entry: the ``EnvVar``, with its ``name``.
 
     Returns:
         Per matching container at ``/spec/<list>/<i>``:
 
         * ``env`` absent or null: ``add .../env`` with a one-entry list;
-        * ``env`` defines ``variable`` (e.g. from a ``secretKeyRef``): ``replace .../env/<j>``
+        * ``env`` defines the variable (e.g. from a ``secretKeyRef``): ``replace .../env/<j>``
           at its first definition, keeping that position, so variables that expand
-          ``$(AGENT_API_KEY)`` after it still see it (Kubernetes "Define Dependent Environment
+          ``$(VARIABLE)`` after it still see it (Kubernetes "Define Dependent Environment
           Variables"), and ``remove .../env/<k>`` for every later definition, last first: the
           container ends with exactly one definition (the API server warns that a duplicate
           "hides previous definition", and the kubelet would use the last one);
@@ -85,12 +100,13 @@ def inject_env(
         MalformedReview: reason ``malformed_pod`` when ``spec``, a container list or a matching
             container's ``env`` has the wrong JSON type (the API server never sends that).
     """
+    variable = entry["name"]
+    value = dict(entry)
     spec = obj.get("spec")
     if spec is None:
         return []
     if not isinstance(spec, dict):
         raise MalformedReview("malformed_pod", "request.object is not a Pod: invalid spec")
-    value = env_var(variable=variable, annotation_key=annotation_key)
     ops: list[PatchOp] = []
     for list_name in CONTAINER_LISTS:
         items = spec.get(list_name)

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from urllib.parse import quote
 
 import aiohttp
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, web
 
 from approver.connectors.streamspace import CONNECT_PATH, KEY_HEADER
 from approver.domain.control_plane import Upstream
@@ -38,7 +38,7 @@ from approver.gate import AgentGate, GatePass, GateRefusal
 from approver.http.app_keys import AUDIT_KEY
 from approver.http.certificates import peer_certificate
 from approver.http.common import json_error
-from bootstrap_token import AuditEvent, fingerprint
+from bootstrap_token import AuditEvent, fingerprint, ws_relay
 
 log = logging.getLogger(__name__)
 
@@ -226,45 +226,11 @@ async def connect(request: web.Request) -> web.StreamResponse:
         key=key, message=f"certificate serial={granted.serial}" if granted.serial else None,
     )  # fmt: skip
     try:
-        await _relay(relay)
+        await ws_relay.relay(relay.agent, relay.upstream, relay.done)
     finally:
         connections.relays.discard(relay)
         await relay.close(WSCloseCode.GOING_AWAY, b"")
     return agent
-
-
-async def _relay(relay: Relay) -> None:
-    """Copy frames both ways until either side closes."""
-    one = asyncio.create_task(_pump(relay.agent, relay.upstream))
-    other = asyncio.create_task(_pump(relay.upstream, relay.agent))
-    closing = asyncio.create_task(relay.done.wait())
-    try:
-        await asyncio.wait({one, other, closing}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (one, other, closing):
-            task.cancel()
-        for task in (one, other, closing):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-
-
-async def _pump(
-    source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-    sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-) -> None:
-    async for message in source:
-        if message.type is WSMsgType.TEXT:
-            await sink.send_str(message.data)
-        elif message.type is WSMsgType.BINARY:
-            await sink.send_bytes(message.data)
-        elif message.type is WSMsgType.PING:
-            await sink.ping(message.data)
-        elif message.type is WSMsgType.PONG:
-            await sink.pong(message.data)
-        else:  # CLOSE, CLOSING, CLOSED, ERROR
-            break
-    code = source.close_code or WSCloseCode.GOING_AWAY
-    await sink.close(code=code, message=b"")
 
 
 async def heartbeat(request: web.Request) -> web.StreamResponse:

@@ -40,14 +40,15 @@ def test_an_uninstalled_tree_says_its_version_is_unknown(monkeypatch: pytest.Mon
     assert version_module.version.__wrapped__() == version_module.UNKNOWN
 
 
-def test_the_four_commands_are_the_scripts() -> None:
-    """The services, the tooling, and the admin client as a kubectl plugin (``kubectl-agents``:
-    ``kubectl agents``)."""
+def test_the_five_commands_are_the_scripts() -> None:
+    """The services, the tooling, the admin client as a kubectl plugin (``kubectl-agents``:
+    ``kubectl agents``) and the agent proxy sidecar."""
     assert set(SCRIPTS) == {
         "agent-bootstrap-webhook",
         "agent-bootstrap-approver",
         "certs-tooling",
         "kubectl-agents",
+        "agent-bootstrap-agent-proxy",
     }
 
 
