@@ -37,7 +37,7 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -188,6 +188,84 @@ class InjectEnv(BaseModel):
         return value
 
 
+class AgentProxy(BaseModel):
+    """``agentProxy``: inject the agent proxy sidecar into stamped agent pods that opt in with
+    the annotation ``agent-bootstrap.io/agent-proxy: "true"`` (webhook.sidecar), and point
+    their ``urlVariable`` at it. For agents that cannot present a client certificate
+    themselves (StreamSpace's k8s-agent): docs/agent-certificates.md.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = Field(default=False, description="Off by default.")
+    image: str | None = Field(
+        default=None,
+        min_length=1,
+        description="This project's image (it holds agent-bootstrap-agent-proxy). Required "
+        "when enabled.",
+    )
+    upstream_url: str | None = Field(
+        default=None,
+        alias="upstreamUrl",
+        pattern=r"^https://[^\s/]+(/.*)?$",
+        description="The approver as agent pods reach it, https://... Required when enabled.",
+    )
+    containers: tuple[str, ...] = Field(
+        default=("k8s-agent",),
+        min_length=1,
+        description="Agent containers pointed at the proxy. Default ['k8s-agent'].",
+    )
+    url_variable: str = Field(
+        default="CONTROL_PLANE_URL",
+        alias="urlVariable",
+        description="Their variable naming the control plane. Default CONTROL_PLANE_URL.",
+    )
+    ca_config_map: str = Field(
+        default="agent-bootstrap-ca",
+        alias="caConfigMap",
+        description="ConfigMap in the agents' namespace with the approver's CA bundle. Default "
+        "agent-bootstrap-ca.",
+    )
+    ca_key: str = Field(
+        default="ca.crt",
+        alias="caKey",
+        pattern=r"^[-._a-zA-Z0-9]+$",
+        description="Its key. Default ca.crt.",
+    )
+    port: ListenPort = Field(
+        default=8480, description="The proxy's port on the pod's loopback. Default 8480."
+    )
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        default="IfNotPresent", alias="imagePullPolicy", description="Default IfNotPresent."
+    )
+
+    @field_validator("containers")
+    @classmethod
+    def _container_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return InjectEnv._container_names(value)
+
+    @field_validator("url_variable")
+    @classmethod
+    def _variable_name(cls, value: str) -> str:
+        return InjectEnv._variable_name(value)
+
+    @field_validator("ca_config_map")
+    @classmethod
+    def _config_map_name(cls, value: str) -> str:
+        if not is_dns1123_subdomain(value):
+            raise ValueError("must be a ConfigMap name (DNS-1123 subdomain)")
+        return value
+
+    @model_validator(mode="after")
+    def _required(self) -> Self:
+        if self.enabled and (self.image is None or self.upstream_url is None):
+            raise ValueError(
+                "agentProxy.image and agentProxy.upstreamUrl are required when "
+                "agentProxy.enabled is true"
+            )
+        return self
+
+
 class ConfigError(ValueError):
     """The configuration cannot be used. The message names the field where it was set (file
     key and file, or environment variable)."""
@@ -210,6 +288,8 @@ class WebhookSettings(GuardedServiceSettings):
     tokenTtlSeconds         TOKEN_TTL_SECONDS               seconds  3600 (bounds 300..86400)
     injectEnv               INJECT_ENV, INJECT_ENV__...     -        disabled; [k8s-agent],
                                                                      AGENT_API_KEY
+    agentProxy              AGENT_PROXY, AGENT_PROXY__...   -        disabled; [k8s-agent],
+                                                                     CONTROL_PLANE_URL, 8480
     signingKeyFile          SIGNING_KEY_FILE                path     required
     tlsCertFile             TLS_CERT_FILE                   path     required without
                                                                      tlsPemFile
@@ -291,6 +371,11 @@ class WebhookSettings(GuardedServiceSettings):
         default_factory=InjectEnv,
         alias="injectEnv",
         description="Point an env var of named containers at the token annotation. Disabled.",
+    )
+    agent_proxy: AgentProxy = Field(
+        default_factory=AgentProxy,
+        alias="agentProxy",
+        description="Inject the agent proxy sidecar into stamped pods that opt in. Disabled.",
     )
     signing_key_file: Path = Field(
         alias="signingKeyFile",

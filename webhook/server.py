@@ -72,6 +72,7 @@ from webhook.inject import EnvInjection
 from webhook.metrics import WebhookMetrics
 from webhook.response import complete, errored
 from webhook.review import parse_review
+from webhook.sidecar import ProxyInjection
 from webhook.stamp import StampConfig
 
 logger = logging.getLogger(__name__)
@@ -556,6 +557,24 @@ def stamp_config(settings: WebhookSettings) -> StampConfig:
         inject_env=EnvInjection(containers=frozenset(inject.containers), variable=inject.variable)
         if inject.enabled
         else None,
+        proxy=_proxy_injection(settings),
+    )
+
+
+def _proxy_injection(settings: WebhookSettings) -> ProxyInjection | None:
+    """The :class:`~webhook.sidecar.ProxyInjection` of ``agentProxy``, or None (off)."""
+    proxy = settings.agent_proxy
+    if not proxy.enabled or proxy.image is None or proxy.upstream_url is None:
+        return None
+    return ProxyInjection(
+        image=proxy.image,
+        upstream_url=proxy.upstream_url,
+        containers=frozenset(proxy.containers),
+        url_variable=proxy.url_variable,
+        ca_config_map=proxy.ca_config_map,
+        ca_key=proxy.ca_key,
+        port=proxy.port,
+        image_pull_policy=proxy.image_pull_policy,
     )
 
 

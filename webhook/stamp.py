@@ -32,7 +32,8 @@ anyone who may create pods). For the same reason a trusted pod is stamped *over*
 value, and a pre-set value is removed when no signing key is available.
 
 A stamped pod's patch sets the annotation and, with ``injectEnv``, points the named containers'
-env var at it (:mod:`webhook.inject`). ``dryRun`` changes nothing here: the API server expects
+env var at it (:mod:`webhook.inject`); with ``agentProxy``, a pod that opts in also gets the agent
+proxy sidecar (:mod:`webhook.sidecar`). ``dryRun`` changes nothing here: the API server expects
 the same answer, and the audit event records it.
 
 The namespace is ``request.namespace`` only: the API server resolved it, while
@@ -53,6 +54,7 @@ from webhook.inject import EnvInjection, inject_env
 from webhook.jti import new_jti
 from webhook.patch import PatchOp, has_annotation, remove_annotation, set_annotation
 from webhook.review import AdmissionRequest, PodView, parse_pod
+from webhook.sidecar import ProxyInjection, inject_proxy
 from webhook.signer import TokenSigner
 
 #: Prefix of every warning, so users see which webhook spoke (kubectl prints them as is).
@@ -105,6 +107,8 @@ class StampConfig:
         cluster: ``cluster`` claim.
         ttl_seconds: ``exp - iat`` in seconds, 300..86400 (docs/design.md, "The bootstrap token").
         inject_env: env injection into named containers, or None (off).
+        proxy: the agent proxy sidecar for pods that opt in (:mod:`webhook.sidecar`), or None
+            (off).
 
     Raises:
         ValueError: ``ttl_seconds`` outside the bounds, or an empty issuer/audience/cluster.
@@ -117,6 +121,7 @@ class StampConfig:
     cluster: str
     ttl_seconds: int
     inject_env: EnvInjection | None = None
+    proxy: ProxyInjection | None = None
 
     def __post_init__(self) -> None:
         if not MIN_TTL_SECONDS <= self.ttl_seconds <= MAX_TTL_SECONDS:
@@ -323,6 +328,8 @@ def decide(
         if config.inject_env is not None
         else []
     )
+    if config.proxy is not None:
+        env_ops.extend(inject_proxy(obj, config.proxy))
     jti = new_jti()
     payload = claims_payload(
         config=config, request=request, pod=pod, subject=subject, jti=jti, now=now
