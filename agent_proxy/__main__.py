@@ -22,14 +22,24 @@ from bootstrap_token.version import version_text
 log = logging.getLogger("agent_proxy")
 
 
-async def run(settings: ProxySettings, *, stop: asyncio.Event | None = None) -> None:
-    """Serve until ``stop`` is set (or SIGTERM/SIGINT when None)."""
+async def run(
+    settings: ProxySettings,
+    *,
+    stop: asyncio.Event | None = None,
+    local_address: str | None = None,
+) -> None:
+    """Serve until ``stop`` is set (or SIGTERM/SIGINT when None).
+
+    ``local_address``: the address outgoing connections leave from (the demo's stand-in for the
+    pod's own IP, which a real sidecar has by sharing the pod's network namespace).
+    """
     stopping = stop or asyncio.Event()
     if stop is None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
-    async with aiohttp.ClientSession() as session:
+    connector = aiohttp.TCPConnector(local_addr=(local_address, 0) if local_address else None)
+    async with aiohttp.ClientSession(connector=connector) as session:
         enrollment = Enrollment(settings, session)
         enrollment.load()
         renewing = asyncio.create_task(enrollment.run(), name="certificate-renewal")

@@ -183,6 +183,13 @@ class Enrollment:
         self.agent_id = agent_id
         self._api_key = api_key
 
+    def discard(self) -> None:
+        """Stop presenting the certificate held (the approver refused a connection with it:
+        revoked or superseded); the next approved registration enrolls again with the key."""
+        if self.held is not None:
+            log.warning("the approver refused certificate %s; enrolling again", self.held.serial)
+        self.held = None
+
     # --- requests ----------------------------------------------------------------------------
 
     async def enroll(self, *, with_key: bool) -> Held:

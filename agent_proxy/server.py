@@ -7,7 +7,8 @@
 * ``GET /api/v1/agents/connect?agent_id=...`` (WebSocket): the same WebSocket opened to the
   approver with the agent's key and, in the TLS handshake, its certificate; frames relayed both
   ways (:mod:`bootstrap_token.ws_relay`). A handshake the approver refuses is answered with its
-  status; an unreachable approver with 502.
+  status (a 403 also drops the certificate: the agent's reconnect registers again, and that
+  enrolls anew with the key); an unreachable approver with 502.
 * ``POST /api/v1/agents/{agentId}/heartbeat``: forwarded with the certificate.
 * Anything else: 404. The proxy is not a general forward proxy.
 
@@ -124,6 +125,10 @@ async def connect(request: web.Request) -> web.StreamResponse:
             timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10.0),
         )
     except aiohttp.WSServerHandshakeError as exc:
+        if exc.status == 403 and enrollment.held is not None:
+            # A certificate the gate no longer takes (revoked, superseded): presenting it again
+            # would be refused again; the agent's reconnect re-registers, which enrolls anew.
+            enrollment.discard()
         return _json_error(exc.status, "approver_refused", f"the approver answered {exc.status}")
     except (aiohttp.ClientError, TimeoutError, OSError):
         return _json_error(502, "approver_unavailable", "the approver is unreachable")

@@ -13,7 +13,12 @@ the approver (real processes, real TLS), and the cluster's part played in code.
   values (``CONTROL_PLANE_URL`` at the approver, ``AGENT_API_KEY`` from the pod's UID), admitted
   through the webhook and stored;
 * :meth:`World.agent`: StreamSpace's k8s-agent stand-in for one pod, with the environment the
-  kubelet gives it.
+  kubelet gives it;
+* with ``agent_certificates``: an agent CA (``certs-tooling agent-ca init``), the approver issuing
+  agent certificates and checking them at its gate, the webhook injecting the agent proxy into
+  pods that opt in, and :meth:`World.start_proxy` running a pod's injected sidecar (in this
+  process, from the sidecar's own environment; on loopback each pod's proxy gets a port of its
+  own, standing in for the pod's own network namespace, and leaves from the pod's address).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import ssl
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +35,10 @@ from typing import Any, Self
 
 import aiohttp
 
+from agent_proxy.__main__ import run as run_proxy
+from agent_proxy.config import ProxySettings
 from demo.cluster import Cluster, Pod, container_env, guide_values_env, streamspace_deployment
-from demo.stack import AGENT_ID_PREFIX, ANNOTATION, Stack
+from demo.stack import AGENT_ID_PREFIX, ANNOTATION, Stack, bin_path, free_port
 from tests.kube_api import KubeApi, write_kubeconfig
 from tests.streamspace.agent import K8sAgentStandIn
 from tests.streamspace.control_plane import ControlPlaneConfig, StreamSpaceControlPlane, User
@@ -40,6 +48,23 @@ APPROVER_USER = User("agent-bootstrap", "Approver-Passw0rd-" + secrets.token_hex
 HUMAN_ADMIN = User("alice", "Alice-Passw0rd-" + secrets.token_hex(4), role="admin")
 SHARED_SECRET = "streamspace-secrets"  # noqa: S105 - the Secret's name in StreamSpace's chart
 SHARED_SECRET_KEY = "agent-bootstrap-key"  # noqa: S105 - a key name
+#: The proxy sidecar's name and the annotation that asks for it (webhook.sidecar).
+PROXY_CONTAINER = "agent-bootstrap-proxy"
+PROXY_OPT_IN = {"agent-bootstrap.io/agent-proxy": "true"}
+
+
+@dataclass
+class RunningProxy:
+    """One pod's agent proxy: where the agent finds it, and how to stop it."""
+
+    url: str
+    settings: ProxySettings
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+    async def close(self) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, 10)
 
 
 @dataclass
@@ -59,6 +84,8 @@ class World:
         approvers: approver processes (:class:`demo.stack.Stack`).
         streamspace_tls: serve StreamSpace's stand-in over HTTPS (its chart serves plain HTTP
             inside the cluster; the tests use HTTPS, the benchmark either).
+        agent_certificates: agent client certificates and the agent proxy (module docstring).
+        require_certificates: the gate's ``agentCertificates.requireAtGate``.
     """
 
     work: Path
@@ -71,6 +98,8 @@ class World:
     rate_limit_rpm: int = 60
     approvers: int = 1
     streamspace_tls: bool = True
+    agent_certificates: bool = False
+    require_certificates: bool = False
 
     def __post_init__(self) -> None:
         self.shared_key = secrets.token_hex(32)
@@ -95,6 +124,25 @@ class World:
         self.cluster = Cluster(
             kube=self.kube, webhook_url=self.stack.webhook_url, client_ssl=self.stack.client_ssl
         )
+        self.proxies: list[RunningProxy] = []
+        if self.agent_certificates:
+            self._init_agent_ca()
+            self.stack.webhook_extra["agentProxy"] = {
+                "enabled": True,
+                "image": "agent-bootstrap:demo",
+                "upstreamUrl": self.stack.approver_url,
+            }
+
+    def _init_agent_ca(self) -> None:
+        """``certs-tooling agent-ca init`` into the demo's PKI folder."""
+        done = subprocess.run(
+            [bin_path("certs-tooling"), "agent-ca", "init", "--out", str(self.stack.pki)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"certs-tooling agent-ca init failed: {done.stderr.strip()}")
 
     def _server_ssl(self) -> ssl.SSLContext:
         """StreamSpace's stand-in serves HTTPS with a certificate of the demo CA (localhost)."""
@@ -145,6 +193,15 @@ class World:
             },
             **self.approver_extra,
         }
+        if self.agent_certificates:
+            pki = self.stack.pki
+            self.stack.approver_extra["agentCertificates"] = {
+                "enabled": True,
+                "caCertFile": str(pki / "agent-ca.crt"),
+                "caKeyFile": str(pki / "agent-ca.key"),
+                "trustBundleFile": str(pki / "agent-ca-bundle.crt"),
+                "requireAtGate": self.require_certificates,
+            }
         try:
             await self.stack.start()
         except BaseException:
@@ -156,7 +213,9 @@ class World:
         await self.kube.close()
 
     async def stop(self) -> dict[str, int]:
-        """Stop the services (exit codes), then the stand-ins."""
+        """Stop the proxies, the services (exit codes), then the stand-ins."""
+        for proxy in self.proxies:
+            await proxy.close()
         # Off the event loop: the stand-ins on this loop must keep answering while the services
         # close their connections to them.
         codes = await asyncio.to_thread(self.stack.stop)
@@ -207,14 +266,54 @@ class World:
             pod, secret_values={(SHARED_SECRET, SHARED_SECRET_KEY): self.shared_key}
         )
 
-    def agent(self, pod: Pod, **options: Any) -> K8sAgentStandIn:
+    def agent(
+        self, pod: Pod, *, proxy: RunningProxy | None = None, **options: Any
+    ) -> K8sAgentStandIn:
         """StreamSpace's k8s-agent running in ``pod``: connecting from the pod's address, with
-        short intervals unless given."""
+        short intervals unless given; through ``proxy`` (its sidecar) when given, which the
+        webhook pointed ``CONTROL_PLANE_URL`` at (the proxy's own port here)."""
         options.setdefault("local_addr", pod.address)
         options.setdefault("pending_retry_seconds", 0.3)
         options.setdefault("reconnect_backoff", (0.2, 0.4, 0.8))
         options.setdefault("request_timeout", 10.0)
-        return K8sAgentStandIn(self.env(pod), ssl_context=self.client_ssl, **options)
+        env = self.env(pod)
+        if proxy is not None:
+            assert env["CONTROL_PLANE_URL"].startswith("ws://127.0.0.1:"), env["CONTROL_PLANE_URL"]
+            env["CONTROL_PLANE_URL"] = proxy.url
+            options["local_addr"] = None  # to the pod's own loopback
+        return K8sAgentStandIn(env, ssl_context=self.client_ssl, **options)
+
+    async def start_proxy(self, pod: Pod) -> RunningProxy:
+        """Run ``pod``'s injected proxy sidecar (module docstring), from its environment."""
+        sidecar = next(
+            c
+            for c in pod.manifest["spec"].get("initContainers", [])
+            if c["name"] == PROXY_CONTAINER
+        )
+        env = {e["name"]: e["value"] for e in sidecar["env"]}
+        settings = ProxySettings(
+            upstream_url=env["AGENT_BOOTSTRAP_PROXY_UPSTREAM_URL"],
+            ca_file=self.stack.pki / "ca.crt",  # the ConfigMap agent-bootstrap-ca's ca.crt
+            listen_host="127.0.0.1",
+            listen_port=free_port(),
+            state_dir=self.work / "proxies" / pod.name,  # its emptyDir
+            retry_seconds=0.2,
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_proxy(settings, stop=stop, local_address=pod.address))
+        for _ in range(200):
+            if task.done():
+                task.result()
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", settings.listen_port)
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            break
+        running = RunningProxy(f"ws://127.0.0.1:{settings.listen_port}", settings, stop, task)
+        self.proxies.append(running)
+        return running
 
     @staticmethod
     def agent_id(pod: Pod) -> str:

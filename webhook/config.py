@@ -195,7 +195,9 @@ class AgentProxy(BaseModel):
     themselves (StreamSpace's k8s-agent): docs/agent-certificates.md.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", validate_by_name=True, validate_by_alias=True
+    )
 
     enabled: bool = Field(default=False, description="Off by default.")
     image: str | None = Field(
