@@ -19,6 +19,10 @@ rendered with the values of docs/streamspace.md, admitted through the webhook.
    StreamSpace) and it reconnects, no administrator involved.
 5. The HPA removes the first pod: its agent is **gone from StreamSpace's list**, its WebSocket
    closed.
+6. A pod that opts in to the agent proxy (annotation ``agent-bootstrap.io/agent-proxy``): the
+   webhook injects the sidecar, which obtains the agent's client certificate; the agent connects
+   through it with the certificate. Another agent's certificate and a revoked one are refused at
+   the gate, and the proxy enrolls again by itself.
 
 Exit 0 only if every step ended as expected.
 """
@@ -27,8 +31,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -36,10 +42,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from cryptography import x509
 
 from demo.cluster import Pod
 from demo.stack import ANNOTATION, StackError
-from demo.world import HUMAN_ADMIN, World
+from demo.world import HUMAN_ADMIN, PROXY_CONTAINER, PROXY_OPT_IN, RunningProxy, World
 from tests.streamspace.agent import AgentExit, K8sAgentStandIn
 
 
@@ -59,6 +66,13 @@ async def until(check: Callable[[], Awaitable[bool] | bool], *, within: float = 
 class Demo:
     def __init__(self, world: World) -> None:
         self.world = world
+        # The proxies run in this process (World.start_proxy): their warnings as demo lines.
+        proxy_log = logging.getLogger("agent_proxy")
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("           [proxy] %(message)s"))
+        proxy_log.addHandler(handler)
+        proxy_log.setLevel(logging.WARNING)
+        proxy_log.propagate = False
         self.failures: list[str] = []
         self.agents: dict[str, tuple[str, K8sAgentStandIn, asyncio.Task[None]]] = {}
 
@@ -67,8 +81,10 @@ class Demo:
         if not ok:
             self.failures.append(what)
 
-    def start_agent(self, pod: Pod, *, label: str | None = None) -> K8sAgentStandIn:
-        agent = self.world.agent(pod, heartbeat_interval=1.0)
+    def start_agent(
+        self, pod: Pod, *, label: str | None = None, proxy: RunningProxy | None = None
+    ) -> K8sAgentStandIn:
+        agent = self.world.agent(pod, proxy=proxy, heartbeat_interval=1.0)
         task = asyncio.create_task(agent.run())
         self.agents[label or self.world.agent_id(pod)] = (pod.namespace, agent, task)
         return agent
@@ -179,6 +195,67 @@ class Demo:
             await until(gone)
             and await until(lambda: a_id not in world.streamspace.connected_agents()),
         )
+        await self.certificates(session)
+
+    async def certificates(self, session: aiohttp.ClientSession) -> None:
+        world = self.world
+        print("\n6. A pod that opts in to the agent proxy: client certificates")
+        pod = await world.create_pod(session, annotations=PROXY_OPT_IN)
+        agent_id = world.agent_id(pod)
+        init = [c["name"] for c in pod.manifest["spec"].get("initContainers", [])]
+        self.expect(
+            f"webhook injected the {PROXY_CONTAINER} sidecar; CONTROL_PLANE_URL -> "
+            f"{world.env(pod)['CONTROL_PLANE_URL']}",
+            init == [PROXY_CONTAINER]
+            and world.env(pod)["CONTROL_PLANE_URL"].startswith("ws://127.0.0.1:"),
+        )
+        proxy = await world.start_proxy(pod)
+        self.start_agent(pod, proxy=proxy)
+        connected = await until(lambda: agent_id in world.streamspace.connected_agents(), within=15)
+        cert_file = proxy.settings.state_dir / "tls.crt"
+        certificate = x509.load_pem_x509_certificate(cert_file.read_bytes())
+        uri = certificate.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName
+        ).value.get_values_for_type(x509.UniformResourceIdentifier)[0]
+        row = await self.in_streamspace(agent_id)
+        self.expect(
+            f"agent -> proxy -> approver: approved in StreamSpace, WebSocket open; the proxy "
+            f"holds {uri}",
+            connected and row is not None and row["approvalStatus"] == "approved",
+        )
+        key = self.agents[agent_id][1].api_key
+        other_pod = await world.create_pod(session, annotations=PROXY_OPT_IN)
+        other_proxy = await world.start_proxy(other_pod)
+        self.start_agent(other_pod, proxy=other_proxy)
+        await until(
+            lambda: world.agent_id(other_pod) in world.streamspace.connected_agents(), within=15
+        )
+        status = await world.gate_connect(agent_id, key, certificate_of=other_proxy)
+        self.expect(
+            f"its key with another agent's certificate at the gate -> {status}", status == 403
+        )
+        serial = format(certificate.serial_number, "x")
+        status, _ = await world.approver_admin("POST", f"/agent-certificates/{serial}/revoke")
+        revoked_context = (cert_file.read_bytes(), (proxy.settings.state_dir / "tls.key"))
+        self.expect(
+            f"an administrator revokes its certificate {serial[:12]}... -> {status}", status == 200
+        )
+
+        async def renewed() -> bool:
+            return cert_file.read_bytes() != revoked_context[0]
+
+        re_enrolled = await until(renewed, within=15) and await until(
+            lambda: agent_id in world.streamspace.connected_agents(), within=15
+        )
+        self.expect(
+            "the gate closed its WebSocket; the proxy enrolled again, the agent reconnected",
+            re_enrolled,
+        )
+        _, listed = await world.approver_admin("GET", f"/agents/{agent_id}/certificates")
+        reasons = [c["revokedReason"] or "live" for c in listed["certificates"]]
+        self.expect(
+            f"the approver's record of its certificates: {reasons}", reasons == ["revoked", "live"]
+        )
 
     async def table(self) -> None:
         world = self.world
@@ -238,7 +315,7 @@ class Demo:
 
 def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="agent-bootstrap-demo-"))
-    code = asyncio.run(Demo(World(work)).run())
+    code = asyncio.run(Demo(World(work, agent_certificates=True)).run())
     if code == 0 and os.environ.get("DEMO_KEEP") != "1":
         shutil.rmtree(work, ignore_errors=True)
     else:

@@ -343,15 +343,21 @@ class World:
         ):
             return answer.status, await answer.json(), answer.headers
 
-    async def gate_connect(self, agent_id: str, key: str) -> int:
-        """A WebSocket dial at the approver's gate as ``agent_id`` with ``key``: 101, or the
-        status of the refusal."""
+    async def gate_connect(
+        self, agent_id: str, key: str, *, certificate_of: RunningProxy | None = None
+    ) -> int:
+        """A WebSocket dial at the approver's gate as ``agent_id`` with ``key`` (and the client
+        certificate ``certificate_of``'s proxy holds, as anyone holding its files would): 101,
+        or the status of the refusal."""
+        context = self.client_ssl
+        if certificate_of is not None:
+            context = ssl.create_default_context(cafile=str(self.stack.pki / "ca.crt"))
+            state = certificate_of.settings.state_dir
+            context.load_cert_chain(state / "tls.crt", state / "tls.key")
         url = f"{self.stack.approver_url}/api/v1/agents/connect?agent_id={agent_id}"
         async with aiohttp.ClientSession() as session:
             try:
-                ws = await session.ws_connect(
-                    url, headers={"X-Agent-API-Key": key}, ssl=self.client_ssl
-                )
+                ws = await session.ws_connect(url, headers={"X-Agent-API-Key": key}, ssl=context)
             except aiohttp.WSServerHandshakeError as exc:
                 return exc.status
             await ws.close()

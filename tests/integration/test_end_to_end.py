@@ -243,8 +243,9 @@ def test_auto_approval_off_keeps_the_old_behaviour(tmp_path: Path) -> None:
 def test_demo_runs_clean(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`make demo`'s scenarios all end as expected; the table shows both sides: the stamped
     agent gone from StreamSpace after its pod was deleted, the manually approved one approved
-    there by its administrator with its WebSocket open."""
-    assert run(Demo(World(tmp_path, quiet=True)).run()) == 0
+    there by its administrator with its WebSocket open, and the two agents behind the agent
+    proxy (client certificates) approved there and connected."""
+    assert run(Demo(World(tmp_path, quiet=True, agent_certificates=True)).run()) == 0
     out = capsys.readouterr().out
     assert "All scenarios ended as expected." in out
     rows = [line.split() for line in out.splitlines() if line.startswith("streamspace-k8s-agent-")]
@@ -252,7 +253,12 @@ def test_demo_runs_clean(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
         ["streamspace", "inactive", "namespace", "pod_deleted", "(gone)", "-", "-"],
         ["team-sandbox", "active", "manual", "approved_in_control_plane", "approved", "alice",
          "(admin)", "open"],
+        ["streamspace", "active", "namespace", "bootstrap_token_accepted", "approved",
+         "approver", "open"],
+        ["streamspace", "active", "namespace", "bootstrap_token_accepted", "approved",
+         "approver", "open"],
     ]  # fmt: skip
+    assert "the proxy enrolled again, the agent reconnected" in out
 
 
 @pytest.fixture
