@@ -309,10 +309,26 @@ class AgentCertificates:
             renew_after=validity.renew_after,
         )
 
-    async def certificates(self, agent_id: str) -> list[CertificateRow]:
-        """Every certificate issued to ``agent_id``, oldest first. Raises StoreUnavailable."""
+    async def certificates(self, agent_id: str, *, actor: str) -> list[CertificateRow]:
+        """Every certificate issued to ``agent_id``, oldest first, for an administrator: the
+        read is a stored audit event (``admin.certificates``), as every admin read is. Raises
+        StoreUnavailable."""
         async with self._store.reading() as conn:
-            return await repository.for_agent(conn, agent_id)
+            rows = await repository.for_agent(conn, agent_id)
+        async with self._store.transaction() as tx:
+            stored = await tx.append_audit(
+                record_event(
+                    event="admin.certificates",
+                    decision="listed",
+                    reason="ok",
+                    at=self._now(),
+                    actor=actor,
+                    agent_id=agent_id,
+                    message=f"count={len(rows)}",
+                )
+            )
+        emit_all(self._audit, [stored])
+        return rows
 
     async def revoke(self, *, serial: str, actor: str) -> CertificateRow | None:
         """Revoke one certificate (an administrator). Returns its row after the change, or None

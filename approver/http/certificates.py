@@ -163,10 +163,10 @@ async def crl(request: web.Request) -> web.Response:
 
 async def admin_list(request: web.Request) -> web.Response:
     """``GET /api/v1/admin/agents/{agentId}/certificates``."""
-    authenticate(request, request.app[ADMIN_TOKENS_KEY])
+    actor = authenticate(request, request.app[ADMIN_TOKENS_KEY])
     agent_id = request.match_info["agent_id"]
     check_agent_id(agent_id, where="agentId")
-    rows = await request.app[CERTIFICATES_KEY].certificates(agent_id)
+    rows = await request.app[CERTIFICATES_KEY].certificates(agent_id, actor=actor)
     return json_response({"certificates": [row_json(r) for r in rows]})
 
 

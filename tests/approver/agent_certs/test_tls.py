@@ -58,6 +58,14 @@ class TestIssuance:
         assert status == 200
         assert [c["serial"] for c in listed["certificates"]] == [body["serial"]]
         assert listed["certificates"][0]["issuedWith"] == "api_key"
+        status, audit = await call(served, "GET", "/api/v1/audit?order=asc", headers=admin())
+        assert status == 200
+        stored = [(e["event"], e["decision"], e["actor"]) for e in audit["events"]]
+        assert ("agent.certificate", "issued", agent.agent_id) in stored
+        assert ("admin.certificates", "listed", "alice") in stored  # the read is audited too
+        issued = next(e for e in audit["events"] if e["event"] == "agent.certificate")
+        assert f"serial={body['serial']}" in issued["message"]
+        assert agent.key not in str(audit)
 
     async def test_renewed_with_the_certificate_in_the_handshake(self, served: Served) -> None:
         agent = served.agents["a"]
