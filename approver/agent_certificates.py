@@ -50,6 +50,7 @@ from approver.domain.agent_certificates import (
     build_crl,
     check_csr,
     identity_of,
+    is_segment,
     lifetime,
 )
 from approver.domain.credentials import sha256_hex
@@ -234,8 +235,12 @@ class AgentCertificates:
             record = await self._store.get_agent(agent_id)
         record = self._usable(record, agent_id)
         ca = self._ca.current
+        # The token's cluster claim is free text (the webhook's ``cluster`` setting); one that
+        # cannot stand in the URI as it is gives way to ours rather than to a certificate the
+        # gate could not read back.
+        cluster = record.cluster if record.cluster and is_segment(record.cluster) else None
         identity = AgentIdentity(
-            cluster=record.cluster or self.policy.cluster,
+            cluster=cluster or self.policy.cluster,
             namespace=record.namespace,
             pod=record.pod_name,
             agent_id=agent_id,

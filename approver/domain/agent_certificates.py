@@ -100,6 +100,12 @@ class AgentIdentity:
         )
 
 
+def is_segment(value: str) -> bool:
+    """True when ``value`` can stand as one segment of the identity URI as it is (the
+    characters of an agent id; Kubernetes names always can)."""
+    return re.fullmatch(_SEGMENT, value) is not None
+
+
 def identity_of(certificate: x509.Certificate) -> AgentIdentity | None:
     """The agent a certificate names: its one URI subjectAltName, parsed; None when it has no
     subjectAltName, more than one URI, or a URI that is not an agent identity."""

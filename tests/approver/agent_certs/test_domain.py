@@ -20,6 +20,7 @@ from approver.domain.agent_certificates import (
     build_crl,
     check_csr,
     identity_of,
+    is_segment,
     lifetime,
     renew_after,
 )
@@ -91,6 +92,13 @@ class TestIdentity:
             .sign(ca[1], hashes.SHA256())
         )
         assert identity_of(other) is None
+
+
+def test_uri_segments() -> None:
+    assert is_segment("k8s-prod-cluster")
+    assert is_segment("a:b.c_d")
+    for bad in ("", "prod cluster", "a/b", "ä", "a%2F"):
+        assert not is_segment(bad)
 
 
 class TestProfile:

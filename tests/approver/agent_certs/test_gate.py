@@ -14,6 +14,7 @@ from cryptography import x509
 
 from approver.agent_certificates import AgentCertificates, CertificatePolicy
 from approver.agent_certs.ca_files import SigningCa
+from approver.domain.agent_certificates import identity_of
 from approver.domain.agent_keys import key_digest, new_agent_key
 from approver.domain.records import AgentStatus, ControlPlaneState
 from approver.gate import AgentGate, GateRefusal
@@ -130,3 +131,21 @@ async def test_inactive_agent_gets_no_certificate_and_its_certificates_are_liste
     assert [serial for serial, _ in await certificates.revoked()] == [
         format(cert.serial_number, "x")
     ]
+
+
+async def test_a_cluster_claim_that_cannot_stand_in_the_uri_gives_way(
+    store: Store, setup: tuple[AgentCertificates, dict[str, str]]
+) -> None:
+    """The token's cluster claim is free text; the certificate names the configured cluster
+    instead, and the gate reads the agent back from it."""
+    certificates, keys = setup
+    async with store.transaction() as tx:
+        record = await tx.get_agent(A, lock=True)
+        assert record is not None
+        await tx.update_agent(replace(record, cluster="prod cluster/eu"))
+    cert = await _issue(certificates, A, keys[A])
+    identity = identity_of(cert)
+    assert identity is not None
+    assert (identity.cluster, identity.agent_id) == ("default", A)
+    gate = AgentGate(store=store, certificates=certificates)
+    assert (await gate.authorize(agent_id=A, api_key=keys[A], certificate=cert)).serial
