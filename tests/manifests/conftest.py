@@ -10,7 +10,8 @@ Sets (the issue's list, plus the certs-tooling path):
   folder (``--set-file``), the caBundle as PEM;
 * ``apiserver-client-ca``: auto-approval on, and the webhook requires the API server's client
   certificate (``webhook.apiServerClientCA``, a Secret key other than the default);
-* ``everything``: every feature on at once (controlPlane streamspace over https with a CA);
+* ``everything``: every feature on at once (controlPlane streamspace over https with a CA, agent
+  client certificates required at the gate, the agent proxy);
 * ``streamspace``: ``controlPlane.type streamspace`` (the approver as StreamSpace's agents' gate,
   StreamSpace's records following its decisions), with env injection and auto-approval for
   ``streamspace``, and both NetworkPolicies in StreamSpace's namespace;
@@ -154,12 +155,21 @@ def build_value_sets(pki: Pki) -> dict[str, dict[str, Any]]:
                     "containers": ["k8s-agent"],
                     "variable": "AGENT_API_KEY",
                 },
+                "agentProxy": {"enabled": True},
                 "agentIdPrefix": "k8s-prod-cluster",
                 "serviceAccountTokens": {
                     "enabled": True,
                     "mode": "tokenreview",
                     "allow": [f"{TRUSTED}:streamspace-agent"],
                 },
+            },
+            "agentCertificates": {
+                "enabled": True,
+                "secretName": "agent-bootstrap-agent-ca-prod",
+                "lifetimeSeconds": 3600,
+                "maxLivePerAgent": 3,
+                "requireAtGate": True,
+                "crlValiditySeconds": 300,
             },
             "token": {"leewaySeconds": 10, "extraClusters": ["prod-us-1", "prod-eu-1"]},
             "webhook": {

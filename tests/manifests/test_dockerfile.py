@@ -78,8 +78,9 @@ def test_chart_commands_are_the_image_entrypoints() -> None:
 
 
 def test_build_context_is_only_the_package() -> None:
-    """.dockerignore admits pyproject.toml, README.md, LICENSE, the two lock files and the four
-    packages, nothing else (no .venv, .git, tests, keys lying around in the work tree)."""
+    """.dockerignore admits pyproject.toml, README.md, LICENSE, the two lock files and the five
+    packages (the agent proxy's too: the webhook injects it with this image), nothing else (no
+    .venv, .git, tests, keys lying around in the work tree)."""
     lines = [
         line.strip()
         for line in (chart.REPO / ".dockerignore").read_text().splitlines()
@@ -97,6 +98,22 @@ def test_build_context_is_only_the_package() -> None:
         "webhook",
         "approver",
         "certs_tooling",
+        "agent_proxy",
     }
     copied = {args.split()[0] for kw, args in _stages()[0] if kw == "COPY"}
     assert copied <= admitted
+
+
+def test_agent_proxy_command_runs_from_the_image_path() -> None:
+    """The sidecar the webhook injects (agents.agentProxy: the chart's image by default) runs
+    its command by name, with no path: it must be a console script of the project, installed
+    in /opt/venv/bin, which is on the runtime image's PATH."""
+    from webhook.sidecar import COMMAND
+
+    scripts = tomllib.loads((chart.REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert "/" not in COMMAND
+    assert COMMAND in scripts
+    env = " ".join(args for kw, args in _stages()[-1] if kw == "ENV")
+    path = re.search(r"\bPATH=(\S+)", env)
+    assert path is not None, "the runtime stage sets no PATH"
+    assert path.group(1).split(":")[0] == "/opt/venv/bin"

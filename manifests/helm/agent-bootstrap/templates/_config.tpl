@@ -17,6 +17,7 @@ Mount points (the Deployments mount exactly these):
   /etc/agent-bootstrap/streamspace/        StreamSpace bootstrap key Secret  approver, controlPlane streamspace
   /etc/agent-bootstrap/streamspace-admin/  StreamSpace admin account Secret  approver, controlPlane streamspace
   /etc/agent-bootstrap/streamspace-ca/     StreamSpace CA ConfigMap          approver, controlPlane streamspace (https)
+  /etc/agent-bootstrap/agent-ca/  agent CA Secret (ca.crt, ca.key, ca-bundle.crt)  approver, agentCertificates.enabled
   /var/lib/agent-bootstrap/       SQLite PersistentVolumeClaim              approver only
 */}}
 
@@ -35,6 +36,21 @@ audience: {{ .Values.token.audience | toJson }}
 cluster: {{ .Values.clusterName | toJson }}
 tokenTtlSeconds: {{ .Values.agents.tokenTtlSeconds | toJson }}
 injectEnv: {{ .Values.agents.injectEnv | toJson }}
+{{- with .Values.agents.agentProxy }}
+{{- if .enabled }}
+agentProxy:
+  enabled: true
+  image: {{ .image | default (include "agent-bootstrap.image" $) | toJson }}
+  upstreamUrl: {{ .upstreamUrl | default (include "agent-bootstrap.approverUrl" $) | toJson }}
+  containers: {{ .containers | toJson }}
+  urlVariable: {{ .urlVariable | toJson }}
+  caConfigMap: {{ .caConfigMap | toJson }}
+  caKey: {{ .caKey | toJson }}
+  port: {{ .port | toJson }}
+  imagePullPolicy: {{ $.Values.image.pullPolicy | toJson }}
+{{- end }}
+{{- end }}
+{{- /* agentProxy disabled: left out (the webhook's default). */}}
 signingKeyFile: /etc/agent-bootstrap/signing/signing.key
 tlsCertFile: /etc/agent-bootstrap/tls/tls.crt
 tlsKeyFile: /etc/agent-bootstrap/tls/tls.key
@@ -121,6 +137,21 @@ controlPlane:
 {{- end }}
 {{- end }}
 {{- /* controlPlane type none: left out (the approver's default). */}}
+{{- with .Values.agentCertificates }}
+{{- if .enabled }}
+agentCertificates:
+  enabled: true
+  caCertFile: "/etc/agent-bootstrap/agent-ca/ca.crt"
+  caKeyFile: "/etc/agent-bootstrap/agent-ca/ca.key"
+  trustBundleFile: "/etc/agent-bootstrap/agent-ca/ca-bundle.crt"
+  lifetimeSeconds: {{ .lifetimeSeconds | toJson }}
+  maxLivePerAgent: {{ .maxLivePerAgent | toJson }}
+  requireAtGate: {{ .requireAtGate | toJson }}
+  cluster: {{ include "agent-bootstrap.agentCertificatesCluster" $ | toJson }}
+  crlValiditySeconds: {{ .crlValiditySeconds | toJson }}
+{{- end }}
+{{- end }}
+{{- /* agentCertificates disabled: left out (the approver's default). */}}
 {{- /*
 PENDING: approver settings not in approver/config.py yet. When the approver reads one, add its
 line above this comment and remove the key from PENDING_APPROVER_KEYS in

@@ -41,6 +41,19 @@ app.kubernetes.io/component: {{ . }}
 {{- end -}}
 {{- end -}}
 
+{{/*
+This release's approver as pods of the cluster reach it: its Service's DNS name (one of the names
+in its serving certificate) on the Service port. https: call only with approver.tls.enabled.
+*/}}
+{{- define "agent-bootstrap.approverUrl" -}}
+{{- printf "https://%s.%s.svc:%d" (include "agent-bootstrap.approverName" .) .Release.Namespace (int .Values.approver.port) -}}
+{{- end -}}
+
+{{/* The cluster agent certificates name (agentCertificates.cluster, else clusterName). */}}
+{{- define "agent-bootstrap.agentCertificatesCluster" -}}
+{{- .Values.agentCertificates.cluster | default .Values.clusterName -}}
+{{- end -}}
+
 {{/* Trusted namespaces (agents.autoApprove.namespaces), as given. */}}
 {{- define "agent-bootstrap.trustedNamespaces" -}}
 {{- toJson (.Values.agents.autoApprove.namespaces | default list) -}}
@@ -223,6 +236,33 @@ config ConfigMaps, which are always rendered); `fail` stops the whole render.
 {{- $sa := .Values.agents.serviceAccountTokens -}}
 {{- if and $sa.enabled (eq $sa.mode "offline") (or (not $sa.issuer) (not $sa.jwksUrl)) -}}
 {{- fail "agents.serviceAccountTokens.mode offline needs issuer and jwksUrl" -}}
+{{- end -}}
+{{- $certs := .Values.agentCertificates -}}
+{{- if and $certs.requireAtGate (not $certs.enabled) -}}
+{{- fail "agentCertificates.requireAtGate needs agentCertificates.enabled: without certificates issued, the gate would refuse every agent" -}}
+{{- end -}}
+{{- if $certs.enabled -}}
+{{- if not .Values.approver.tls.enabled -}}
+{{- fail "agentCertificates.enabled needs approver.tls.enabled: the approver reads the agent's client certificate from its own TLS handshake (a proxy terminating TLS in front of it would swallow it)" -}}
+{{- end -}}
+{{- $cluster := include "agent-bootstrap.agentCertificatesCluster" . -}}
+{{- if or (gt (len $cluster) 253) (not (regexMatch "^[A-Za-z0-9][A-Za-z0-9.-]*$" $cluster)) -}}
+{{- fail (printf "agentCertificates: the cluster %q (agentCertificates.cluster, else clusterName) cannot name a cluster in an agent certificate (letters, digits, '.' and '-', starting with a letter or digit, at most 253): set agentCertificates.cluster" $cluster) -}}
+{{- end -}}
+{{- end -}}
+{{- $proxy := .Values.agents.agentProxy -}}
+{{- if $proxy.enabled -}}
+{{- if not .Values.agents.autoApprove.namespaces -}}
+{{- fail "agents.agentProxy.enabled needs at least one namespace in agents.autoApprove.namespaces: the webhook adds the proxy only to the pods it stamps, and with no trusted namespace it is not installed" -}}
+{{- end -}}
+{{- if not $proxy.upstreamUrl -}}
+{{- if not .Values.approver.tls.enabled -}}
+{{- fail "agents.agentProxy.enabled with an empty upstreamUrl (this release's approver) needs approver.tls.enabled: the proxy speaks TLS to the approver and presents the agent's certificate there" -}}
+{{- end -}}
+{{- if not $certs.enabled -}}
+{{- fail "agents.agentProxy.enabled with an empty upstreamUrl (this release's approver) needs agentCertificates.enabled: the proxy exists to obtain and present the agent's certificate, which this approver would refuse to issue" -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- $cp := .Values.controlPlane -}}
 {{- if eq $cp.type "streamspace" -}}
