@@ -126,6 +126,31 @@ class TestAgentCertificates:
         assert certs.crl_validity_seconds == defaults.crl_validity_seconds == 600
         assert certs.cluster == chart_defaults["clusterName"]
 
+    def test_cert_manager_secret_keys(
+        self, chart_defaults: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A cert-manager CA Certificate's Secret (tls.crt, tls.key, ca.crt): secretKeys maps
+        its keys onto the files the approver reads, whose names do not change."""
+        values = chart.merge(
+            CERTS,
+            {
+                "agentCertificates": {
+                    "secretName": "agent-ca-cm",
+                    "secretKeys": {"cert": "tls.crt", "key": "tls.key", "bundle": "ca.crt"},
+                }
+            },
+        )
+        case = _case(values, chart_defaults)
+        settings, raw, files = _load(case, "approver", tmp_path, monkeypatch)
+        assert settings.agent_certificates.enabled
+        assert files.volumes[AGENT_CA_VOLUME]["secret"]["secretName"] == "agent-ca-cm"
+        assert files.volumes[AGENT_CA_VOLUME]["secret"]["items"] == [
+            {"key": "tls.crt", "path": "ca.crt"},
+            {"key": "tls.key", "path": "ca.key"},
+            {"key": "ca.crt", "path": "ca-bundle.crt"},
+        ]
+        assert raw["agentCertificates"]["caCertFile"] == f"{AGENT_CA_DIR}/ca.crt"
+
     def test_values_reach_the_settings(
         self, chart_defaults: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
