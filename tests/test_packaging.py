@@ -20,7 +20,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parents[1]
-LOCAL = {"demo", "tests", "approver", "webhook", "bootstrap_token", "certs_tooling"}
+LOCAL = {"demo", "tests", "approver", "webhook", "bootstrap_token", "certs_tooling", "agent_proxy"}
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 
 
