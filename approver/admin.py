@@ -43,6 +43,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from approver.agent_certs.records import RevokedReason
+from approver.agent_certs.repository import revoke_agent
 from approver.audit.chain import ChainedEvent
 from approver.audit.events import emit_all, record_event
 from approver.audit.text import audit_value
@@ -229,8 +231,13 @@ class AdminService:
         at = self._now()
         async with self._store.transaction() as tx:
             current = await tx.get_agent(agent_id, lock=True)
+            revoked: list[str] = []
             if current is not None:
                 await tx.delete_agent(current)
+                # Its certificates must not count for a later record of the same agent id.
+                revoked = await revoke_agent(
+                    tx.connection, agent_id, at=at, reason=RevokedReason.AGENT_DELETED, by=actor
+                )
             stored = await tx.append_audit(
                 record_event(
                     event="admin.delete",
@@ -240,7 +247,12 @@ class AdminService:
                     actor=actor,
                     agent_id=agent_id,
                     record=current,
-                    message=f"from={current.status.value}" if current else None,
+                    message=(
+                        f"from={current.status.value}"
+                        + (f" certificates_revoked={len(revoked)}" if revoked else "")
+                        if current
+                        else None
+                    ),
                 )
             )
         emit_all(self._audit, [stored])

@@ -30,6 +30,8 @@ those of its certificates).
 
 from __future__ import annotations
 
+import asyncio
+import math
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,6 +65,26 @@ from bootstrap_token import AuditSink
 CERTIFICATE_MISMATCH = "certificate_agent_mismatch"
 CERTIFICATE_NOT_LIVE = "certificate_not_live"
 MISSING_CREDENTIAL = "missing_credential"
+RATE_LIMITED = "certificate_rate_limited"
+#: Seconds a built CRL is served again (less than any crlValiditySeconds); a revocation made by
+#: this process rebuilds it at once.
+CRL_CACHE_SECONDS = 30
+#: Rows stay this long past their certificate's notAfter before they are deleted.
+PURGE_AFTER = timedelta(days=1)
+
+
+class RateLimited(GateRefusal):
+    """429: the agent was issued a certificate less than ``min_reissue_seconds`` ago and still
+    holds a live one. ``retry_after`` in seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            429,
+            RATE_LIMITED,
+            "this agent was issued a certificate moments ago and still holds it; renew later",
+            security=True,
+        )
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +109,8 @@ class CertificatePolicy:
         control_plane: True when a control plane is configured: the agent must then also be
             approved there.
         crl_validity_seconds: the CRL's nextUpdate - thisUpdate.
+        min_reissue_seconds: an agent that holds a live certificate gets another one at most
+            this often (429 ``certificate_rate_limited`` before); one without gets it at once.
     """
 
     lifetime_seconds: int = 86400
@@ -94,6 +118,7 @@ class CertificatePolicy:
     cluster: str = "default"
     control_plane: bool = False
     crl_validity_seconds: int = 600
+    min_reissue_seconds: int = 60
 
 
 def certificate_of(der: bytes | None) -> x509.Certificate | None:
@@ -132,6 +157,10 @@ class AgentCertificates:
         self._audit = audit
         self.policy = policy
         self._clock = clock
+        #: The last CRL built: (CA SHA-256, revocation count then, built at, DER).
+        self._crl: tuple[str, int, datetime, bytes] | None = None
+        #: Revocations made by this process (a change invalidates the cached CRL).
+        self._revocations = 0
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
@@ -184,6 +213,12 @@ class AgentCertificates:
                 403, CERTIFICATE_NOT_LIVE, "the client certificate is not the one issued",
                 security=True,
             )  # fmt: skip
+        if row.issuer_sha256 not in self._ca.current.trusted:
+            # A resumed TLS session skips the chain check against the bundle in use now.
+            raise GateRefusal(
+                403, CERTIFICATE_NOT_LIVE,
+                "the client certificate's CA is no longer in the trust bundle", security=True,
+            )  # fmt: skip
         return row
 
     async def is_live(self, *, agent_id: str, serial: str) -> bool:
@@ -191,7 +226,12 @@ class AgentCertificates:
         recheck). Raises StoreUnavailable."""
         async with self._store.reading() as conn:
             row = await repository.get(conn, serial)
-        return row is not None and row.agent_id == agent_id and row.live(self._now())
+        return (
+            row is not None
+            and row.agent_id == agent_id
+            and row.live(self._now())
+            and row.issuer_sha256 in self._ca.current.trusted
+        )
 
     async def issue(
         self,
@@ -241,8 +281,8 @@ class AgentCertificates:
         cluster = record.cluster if record.cluster and is_segment(record.cluster) else None
         identity = AgentIdentity(
             cluster=cluster or self.policy.cluster,
-            namespace=record.namespace,
-            pod=record.pod_name,
+            namespace=_segment(record.namespace),
+            pod=_segment(record.pod_name),
             agent_id=agent_id,
         )
         public_key = check_csr(csr_pem, identity)
@@ -280,8 +320,13 @@ class AgentCertificates:
                 )
             self._usable(current, agent_id)
             live = await repository.for_agent(tx.connection, agent_id, live_at=now)
+            if live and self.policy.min_reissue_seconds:
+                wait = live[-1].issued_at + timedelta(seconds=self.policy.min_reissue_seconds)
+                if wait > now:
+                    raise RateLimited(max(1, math.ceil((wait - now).total_seconds())))
             excess = len(live) + 1 - self.policy.max_live_per_agent
             superseded = [r.serial for r in live[: max(excess, 0)]]
+            self._revocations += bool(superseded)
             await repository.revoke(
                 tx.connection,
                 superseded,
@@ -344,6 +389,7 @@ class AgentCertificates:
             changed = await repository.revoke(
                 tx.connection, [serial], at=now, reason=RevokedReason.REVOKED, by=actor
             )
+            self._revocations += 1
             row = await repository.get(tx.connection, serial)
             if row is None:
                 return None
@@ -362,6 +408,12 @@ class AgentCertificates:
         emit_all(self._audit, [stored])
         return row
 
+    async def purge_expired(self) -> int:
+        """Delete the rows of certificates expired more than :data:`PURGE_AFTER` ago; how
+        many. Raises StoreUnavailable."""
+        async with self._store.transaction() as tx:
+            return await repository.purge_expired(tx.connection, self._now() - PURGE_AFTER)
+
     async def revoked(self) -> list[tuple[str, datetime]]:
         """``(serial hex, revoked at)`` of every unexpired certificate that no longer counts
         (module docstring). Raises StoreUnavailable."""
@@ -375,17 +427,38 @@ class AgentCertificates:
         is not kept). Raises StoreUnavailable."""
         ca = self._ca.current
         now = self._now()
+        cached = self._crl
+        if (
+            cached is not None
+            and cached[0] == ca.sha256
+            and cached[1] == self._revocations
+            and now - cached[2] < timedelta(seconds=CRL_CACHE_SECONDS)
+        ):
+            return cached[3]
+        revocations = self._revocations
         async with self._store.reading() as conn:
             entries = await repository.revoked_unexpired(conn, now, issuer_sha256=ca.sha256)
-        crl = build_crl(
-            revoked=[RevokedSerial(int(s, 16), at) for s, at in entries],
-            ca_certificate=ca.certificate,
-            ca_key=ca.key,
-            now=now,
-            next_update=timedelta(seconds=self.policy.crl_validity_seconds),
-            number=int(now.timestamp()),
-        )
-        return crl.public_bytes(serialization.Encoding.DER)
+
+        def sign() -> bytes:
+            crl = build_crl(
+                revoked=[RevokedSerial(int(s, 16), at) for s, at in entries],
+                ca_certificate=ca.certificate,
+                ca_key=ca.key,
+                now=now,
+                next_update=timedelta(seconds=self.policy.crl_validity_seconds),
+                number=int(now.timestamp()),
+            )
+            return crl.public_bytes(serialization.Encoding.DER)
+
+        # Off the event loop: a CRL of many thousand entries takes tens of milliseconds.
+        der = await asyncio.to_thread(sign)
+        self._crl = (ca.sha256, revocations, now, der)
+        return der
+
+
+def _segment(value: str | None) -> str | None:
+    """``value`` when it can stand in the identity URI as it is, else None (unbound)."""
+    return value if value and is_segment(value) else None
 
 
 def _new_serial() -> int:
@@ -399,10 +472,12 @@ __all__ = [
     "CERTIFICATE_NOT_LIVE",
     "MISSING_API_KEY",
     "MISSING_CREDENTIAL",
+    "RATE_LIMITED",
     "AgentCertificates",
     "CertificatePolicy",
     "CsrRefused",
     "IssuedCertificate",
+    "RateLimited",
     "certificate_of",
     "peer_serial",
 ]

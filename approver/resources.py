@@ -115,8 +115,10 @@ def signing_ca(settings: ApproverSettings) -> SigningCa | None:
         return SigningCa(
             certificates.ca_cert_file,
             certificates.ca_key_file,
+            certificates.trust_bundle_file,
             cert_field=where_set(settings, "agentCertificates", "caCertFile"),
             key_field=where_set(settings, "agentCertificates", "caKeyFile"),
+            bundle_field=where_set(settings, "agentCertificates", "trustBundleFile"),
         )
     except MaterialError as exc:
         raise ConfigError(str(exc)) from None

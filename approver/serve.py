@@ -182,7 +182,8 @@ def _log_listening(
         )
     log.info(
         "approver listening on %s://%s:%d (database %s, auto-approve %s, %d key(s), "
-        "%d admin token(s), kubernetes %s, api keys %s, service-account tokens %s)",
+        "%d admin token(s), kubernetes %s, api keys %s, service-account tokens %s, agent "
+        "certificates %s)",
         "https" if tls else "http",
         settings.host,
         settings.port,
@@ -193,6 +194,11 @@ def _log_listening(
         "on" if settings.kubernetes.enabled else "off",
         "on" if settings.api_keys.enabled else "off",
         settings.service_account_tokens.mode if settings.service_account_tokens.enabled else "off",
+        (
+            ("required at the gate" if settings.agent_certificates.require_at_gate else "on")
+            if settings.agent_certificates.enabled
+            else "off"
+        ),
     )
 
 

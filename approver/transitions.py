@@ -3,7 +3,10 @@ an agent's status shares (admin actions, the pod watch, the sweeper, the control
 
 The caller has read (and locked) ``record`` in ``tx`` and checked that the event is allowed;
 :func:`write_transition` applies it (:func:`approver.domain.lifecycle.apply`), writes the record
-and appends the audit event to the hash chain in the same transaction. The event is emitted as a
+and appends the audit event to the hash chain in the same transaction. An agent that leaves
+``active`` has its live client certificates revoked in that transaction too (``agent_inactive``:
+:mod:`approver.agent_certificates`): approved again later, it needs new ones, as it needs a new
+key. The event is emitted as a
 JSON line by the caller after the commit (:func:`approver.audit.events.emit_all`).
 """
 
@@ -13,9 +16,11 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from approver.agent_certs.records import RevokedReason
+from approver.agent_certs.repository import revoke_agent
 from approver.audit.events import record_event
 from approver.domain.lifecycle import LifecycleEvent, apply
-from approver.domain.records import AgentRecord, ApprovalMethod
+from approver.domain.records import AgentRecord, AgentStatus, ApprovalMethod
 from approver.store import Transaction
 from bootstrap_token import AuditEvent
 
@@ -60,6 +65,14 @@ async def write_transition(
     if changes:
         changed = replace(changed, **changes)
     await tx.update_agent(changed)
+    if message is None:
+        message = f"from={record.status.value}"
+    if record.status is AgentStatus.ACTIVE and changed.status is not AgentStatus.ACTIVE:
+        revoked = await revoke_agent(
+            tx.connection, record.agent_id, at=at, reason=RevokedReason.AGENT_INACTIVE, by=actor
+        )
+        if revoked:
+            message += f" certificates_revoked={len(revoked)}"
     stored = await tx.append_audit(
         record_event(
             event=audit_event,
@@ -68,7 +81,7 @@ async def write_transition(
             at=at,
             actor=actor,
             record=changed,
-            message=message if message is not None else f"from={record.status.value}",
+            message=message,
         )
     )
     return changed, stored

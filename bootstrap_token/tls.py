@@ -242,6 +242,11 @@ def _require_clients(
     except ValueError:
         raise MaterialError(f"{field_name} {path}: not a PEM certificate bundle") from None
     context.verify_mode = ssl.CERT_OPTIONAL if optional else ssl.CERT_REQUIRED
+    # No session resumption where clients are verified: a resumed session skips the chain check,
+    # so a client whose CA left the bundle since would still get in (TLS 1.3 tickets, TLS 1.2
+    # tickets; the server-side session-ID cache dies with this context at the next reload).
+    context.num_tickets = 0
+    context.options |= ssl.OP_NO_TICKET
     # From the bytes just checked (cadata), not the path, which could change in between.
     context.load_verify_locations(cadata=pem.decode("ascii", errors="replace"))
     return pem

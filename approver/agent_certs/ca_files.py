@@ -6,9 +6,13 @@ every ``tlsReloadIntervalSeconds`` they are looked at (:mod:`bootstrap_token.rel
 changed pair is checked in full before it signs anything: the key matches the certificate, the
 certificate is a CA allowed to sign certificates (BasicConstraints ``ca=True`` and KeyUsage
 ``keyCertSign``, RFC 5280 sections 4.2.1.9 and 4.2.1.3) and is inside its validity. Unusable files
-leave the CA in use in place (one ERROR line naming the field and path). Which CAs the gate
-*trusts* is the serving TLS context's business (``agentCertificates.trustBundleFile``, loaded with
-the serving certificate), so old certificates keep working through a rotation's overlap.
+leave the CA in use in place (one ERROR line naming the field and path).
+
+The trust bundle (``agentCertificates.trustBundleFile``) is read here too, and must hold the
+signing CA (else every certificate issued would fail the handshake). The TLS layer verifies
+presented certificates against the same file (it is loaded with the serving certificate); the
+fingerprints read here let the gate check again that a certificate's issuer is still trusted, as
+a resumed TLS session skips the chain check of a fresh handshake.
 """
 
 from __future__ import annotations
@@ -44,12 +48,14 @@ class AgentCa:
         certificate: the CA certificate.
         key: its private key (ECDSA P-256/P-384 or Ed25519). Never rendered.
         sha256: SHA-256 hex over the certificate's DER (``issuer_sha256`` of what it signs).
-        digest: SHA-256 over both files' bytes (a real change vs a touch).
+        trusted: SHA-256 hex of every CA in the trust bundle (the signing CA among them).
+        digest: SHA-256 over the files' bytes (a real change vs a touch).
     """
 
     certificate: x509.Certificate
     key: SigningKey = field(repr=False)
     sha256: str
+    trusted: frozenset[str]
     digest: bytes = field(repr=False)
 
     @property
@@ -87,19 +93,24 @@ def _spki(key: object) -> bytes:
 def load_agent_ca(
     cert_path: Path,
     key_path: Path,
+    bundle_path: Path | None = None,
     *,
     cert_field: str = "agentCertificates.caCertFile",
     key_field: str = "agentCertificates.caKeyFile",
+    bundle_field: str = "agentCertificates.trustBundleFile",
 ) -> AgentCa:
-    """Read and check the agent CA (module docstring).
+    """Read and check the agent CA and the trust bundle (module docstring; no bundle: the CA
+    alone is trusted).
 
     Raises:
         MaterialError: a file is unreadable or not PEM of the right kind, the key does not
-            match, the certificate is not a CA that may sign certificates, or it is outside its
-            validity. The message names the field and the path, never key bytes.
+            match, the certificate is not a CA that may sign certificates, it is outside its
+            validity, or the bundle does not hold it. The message names the field and the path,
+            never key bytes.
     """
     cert_pem = _read(cert_path, cert_field)
     key_pem = _read(key_path, key_field)
+    bundle_pem = _read(bundle_path, bundle_field) if bundle_path is not None else b""
     try:
         certificate = x509.load_pem_x509_certificate(cert_pem)
     except ValueError:
@@ -131,11 +142,27 @@ def load_agent_ca(
         < certificate.not_valid_after_utc.timestamp()
     ):
         raise MaterialError(f"{cert_field} {cert_path}: outside its validity period")
+    sha256 = certificate.fingerprint(hashes.SHA256()).hex()
+    trusted = frozenset({sha256})
+    if bundle_path is not None:
+        try:
+            bundle = x509.load_pem_x509_certificates(bundle_pem)
+        except ValueError:
+            raise MaterialError(
+                f"{bundle_field} {bundle_path}: not a PEM certificate bundle"
+            ) from None
+        trusted = frozenset(c.fingerprint(hashes.SHA256()).hex() for c in bundle)
+        if sha256 not in trusted:
+            raise MaterialError(
+                f"{bundle_field} {bundle_path}: does not hold the agent CA of {cert_field} "
+                f"{cert_path} (every certificate it issued would fail the handshake)"
+            )
     return AgentCa(
         certificate=certificate,
         key=key,
-        sha256=certificate.fingerprint(hashes.SHA256()).hex(),
-        digest=hashlib.sha256(cert_pem + b"\0" + key_pem).digest(),
+        sha256=sha256,
+        trusted=trusted,
+        digest=hashlib.sha256(cert_pem + b"\0" + key_pem + b"\0" + bundle_pem).digest(),
     )
 
 
@@ -150,19 +177,28 @@ class SigningCa:
         self,
         cert_path: Path,
         key_path: Path,
+        bundle_path: Path | None = None,
         *,
         cert_field: str = "agentCertificates.caCertFile",
         key_field: str = "agentCertificates.caKeyFile",
+        bundle_field: str = "agentCertificates.trustBundleFile",
         counts: ReloadCounts | None = None,
     ) -> None:
         def load() -> AgentCa:
-            return load_agent_ca(cert_path, key_path, cert_field=cert_field, key_field=key_field)
+            return load_agent_ca(
+                cert_path,
+                key_path,
+                bundle_path,
+                cert_field=cert_field,
+                key_field=key_field,
+                bundle_field=bundle_field,
+            )
 
         self.current: AgentCa = load()
         self.counts = counts if counts is not None else ReloadCounts()
         self._watched: Watched[AgentCa] = Watched(
             name="agent_ca",
-            paths=(cert_path, key_path),
+            paths=tuple(p for p in (cert_path, key_path, bundle_path) if p is not None),
             load=load,
             current=lambda: self.current,
             install=self._install,

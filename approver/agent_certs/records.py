@@ -19,6 +19,8 @@ class RevokedReason(StrEnum):
 
     REVOKED = "revoked"  #: an administrator revoked it
     SUPERSEDED = "superseded"  #: the agent was issued newer ones (``maxLivePerAgent``)
+    AGENT_INACTIVE = "agent_inactive"  #: its agent left ``active`` (pod deleted, revoked, ...)
+    AGENT_DELETED = "agent_deleted"  #: an administrator deleted its agent
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ Database trouble leaves through the caller's :func:`approver.store.translated` b
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -87,6 +87,36 @@ async def revoke(
         .where(t.c.serial.in_(list(serials)), t.c.revoked_at.is_(None))
         .values(revoked_at=at, revoked_reason=reason.value, revoked_by=by)
     )
+    return int(result.rowcount)
+
+
+async def revoke_agent(
+    conn: AsyncConnection, agent_id: str, *, at: datetime, reason: RevokedReason, by: str
+) -> list[str]:
+    """Revoke every not yet revoked, unexpired certificate of ``agent_id``; their serials."""
+    result = await conn.execute(
+        sa.update(t)
+        .where(t.c.agent_id == agent_id, t.c.revoked_at.is_(None), t.c.not_after > at)
+        .values(revoked_at=at, revoked_reason=reason.value, revoked_by=by)
+        .returning(t.c.serial)
+    )
+    return sorted(str(serial) for (serial,) in result.all())
+
+
+async def newest_issue(conn: AsyncConnection, agent_id: str) -> datetime | None:
+    """When ``agent_id`` was last issued a certificate, or None."""
+    value: datetime | None = (
+        await conn.execute(sa.select(sa.func.max(t.c.issued_at)).where(t.c.agent_id == agent_id))
+    ).scalar_one()
+    if value is not None and value.tzinfo is None:  # SQLite's aggregate skips the type
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+async def purge_expired(conn: AsyncConnection, before: datetime) -> int:
+    """Delete the rows whose certificate expired before ``before``; how many. An expired
+    certificate fails every handshake, so its row no longer matters to anyone."""
+    result = await conn.execute(sa.delete(t).where(t.c.not_after < before))
     return int(result.rowcount)
 
 

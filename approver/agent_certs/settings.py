@@ -13,6 +13,7 @@ etc.)::
       maxLivePerAgent: 2
       requireAtGate: false
       cluster: default
+      minReissueSeconds: 60
       crlValiditySeconds: 600
 
 The approver must terminate TLS itself (``tlsCertFile``): the client certificate is read from
@@ -90,6 +91,16 @@ class AgentCertificateSettings(BaseModel):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]*$",
         description="The cluster named in a certificate's URI SAN when the agent's record names "
         "none (an agent approved without a bootstrap token). Default 'default'.",
+    )
+    min_reissue_seconds: int = Field(
+        default=60,
+        alias="minReissueSeconds",
+        ge=0,
+        le=86400,
+        description="An agent that still holds a live certificate is issued another one at "
+        "most this often (429 with Retry-After before); one without a live certificate gets "
+        "one at once. Bounds what a stolen key can mint and how fast the revoked list grows. "
+        "Default 60; 0 turns the limit off.",
     )
     crl_validity_seconds: int = Field(
         default=600,

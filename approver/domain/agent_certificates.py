@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
@@ -153,7 +153,17 @@ def check_csr(pem: str, identity: AgentIdentity) -> CsrKey:
         csr = x509.load_pem_x509_csr(data)
         key = csr.public_key()
         signed = csr.is_signature_valid
-    except (ValueError, TypeError, InvalidSignature, x509.UnsupportedGeneralNameType):
+        subject = csr.subject
+        attributes = list(csr.attributes)
+    except (
+        ValueError,
+        TypeError,
+        InvalidSignature,
+        UnsupportedAlgorithm,
+        x509.UnsupportedGeneralNameType,
+    ):
+        # cryptography parses lazily: an unknown key algorithm, a subject that is not valid
+        # UTF-8 or an attribute of the wrong shape surfaces here, not at load.
         raise CsrRefused("invalid_csr", "not a PEM PKCS #10 certificate request") from None
     if not signed:
         raise CsrRefused(
@@ -169,8 +179,8 @@ def check_csr(pem: str, identity: AgentIdentity) -> CsrKey:
         raise CsrRefused(
             "csr_not_allowed", f"{type(key).__name__}: only Ed25519 and ECDSA P-256 keys are signed"
         )
-    _check_subject(csr.subject, identity)
-    _check_requests(csr, identity)
+    _check_subject(subject, identity)
+    _check_requests(csr, attributes, identity)
     return key
 
 
@@ -190,13 +200,18 @@ def _check_subject(subject: x509.Name, identity: AgentIdentity) -> None:
     )  # fmt: skip
 
 
-def _check_requests(csr: x509.CertificateSigningRequest, identity: AgentIdentity) -> None:
-    for attribute in csr.attributes:
+def _check_requests(
+    csr: x509.CertificateSigningRequest, attributes: list[x509.Attribute], identity: AgentIdentity
+) -> None:
+    for attribute in attributes:
         if attribute.oid != EXTENSION_REQUEST:
             raise CsrRefused(
                 "csr_not_allowed",
                 f"attribute {attribute.oid.dotted_string}: only extensionRequest may be present",
             )
+    if len(attributes) > 1:
+        # cryptography reads the first extensionRequest only: a second one must not slip by.
+        raise CsrRefused("csr_not_allowed", "more than one extensionRequest attribute")
     try:
         extensions = list(csr.extensions)
     except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
@@ -311,22 +326,25 @@ def build_crl(
     seconds since the epoch of ``now``), ``next_update`` how long a relying party may cache it.
     """
     algorithm = None if isinstance(ca_key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
-    builder = (
-        x509.CertificateRevocationListBuilder()
-        .issuer_name(ca_certificate.subject)
-        .last_update(now - CLOCK_SKEW)
-        .next_update(now + next_update)
-        .add_extension(x509.CRLNumber(number), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
+    number_ext = x509.CRLNumber(number)
+    key_id = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key())
+    entries = [
+        x509.RevokedCertificateBuilder()
+        .serial_number(entry.serial)
+        .revocation_date(entry.revoked_at)
+        .build()
+        for entry in sorted(revoked, key=lambda e: e.serial)
+    ]
+    # Every entry given to the constructor at once: add_revoked_certificate copies the list on
+    # each call, which made a CRL of n entries cost O(n^2).
+    builder = x509.CertificateRevocationListBuilder(
+        issuer_name=ca_certificate.subject,
+        last_update=now - CLOCK_SKEW,
+        next_update=now + next_update,
+        extensions=[
+            x509.Extension(number_ext.oid, False, number_ext),
+            x509.Extension(key_id.oid, False, key_id),
+        ],
+        revoked_certificates=entries,
     )
-    for entry in sorted(revoked, key=lambda e: e.serial):
-        builder = builder.add_revoked_certificate(
-            x509.RevokedCertificateBuilder()
-            .serial_number(entry.serial)
-            .revocation_date(entry.revoked_at)
-            .build()
-        )
     return builder.sign(ca_key, algorithm)

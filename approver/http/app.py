@@ -84,7 +84,7 @@ from approver.reconcile import PodReconciler
 from approver.registration import Registrar
 from approver.resources import open_control_plane, signing_ca, token_file, where_set
 from approver.review import CredentialReviewer
-from approver.store import Store
+from approver.store import Store, StoreUnavailable
 from approver.store.batcher import WriteBatcher
 from approver.sweeper import PendingSweeper
 from approver.verifiers import (
@@ -322,22 +322,44 @@ def _agent_certificates(
             cluster=options.cluster,
             control_plane=control_plane is not None,
             crl_validity_seconds=options.crl_validity_seconds,
+            min_reissue_seconds=options.min_reissue_seconds,
         ),
     )
     app[http_certificates.CERTIFICATES_KEY] = certificates
     http_certificates.add_routes(app)
     interval = settings.tls_reload_interval_seconds
-    if interval > 0:
 
-        async def follow(app: web.Application) -> AsyncIterator[None]:
-            task = asyncio.create_task(ca.follow(interval), name="agent-ca-files")
-            yield
+    async def background(app: web.Application) -> AsyncIterator[None]:
+        tasks = [asyncio.create_task(_purge(certificates), name="agent-certificates-purge")]
+        if interval > 0:
+            tasks.append(asyncio.create_task(ca.follow(interval), name="agent-ca-files"))
+        yield
+        for task in tasks:
             task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-        app.cleanup_ctx.append(follow)
+    app.cleanup_ctx.append(background)
     return certificates
+
+
+#: Seconds between two purges of expired agent certificates.
+PURGE_INTERVAL_SECONDS = 3600
+
+
+async def _purge(certificates: AgentCertificates) -> None:
+    """Delete expired certificates' rows every :data:`PURGE_INTERVAL_SECONDS` (a database
+    that is down is tried again at the next one)."""
+    while True:
+        await asyncio.sleep(PURGE_INTERVAL_SECONDS)
+        try:
+            purged = await certificates.purge_expired()
+        except StoreUnavailable as exc:
+            log.warning("agent certificates purge: %s", exc)
+            continue
+        if purged:
+            log.info("purged %d expired agent certificate(s)", purged)
 
 
 def _add_gate(

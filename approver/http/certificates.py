@@ -5,7 +5,8 @@
   200 ``{"certificate": PEM, "caCertificate": PEM, "serial": hex, "notBefore", "notAfter",
   "renewAfter": RFC 3339}``. 400 ``invalid_csr`` / ``csr_not_allowed`` / ``invalid_agent_id``;
   401 ``missing_credential``; 403 ``invalid_api_key``, ``agent_not_active``,
-  ``certificate_agent_mismatch``, ``certificate_not_live``; 503 with Retry-After (database).
+  ``certificate_agent_mismatch``, ``certificate_not_live``; 429 ``certificate_rate_limited``
+  with Retry-After (``minReissueSeconds``); 503 with Retry-After (database).
 * ``GET /api/v1/agent-certificates/revoked``: ``{"revoked": [{"serial", "revokedAt"}]}``, every
   unexpired certificate that no longer counts, for control planes that verify agent
   certificates themselves. Serials are public; no authentication.
@@ -13,7 +14,8 @@
   DER CRL (``application/pkix-crl``, RFC 5280 section 5; RFC 2585 section 4.2 media type).
 * ``GET /api/v1/admin/agents/{agentId}/certificates`` (admin bearer): ``{"certificates": [...]}``.
 * ``POST /api/v1/admin/agent-certificates/{serial}/revoke`` (admin bearer):
-  ``{"certificate": {...}}`` or 404 ``certificate_not_found``.
+  ``{"certificate": {...}}`` or 404 ``certificate_not_found``. The serial in hex, any case,
+  with or without leading zeros and colons (``openssl x509 -serial`` prints ``0FE3...``).
 
 Every refusal is an audit line (``agent.certificate``, decision ``refused`` or ``invalid``, not
 stored); every issuance and revocation a stored event. No answer, line or event carries the
@@ -29,7 +31,7 @@ from typing import Any
 from aiohttp import web
 from cryptography import x509
 
-from approver.agent_certificates import AgentCertificates, certificate_of
+from approver.agent_certificates import AgentCertificates, RateLimited, certificate_of
 from approver.agent_certs.records import CertificateRow
 from approver.domain.agent_certificates import CsrRefused
 from approver.domain.requests import BadRequest, check_agent_id
@@ -47,7 +49,7 @@ KEY_HEADER = "X-Agent-API-Key"
 
 CERTIFICATES_KEY = web.AppKey("agent_certificates", AgentCertificates)
 
-_SERIAL = re.compile(r"[0-9a-f]{1,40}")
+_SERIAL = re.compile(r"[0-9a-f]{1,42}")
 
 
 def peer_certificate(request: web.Request) -> x509.Certificate | None:
@@ -130,10 +132,13 @@ async def issue(request: web.Request) -> web.Response:
             request, status=400, code=exc.code, message=exc.message, agent_id=agent_id, key=key
         )
     except GateRefusal as exc:
-        return _refused(
+        answer = _refused(
             request, status=exc.status, code=exc.code, message=exc.message, agent_id=agent_id,
             key=key, security=exc.security,
         )  # fmt: skip
+        if isinstance(exc, RateLimited):
+            answer.headers["Retry-After"] = str(exc.retry_after)
+        return answer
     row = issued.row
     return json_response(
         {
@@ -173,9 +178,11 @@ async def admin_list(request: web.Request) -> web.Response:
 async def admin_revoke(request: web.Request) -> web.Response:
     """``POST /api/v1/admin/agent-certificates/{serial}/revoke``."""
     actor = authenticate(request, request.app[ADMIN_TOKENS_KEY])
-    serial = request.match_info["serial"].lower()
+    serial = request.match_info["serial"].lower().replace(":", "")
     if not _SERIAL.fullmatch(serial):
-        raise BadRequest("invalid_serial", "a serial is 1..40 hex digits")
+        raise BadRequest("invalid_serial", "a serial is 1..40 hex digits (colons allowed)")
+    # As stored: no leading zeros (openssl x509 -serial prints them, 0FE3...; colons too).
+    serial = format(int(serial, 16), "x")
     row = await request.app[CERTIFICATES_KEY].revoke(serial=serial, actor=actor)
     if row is None:
         return json_error(404, "certificate_not_found", "no certificate has this serial")

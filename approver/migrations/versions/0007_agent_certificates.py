@@ -44,7 +44,8 @@ def upgrade() -> None:
             name=op.f("ck_agent_certificates_issued_with"),
         ),
         sa.CheckConstraint(
-            "revoked_reason IS NULL OR revoked_reason IN ('revoked', 'superseded')",
+            "revoked_reason IS NULL OR revoked_reason IN "
+            "('revoked', 'superseded', 'agent_inactive', 'agent_deleted')",
             name=op.f("ck_agent_certificates_revoked_reason"),
         ),
     )

@@ -121,6 +121,7 @@ async def running_approver(
     *,
     ca: CaFiles | None = None,
     trust_bundle: Path | None = None,
+    min_reissue_seconds: int = 0,
 ) -> AsyncIterator[Served]:
     """An approver serving HTTPS on a free port with agent certificates on (its agent CA
     ``ca``, default a new one; ``trust_bundle`` as ``trustBundleFile``), agents seeded."""
@@ -144,6 +145,9 @@ async def running_approver(
             "ca_key_file": ca.key,
             "trust_bundle_file": trust_bundle,
             "lifetime_seconds": LIFETIME,
+            # 0: the tests issue several certificates to one agent in a row; the limit has its
+            # own test (test_tls.py, TestRateLimit).
+            "min_reissue_seconds": min_reissue_seconds,
         },
     )
     stop = asyncio.Event()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -25,6 +26,7 @@ from approver.domain.agent_certificates import (
     renew_after,
 )
 from certs_tooling.pki import make_ca
+from tests.approver.agent_certs import der
 from tests.approver.agent_certs.pki import csr_pem, new_key
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
@@ -261,3 +263,42 @@ def test_crl_lists_the_serials_and_verifies(ca: tuple) -> None:  # type: ignore[
     assert crl.next_update_utc == NOW + timedelta(minutes=10)
     assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 1234
     assert crl.issuer == ca[0].subject
+
+
+class TestHandMadeCsr:
+    """CSRs no library writes (tests/approver/agent_certs/der.py): refused with a 400 code,
+    never an exception from the parser (a 500)."""
+
+    def test_the_builder_makes_an_accepted_csr(self) -> None:
+        key = ed25519.Ed25519PrivateKey.generate()
+        assert check_csr(der.csr(key), BOUND) == key.public_key()
+        assert check_csr(der.csr(key, subject=der.cn(BOUND.agent_id.encode())), BOUND)
+
+    @pytest.mark.parametrize(
+        "build",
+        [
+            lambda k: der.csr(k, subject=der.cn(b"\xff\xfe")),  # CN not UTF-8
+            lambda k: der.csr(k, subject=der.cn(b"\x05", tag=0x02)),  # CN an INTEGER
+            lambda k: der.csr(k, attributes=der.seq(der.oid(der.EXTENSION_REQUEST), der.set_of())),
+            lambda k: der.csr(
+                k, spki=der.seq(der.seq(der.oid("1.3.101.127")), der.tlv(0x03, b"\x00" * 33))
+            ),  # an unknown key algorithm
+        ],
+        ids=["cn-not-utf8", "cn-integer", "empty-extension-request", "unknown-key-algorithm"],
+    )
+    def test_malformed_is_invalid_csr(self, build: Any) -> None:
+        with pytest.raises(CsrRefused) as refused:
+            check_csr(build(ed25519.Ed25519PrivateKey.generate()), BOUND)
+        assert refused.value.code == "invalid_csr"
+
+    def test_a_second_extension_request_is_refused(self) -> None:
+        """cryptography reads the first extensionRequest only; a CA bit asked for in a second
+        one must not slip by."""
+        ca_bit = der.extension("2.5.29.19", der.seq(der.tlv(0x01, b"\xff")), critical=True)
+        pem = der.csr(
+            ed25519.Ed25519PrivateKey.generate(),
+            attributes=der.extension_request() + der.extension_request(ca_bit),
+        )
+        with pytest.raises(CsrRefused, match="more than one extensionRequest") as refused:
+            check_csr(pem, BOUND)
+        assert refused.value.code == "csr_not_allowed"

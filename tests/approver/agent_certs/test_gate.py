@@ -12,13 +12,16 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from approver.agent_certificates import AgentCertificates, CertificatePolicy
+from approver.admin import AdminService
+from approver.agent_certificates import AgentCertificates, CertificatePolicy, RateLimited
 from approver.agent_certs.ca_files import SigningCa
+from approver.agent_certs.records import RevokedReason
 from approver.domain.agent_certificates import identity_of
 from approver.domain.agent_keys import key_digest, new_agent_key
 from approver.domain.records import AgentStatus, ControlPlaneState
 from approver.gate import AgentGate, GateRefusal
 from approver.store import Store
+from bootstrap_token.reload import MaterialError, ReloadResult
 from tests.approver.agent_certs.pki import csr_pem, new_key, write_ca
 from tests.approver.helpers import RecordingSink, agent_record
 
@@ -149,3 +152,107 @@ async def test_a_cluster_claim_that_cannot_stand_in_the_uri_gives_way(
     assert (identity.cluster, identity.agent_id) == ("default", A)
     gate = AgentGate(store=store, certificates=certificates)
     assert (await gate.authorize(agent_id=A, api_key=keys[A], certificate=cert)).serial
+
+
+async def test_leaving_active_revokes_certificates_for_good(
+    store: Store, setup: tuple[AgentCertificates, dict[str, str]]
+) -> None:
+    """An administrator revokes the agent, then approves it again: its old certificate stays
+    revoked (agent_inactive), as a replaced key never comes back."""
+    certificates, keys = setup
+    cert = await _issue(certificates, A, keys[A])
+    admin = AdminService(store=store, audit=RecordingSink(), clock=time.time)
+    await admin.revoke(agent_id=A, actor="alice")
+    rows = await certificates.certificates(A, actor="alice")
+    assert [(r.revoked_reason, r.revoked_by) for r in rows] == [
+        (RevokedReason.AGENT_INACTIVE, "alice")
+    ]
+    await admin.approve(agent_id=A, actor="alice")
+    with pytest.raises(GateRefusal) as refused:
+        await certificates.check_certificate(agent_id=A, certificate=cert)
+    assert refused.value.code == "certificate_not_live"
+    assert "agent_inactive" in refused.value.message
+    assert [s for s, _ in await certificates.revoked()] == [format(cert.serial_number, "x")]
+
+
+async def test_a_deleted_agents_certificates_never_count_again(
+    store: Store, setup: tuple[AgentCertificates, dict[str, str]]
+) -> None:
+    """Deleted, then a new record under the same agent id (a StatefulSet pod recreated with
+    its name): the old certificate is refused."""
+    certificates, keys = setup
+    cert = await _issue(certificates, A, keys[A])
+    admin = AdminService(store=store, audit=RecordingSink(), clock=time.time)
+    await admin.delete(agent_id=A, actor="alice")
+    async with store.transaction() as tx:
+        await tx.insert_agent(
+            agent_record(
+                AgentStatus.ACTIVE,
+                id=uuid.uuid4(),
+                agent_id=A,
+                api_key_hash=key_digest(keys[A]),
+                control_plane=ControlPlaneState.APPROVED,
+                reason="approved_by_admin",
+            )
+        )
+    with pytest.raises(GateRefusal) as refused:
+        await certificates.check_certificate(agent_id=A, certificate=cert)
+    assert "agent_deleted" in refused.value.message
+
+
+async def test_reissue_is_rate_limited_while_a_live_certificate_is_held(
+    store: Store, setup: tuple[AgentCertificates, dict[str, str]]
+) -> None:
+    certificates, keys = setup
+    cert = await _issue(certificates, A, keys[A])
+    with pytest.raises(RateLimited) as limited:
+        await _issue(certificates, A, keys[A])
+    assert (limited.value.status, limited.value.code) == (429, "certificate_rate_limited")
+    assert 50 <= limited.value.retry_after <= 60
+    # without a live certificate (this one revoked) the agent gets a new one at once
+    await certificates.revoke(serial=format(cert.serial_number, "x"), actor="alice")
+    assert (await _issue(certificates, A, keys[A])).serial_number != cert.serial_number
+
+
+async def test_a_ca_dropped_from_the_bundle_is_refused_by_the_gate_too(
+    store: Store, tmp_path: Path
+) -> None:
+    """After a rotation's finish the old CA's certificates are refused by the gate itself, not
+    only by a fresh handshake (a resumed TLS session skips the chain check)."""
+    old, new = write_ca(tmp_path / "old"), write_ca(tmp_path / "new", name="agent-ca-2")
+    bundle = tmp_path / "bundle.crt"
+    bundle.write_bytes(old.issued.cert_pem)
+    ca = SigningCa(old.cert, old.key, bundle)
+    certificates = AgentCertificates(
+        store=store, ca=ca, audit=RecordingSink(), policy=CertificatePolicy(), clock=time.time
+    )
+    keys = await _agents(store)
+    cert = await _issue(certificates, A, keys[A])
+    bundle.write_bytes(old.issued.cert_pem + new.issued.cert_pem)
+    old.cert.write_bytes(new.issued.cert_pem)
+    old.key.write_bytes(new.issued.key_pem)
+    assert ca.check() is ReloadResult.SUCCESS
+    assert (await certificates.check_certificate(agent_id=A, certificate=cert)).agent_id == A
+    bundle.write_bytes(new.issued.cert_pem)  # finish
+    assert ca.check() is ReloadResult.SUCCESS
+    with pytest.raises(GateRefusal, match="no longer in the trust bundle"):
+        await certificates.check_certificate(agent_id=A, certificate=cert)
+    assert not await certificates.is_live(agent_id=A, serial=format(cert.serial_number, "x"))
+
+
+def test_a_bundle_without_the_signing_ca_is_refused(tmp_path: Path) -> None:
+    ca, other = write_ca(tmp_path / "ca"), write_ca(tmp_path / "other")
+    with pytest.raises(MaterialError, match="does not hold the agent CA"):
+        SigningCa(ca.cert, ca.key, other.cert)
+
+
+async def test_crl_is_cached_until_a_revocation(
+    store: Store, setup: tuple[AgentCertificates, dict[str, str]]
+) -> None:
+    certificates, keys = setup
+    cert = await _issue(certificates, A, keys[A])
+    first = await certificates.crl()
+    assert await certificates.crl() is first
+    await certificates.revoke(serial=format(cert.serial_number, "x"), actor="alice")
+    listed = x509.load_der_x509_crl(await certificates.crl())
+    assert [r.serial_number for r in listed] == [cert.serial_number]

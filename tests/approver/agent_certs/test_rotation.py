@@ -10,6 +10,8 @@ after the finish the old CA's certificates are refused.
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
 import ssl
 import time
 from datetime import UTC, datetime
@@ -21,7 +23,7 @@ from cryptography import x509
 from certs_tooling import agent_ca
 from certs_tooling.layout import Layout
 from certs_tooling.pki import Issued
-from tests.approver.agent_certs.pki import CaFiles, new_key
+from tests.approver.agent_certs.pki import CaFiles, csr_pem, new_key
 from tests.approver.agent_certs.serving import Served, call, request_certificate, running_approver
 from tests.conftest import Pki
 
@@ -127,3 +129,64 @@ async def test_rotation_under_load(pki: Pki, tmp_path: Path) -> None:
         await _until(old_refused)
         status, _ = await call(served, "GET", "/healthz", context=new_context)
         assert status == 200
+
+
+async def test_a_resumed_session_after_the_finish_is_refused(pki: Pki, tmp_path: Path) -> None:
+    """TLS 1.2 resumes a session from before the finish without checking the chain against
+    the new bundle: the gate's own issuer check refuses the old CA's certificate there."""
+    sqlite_url = f"sqlite+aiosqlite:///{tmp_path / 'approver.db'}"
+    layout = Layout(tmp_path / "pki-agents")
+    layout.root.mkdir()
+    agent_ca.init(layout, days=30, now=datetime.now(UTC))
+    old = Issued(layout.agent_ca_cert.read_bytes(), layout.agent_ca_key.read_bytes())
+    async with running_approver(
+        sqlite_url,
+        pki,
+        tmp_path,
+        ca=CaFiles(old, layout.agent_ca_cert, layout.agent_ca_key),
+        trust_bundle=layout.agent_ca_bundle,
+    ) as served:
+        pem, key = await _issued(served)
+        context = served.context(pem, key)  # type: ignore[arg-type]
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+        agent_id = served.agents["a"].agent_id
+        session, status = await asyncio.to_thread(_renew, served.port, context, agent_id, None)
+        assert status == 200
+        agent_ca.rotate(layout, days=30, now=datetime.now(UTC))
+        agent_ca.finish(layout, now=datetime.now(UTC), force=True)
+
+        async def fresh_handshake_refused() -> bool:
+            try:
+                await call(served, "GET", "/healthz", context=context)
+            except (aiohttp.ClientError, ssl.SSLError, OSError):
+                return True
+            return False
+
+        await _until(fresh_handshake_refused)
+        _, status = await asyncio.to_thread(_renew, served.port, context, agent_id, session)
+        assert status == 403  # resumed or not: never a certificate for the dropped CA's holder
+
+
+def _renew(
+    port: int, context: ssl.SSLContext, agent_id: str, session: ssl.SSLSession | None
+) -> tuple[ssl.SSLSession | None, int]:
+    """One renewal request on a new connection (resuming ``session`` when given); the
+    connection's session and the answer's status (0: the handshake failed)."""
+    body = json.dumps({"csr": csr_pem(new_key())}).encode()
+    request = (
+        f"POST /api/v1/agents/{agent_id}/certificate HTTP/1.1\r\nHost: localhost\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode() + body
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname="localhost", session=session) as tls,
+        ):
+            tls.sendall(request)
+            answer = b""
+            while chunk := tls.recv(65536):
+                answer += chunk
+            return tls.session, int(answer.split(b" ", 2)[1])
+    except (ssl.SSLError, OSError):
+        return None, 0

@@ -9,9 +9,14 @@ handshake; what the approver kept, from its admin API and its revocation lists.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import socket
 import ssl
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -19,7 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from tests.approver.agent_certs.pki import new_key, sign_leaf, write_ca
+from tests.approver.agent_certs.pki import csr_pem, new_key, sign_leaf, write_ca
 from tests.approver.agent_certs.serving import (
     LIFETIME,
     Served,
@@ -27,8 +32,10 @@ from tests.approver.agent_certs.serving import (
     call,
     obtain,
     request_certificate,
+    running_approver,
     served,
 )
+from tests.conftest import Pki
 
 __all__ = ["served"]  # the fixture
 
@@ -217,3 +224,72 @@ class TestHandshake:
             return
         with pytest.raises((aiohttp.ClientError, ssl.SSLError)):
             await self.handshake(served, context)
+
+
+class TestAdminSerials:
+    async def test_openssls_spelling_of_a_serial(self, served: Served) -> None:
+        """``openssl x509 -serial`` prints upper case with leading zeros; colon-separated
+        spellings are common too: each names the stored serial."""
+        for spelling in (
+            lambda s: "0" + s.upper(),
+            lambda s: ":".join(s.zfill(40)[i : i + 2] for i in range(0, 40, 2)),
+        ):
+            body, _ = await obtain(served)
+            status, answer = await call(
+                served,
+                "POST",
+                f"/api/v1/admin/agent-certificates/{spelling(body['serial'])}/revoke",
+                headers=admin(),
+            )
+            assert status == 200, answer
+            assert answer["certificate"]["serial"] == body["serial"]
+
+
+async def test_rate_limited_reissue_over_http(database_url: str, pki: Pki, tmp_path: Path) -> None:
+    async with running_approver(database_url, pki, tmp_path, min_reissue_seconds=60) as served:
+        await obtain(served)
+        agent = served.agents["a"]
+        status, body, headers = await _post_certificate(served, agent.agent_id, agent.key)
+        assert (status, body["error"]) == (429, "certificate_rate_limited")
+        assert 50 <= int(headers["Retry-After"]) <= 60
+
+
+async def _post_certificate(
+    served: Served, agent_id: str, key: str
+) -> tuple[int, Any, Mapping[str, str]]:
+    connector = aiohttp.TCPConnector(ssl=served.context())
+    async with (
+        aiohttp.ClientSession(connector=connector) as http,
+        http.post(
+            f"{served.url}/api/v1/agents/{agent_id}/certificate",
+            json={"csr": csr_pem(new_key())},
+            headers={"X-Agent-API-Key": key},
+        ) as answer,
+    ):
+        return answer.status, await answer.json(), answer.headers
+
+
+async def test_no_tls_1_3_session_tickets(served: Served) -> None:
+    """A resumed session skips the chain check against the trust bundle in use now: the
+    approver issues no TLS 1.3 tickets (TLS 1.2 session ids still resume within OpenSSL's
+    cache; the gate's own issuer check covers those: test_rotation.py)."""
+    context = served.context()
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    assert not await asyncio.to_thread(_resumed, served.port, context)
+
+
+def _resumed(port: int, context: ssl.SSLContext) -> bool:
+    request = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as first,
+    ):
+        first.sendall(request)
+        while first.recv(4096):  # TLS 1.3 tickets come after the handshake
+            pass
+        session = first.session
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="localhost", session=session) as second,
+    ):
+        return bool(second.session_reused)
