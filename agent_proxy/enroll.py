@@ -170,6 +170,12 @@ class Enrollment:
         log.info("using the certificate of an earlier run: serial %s", self.held.serial)
 
     @property
+    def trust(self) -> ssl.SSLContext:
+        """A TLS client context for the approver that presents no certificate (registrations
+        need none)."""
+        return self._trust
+
+    @property
     def context(self) -> ssl.SSLContext:
         """The TLS client context for the approver: with the certificate while it is valid."""
         held = self.held
@@ -229,12 +235,27 @@ class Enrollment:
                 ) as answer:
                     body = await answer.json(content_type=None)
                     status = answer.status
+            except (aiohttp.ClientSSLError, aiohttp.ServerDisconnectedError) as exc:
+                if not with_key:
+                    raise  # the caller tells a refused certificate from an unreachable approver
+                raise EnrollmentError(f"certificate request failed: {type(exc).__name__}") from None
             except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
                 raise EnrollmentError(f"certificate request failed: {type(exc).__name__}") from None
             if status != 200 or not isinstance(body, dict):
                 code = body.get("error") if isinstance(body, dict) else None
                 raise EnrollmentError(f"certificate request answered {status} {code}")
-            cert_pem = str(body["certificate"]).encode("ascii")
+            try:
+                cert_pem = str(body["certificate"]).encode("ascii")
+                certificate = x509.load_pem_x509_certificate(cert_pem)
+                renew_at = (
+                    datetime.fromisoformat(str(body["renewAfter"])).astimezone(UTC).timestamp()
+                )
+            except (KeyError, ValueError, UnicodeError):
+                raise EnrollmentError(
+                    "certificate request answered 200 without a certificate"
+                ) from None
+            if certificate.public_key() != key.public_key():
+                raise EnrollmentError("the certificate answered is not for the key sent")
             key_pem = key.private_bytes(
                 serialization.Encoding.PEM,
                 serialization.PrivateFormat.PKCS8,
@@ -243,8 +264,6 @@ class Enrollment:
             self._settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             _write(self._key_path, key_pem)
             _write(self._cert_path, cert_pem)
-            certificate = x509.load_pem_x509_certificate(cert_pem)
-            renew_at = datetime.fromisoformat(str(body["renewAfter"])).astimezone(UTC).timestamp()
             self.held = Held(certificate, renew_at, self._context())
             self.issued += 1
             log.info(
@@ -299,11 +318,21 @@ class Enrollment:
                         if self._api_key is None:
                             raise
                         await self.enroll(with_key=True)
+                    except (aiohttp.ClientError, OSError):
+                        # The certificate itself is refused in the handshake (its CA left the
+                        # approver's trust bundle): it can never renew itself.
+                        self.discard()
+                        raise EnrollmentError(
+                            "the approver refused the certificate in the TLS handshake"
+                        ) from None
                 else:
                     await self.enroll(with_key=True)
                 delay = self._settings.retry_seconds
-            except EnrollmentError as exc:
-                log.warning("%s; again in %.0f s", exc, delay)
+            except Exception as exc:
+                if isinstance(exc, EnrollmentError):
+                    log.warning("%s; again in %.0f s", exc, delay)
+                else:
+                    log.exception("certificate renewal failed; again in %.0f s", delay)
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=delay)

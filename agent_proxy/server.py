@@ -21,7 +21,9 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import Any
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -31,6 +33,7 @@ from agent_proxy.enroll import KEY_HEADER, Enrollment
 from bootstrap_token.ws_relay import relay
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 REGISTER_PATH = "/api/v1/agents/register"
 CONNECT_PATH = "/api/v1/agents/connect"
@@ -59,30 +62,73 @@ def _forward_headers(request: web.Request) -> dict[str, str]:
     return headers
 
 
-async def _forward(request: web.Request, path: str) -> tuple[int, bytes, str]:
-    """POST the request's body to the approver's ``path``; (status, body, content type)."""
+async def _forward(request: web.Request, path: str, *, certificate: bool) -> web.Response:
+    """POST the request's body to the approver's ``path`` (with the certificate when asked and
+    held) and answer as it answered, its ``Retry-After`` included.
+
+    A certificate refused in the handshake (its CA left the approver's trust bundle) is
+    dropped and the request sent again without it: the agent's next registration enrolls anew.
+
+    Raises:
+        aiohttp.ClientError, TimeoutError, OSError: the approver is unreachable.
+    """
     enrollment = request.app[ENROLLMENT_KEY]
     body = await request.read()
-    async with request.app[SESSION_KEY].post(
-        request.app[UPSTREAM_KEY] + path,
-        data=body,
-        headers=_forward_headers(request),
-        ssl=enrollment.context,
-        timeout=aiohttp.ClientTimeout(total=15),
-    ) as answer:
-        return answer.status, await answer.read(), answer.content_type or "application/json"
+
+    async def send(context: ssl.SSLContext) -> web.Response:
+        async with request.app[SESSION_KEY].post(
+            request.app[UPSTREAM_KEY] + path,
+            data=body,
+            headers=_forward_headers(request),
+            ssl=context,
+            timeout=aiohttp.ClientTimeout(total=15),
+        ) as answer:
+            response = web.Response(
+                status=answer.status,
+                body=await answer.read(),
+                content_type=answer.content_type or "application/json",
+            )
+            if "Retry-After" in answer.headers:
+                response.headers["Retry-After"] = answer.headers["Retry-After"]
+            return response
+
+    if not certificate or enrollment.held is None:
+        return await send(enrollment.trust)
+    return await _with_certificate(enrollment, send)
+
+
+#: What a handshake that refuses the client certificate looks like from here: an alert during
+#: the handshake (TLS 1.2), or the connection closed on the first read after it (TLS 1.3).
+_REFUSED = (aiohttp.ClientSSLError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+
+
+async def _with_certificate(
+    enrollment: Enrollment, send: Callable[[ssl.SSLContext], Awaitable[_T]]
+) -> _T:
+    """``send`` with the certificate; when that fails at the connection and the same without
+    it does not, the certificate is what the approver refuses (its CA left the trust bundle):
+    drop it (the next registration enrolls anew). When both fail, the approver is unreachable
+    and the certificate is kept."""
+    try:
+        return await send(enrollment.context)
+    except _REFUSED:
+        result = await send(enrollment.trust)
+        enrollment.discard()
+        return result
 
 
 async def register(request: web.Request) -> web.StreamResponse:
     """``POST /api/v1/agents/register`` (module docstring)."""
     try:
-        status, body, content_type = await _forward(request, REGISTER_PATH)
+        # No certificate: a registration needs none, and one the approver no longer takes
+        # must not keep the agent from registering.
+        answer = await _forward(request, REGISTER_PATH, certificate=False)
     except (aiohttp.ClientError, TimeoutError, OSError):
         return _json_error(502, "approver_unavailable", "the approver is unreachable")
-    if status in (200, 201):
-        _learn(request.app[ENROLLMENT_KEY], body)
+    if answer.status in (200, 201) and isinstance(answer.body, bytes):
+        _learn(request.app[ENROLLMENT_KEY], answer.body)
         await request.app[ENROLLMENT_KEY].ensure()
-    return web.Response(status=status, body=body, content_type=content_type)
+    return answer
 
 
 def _learn(enrollment: Enrollment, body: bytes) -> None:
@@ -101,10 +147,9 @@ async def heartbeat(request: web.Request) -> web.StreamResponse:
     """``POST /api/v1/agents/{agentId}/heartbeat``: forwarded with the certificate."""
     path = HEARTBEAT_PATH.format(agent_id=quote(request.match_info["agent_id"], safe=""))
     try:
-        status, body, content_type = await _forward(request, path)
+        return await _forward(request, path, certificate=True)
     except (aiohttp.ClientError, TimeoutError, OSError):
         return _json_error(502, "approver_unavailable", "the approver is unreachable")
-    return web.Response(status=status, body=body, content_type=content_type)
 
 
 async def connect(request: web.Request) -> web.StreamResponse:
@@ -114,16 +159,23 @@ async def connect(request: web.Request) -> web.StreamResponse:
         return _json_error(400, "not_a_websocket", "a WebSocket upgrade is required")
     enrollment = request.app[ENROLLMENT_KEY]
     url = request.app[UPSTREAM_KEY].replace("https://", "wss://", 1) + CONNECT_PATH
-    try:
-        upstream = await request.app[SESSION_KEY].ws_connect(
+
+    async def dial(context: ssl.SSLContext) -> aiohttp.ClientWebSocketResponse:
+        return await request.app[SESSION_KEY].ws_connect(
             url,
             params=request.query,
             headers={KEY_HEADER: request.headers.get(KEY_HEADER, "")},
-            ssl=enrollment.context,
+            ssl=context,
             autoping=False,
             max_msg_size=MAX_MESSAGE_BYTES,
             timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10.0),
         )
+
+    try:
+        if enrollment.held is None:
+            upstream = await dial(enrollment.trust)
+        else:
+            upstream = await _with_certificate(enrollment, dial)
     except aiohttp.WSServerHandshakeError as exc:
         if exc.status == 403 and enrollment.held is not None:
             # A certificate the gate no longer takes (revoked, superseded): presenting it again

@@ -19,7 +19,7 @@ fails the pod even under ``failurePolicy: Ignore``.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,26 +73,37 @@ def set_env(
     containers: Collection[str],
     entry: Mapping[str, Any],
 ) -> list[PatchOp]:
-    """Operations that make ``entry`` (an ``EnvVar``) the one definition of its variable in each
-    container named in ``containers``.
+    """:func:`set_envs` for one ``EnvVar`` (``entry``) in the containers named."""
+    return set_envs(obj, [(containers, entry)])
+
+
+def set_envs(
+    obj: Mapping[str, Any],
+    assignments: Sequence[tuple[Collection[str], Mapping[str, Any]]],
+) -> list[PatchOp]:
+    """Operations that make each assignment's ``EnvVar`` the one definition of its variable in
+    each container it names; several assignments may name the same container (the token of
+    ``injectEnv`` and the proxy URL of ``agentProxy``).
 
     Args:
         obj: the pod as sent in ``request.object`` (not modified).
-        containers: container names; matched in ``spec.containers`` and ``spec.initContainers``
-            (an init container is patched only when its name is listed).
-        entry: the ``EnvVar``, with its ``name``.
+        assignments: ``(container names, EnvVar with its name)`` pairs; names are matched in
+            ``spec.containers`` and ``spec.initContainers`` (an init container only when
+            named).
 
     Returns:
         Per matching container at ``/spec/<list>/<i>``:
 
-        * ``env`` absent or null: ``add .../env`` with a one-entry list;
-        * ``env`` defines the variable (e.g. from a ``secretKeyRef``): ``replace .../env/<j>``
-          at its first definition, keeping that position, so variables that expand
-          ``$(VARIABLE)`` after it still see it (Kubernetes "Define Dependent Environment
-          Variables"), and ``remove .../env/<k>`` for every later definition, last first: the
-          container ends with exactly one definition (the API server warns that a duplicate
-          "hides previous definition", and the kubelet would use the last one);
-        * otherwise ``add .../env/-`` (append).
+        * ``env`` absent or null: one ``add .../env`` with every assigned entry, in order;
+        * otherwise, for each assigned variable the container defines (e.g. from a
+          ``secretKeyRef``): ``replace .../env/<j>`` at its first definition, keeping that
+          position, so variables that expand ``$(VARIABLE)`` after it still see it
+          (Kubernetes "Define Dependent Environment Variables"); then ``remove .../env/<k>``
+          for every later definition of any of them, highest index first, so each index still
+          names the entry it named in the object as sent; then ``add .../env/-`` (append) for
+          each variable the container did not define. The container ends with exactly one
+          definition of each (the API server warns that a duplicate "hides previous
+          definition", and the kubelet would use the last one).
 
         Empty when no container matches; containers without a string ``name`` never match.
 
@@ -100,8 +111,6 @@ def set_env(
         MalformedReview: reason ``malformed_pod`` when ``spec``, a container list or a matching
             container's ``env`` has the wrong JSON type (the API server never sends that).
     """
-    variable = entry["name"]
-    value = dict(entry)
     spec = obj.get("spec")
     if spec is None:
         return []
@@ -117,29 +126,37 @@ def set_env(
                 "malformed_pod", f"request.object is not a Pod: invalid spec.{list_name}"
             )
         for index, container in enumerate(items):
-            if not isinstance(container, dict) or container.get("name") not in containers:
+            if not isinstance(container, dict):
+                continue
+            entries = [dict(e) for names, e in assignments if container.get("name") in names]
+            if not entries:
                 continue
             base = f"/spec/{list_name}/{index}/env"
             env = container.get("env")
             if env is None:
-                ops.append({"op": "add", "path": base, "value": [value]})
+                ops.append({"op": "add", "path": base, "value": entries})
                 continue
             if not isinstance(env, list):
                 raise MalformedReview(
                     "malformed_pod",
                     f"request.object is not a Pod: invalid spec.{list_name}.{index}.env",
                 )
-            defined = [
-                j
-                for j, entry in enumerate(env)
-                if isinstance(entry, dict) and entry.get("name") == variable
-            ]
-            if defined:
-                # The first definition becomes the token; the others go, last first so that
-                # each index still names the entry it named in the object as sent.
-                first, *others = defined
-                ops.append({"op": "replace", "path": f"{base}/{first}", "value": value})
-                ops.extend({"op": "remove", "path": f"{base}/{j}"} for j in reversed(others))
-            else:
-                ops.append({"op": "add", "path": f"{base}/-", "value": value})
+            removals: list[int] = []
+            appends: list[PatchOp] = []
+            for value in entries:
+                defined = [
+                    j
+                    for j, item in enumerate(env)
+                    if isinstance(item, dict) and item.get("name") == value["name"]
+                ]
+                if defined:
+                    first, *others = defined
+                    ops.append({"op": "replace", "path": f"{base}/{first}", "value": value})
+                    removals.extend(others)
+                else:
+                    appends.append({"op": "add", "path": f"{base}/-", "value": value})
+            ops.extend(
+                {"op": "remove", "path": f"{base}/{j}"} for j in sorted(removals, reverse=True)
+            )
+            ops.extend(appends)
     return ops

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from webhook.errors import MalformedReview
-from webhook.inject import set_env
 from webhook.patch import PatchOp
 
 #: The pod annotation that opts a pod in; its value must be exactly "true".
@@ -147,9 +146,18 @@ def _named(items: Any, where: str) -> set[str]:
     }
 
 
+def url_entry(injection: ProxyInjection) -> dict[str, Any]:
+    """The ``EnvVar`` pointing the agent at the proxy (``webhook.inject.set_envs`` sets it, with
+    the token of ``injectEnv``, before :func:`inject_proxy`'s operations apply)."""
+    return {"name": injection.url_variable, "value": injection.agent_url}
+
+
 def inject_proxy(obj: Mapping[str, Any], injection: ProxyInjection) -> list[PatchOp]:
-    """Operations that add the proxy to ``obj`` (module docstring); empty when the pod does not
-    opt in or already has it.
+    """Operations that add the sidecar and its volumes to ``obj`` (module docstring); empty
+    when the pod does not opt in or already has it. The agent's URL is not among them
+    (:func:`url_entry`): the caller sets it with every other env change, in operations that
+    come before these (the sidecar is inserted at ``/spec/initContainers/0``, which moves the
+    index of every init container after it).
 
     Raises:
         MalformedReview: reason ``malformed_pod`` when ``spec`` or one of its lists has the
@@ -177,14 +185,4 @@ def inject_proxy(obj: Mapping[str, Any], injection: ProxyInjection) -> list[Patc
         ops.append({"op": "add", "path": "/spec/volumes", "value": volumes(injection)})
     else:
         ops.extend({"op": "add", "path": "/spec/volumes/-", "value": v} for v in volumes(injection))
-    # The init container list is patched above, so the agent's own env is looked up in
-    # ``containers`` only: with the sidecar inserted at index 0 an init container's index
-    # would have moved.
-    ops.extend(
-        set_env(
-            {"spec": {"containers": spec.get("containers")}},
-            containers=injection.containers,
-            entry={"name": injection.url_variable, "value": injection.agent_url},
-        )
-    )
     return ops

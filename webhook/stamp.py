@@ -50,11 +50,11 @@ from typing import Any
 from bootstrap_token import MAX_TTL_SECONDS, MIN_TTL_SECONDS, TrustPolicy
 from bootstrap_token.jsonio import dumps
 from webhook.errors import MalformedReview
-from webhook.inject import EnvInjection, inject_env
+from webhook.inject import EnvInjection, env_var, set_envs
 from webhook.jti import new_jti
 from webhook.patch import PatchOp, has_annotation, remove_annotation, set_annotation
 from webhook.review import AdmissionRequest, PodView, parse_pod
-from webhook.sidecar import ProxyInjection, inject_proxy
+from webhook.sidecar import ProxyInjection, inject_proxy, url_entry
 from webhook.signer import TokenSigner
 
 #: Prefix of every warning, so users see which webhook spoke (kubectl prints them as is).
@@ -318,18 +318,21 @@ def decide(
         )
 
     # Everything that can refuse the pod runs before the (comparatively costly) signature.
-    env_ops = (
-        inject_env(
-            obj,
-            containers=config.inject_env.containers,
-            variable=config.inject_env.variable,
-            annotation_key=key,
+    # Env changes (the token, the proxy URL) are computed together against the pod as sent and
+    # come before the sidecar's operations, which move the init containers' indices.
+    assignments: list[tuple[frozenset[str], dict[str, Any]]] = []
+    if config.inject_env is not None:
+        assignments.append(
+            (
+                config.inject_env.containers,
+                env_var(variable=config.inject_env.variable, annotation_key=key),
+            )
         )
-        if config.inject_env is not None
-        else []
-    )
-    if config.proxy is not None:
-        env_ops.extend(inject_proxy(obj, config.proxy))
+    proxy_ops = inject_proxy(obj, config.proxy) if config.proxy is not None else []
+    if proxy_ops and config.proxy is not None:
+        assignments.append((config.proxy.containers, url_entry(config.proxy)))
+    env_ops = set_envs(obj, assignments) if assignments else []
+    env_ops.extend(proxy_ops)
     jti = new_jti()
     payload = claims_payload(
         config=config, request=request, pod=pod, subject=subject, jti=jti, now=now

@@ -11,18 +11,25 @@ import logging
 import stat
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from agent_proxy.__main__ import run
 from agent_proxy.config import ConfigError, ProxySettings, load_settings
-from agent_proxy.enroll import Enrollment, agent_id_of
+from agent_proxy.enroll import Enrollment, EnrollmentError, agent_id_of
+from agent_proxy.server import create_app
 from approver.domain.agent_keys import is_agent_key
 from demo.stack import free_port
+from tests.approver.agent_certs.pki import key_pem, sign_leaf, write_ca
 from tests.approver.agent_certs.serving import Served, admin, call, running_approver
 from tests.approver.helpers import registration_body
 from tests.conftest import Pki
@@ -187,3 +194,80 @@ def test_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: P
         error.value
     )
     assert "AGENT_BOOTSTRAP_PROXY_CA_FILE" in str(error.value)
+
+
+@contextlib.asynccontextmanager
+async def proxy_app(settings: ProxySettings) -> AsyncIterator[tuple[str, Enrollment]]:
+    """The proxy's application with its Enrollment at hand."""
+    async with aiohttp.ClientSession() as session:
+        enrollment = Enrollment(settings, session)
+        enrollment.load()
+        runner = web.AppRunner(create_app(enrollment, session, settings.upstream_url))
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", settings.listen_port).start()
+        try:
+            yield f"http://127.0.0.1:{settings.listen_port}", enrollment
+        finally:
+            await runner.cleanup()
+
+
+async def test_a_certificate_the_handshake_refuses_is_dropped(
+    approver: Served, tmp_path: Path
+) -> None:
+    """The state folder holds a valid-looking certificate of a CA the approver no longer
+    trusts (after agent-ca finish --force): registrations still pass (they go without it), a
+    heartbeat drops it and goes without, and the agent's next approved registration enrolls
+    anew."""
+    state = tmp_path / "proxy-state"
+    state.mkdir()
+    foreign = write_ca(tmp_path / "foreign-ca", name="previous-agent-ca")
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    (state / "tls.crt").write_bytes(
+        sign_leaf(
+            foreign.issued,
+            key.public_key(),
+            uri=f"agent-bootstrap://default/ns/-/pod/-/agent/{AGENT}",
+            usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+            not_before=now - timedelta(minutes=5),
+            not_after=now + timedelta(hours=20),
+        )
+    )
+    (state / "tls.key").write_bytes(key_pem(key))
+    async with proxy_app(proxy_settings(approver, state)) as (base, enrollment):
+        assert enrollment.held is not None  # taken up from the state folder
+        status, answer = await register(base, PLACEHOLDER)
+        assert status == 202, answer  # not 502: registrations go without the certificate
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{base}/api/v1/agents/{AGENT}/heartbeat", json={}) as beat,
+        ):
+            assert beat.status != 502
+        assert enrollment.held is None
+        await call(approver, "POST", f"/api/v1/admin/agents/{AGENT}/approve", headers=admin())
+        status, answer = await register(base, PLACEHOLDER)
+        assert status == 200
+        assert enrollment.held is not None
+        assert enrollment.held.certificate.issuer == approver.ca.certificate.subject
+
+
+async def test_an_answer_without_a_certificate_does_not_kill_renewal(
+    approver: Served, tmp_path: Path
+) -> None:
+    """A 200 without ``certificate`` (a proxy in between, a bug) is an enrollment error, and
+    the renewal loop goes on."""
+    settings = proxy_settings(approver, tmp_path / "state")
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.json_response({"renewAfter": "soon"})
+
+    app = web.Application()
+    app.router.add_post("/api/v1/agents/{agent_id}/certificate", answer)
+    async with TestServer(app) as server, aiohttp.ClientSession() as session:
+        enrollment = Enrollment(
+            settings.model_copy(update={"upstream_url": str(server.make_url("")).rstrip("/")}),
+            session,
+        )
+        enrollment.learn(agent_id=AGENT, api_key="aga_x")
+        with pytest.raises(EnrollmentError, match="without a certificate"):
+            await enrollment.enroll(with_key=True)

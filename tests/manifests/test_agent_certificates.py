@@ -354,8 +354,9 @@ class TestAgentProxy:
         import jsonpatch
 
         from tests.manifests.test_chart_knobs import _validate
+        from webhook.inject import set_envs
         from webhook.server import _proxy_injection
-        from webhook.sidecar import OPT_IN_ANNOTATION, SIDECAR_NAME, inject_proxy
+        from webhook.sidecar import OPT_IN_ANNOTATION, SIDECAR_NAME, inject_proxy, url_entry
 
         case = _case(PROXY, chart_defaults)
         settings, _, _ = _load(case, "webhook", tmp_path, monkeypatch)
@@ -370,8 +371,10 @@ class TestAgentProxy:
             "metadata": {**template["metadata"], "name": "k8s-agent-0", "namespace": TRUSTED},
             "spec": template["spec"],
         }
-        patch = inject_proxy(pod, injection)
-        assert patch
+        # As webhook.stamp.decide orders them: the env changes, then the sidecar.
+        sidecar_ops = inject_proxy(pod, injection)
+        assert sidecar_ops
+        patch = set_envs(pod, [(injection.containers, url_entry(injection))]) + sidecar_ops
         patched: dict[str, Any] = jsonpatch.apply_patch(pod, patch)
         sidecar = patched["spec"]["initContainers"][0]
         assert sidecar["name"] == SIDECAR_NAME

@@ -14,6 +14,7 @@ import pytest
 from tests.payloads import streamspace_agent_review
 from tests.webhook.conftest import NOW
 from webhook.config import WebhookSettings
+from webhook.inject import EnvInjection
 from webhook.review import parse_review
 from webhook.server import stamp_config
 from webhook.sidecar import (
@@ -166,3 +167,65 @@ class TestSettings:
         )
         plain = WebhookSettings(signing_key_file="k", tls_pem_file="p")
         assert stamp_config(plain).proxy is None
+
+
+class TestWithInjectEnv:
+    """injectEnv and agentProxy on the same pod: both variables end up defined, once, whatever
+    env the agent container came with, and an init container named in injectEnv keeps its token
+    although the sidecar is inserted before it."""
+
+    @pytest.fixture
+    def both(self, stamp_config: StampConfig) -> StampConfig:
+        return dataclasses.replace(
+            stamp_config,
+            proxy=PROXY,
+            inject_env=EnvInjection(
+                containers=frozenset({"k8s-agent", "k8s-agent-init"}), variable="AGENT_API_KEY"
+            ),
+        )
+
+    @pytest.mark.parametrize("env", ["absent", "null", "env-from-only", "both-defined-twice"])
+    def test_both_variables_once(self, both: StampConfig, signer: TokenSigner, env: str) -> None:
+        review = streamspace_agent_review(annotations=OPTED_IN)
+        agent = review["request"]["object"]["spec"]["containers"][0]
+        if env == "absent":
+            del agent["env"]
+        elif env == "null":
+            agent["env"] = None
+        elif env == "env-from-only":
+            del agent["env"]
+            agent["envFrom"] = [{"configMapRef": {"name": "agent-settings"}}]
+        else:
+            agent["env"] = [
+                {"name": "CONTROL_PLANE_URL", "value": "wss://a"},
+                {"name": "AGENT_API_KEY", "value": "x"},
+                {"name": "OTHER", "value": "$(CONTROL_PLANE_URL)"},
+                {"name": "CONTROL_PLANE_URL", "value": "wss://b"},
+                {"name": "AGENT_API_KEY", "value": "y"},
+            ]
+        pod = stamped(review, both, signer)
+        valid_pod(pod)
+        names = [e["name"] for e in pod["spec"]["containers"][0]["env"]]
+        assert names.count("AGENT_API_KEY") == 1
+        assert names.count("CONTROL_PLANE_URL") == 1
+        values = env_of(pod["spec"]["containers"][0])
+        assert values["CONTROL_PLANE_URL"] == "ws://127.0.0.1:8480"
+        assert values["AGENT_API_KEY"]["fieldRef"]["fieldPath"].startswith("metadata.annotations")
+        if env == "both-defined-twice":  # kept where it stood, before its user
+            assert names[:3] == ["CONTROL_PLANE_URL", "AGENT_API_KEY", "OTHER"]
+
+    def test_init_container_keeps_its_token(self, both: StampConfig, signer: TokenSigner) -> None:
+        review = streamspace_agent_review(annotations=OPTED_IN)
+        review["request"]["object"]["spec"]["initContainers"] = [
+            {
+                "name": "k8s-agent-init",
+                "image": "x",
+                "env": [{"name": "AGENT_API_KEY", "value": "i"}],
+            }
+        ]
+        pod = stamped(review, both, signer)
+        valid_pod(pod)
+        init = pod["spec"]["initContainers"]
+        assert [c["name"] for c in init] == [SIDECAR_NAME, "k8s-agent-init"]
+        assert "fieldRef" in env_of(init[1])["AGENT_API_KEY"]
+        assert "AGENT_API_KEY" not in env_of(init[0])
