@@ -164,6 +164,7 @@ class TestAgentCertificates:
                 "requireAtGate": True,
                 "cluster": "prod-eu-1.example",
                 "crlValiditySeconds": 120,
+                "minReissueSeconds": 0,
             }
         }
         case = _case(values, chart_defaults)
@@ -176,7 +177,8 @@ class TestAgentCertificates:
             certs.require_at_gate,
             certs.cluster,
             certs.crl_validity_seconds,
-        ) == (3600, 5, True, "prod-eu-1.example", 120)
+            certs.min_reissue_seconds,
+        ) == (3600, 5, True, "prod-eu-1.example", 120, 0)
 
     def test_cluster_defaults_to_cluster_name(
         self, chart_defaults: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -478,6 +480,7 @@ BOUNDS = [
     (("agentCertificates", "lifetimeSeconds"), 299, 300, 2592000, 2592001),
     (("agentCertificates", "maxLivePerAgent"), 0, 1, 16, 17),
     (("agentCertificates", "crlValiditySeconds"), 59, 60, 604800, 604801),
+    (("agentCertificates", "minReissueSeconds"), -1, 0, 86400, 86401),
     (("agents", "agentProxy", "port"), 0, 1, 65535, 65536),
 ]
 

@@ -149,6 +149,7 @@ agentCertificates:
   requireAtGate: {{ .requireAtGate | toJson }}
   cluster: {{ include "agent-bootstrap.agentCertificatesCluster" $ | toJson }}
   crlValiditySeconds: {{ .crlValiditySeconds | toJson }}
+  minReissueSeconds: {{ .minReissueSeconds | toJson }}
 {{- end }}
 {{- end }}
 {{- /* agentCertificates disabled: left out (the approver's default). */}}
