@@ -48,6 +48,12 @@ _AGENT_URI = re.compile(r"agent-bootstrap://[^/]+/ns/[^/]+/pod/[^/]+/agent/([A-Z
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
 
+#: What a handshake that refuses the client certificate looks like from here: an alert during
+#: the handshake (TLS 1.2), or the connection closed on the first read after it (TLS 1.3). An
+#: approver restarting looks the same, hence :meth:`Enrollment.certificate_refused`.
+REFUSED = (aiohttp.ClientSSLError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+
+
 class EnrollmentError(Exception):
     """A certificate request that did not give a certificate (status and error code; never the
     key)."""
@@ -189,6 +195,29 @@ class Enrollment:
         self.agent_id = agent_id
         self._api_key = api_key
 
+    async def certificate_refused(self) -> bool:
+        """True when the approver refuses the certificate held in the TLS handshake while it
+        answers without it: ``GET /healthz`` on a new connection with it fails at the
+        connection, and without it gets an answer. An approver that is merely unreachable or
+        restarting fails both ways (False: the certificate is kept)."""
+        if self.held is None:
+            return False
+
+        async def probe(context: ssl.SSLContext) -> bool:
+            try:
+                async with self._session.get(
+                    self._settings.upstream_url + "/healthz",
+                    ssl=context,
+                    headers={"Connection": "close"},
+                    timeout=aiohttp.ClientTimeout(total=5),
+                ) as answer:
+                    await answer.read()
+                    return True
+            except (aiohttp.ClientError, TimeoutError, OSError):
+                return False
+
+        return not await probe(self.held.context) and await probe(self._trust)
+
     def discard(self) -> None:
         """Stop presenting the certificate held (the approver refused a connection with it:
         revoked or superseded); the next approved registration enrolls again with the key."""
@@ -318,9 +347,11 @@ class Enrollment:
                         if self._api_key is None:
                             raise
                         await self.enroll(with_key=True)
-                    except (aiohttp.ClientError, OSError):
-                        # The certificate itself is refused in the handshake (its CA left the
-                        # approver's trust bundle): it can never renew itself.
+                    except REFUSED:
+                        if not await self.certificate_refused():
+                            raise EnrollmentError("the approver is unreachable") from None
+                        # Refused in the handshake (its CA left the approver's trust
+                        # bundle): it can never renew itself.
                         self.discard()
                         raise EnrollmentError(
                             "the approver refused the certificate in the TLS handshake"

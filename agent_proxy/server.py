@@ -29,7 +29,7 @@ from urllib.parse import quote
 import aiohttp
 from aiohttp import WSCloseCode, web
 
-from agent_proxy.enroll import KEY_HEADER, Enrollment
+from agent_proxy.enroll import KEY_HEADER, REFUSED, Enrollment
 from bootstrap_token.ws_relay import relay
 
 log = logging.getLogger(__name__)
@@ -97,24 +97,25 @@ async def _forward(request: web.Request, path: str, *, certificate: bool) -> web
     return await _with_certificate(enrollment, send)
 
 
-#: What a handshake that refuses the client certificate looks like from here: an alert during
-#: the handshake (TLS 1.2), or the connection closed on the first read after it (TLS 1.3).
-_REFUSED = (aiohttp.ClientSSLError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+#: The gate's refusals that are about the certificate (approver/http/gate.py).
+CERTIFICATE_REFUSALS = frozenset({"certificate_not_live", "certificate_agent_mismatch"})
+ERROR_HEADER = "X-Agent-Bootstrap-Error"
 
 
 async def _with_certificate(
     enrollment: Enrollment, send: Callable[[ssl.SSLContext], Awaitable[_T]]
 ) -> _T:
-    """``send`` with the certificate; when that fails at the connection and the same without
-    it does not, the certificate is what the approver refuses (its CA left the trust bundle):
-    drop it (the next registration enrolls anew). When both fail, the approver is unreachable
-    and the certificate is kept."""
+    """``send`` with the certificate. When that fails at the connection, the approver may be
+    restarting, or it may refuse the certificate in the handshake (its CA left the trust
+    bundle): :meth:`Enrollment.certificate_refused` tells them apart with two side-effect-free
+    probes, and only a refused certificate is dropped (the next registration enrolls anew).
+    The request is then sent once more, with the certificate if it is kept."""
     try:
         return await send(enrollment.context)
-    except _REFUSED:
-        result = await send(enrollment.trust)
-        enrollment.discard()
-        return result
+    except REFUSED:
+        if await enrollment.certificate_refused():
+            enrollment.discard()
+        return await send(enrollment.context)
 
 
 async def register(request: web.Request) -> web.StreamResponse:
@@ -177,11 +178,19 @@ async def connect(request: web.Request) -> web.StreamResponse:
         else:
             upstream = await _with_certificate(enrollment, dial)
     except aiohttp.WSServerHandshakeError as exc:
-        if exc.status == 403 and enrollment.held is not None:
-            # A certificate the gate no longer takes (revoked, superseded): presenting it again
-            # would be refused again; the agent's reconnect re-registers, which enrolls anew.
+        refusal = exc.headers.get(ERROR_HEADER) if exc.headers else None
+        if refusal in CERTIFICATE_REFUSALS and enrollment.held is not None:
+            # A certificate the gate no longer takes (revoked, superseded, another agent's):
+            # presenting it again would be refused again; the agent's reconnect re-registers,
+            # which enrolls anew. Any other refusal (the key, the agent) keeps it.
             enrollment.discard()
-        return _json_error(exc.status, "approver_refused", f"the approver answered {exc.status}")
+        answer = _json_error(
+            exc.status, refusal or "approver_refused", f"the approver answered {exc.status}"
+        )
+        for name in ("Retry-After", ERROR_HEADER):
+            if exc.headers and name in exc.headers:
+                answer.headers[name] = exc.headers[name]
+        return answer
     except (aiohttp.ClientError, TimeoutError, OSError):
         return _json_error(502, "approver_unavailable", "the approver is unreachable")
     try:

@@ -33,9 +33,10 @@ from __future__ import annotations
 import asyncio
 import math
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -66,8 +67,8 @@ CERTIFICATE_MISMATCH = "certificate_agent_mismatch"
 CERTIFICATE_NOT_LIVE = "certificate_not_live"
 MISSING_CREDENTIAL = "missing_credential"
 RATE_LIMITED = "certificate_rate_limited"
-#: Seconds a built CRL is served again (less than any crlValiditySeconds); a revocation made by
-#: this process rebuilds it at once.
+#: Seconds a built revoked list (JSON or CRL) is served again at most (less than any
+#: crlValiditySeconds); any revocation, by any path, rebuilds it at the next request.
 CRL_CACHE_SECONDS = 30
 #: Rows stay this long past their certificate's notAfter before they are deleted.
 PURGE_AFTER = timedelta(days=1)
@@ -157,10 +158,10 @@ class AgentCertificates:
         self._audit = audit
         self.policy = policy
         self._clock = clock
-        #: The last CRL built: (CA SHA-256, revocation count then, built at, DER).
-        self._crl: tuple[str, int, datetime, bytes] | None = None
-        #: Revocations made by this process (a change invalidates the cached CRL).
-        self._revocations = 0
+        #: The revoked lists built last, with what they were built from (module docstring of
+        #: :meth:`crl`): one build at a time, however many requests arrive.
+        self._lists: dict[str, tuple[object, datetime, Any]] = {}
+        self._building = asyncio.Lock()
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
@@ -318,6 +319,15 @@ class AgentCertificates:
                 raise GateRefusal(
                     403, INVALID_API_KEY, "the key is not this agent's current key", security=True
                 )
+            if peer is not None:
+                # Again under the lock: a revocation of the presented certificate that
+                # committed since the check above must win.
+                presented = await repository.get(tx.connection, peer_serial(peer), lock=True)
+                if presented is None or not presented.live(now):
+                    raise GateRefusal(
+                        403, CERTIFICATE_NOT_LIVE,
+                        "the client certificate was revoked meanwhile", security=True,
+                    )  # fmt: skip
             self._usable(current, agent_id)
             live = await repository.for_agent(tx.connection, agent_id, live_at=now)
             if live and self.policy.min_reissue_seconds:
@@ -326,7 +336,6 @@ class AgentCertificates:
                     raise RateLimited(max(1, math.ceil((wait - now).total_seconds())))
             excess = len(live) + 1 - self.policy.max_live_per_agent
             superseded = [r.serial for r in live[: max(excess, 0)]]
-            self._revocations += bool(superseded)
             await repository.revoke(
                 tx.connection,
                 superseded,
@@ -389,7 +398,6 @@ class AgentCertificates:
             changed = await repository.revoke(
                 tx.connection, [serial], at=now, reason=RevokedReason.REVOKED, by=actor
             )
-            self._revocations += 1
             row = await repository.get(tx.connection, serial)
             if row is None:
                 return None
@@ -417,6 +425,10 @@ class AgentCertificates:
     async def revoked(self) -> list[tuple[str, datetime]]:
         """``(serial hex, revoked at)`` of every unexpired certificate that no longer counts
         (module docstring). Raises StoreUnavailable."""
+        entries: list[tuple[str, datetime]] = await self._cached("json", self._read_revoked)
+        return entries
+
+    async def _read_revoked(self, version: object) -> list[tuple[str, datetime]]:
         async with self._store.reading() as conn:
             return await repository.revoked_unexpired(conn, self._now())
 
@@ -425,17 +437,12 @@ class AgentCertificates:
         issued, signed by it. Certificates of a CA being rotated out are in :meth:`revoked`
         (a CRL's issuer must be the certificates' issuer, section 5.1.2.3, and the old CA's key
         is not kept). Raises StoreUnavailable."""
+        der: bytes = await self._cached("crl", self._build_crl)
+        return der
+
+    async def _build_crl(self, version: object) -> bytes:
         ca = self._ca.current
         now = self._now()
-        cached = self._crl
-        if (
-            cached is not None
-            and cached[0] == ca.sha256
-            and cached[1] == self._revocations
-            and now - cached[2] < timedelta(seconds=CRL_CACHE_SECONDS)
-        ):
-            return cached[3]
-        revocations = self._revocations
         async with self._store.reading() as conn:
             entries = await repository.revoked_unexpired(conn, now, issuer_sha256=ca.sha256)
 
@@ -450,10 +457,28 @@ class AgentCertificates:
             )
             return crl.public_bytes(serialization.Encoding.DER)
 
-        # Off the event loop: a CRL of many thousand entries takes tens of milliseconds.
-        der = await asyncio.to_thread(sign)
-        self._crl = (ca.sha256, revocations, now, der)
-        return der
+        # Off the event loop: a CRL of many thousand entries takes tens of milliseconds to sign.
+        return await asyncio.to_thread(sign)
+
+    async def _cached(self, kind: str, build: Callable[[object], Awaitable[Any]]) -> Any:
+        """The list ``kind`` as last built while nothing was revoked since (by any path: the
+        table's revocation count and latest time, one cheap query) and the CA is the same, for
+        at most :data:`CRL_CACHE_SECONDS`; else built again, once for all waiting requests.
+        Unauthenticated callers cannot make the approver rebuild a large list per request."""
+        async with self._store.reading() as conn:
+            version = (self._ca.current.sha256, await repository.revocation_version(conn))
+        now = self._now()
+        async with self._building:
+            cached = self._lists.get(kind)
+            if (
+                cached is not None
+                and cached[0] == version
+                and now - cached[1] < timedelta(seconds=CRL_CACHE_SECONDS)
+            ):
+                return cached[2]
+            value = await build(version)
+            self._lists[kind] = (version, now, value)
+            return value
 
 
 def _segment(value: str | None) -> str | None:

@@ -526,6 +526,21 @@ class WebhookSettings(GuardedServiceSettings):
         return self
 
     @model_validator(mode="after")
+    def _env_variables_apart(self) -> Self:
+        proxy, inject = self.agent_proxy, self.inject_env
+        if (
+            proxy.enabled
+            and inject.enabled
+            and proxy.url_variable == inject.variable
+            and set(proxy.containers) & set(inject.containers)
+        ):
+            raise ValueError(
+                "agentProxy.urlVariable and injectEnv.variable name the same variable of the "
+                "same containers: the proxy's URL would take the token's place"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _body_budget(self) -> Self:
         if self.max_in_flight_body_bytes < self.max_request_bytes:
             raise ValueError("maxInFlightBodyBytes must be at least maxRequestBytes")

@@ -21,6 +21,7 @@ class RevokedReason(StrEnum):
     SUPERSEDED = "superseded"  #: the agent was issued newer ones (``maxLivePerAgent``)
     AGENT_INACTIVE = "agent_inactive"  #: its agent left ``active`` (pod deleted, revoked, ...)
     AGENT_DELETED = "agent_deleted"  #: an administrator deleted its agent
+    AGENT_REBOUND = "agent_rebound"  #: an active agent was bound to a new credential or pod
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,9 +53,13 @@ async def insert(conn: AsyncConnection, row: CertificateRow) -> None:
     )
 
 
-async def get(conn: AsyncConnection, serial: str) -> CertificateRow | None:
-    """The certificate with ``serial`` (hex), or None."""
-    found = (await conn.execute(sa.select(t).where(t.c.serial == serial))).first()
+async def get(conn: AsyncConnection, serial: str, *, lock: bool = False) -> CertificateRow | None:
+    """The certificate with ``serial`` (hex), or None; its row locked for the transaction with
+    ``lock`` (``SELECT ... FOR UPDATE``, PostgreSQL; SQLite's writer lock serialises anyway)."""
+    query = sa.select(t).where(t.c.serial == serial)
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    found = (await conn.execute(query)).first()
     return _row(found._mapping) if found is not None else None
 
 
@@ -111,6 +115,19 @@ async def newest_issue(conn: AsyncConnection, agent_id: str) -> datetime | None:
     if value is not None and value.tzinfo is None:  # SQLite's aggregate skips the type
         value = value.replace(tzinfo=UTC)
     return value
+
+
+async def revocation_version(conn: AsyncConnection) -> tuple[int, datetime | None]:
+    """``(count, latest revoked_at)`` of the revoked rows: changes whenever a certificate is
+    revoked by any path (lists built from the table are cached against it)."""
+    count, latest = (
+        await conn.execute(
+            sa.select(sa.func.count(), sa.func.max(t.c.revoked_at)).where(
+                t.c.revoked_at.is_not(None)
+            )
+        )
+    ).one()
+    return int(count), latest
 
 
 async def purge_expired(conn: AsyncConnection, before: datetime) -> int:

@@ -9,9 +9,11 @@ section 4.1.2.2), the primary key: the gate looks a presented certificate up by 
 certificate itself is not stored (its SHA-256 is, to tell which one a serial was): it holds no
 secret, but nothing reads it back. ``revoked_reason`` says why a row stopped counting before
 its notAfter: ``revoked`` (an administrator), ``superseded`` (the agent holds newer ones),
-``agent_inactive`` (its agent left ``active``: pod deleted, revoked, rejected) or
-``agent_deleted`` (an administrator deleted its agent). A revoked row never counts again, even
-when its agent is approved again (as a replaced key never comes back).
+``agent_inactive`` (its agent left ``active``: pod deleted, revoked, rejected, here or in the
+control plane), ``agent_deleted`` (an administrator deleted its agent) or ``agent_rebound`` (an
+active agent was bound to another credential or pod: a recreated pod with the same name). A
+revoked row never counts again, even when its agent is approved again (as a replaced key never
+comes back).
 No foreign key to ``agents``: a deleted agent's certificates must stay listed as revoked until
 they expire (the CRL takes rows whose agent is gone as revoked).
 """
@@ -27,7 +29,7 @@ agent_certificates_metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 #: Values of ``issued_with``: the credential an issuance was authorized by.
 ISSUED_WITH = ("api_key", "certificate")
 #: Values of ``revoked_reason``.
-REVOKED_REASONS = ("revoked", "superseded", "agent_inactive", "agent_deleted")
+REVOKED_REASONS = ("revoked", "superseded", "agent_inactive", "agent_deleted", "agent_rebound")
 
 agent_certificates = sa.Table(
     "agent_certificates",
@@ -46,7 +48,8 @@ agent_certificates = sa.Table(
     sa.CheckConstraint("issued_with IN ('api_key', 'certificate')", name="issued_with"),
     sa.CheckConstraint(
         "revoked_reason IS NULL OR revoked_reason IN "
-        "('revoked', 'superseded', 'agent_inactive', 'agent_deleted')",
+        "('revoked', 'superseded', 'agent_inactive', 'agent_deleted', "
+        "'agent_rebound')",
         name="revoked_reason",
     ),
     sa.Index(None, "agent_id"),

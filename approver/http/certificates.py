@@ -49,7 +49,7 @@ KEY_HEADER = "X-Agent-API-Key"
 
 CERTIFICATES_KEY = web.AppKey("agent_certificates", AgentCertificates)
 
-_SERIAL = re.compile(r"[0-9a-f]{1,42}")
+_SERIAL = re.compile(r"[0-9a-f]{1,40}")
 
 
 def peer_certificate(request: web.Request) -> x509.Certificate | None:
@@ -178,11 +178,12 @@ async def admin_list(request: web.Request) -> web.Response:
 async def admin_revoke(request: web.Request) -> web.Response:
     """``POST /api/v1/admin/agent-certificates/{serial}/revoke``."""
     actor = authenticate(request, request.app[ADMIN_TOKENS_KEY])
-    serial = request.match_info["serial"].lower().replace(":", "")
+    # As stored: lower case, no leading zeros, no colons (openssl x509 -serial prints 0FE3...).
+    serial = request.match_info["serial"].lower().replace(":", "").lstrip("0") or "0"
     if not _SERIAL.fullmatch(serial):
-        raise BadRequest("invalid_serial", "a serial is 1..40 hex digits (colons allowed)")
-    # As stored: no leading zeros (openssl x509 -serial prints them, 0FE3...; colons too).
-    serial = format(int(serial, 16), "x")
+        raise BadRequest(
+            "invalid_serial", "a serial is 1..40 hex digits (leading zeros and colons allowed)"
+        )
     row = await request.app[CERTIFICATES_KEY].revoke(serial=serial, actor=actor)
     if row is None:
         return json_error(404, "certificate_not_found", "no certificate has this serial")

@@ -10,9 +10,11 @@ and forwarded to the control plane.
   control plane's answer returned.
 
 Refusals are JSON ``{"error", "message"}`` (401 ``missing_api_key``, 403 ``invalid_api_key`` or
-``agent_not_active``, 400 ``invalid_agent_id``) and audit lines (``agent.connect`` /
-``agent.heartbeat``, not stored: a flood of refused connects must not grow the database). An
-accepted connect is an audit line too.
+``agent_not_active``, 400 ``invalid_agent_id``; with agent certificates 401
+``client_certificate_required``, 403 ``certificate_agent_mismatch``, ``certificate_not_live``),
+the code also in the ``X-Agent-Bootstrap-Error`` header (a WebSocket client sees only headers),
+and audit lines (``agent.connect`` / ``agent.heartbeat``, not stored: a flood of refused
+connects must not grow the database). An accepted connect is an audit line too.
 
 :class:`GateConnections` keeps the open relays; every ``controlPlane.gateRecheckSeconds`` each is
 checked again and closed (1008, "credential revoked") once the agent is no longer active or its
@@ -45,6 +47,8 @@ log = logging.getLogger(__name__)
 #: Largest WebSocket message relayed, in bytes (StreamSpace's ``maxMessageSize`` is 512 KiB).
 MAX_MESSAGE_BYTES = 1024 * 1024
 HEARTBEAT_PATH = "/api/v1/agents/{agent_id}/heartbeat"
+#: Response header carrying a refusal's ``error`` code.
+ERROR_HEADER = "X-Agent-Bootstrap-Error"
 
 
 @dataclass(eq=False)
@@ -161,7 +165,11 @@ async def _authorize(
             security=exc.security,
             message=exc.message,
         )
-        return json_error(exc.status, exc.code, exc.message)
+        refused = json_error(exc.status, exc.code, exc.message)
+        # The code as a header too: a WebSocket client sees the handshake's headers, not its
+        # body (the agent proxy tells a refused certificate from a refused key by it).
+        refused.headers[ERROR_HEADER] = exc.code
+        return refused
     assert key is not None
     return key, granted
 

@@ -271,3 +271,62 @@ async def test_an_answer_without_a_certificate_does_not_kill_renewal(
         enrollment.learn(agent_id=AGENT, api_key="aga_x")
         with pytest.raises(EnrollmentError, match="without a certificate"):
             await enrollment.enroll(with_key=True)
+
+
+class Forwarder:
+    """A TCP forwarder in front of the approver (a Service during a rolling restart): it
+    closes the next ``drop`` connections at once, then pipes bytes both ways."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.drop = 0
+        self.port = free_port()
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> Forwarder:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.drop > 0:
+            self.drop -= 1
+            writer.transport.abort()
+            return
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            sink.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+async def test_a_dropped_connection_keeps_the_certificate(approver: Served, tmp_path: Path) -> None:
+    """One connection closed by the network (an approver restarting) is not a refused
+    certificate: the proxy probes, keeps it, and sends the request again with it."""
+    state = tmp_path / "proxy-state"
+    async with running_proxy(proxy_settings(approver, state)) as base:
+        await approved_through(base, approver)
+    serial = x509.load_pem_x509_certificate((state / "tls.crt").read_bytes()).serial_number
+    async with Forwarder(approver.port) as forwarder:
+        settings = proxy_settings(approver, state).model_copy(
+            update={"upstream_url": f"https://localhost:{forwarder.port}"}
+        )
+        async with proxy_app(settings) as (base, enrollment):
+            assert enrollment.held is not None
+            forwarder.drop = 1
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(f"{base}/api/v1/agents/{AGENT}/heartbeat", json={}) as beat,
+            ):
+                assert beat.status != 502
+            assert forwarder.drop == 0  # the connection was dropped
+            assert enrollment.held is not None
+            assert enrollment.held.certificate.serial_number == serial

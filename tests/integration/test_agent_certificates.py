@@ -12,12 +12,14 @@ import asyncio
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 from cryptography import x509
 
 from demo.world import PROXY_CONTAINER, PROXY_OPT_IN, RunningProxy, World
+from tests.approver.agent_certs.pki import PrivateKey, csr_pem, key_pem, new_key
 from tests.integration.test_streamspace import eventually, running
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
@@ -140,3 +142,58 @@ async def test_pod_without_the_opt_in_gets_no_proxy(
         await eventually(approved, within=15)
         await asyncio.sleep(0.5)
         assert agent_id not in world.streamspace.connected_agents()
+
+
+async def test_removed_in_streamspace_ends_its_certificates_for_good(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    """StreamSpace's administrator deletes the agent there; its next registration finds it gone
+    (403 removed_in_control_plane) before the sync does: its certificate is revoked then, and
+    stays revoked after an approval on the approver's side."""
+    world = World(tmp_path, quiet=True, agent_certificates=True, sync_seconds=60.0)
+    await world.start()
+    try:
+        pod = await world.create_pod(session)
+        env, agent_id = world.env(pod), world.agent_id(pod)
+        status, body, _ = await world.register_once(env, source=pod.address)
+        assert status == 200
+        key = new_key()
+        status, issued = await _certificate(world, agent_id, key, api_key=body["apiKey"])
+        assert status == 200, issued
+        status, _ = await world.streamspace_admin("DELETE", f"/agents/{agent_id}")
+        assert status == 200
+        status, body, _ = await world.register_once(env, source=pod.address)
+        assert (status, body["reason"]) == (403, "removed_in_control_plane")
+        _, listed = await world.approver_admin("GET", f"/agents/{agent_id}/certificates")
+        assert [c["revokedReason"] for c in listed["certificates"]] == ["agent_inactive"]
+        status, _ = await world.approver_admin("POST", f"/agents/{agent_id}/approve")
+        assert status == 200
+        old = ssl.create_default_context(cafile=str(world.stack.pki / "ca.crt"))
+        (tmp_path / "old.crt").write_text(issued["certificate"])
+        (tmp_path / "old.key").write_bytes(key_pem(key))
+        old.load_cert_chain(tmp_path / "old.crt", tmp_path / "old.key")
+        status, answer = await _certificate(world, agent_id, new_key(), context=old)
+        assert (status, answer["error"]) == (403, "certificate_not_live")
+    finally:
+        codes = await world.stop()
+    assert codes == {"webhook": 0, "approver": 0}
+
+
+async def _certificate(
+    world: World,
+    agent_id: str,
+    key: PrivateKey,
+    *,
+    api_key: str | None = None,
+    context: ssl.SSLContext | None = None,
+) -> tuple[int, Any]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{world.stack.approver_url}/api/v1/agents/{agent_id}/certificate",
+            json={"csr": csr_pem(key)},
+            headers={"X-Agent-API-Key": api_key} if api_key else {},
+            ssl=context or world.client_ssl,
+        ) as answer,
+    ):
+        return answer.status, await answer.json()

@@ -229,3 +229,13 @@ class TestWithInjectEnv:
         assert [c["name"] for c in init] == [SIDECAR_NAME, "k8s-agent-init"]
         assert "fieldRef" in env_of(init[1])["AGENT_API_KEY"]
         assert "AGENT_API_KEY" not in env_of(init[0])
+
+
+def test_the_same_variable_for_token_and_url_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"agentProxy\.urlVariable and injectEnv\.variable"):
+        WebhookSettings(
+            signing_key_file="k",
+            tls_pem_file="p",
+            inject_env={"enabled": True, "variable": "CONTROL_PLANE_URL"},
+            agent_proxy={"enabled": True, "image": "i", "upstreamUrl": "https://a:1"},
+        )

@@ -45,7 +45,8 @@ def upgrade() -> None:
         ),
         sa.CheckConstraint(
             "revoked_reason IS NULL OR revoked_reason IN "
-            "('revoked', 'superseded', 'agent_inactive', 'agent_deleted')",
+            "('revoked', 'superseded', 'agent_inactive', 'agent_deleted', "
+            "'agent_rebound')",
             name=op.f("ck_agent_certificates_revoked_reason"),
         ),
     )

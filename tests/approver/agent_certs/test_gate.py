@@ -256,3 +256,39 @@ async def test_crl_is_cached_until_a_revocation(
     await certificates.revoke(serial=format(cert.serial_number, "x"), actor="alice")
     listed = x509.load_der_x509_crl(await certificates.crl())
     assert [r.serial_number for r in listed] == [cert.serial_number]
+
+
+async def test_revoked_lists_follow_every_revocation_path(
+    store: Store, setup: tuple[AgentCertificates, dict[str, str]]
+) -> None:
+    """The lists are cached, but against the table's revocations: one made by the agent's
+    lifecycle (not by this service) shows at the next request, in the CRL too."""
+    certificates, keys = setup
+    cert = await _issue(certificates, A, keys[A])
+    assert await certificates.revoked() == []
+    assert list(x509.load_der_x509_crl(await certificates.crl())) == []
+    await AdminService(store=store, audit=RecordingSink(), clock=time.time).revoke(
+        agent_id=A, actor="alice"
+    )
+    assert [s for s, _ in await certificates.revoked()] == [format(cert.serial_number, "x")]
+    crl = x509.load_der_x509_crl(await certificates.crl())
+    assert [r.serial_number for r in crl] == [cert.serial_number]
+
+
+async def test_a_renewal_rechecks_the_presented_certificate_under_the_lock(
+    store: Store,
+    setup: tuple[AgentCertificates, dict[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A revocation of the presented certificate that commits between the first check and the
+    issuing transaction wins (the first check is made to miss it here)."""
+    certificates, keys = setup
+    cert = await _issue(certificates, A, keys[A])
+    await certificates.revoke(serial=format(cert.serial_number, "x"), actor="alice")
+
+    async def stale_check(*, agent_id: str, certificate: x509.Certificate) -> None:
+        return None
+
+    monkeypatch.setattr(certificates, "check_certificate", stale_check)
+    with pytest.raises(GateRefusal, match="revoked meanwhile"):
+        await certificates.issue(agent_id=A, csr_pem=csr_pem(new_key()), api_key=None, peer=cert)
