@@ -224,6 +224,10 @@ class Enrollment:
         if self.held is not None:
             log.warning("the approver refused certificate %s; enrolling again", self.held.serial)
         self.held = None
+        # Off the state folder too: a restarted proxy must not take it up again.
+        for path in (self._cert_path, self._key_path):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
     # --- requests ----------------------------------------------------------------------------
 

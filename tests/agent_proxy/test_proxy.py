@@ -244,6 +244,7 @@ async def test_a_certificate_the_handshake_refuses_is_dropped(
         ):
             assert beat.status != 502
         assert enrollment.held is None
+        assert not (state / "tls.crt").exists()  # a restart does not take it up again
         await call(approver, "POST", f"/api/v1/admin/agents/{AGENT}/approve", headers=admin())
         status, answer = await register(base, PLACEHOLDER)
         assert status == 200
