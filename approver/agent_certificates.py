@@ -57,8 +57,8 @@ from approver.domain.agent_certificates import (
     lifetime,
 )
 from approver.domain.credentials import sha256_hex
-from approver.domain.records import AgentRecord, AgentStatus, ControlPlaneState
-from approver.gate import INVALID_API_KEY, MISSING_API_KEY, NOT_ACTIVE, GateRefusal
+from approver.domain.records import AgentRecord
+from approver.gate import INVALID_API_KEY, MISSING_API_KEY, GateRefusal, require_active
 from approver.store import Store
 from bootstrap_token import AuditSink
 
@@ -171,12 +171,7 @@ class AgentCertificates:
             raise GateRefusal(
                 403, INVALID_API_KEY, "the key is not this agent's current key", security=True
             )
-        if record.status is not AgentStatus.ACTIVE:
-            raise GateRefusal(
-                403, NOT_ACTIVE, f"the agent is {record.status.value}: {record.reason}"
-            )
-        if self.policy.control_plane and record.control_plane is not ControlPlaneState.APPROVED:
-            raise GateRefusal(403, NOT_ACTIVE, "the agent is not approved in the control plane yet")
+        require_active(record, control_plane=self.policy.control_plane)
         return record
 
     async def check_certificate(

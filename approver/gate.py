@@ -49,6 +49,19 @@ NOT_ACTIVE = "agent_not_active"
 CERTIFICATE_REQUIRED = "client_certificate_required"
 
 
+def require_active(record: AgentRecord, *, control_plane: bool) -> None:
+    """Refuse an agent that is not ``active`` (and, with ``control_plane``, approved there):
+    the gate's rule, shared with certificate issuance (approver.agent_certificates).
+
+    Raises:
+        GateRefusal: 403 ``agent_not_active``, with the record's status and reason.
+    """
+    if record.status is not AgentStatus.ACTIVE:
+        raise GateRefusal(403, NOT_ACTIVE, f"the agent is {record.status.value}: {record.reason}")
+    if control_plane and record.control_plane is not ControlPlaneState.APPROVED:
+        raise GateRefusal(403, NOT_ACTIVE, "the agent is not approved in the control plane yet")
+
+
 class GateRefusal(Exception):
     """The request may not pass. ``status`` (401/403), ``code`` and a human ``message``; the
     message never holds the presented value."""
@@ -138,12 +151,7 @@ class AgentGate:
                 "the key is not this agent's current key (register to get one)",
                 security=True,
             )
-        if record.status is not AgentStatus.ACTIVE:
-            raise GateRefusal(
-                403, NOT_ACTIVE, f"the agent is {record.status.value}: {record.reason}"
-            )
-        if record.control_plane is not ControlPlaneState.APPROVED:
-            raise GateRefusal(403, NOT_ACTIVE, "the agent is not approved in the control plane yet")
+        require_active(record, control_plane=True)
         return GatePass(record=record, key_digest=digest, serial=serial)
 
     async def still_authorized(

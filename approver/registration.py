@@ -58,8 +58,6 @@ from typing import Any
 
 import jwt
 
-from approver.agent_certs.records import RevokedReason
-from approver.agent_certs.repository import revoke_agent
 from approver.audit.sampling import LineSampler, WindowBudget
 from approver.domain.agent_keys import key_digest, new_agent_key
 from approver.domain.binding import (
@@ -102,7 +100,7 @@ from approver.domain.lifecycle import LifecycleEvent, allowed, apply, first_appr
 from approver.domain.pending_limits import PendingLimited, limited_decision
 from approver.domain.ports import CredentialVerifier
 from approver.domain.quota import QuotaUsage, lock_key
-from approver.domain.records import AgentRecord, AgentStatus, ControlPlaneState, TokenUse
+from approver.domain.records import AgentRecord, ControlPlaneState, TokenUse
 from approver.domain.requests import RegistrationRequest
 from approver.domain.sync_plan import (
     CONTROL_PLANE_UNAVAILABLE,
@@ -119,6 +117,7 @@ from approver.domain.workloads import (
 from approver.pending_limits.gate import Admission, PendingGate
 from approver.store import Store, StoreConflict, StoreUnavailable, Transaction
 from approver.store.batcher import WriteBatcher
+from approver.transitions import end_certificates
 from bootstrap_token import (
     AuditEvent,
     AuditSink,
@@ -543,7 +542,7 @@ class Registrar:
                     control_plane_at=at,
                 )
                 await tx.update_agent(record)
-                await _end_certificates(tx, existing, record, at=at, actor=actor, rebound=False)
+                await end_certificates(tx, existing, record, at=at, actor=actor)
             registration = Registration(decision=decision, agent=record)
             stored = await tx.append_audit(
                 _event(
@@ -825,34 +824,10 @@ class Registrar:
             # After ``apply``: a re-bind clears the old key's hash, the new one replaces it.
             record = replace(record, **_key_fields(key, at))
         await tx.update_agent(record)
-        await _end_certificates(
+        await end_certificates(
             tx, existing, record, at=at, actor=actor, rebound=effect is Effect.REBIND
         )
         return record
-
-
-async def _end_certificates(
-    tx: Transaction,
-    existing: AgentRecord,
-    record: AgentRecord,
-    *,
-    at: datetime,
-    actor: str,
-    rebound: bool,
-) -> None:
-    """Revoke an active agent's live client certificates for good when it stops being active
-    (``agent_inactive``) or is bound to another credential or pod (``agent_rebound``: its
-    old key is replaced too), as :func:`approver.transitions.write_transition` does for the
-    other use cases. One UPDATE, only on those rare paths."""
-    if existing.status is not AgentStatus.ACTIVE:
-        return
-    if record.status is not AgentStatus.ACTIVE:
-        reason = RevokedReason.AGENT_INACTIVE
-    elif rebound:
-        reason = RevokedReason.AGENT_REBOUND
-    else:
-        return
-    await revoke_agent(tx.connection, existing.agent_id, at=at, reason=reason, by=actor)
 
 
 class _KeyNeeded(Exception):

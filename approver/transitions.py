@@ -25,6 +25,30 @@ from approver.store import Transaction
 from bootstrap_token import AuditEvent
 
 
+async def end_certificates(
+    tx: Transaction,
+    before: AgentRecord,
+    after: AgentRecord,
+    *,
+    at: datetime,
+    actor: str,
+    rebound: bool = False,
+) -> list[str]:
+    """Revoke an active agent's live client certificates for good, in ``tx``, when the change
+    ``before`` -> ``after`` takes it out of ``active`` (``agent_inactive``) or, with
+    ``rebound``, binds it to another credential or pod (``agent_rebound``: its old key goes
+    too). The serials revoked; none (and no statement) otherwise."""
+    if before.status is not AgentStatus.ACTIVE:
+        return []
+    if after.status is not AgentStatus.ACTIVE:
+        reason = RevokedReason.AGENT_INACTIVE
+    elif rebound:
+        reason = RevokedReason.AGENT_REBOUND
+    else:
+        return []
+    return await revoke_agent(tx.connection, before.agent_id, at=at, reason=reason, by=actor)
+
+
 async def write_transition(
     tx: Transaction,
     record: AgentRecord,
@@ -67,12 +91,9 @@ async def write_transition(
     await tx.update_agent(changed)
     if message is None:
         message = f"from={record.status.value}"
-    if record.status is AgentStatus.ACTIVE and changed.status is not AgentStatus.ACTIVE:
-        revoked = await revoke_agent(
-            tx.connection, record.agent_id, at=at, reason=RevokedReason.AGENT_INACTIVE, by=actor
-        )
-        if revoked:
-            message += f" certificates_revoked={len(revoked)}"
+    revoked = await end_certificates(tx, record, changed, at=at, actor=actor)
+    if revoked:
+        message += f" certificates_revoked={len(revoked)}"
     stored = await tx.append_audit(
         record_event(
             event=audit_event,

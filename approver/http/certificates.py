@@ -34,6 +34,7 @@ from cryptography import x509
 from approver.agent_certificates import AgentCertificates, RateLimited, certificate_of
 from approver.agent_certs.records import CertificateRow
 from approver.domain.agent_certificates import CsrRefused
+from approver.domain.credentials import API_KEY_HEADER as KEY_HEADER
 from approver.domain.requests import BadRequest, check_agent_id
 from approver.gate import GateRefusal
 from approver.http.app_keys import ADMIN_TOKENS_KEY, AUDIT_KEY
@@ -45,7 +46,6 @@ REVOKED_PATH = "/api/v1/agent-certificates/revoked"
 CRL_PATH = "/api/v1/agent-certificates/crl"
 ADMIN_LIST_PATH = "/api/v1/admin/agents/{agent_id}/certificates"
 ADMIN_REVOKE_PATH = "/api/v1/admin/agent-certificates/{serial}/revoke"
-KEY_HEADER = "X-Agent-API-Key"
 
 CERTIFICATES_KEY = web.AppKey("agent_certificates", AgentCertificates)
 
